@@ -1,0 +1,107 @@
+# mote's PVH entry: the loader jumps here in 32-bit protected mode, paging
+# off, ebx = physical address of hvm_start_info (xen docs/misc/pvh.pandoc).
+#
+# Under a nested software KVM every instruction before paging is emulated
+# one at a time (~2 us each), so this stub does only what the CPU mode
+# demands: the page tables are prepared at assembly time, .bss is zeroed and
+# everything else is done in 64-bit mode.
+
+    .pushsection .note.Xen, "a", @note
+    .balign 4
+    .long 4                         # namesz: "Xen\0"
+    .long 4                         # descsz: a 32-bit physical address
+    .long {note_type}               # XEN_ELFNOTE_PHYS32_ENTRY
+    .asciz "Xen"
+    .long pvh_entry
+    .popsection
+
+    .pushsection .text.pvh_entry, "ax"
+    .code32
+    .global pvh_entry
+pvh_entry:
+    rdtsc                           # the very first instruction: boot's t0
+    mov %eax, %esi
+    mov %edx, %edi
+    # qboot leaves its ROM GDT and the real-mode IVT (base 0, limit 0xffff)
+    # in GDTR/IDTR: load ours before anything can fault. The IDT is empty,
+    # so a fault here triple-faults (QEMU -no-reboot exits) rather than
+    # jumping through real-mode vectors.
+    lgdt pvh_gdt_descriptor
+    lidt pvh_null_idt_descriptor
+    mov $pvh_pml4, %eax
+    mov %eax, %cr3
+    mov ${cr4_pae}, %eax
+    mov %eax, %cr4
+    mov ${msr_efer}, %ecx
+    rdmsr
+    or ${efer_lme}, %eax
+    wrmsr
+    mov %cr0, %eax
+    or ${cr0_pg_wp}, %eax
+    mov %eax, %cr0
+    ljmp ${code_selector}, $pvh_entry64
+
+    .code64
+pvh_entry64:
+    mov ${data_selector}, %eax
+    mov %eax, %ds
+    mov %eax, %es
+    mov %eax, %ss
+    xor %eax, %eax
+    mov %eax, %fs
+    mov %eax, %gs
+    mov %esi, %r12d                 # entry TSC, low half
+    mov %edi, %r13d                 # entry TSC, high half
+    lea __bss_start(%rip), %rdi
+    lea __bss_end(%rip), %rcx
+    sub %rdi, %rcx
+    shr $3, %rcx                    # linker.ld asserts 8-byte alignment
+    rep stosq                       # eax is 0
+    lea ({stack} + {stack_size})(%rip), %rsp
+    xor %ebp, %ebp
+    mov %ebx, %edi                  # arg 0: start_info physical address
+    shl $32, %r13
+    or %r12, %r13
+    mov %r13, %rsi                  # arg 1: entry TSC
+    call {rust_entry}
+    ud2
+    .popsection
+
+    .pushsection .rodata.pvh_gdt, "a"
+    .balign 16
+pvh_gdt:
+    .quad 0
+    .quad {gdt_code64}
+    .quad {gdt_data}
+pvh_gdt_end:
+pvh_gdt_descriptor:
+    .word pvh_gdt_end - pvh_gdt - 1
+    .long pvh_gdt
+pvh_null_idt_descriptor:
+    .word 0
+    .long 0
+    .popsection
+
+    # Identity map of the first 4 GiB with 2 MiB pages: RAM below 3 GiB and
+    # the MMIO window (virtio-mmio 0xfeb00000, IOAPIC 0xfec00000, LAPIC
+    # 0xfee00000). The kernel maps RAM above 4 GiB itself.
+    .pushsection .data.pvh_page_tables, "aw"
+    .balign 4096
+    .global pvh_pml4
+pvh_pml4:
+    .quad pvh_pdpt + 0x3            # present, writable
+    .fill 511, 8, 0
+    .global pvh_pdpt
+pvh_pdpt:
+    .quad pvh_pd + 0x0000 + 0x3
+    .quad pvh_pd + 0x1000 + 0x3
+    .quad pvh_pd + 0x2000 + 0x3
+    .quad pvh_pd + 0x3000 + 0x3
+    .fill 508, 8, 0
+pvh_pd:
+    .set pvh_page, 0
+    .rept 2048
+    .quad (pvh_page << 21) | 0x83   # present, writable, 2 MiB page
+    .set pvh_page, pvh_page + 1
+    .endr
+    .popsection

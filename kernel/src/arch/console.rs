@@ -1,0 +1,108 @@
+//! COM1 console behind the `log` facade.
+//!
+//! Until the ready mark, output is kept in RAM ([`LogBuffer`]): each serial
+//! byte is a VM exit, and none may slow the boot being measured. `go_live`
+//! flushes it; a crash flushes it first.
+
+use core::fmt::{self, Write};
+use core::sync::atomic::{AtomicBool, Ordering};
+
+use spin::Mutex;
+use uart_16550::SerialPort;
+
+use crate::log_buffer::LogBuffer;
+
+/// COM1, the port every microVM VMM emulates (QEMU isa-serial, Firecracker).
+const COM1: u16 = 0x3f8;
+const BOOT_LOG_SIZE: usize = 32 * 1024;
+
+static SERIAL: Mutex<Option<SerialPort>> = Mutex::new(None);
+static BOOT_LOG: Mutex<LogBuffer<BOOT_LOG_SIZE>> = Mutex::new(LogBuffer::new());
+static LIVE: AtomicBool = AtomicBool::new(false);
+static LOGGER: Console = Console;
+
+struct Console;
+
+impl log::Log for Console {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        metadata.level() <= log::max_level()
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        if self.enabled(record.metadata()) {
+            let level = match record.level() {
+                log::Level::Error => "ERROR",
+                log::Level::Warn => "WARN ",
+                log::Level::Info => "INFO ",
+                log::Level::Debug => "DEBUG",
+                log::Level::Trace => "TRACE",
+            };
+            print(format_args!("[{level}] {}\n", record.args()));
+        }
+    }
+
+    fn flush(&self) {}
+}
+
+/// Installs the logger with the level the command line asked for.
+pub fn init(level: log::LevelFilter) {
+    // Fails only if called twice; the first logger stays.
+    let _ = log::set_logger(&LOGGER);
+    log::set_max_level(level);
+}
+
+/// Prints, to the boot buffer before the ready mark and to COM1 after.
+pub fn print(args: fmt::Arguments<'_>) {
+    if LIVE.load(Ordering::Acquire) {
+        with_serial(|serial| {
+            let _ = serial.write_fmt(args);
+        });
+    } else {
+        let _ = BOOT_LOG.lock().write_fmt(args);
+    }
+}
+
+/// Flushes the boot buffer and sends everything straight to COM1 from now on.
+pub fn go_live() {
+    let mut log = BOOT_LOG.lock();
+    let (bytes, dropped) = log.take();
+    with_serial(|serial| {
+        bytes.iter().for_each(|&byte| serial.send(byte));
+        if dropped > 0 {
+            let _ = writeln!(serial, "[WARN ] {dropped} bytes of boot log dropped");
+        }
+    });
+    LIVE.store(true, Ordering::Release);
+}
+
+/// For the crash path: makes the console usable whatever state it was in
+/// (a panic may strike while a lock is held), then goes live.
+pub fn recover_for_crash() {
+    // SAFETY: called only on the crash path, after which nothing that held
+    // these locks runs again; one CPU, interrupts off.
+    unsafe {
+        SERIAL.force_unlock();
+        BOOT_LOG.force_unlock();
+    }
+    go_live();
+}
+
+fn with_serial(f: impl FnOnce(&mut SerialPort)) {
+    let mut serial = SERIAL.lock();
+    let port = serial.get_or_insert_with(|| {
+        // SAFETY: COM1 is a 16550 at 0x3f8 on every supported VMM, and this
+        // is its only user.
+        let mut port = unsafe { SerialPort::new(COM1) };
+        port.init();
+        port
+    });
+    f(port);
+}
+
+/// `println!` for the boot report and crash messages.
+#[macro_export]
+macro_rules! console_println {
+    ($($arg:tt)*) => {
+        $crate::arch::console::print(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}

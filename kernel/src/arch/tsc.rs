@@ -1,0 +1,222 @@
+//! Finding the TSC frequency without calibrating whenever the VMM will tell:
+//! CPUID 0x40000010, then kvmclock, then CPUID 0x15/0x16, and only then a
+//! short PIT measurement.
+
+use core::arch::asm;
+
+use super::cpu;
+use crate::tsc_frequency::{self, Source};
+
+/// CPUID.1:ECX bit 31: running under a hypervisor.
+const CPUID_HYPERVISOR: u32 = 1 << 31;
+/// KVM's signature in CPUID 0x40000000 EBX/ECX/EDX.
+const KVM_SIGNATURE: [u8; 12] = *b"KVMKVMKVM\0\0\0";
+/// `KVM_FEATURE_CLOCKSOURCE2` in CPUID 0x40000001 EAX.
+const KVM_FEATURE_CLOCKSOURCE2: u32 = 1 << 3;
+/// `MSR_KVM_SYSTEM_TIME_NEW`: physical address of a pvclock area | enable.
+const MSR_KVM_SYSTEM_TIME_NEW: u32 = 0x4b56_4d01;
+
+/// PIT ports (8254). microvm has a PIT but no port 0x61 (speaker gate), so
+/// channel 2 cannot be used: channel 0 (gate tied high) is read back instead.
+const PIT_CHANNEL0: u16 = 0x40;
+const PIT_COMMAND: u16 = 0x43;
+/// Channel 0, lobyte/hibyte, mode 2 (rate generator), binary.
+const PIT_CHANNEL0_MODE2: u8 = 0b0011_0100;
+/// Channel 0 counter latch command.
+const PIT_LATCH_CHANNEL0: u8 = 0b0000_0000;
+/// 5 ms of PIT ticks: enough for 0.1 % under TCG, short enough to matter little.
+const CALIBRATION_PIT_TICKS: u16 = 5966;
+/// Give up after this many TSC cycles (> 1 s below 4 GHz): no PIT (`pit=off`).
+const CALIBRATION_GIVE_UP_CYCLES: u64 = 1 << 32;
+
+/// pvclock_vcpu_time_info (reference §4), 32 bytes, written by the host.
+#[repr(C, align(64))]
+#[derive(Clone, Copy)]
+pub struct PvclockTimeInfo {
+    pub version: u32,
+    pub pad0: u32,
+    pub tsc_timestamp: u64,
+    pub system_time: u64,
+    pub tsc_to_system_mul: u32,
+    pub tsc_shift: i8,
+    pub flags: u8,
+    pub pad: [u8; 2],
+}
+
+static mut PVCLOCK: PvclockTimeInfo = PvclockTimeInfo {
+    version: 0,
+    pad0: 0,
+    tsc_timestamp: 0,
+    system_time: 0,
+    tsc_to_system_mul: 0,
+    tsc_shift: 0,
+    flags: 0,
+    pad: [0; 2],
+};
+
+/// The frequency and where it came from.
+#[derive(Clone, Copy, Debug)]
+pub struct TscFrequency {
+    pub hz: u64,
+    pub source: Source,
+}
+
+/// The hypervisor's CPUID base leaf and its maximum leaf, if there is one.
+struct Hypervisor {
+    base: u32,
+    max_leaf: u32,
+    kvm: bool,
+}
+
+fn hypervisor() -> Option<Hypervisor> {
+    if cpu::cpuid(1, 0).ecx & CPUID_HYPERVISOR == 0 {
+        return None;
+    }
+    // KVM sits at 0x40000000, or at 0x40000100 when it also emulates
+    // Hyper-V (Linux `hypervisor_cpuid_base` scans further, but each CPUID
+    // is a VM exit and no VMM mote targets goes beyond these two).
+    let read = |base: u32| {
+        let leaf = cpu::cpuid(base, 0);
+        let mut signature = [0u8; 12];
+        signature[0..4].copy_from_slice(&leaf.ebx.to_le_bytes());
+        signature[4..8].copy_from_slice(&leaf.ecx.to_le_bytes());
+        signature[8..12].copy_from_slice(&leaf.edx.to_le_bytes());
+        Hypervisor {
+            base,
+            max_leaf: leaf.eax,
+            kvm: signature == KVM_SIGNATURE,
+        }
+    };
+    let first = read(0x4000_0000);
+    if !first.kvm && first.max_leaf >= 0x4000_0100 {
+        let shifted = read(0x4000_0100);
+        if shifted.kvm {
+            return Some(shifted);
+        }
+    }
+    // A max leaf outside the base's own 256-leaf block is junk.
+    (first.max_leaf >= first.base && first.max_leaf <= first.base + 0xff).then_some(first)
+}
+
+/// Detects the TSC frequency. Never fails: the PIT is the last resort, and
+/// without a PIT `None` is returned.
+pub fn detect() -> Option<TscFrequency> {
+    let hypervisor = hypervisor();
+    if let Some(hv) = &hypervisor {
+        if hv.max_leaf >= hv.base + 0x10
+            && let Some(hz) = tsc_frequency::from_timing_leaf(cpu::cpuid(hv.base + 0x10, 0).eax)
+        {
+            return Some(TscFrequency {
+                hz,
+                source: Source::Cpuid40000010,
+            });
+        }
+        if hv.kvm && hv.max_leaf > hv.base {
+            let features = cpu::cpuid(hv.base + 1, 0).eax;
+            if features & KVM_FEATURE_CLOCKSOURCE2 != 0
+                && let Some(hz) = kvmclock_hz()
+            {
+                return Some(TscFrequency {
+                    hz,
+                    source: Source::Kvmclock,
+                });
+            }
+        }
+    }
+    let max_basic = cpu::cpuid(0, 0).eax;
+    if max_basic >= 0x15 {
+        let leaf = cpu::cpuid(0x15, 0);
+        let hz = tsc_frequency::from_leaf_15(leaf.eax, leaf.ebx, leaf.ecx).or_else(|| {
+            (max_basic >= 0x16)
+                .then(|| tsc_frequency::from_leaf_16(cpu::cpuid(0x16, 0).eax))
+                .flatten()
+        });
+        if let Some(hz) = hz {
+            return Some(TscFrequency {
+                hz,
+                source: Source::Cpuid15,
+            });
+        }
+    }
+    calibrate_with_pit().map(|hz| TscFrequency {
+        hz,
+        source: Source::Calibrated,
+    })
+}
+
+/// Registers the pvclock area and derives the frequency from it.
+fn kvmclock_hz() -> Option<u64> {
+    let area = &raw mut PVCLOCK;
+    write_msr(MSR_KVM_SYSTEM_TIME_NEW, area as u64 | 1);
+    // Version protocol: odd means the host is writing; retry until stable.
+    for _ in 0..1000 {
+        // SAFETY: the area is a static the host writes through the MSR just
+        // set; volatile reads see its updates.
+        let (before, mul, shift, after) = unsafe {
+            let version = core::ptr::read_volatile(&raw const (*area).version);
+            core::sync::atomic::fence(core::sync::atomic::Ordering::Acquire);
+            let mul = core::ptr::read_volatile(&raw const (*area).tsc_to_system_mul);
+            let shift = core::ptr::read_volatile(&raw const (*area).tsc_shift);
+            core::sync::atomic::fence(core::sync::atomic::Ordering::Acquire);
+            (
+                version,
+                mul,
+                shift,
+                core::ptr::read_volatile(&raw const (*area).version),
+            )
+        };
+        if before == after && before & 1 == 0 && before != 0 {
+            return tsc_frequency::from_pvclock(mul, shift);
+        }
+    }
+    None
+}
+
+fn write_msr(msr: u32, value: u64) {
+    // SAFETY: only called for MSRs the hypervisor advertised (kvmclock).
+    unsafe {
+        asm!("wrmsr", in("ecx") msr, in("eax") value as u32, in("edx") (value >> 32) as u32,
+             options(nostack, preserves_flags));
+    }
+}
+
+/// Counts TSC cycles while PIT channel 0 counts down 5 ms.
+///
+/// Every sample is a (TSC, count) pair read back to back by the same loop
+/// body, so the start and end marks cost the same: under TCG, code run for
+/// the first time is translated first (~25 us), which skewed a separate
+/// start-of-window read by 0.5 %.
+fn calibrate_with_pit() -> Option<u64> {
+    cpu::outb(PIT_COMMAND, PIT_CHANNEL0_MODE2);
+    cpu::outb(PIT_CHANNEL0, 0xff);
+    cpu::outb(PIT_CHANNEL0, 0xff);
+    let give_up = cpu::rdtsc().wrapping_add(CALIBRATION_GIVE_UP_CYCLES);
+    let initial = read_pit_channel0();
+    // The window opens on the first tick edge after the count was loaded.
+    let mut start: Option<(u64, u16)> = None;
+    loop {
+        let tsc = cpu::rdtsc();
+        let count = read_pit_channel0();
+        if tsc > give_up {
+            return None;
+        }
+        match start {
+            None if count != initial => start = Some((tsc, count)),
+            None => {}
+            Some((start_tsc, start_count)) => {
+                let elapsed = start_count.wrapping_sub(count);
+                // Mode 2 reloads at 1; a reload shows as a huge `elapsed`.
+                if (CALIBRATION_PIT_TICKS..0x8000).contains(&elapsed) {
+                    return tsc_frequency::from_pit(tsc - start_tsc, u64::from(elapsed));
+                }
+            }
+        }
+    }
+}
+
+fn read_pit_channel0() -> u16 {
+    cpu::outb(PIT_COMMAND, PIT_LATCH_CHANNEL0);
+    let low = cpu::inb(PIT_CHANNEL0);
+    let high = cpu::inb(PIT_CHANNEL0);
+    u16::from_le_bytes([low, high])
+}

@@ -1,0 +1,3 @@
+//! Physical memory management.
+
+pub mod frames;
