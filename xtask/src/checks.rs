@@ -1,0 +1,254 @@
+//! Assertions a boot test makes about the serial output and the boot report.
+
+use std::fmt;
+
+use regex::Regex;
+
+use crate::report::BootReport;
+
+/// A custom assertion: `Err` carries the reason it failed.
+pub type CheckFn = fn(&[String], &BootReport) -> Result<(), String>;
+
+/// One assertion about a boot. Regexes apply to single lines.
+#[derive(Clone)]
+pub enum Check {
+    /// Some output line is exactly this text.
+    LineEquals(String),
+    /// Some output line matches.
+    LineMatches(Regex),
+    /// No output line matches.
+    NoLineMatches(Regex),
+    /// Some output line contains this text.
+    Contains(String),
+    /// No output line contains this text.
+    NotContains(String),
+    /// The reported command line is exactly this.
+    CmdlineEquals(String),
+    /// The reported command line contains this.
+    CmdlineContains(String),
+    /// The reported usable memory lies in `min..=max` bytes.
+    UsableMemoryBetween { min: u64, max: u64 },
+    /// The report lists a module with this index and size.
+    ModuleSize { index: u32, size: u64 },
+    /// The last `mote: ` line is exactly this text.
+    LastReportLine(String),
+    /// Anything else; `description` names it in failure messages.
+    Custom {
+        description: &'static str,
+        check: CheckFn,
+    },
+}
+
+impl Check {
+    /// `LineMatches` for a regex literal; panics on a malformed regex (a bug in the table).
+    pub fn line_matches(pattern: &str) -> Self {
+        Check::LineMatches(compile(pattern))
+    }
+
+    pub fn no_line_matches(pattern: &str) -> Self {
+        Check::NoLineMatches(compile(pattern))
+    }
+
+    pub fn line_equals(line: impl Into<String>) -> Self {
+        Check::LineEquals(line.into())
+    }
+
+    pub fn contains(text: impl Into<String>) -> Self {
+        Check::Contains(text.into())
+    }
+
+    pub fn not_contains(text: impl Into<String>) -> Self {
+        Check::NotContains(text.into())
+    }
+
+    pub fn cmdline_equals(cmdline: impl Into<String>) -> Self {
+        Check::CmdlineEquals(cmdline.into())
+    }
+
+    pub fn cmdline_contains(text: impl Into<String>) -> Self {
+        Check::CmdlineContains(text.into())
+    }
+
+    pub fn last_report_line(line: impl Into<String>) -> Self {
+        Check::LastReportLine(line.into())
+    }
+
+    /// `Ok` if the assertion holds for `output` and its parsed `report`.
+    pub fn evaluate(&self, output: &[String], report: &BootReport) -> Result<(), String> {
+        let any_line = |predicate: &dyn Fn(&str) -> bool| output.iter().any(|line| predicate(line));
+        let holds = match self {
+            Check::LineEquals(expected) => any_line(&|line| line == expected),
+            Check::LineMatches(pattern) => any_line(&|line| pattern.is_match(line)),
+            Check::NoLineMatches(pattern) => {
+                return match output.iter().find(|line| pattern.is_match(line)) {
+                    Some(line) => Err(format!("{self}, but found {line:?}")),
+                    None => Ok(()),
+                };
+            }
+            Check::Contains(text) => any_line(&|line| line.contains(text.as_str())),
+            Check::NotContains(text) => {
+                return match output.iter().find(|line| line.contains(text.as_str())) {
+                    Some(line) => Err(format!("{self}, but found {line:?}")),
+                    None => Ok(()),
+                };
+            }
+            Check::CmdlineEquals(expected) => {
+                return match report.cmdline_text() {
+                    Some(actual) if actual == *expected => Ok(()),
+                    Some(actual) => Err(format!("{self}, but it is {actual:?}")),
+                    None => Err(format!("{self}, but there is no start_info line")),
+                };
+            }
+            Check::CmdlineContains(text) => {
+                return match report.cmdline_text() {
+                    Some(actual) if actual.contains(text.as_str()) => Ok(()),
+                    Some(actual) => Err(format!("{self}, but it is {actual:?}")),
+                    None => Err(format!("{self}, but there is no start_info line")),
+                };
+            }
+            Check::UsableMemoryBetween { min, max } => {
+                return match report.memory {
+                    Some(memory) if (*min..=*max).contains(&memory.usable_bytes) => Ok(()),
+                    Some(memory) => Err(format!(
+                        "{self}, but {} bytes are usable",
+                        memory.usable_bytes
+                    )),
+                    None => Err(format!("{self}, but there is no memory line")),
+                };
+            }
+            Check::ModuleSize { index, size } => report
+                .modules
+                .iter()
+                .any(|module| module.index == *index && module.size == *size),
+            Check::LastReportLine(expected) => {
+                return match report.last_line() {
+                    Some(actual) if actual == expected => Ok(()),
+                    Some(actual) => Err(format!("{self}, but it is {actual:?}")),
+                    None => Err(format!("{self}, but there are no report lines")),
+                };
+            }
+            Check::Custom { check, .. } => {
+                return check(output, report).map_err(|reason| format!("{self}: {reason}"));
+            }
+        };
+        if holds {
+            Ok(())
+        } else {
+            Err(format!("missing: {self}"))
+        }
+    }
+}
+
+fn compile(pattern: &str) -> Regex {
+    Regex::new(pattern).unwrap_or_else(|error| panic!("bad check regex {pattern:?}: {error}"))
+}
+
+impl fmt::Display for Check {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Check::LineEquals(line) => write!(formatter, "a line {line:?}"),
+            Check::LineMatches(pattern) => write!(formatter, "a line matching /{pattern}/"),
+            Check::NoLineMatches(pattern) => write!(formatter, "no line matching /{pattern}/"),
+            Check::Contains(text) => write!(formatter, "a line containing {text:?}"),
+            Check::NotContains(text) => write!(formatter, "no line containing {text:?}"),
+            Check::CmdlineEquals(cmdline) => write!(formatter, "cmdline {cmdline:?}"),
+            Check::CmdlineContains(text) => write!(formatter, "cmdline containing {text:?}"),
+            Check::UsableMemoryBetween { min, max } => {
+                write!(formatter, "usable memory in {min}..={max} bytes")
+            }
+            Check::ModuleSize { index, size } => {
+                write!(formatter, "module {index} of {size} bytes")
+            }
+            Check::LastReportLine(line) => write!(formatter, "last report line {line:?}"),
+            Check::Custom { description, .. } => formatter.write_str(description),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn output() -> Vec<String> {
+        [
+            "[INFO ] hello",
+            "mote: start_info v1 cmdline \"console=ttyS0 mote.exit=ready\"",
+            "mote: memory 200000000 bytes usable in 2 regions",
+            "mote: module 0 at 0x1000 size 77",
+            "mote: poweroff success",
+        ]
+        .map(str::to_owned)
+        .to_vec()
+    }
+
+    fn evaluate(check: Check) -> Result<(), String> {
+        let output = output();
+        let report = BootReport::parse(&output);
+        check.evaluate(&output, &report)
+    }
+
+    #[test]
+    fn line_checks() {
+        assert!(evaluate(Check::line_equals("[INFO ] hello")).is_ok());
+        assert!(evaluate(Check::line_equals("[INFO ] hell")).is_err());
+        assert!(evaluate(Check::line_matches(r"^mote: memory \d+ bytes")).is_ok());
+        assert!(evaluate(Check::line_matches(r"^mote: ready")).is_err());
+        assert!(evaluate(Check::no_line_matches(r"^\[DEBUG\]")).is_ok());
+        let error = evaluate(Check::no_line_matches(r"^\[INFO ")).unwrap_err();
+        assert!(error.contains("[INFO ] hello"), "{error}");
+        assert!(evaluate(Check::contains("bytes usable")).is_ok());
+        assert!(evaluate(Check::not_contains("PANIC")).is_ok());
+        assert!(evaluate(Check::not_contains("hello")).is_err());
+    }
+
+    #[test]
+    fn report_checks() {
+        assert!(evaluate(Check::cmdline_equals("console=ttyS0 mote.exit=ready")).is_ok());
+        let error = evaluate(Check::cmdline_equals("console=ttyS0")).unwrap_err();
+        assert!(error.contains("but it is"), "{error}");
+        assert!(evaluate(Check::cmdline_contains("mote.exit=ready")).is_ok());
+        assert!(
+            evaluate(Check::UsableMemoryBetween {
+                min: 200_000_000,
+                max: 200_000_000
+            })
+            .is_ok()
+        );
+        let error = evaluate(Check::UsableMemoryBetween { min: 1, max: 10 }).unwrap_err();
+        assert!(error.contains("200000000 bytes are usable"), "{error}");
+        assert!(evaluate(Check::ModuleSize { index: 0, size: 77 }).is_ok());
+        assert!(evaluate(Check::ModuleSize { index: 1, size: 77 }).is_err());
+        assert!(evaluate(Check::last_report_line("mote: poweroff success")).is_ok());
+        assert!(evaluate(Check::last_report_line("mote: poweroff failure")).is_err());
+    }
+
+    #[test]
+    fn report_checks_fail_without_a_report() {
+        let report = BootReport::default();
+        for check in [
+            Check::cmdline_equals("x"),
+            Check::UsableMemoryBetween {
+                min: 0,
+                max: u64::MAX,
+            },
+            Check::last_report_line("mote: poweroff success"),
+        ] {
+            assert!(check.evaluate(&[], &report).is_err(), "{check}");
+        }
+    }
+
+    #[test]
+    fn custom_checks_carry_their_description() {
+        let check = Check::Custom {
+            description: "two report lines",
+            check: |_, report| {
+                if report.lines.len() == 2 {
+                    Ok(())
+                } else {
+                    Err(format!("found {}", report.lines.len()))
+                }
+            },
+        };
+        assert_eq!(evaluate(check).unwrap_err(), "two report lines: found 4");
+    }
+}

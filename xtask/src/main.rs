@@ -1,0 +1,131 @@
+//! `cargo xtask`: build, run and test the mote kernel under QEMU microvm.
+//!
+//! This file only wires the command line to the modules that do the work.
+
+mod boot_cases;
+mod boot_tests;
+mod build;
+mod checks;
+mod deps;
+mod host_tests;
+mod images;
+mod process;
+mod qemu;
+mod report;
+mod run;
+mod test_suite;
+mod workspace;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+use crate::qemu::AccelChoice;
+
+#[derive(Parser)]
+#[command(
+    name = "xtask",
+    bin_name = "cargo xtask",
+    about = "Build, run and test the mote kernel"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Build the kernel for x86_64-unknown-none and copy it to target/kernel.
+    Build {
+        /// Build the debug profile instead of release.
+        #[arg(long)]
+        debug: bool,
+    },
+    /// Build, then boot the kernel once with a disk and a network card, serial output live.
+    Run {
+        #[arg(long, value_enum, default_value_t = AccelChoice::Auto)]
+        accel: AccelChoice,
+        /// Text added to the kernel command line `console=ttyS0 mote.exit=ready`.
+        #[arg(long)]
+        append: Option<String>,
+        /// Kill QEMU after this many seconds.
+        #[arg(long, value_name = "SECS", default_value_t = 60)]
+        timeout: u64,
+        /// Boot this prebuilt image instead of building target/kernel.
+        #[arg(long, value_name = "PATH")]
+        kernel: Option<PathBuf>,
+        /// Extra QEMU arguments, after `--`.
+        #[arg(last = true)]
+        qemu_args: Vec<String>,
+    },
+    /// Run the host unit tests, then the boot tests under QEMU.
+    Test {
+        #[arg(long, value_enum, default_value_t = AccelChoice::Tcg)]
+        accel: AccelChoice,
+        /// Run only the boot cases whose name contains this.
+        #[arg(long, value_name = "SUBSTR")]
+        filter: Option<String>,
+        /// Skip `cargo test --workspace`.
+        #[arg(long)]
+        no_host: bool,
+        /// Boot this prebuilt image instead of building target/kernel.
+        #[arg(long, value_name = "PATH")]
+        kernel: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    process::install_panic_cleanup();
+    match dispatch(Cli::parse().command) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(error) => {
+            eprintln!("xtask: error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs one task; `Ok(false)` means it ran and reported a failure.
+fn dispatch(task: Task) -> Result<bool> {
+    match task {
+        Task::Build { debug } => {
+            deps::ensure_rust_target()?;
+            let profile = if debug {
+                build::Profile::Debug
+            } else {
+                build::Profile::Release
+            };
+            let kernel = build::build_kernel(profile)?;
+            println!("{}", kernel.display());
+            Ok(true)
+        }
+        Task::Run {
+            accel,
+            append,
+            timeout,
+            kernel,
+            qemu_args,
+        } => run::run(run::RunOptions {
+            accel,
+            append,
+            timeout: Duration::from_secs(timeout),
+            kernel,
+            qemu_args,
+        }),
+        Task::Test {
+            accel,
+            filter,
+            no_host,
+            kernel,
+        } => test_suite::test(test_suite::TestOptions {
+            accel,
+            filter,
+            no_host,
+            kernel,
+        }),
+    }
+}

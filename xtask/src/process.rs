@@ -1,0 +1,358 @@
+//! Child processes that can neither hang xtask nor outlive it.
+//!
+//! Every child runs under a hard timeout (polled with `try_wait`, then killed
+//! and reaped) and inside a [`ChildGuard`] that kills it on drop. The workspace
+//! builds with `panic = "abort"`, so `Drop` does not run on a panic: the panic
+//! hook from [`install_panic_cleanup`] kills every child still registered.
+//! Ctrl-C in a terminal reaches QEMU directly (same process group), and QEMU
+//! quits on SIGINT.
+//!
+//! Output is read on one thread per pipe; the threads end at end-of-file,
+//! which the kernel delivers when the child dies, and the waiting side gives
+//! them a short grace period instead of joining them, so a pipe inherited by
+//! some grandchild cannot hang us either.
+
+use std::io::{self, BufRead, BufReader, Read};
+use std::os::unix::process::ExitStatusExt;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, RecvTimeoutError, Sender};
+use std::sync::{Mutex, PoisonError, TryLockError};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+
+/// How often the runner checks whether the child has exited.
+const POLL_INTERVAL: Duration = Duration::from_millis(10);
+
+/// How long to wait for the output pipes to reach end-of-file after the child exited.
+const PIPE_DRAIN_GRACE: Duration = Duration::from_secs(2);
+
+/// PIDs of children that have been spawned and not yet reaped.
+static LIVE_CHILDREN: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+
+/// Makes a panic kill every child still running before the process aborts.
+pub fn install_panic_cleanup() {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        previous(info);
+        kill_live_children();
+    }));
+}
+
+fn kill_live_children() {
+    let pids = match LIVE_CHILDREN.try_lock() {
+        Ok(pids) => pids.clone(),
+        Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner().clone(),
+        Err(TryLockError::WouldBlock) => return,
+    };
+    for pid in pids {
+        // `kill` is immediate; without libc, the kill(1) binary is the way to
+        // signal a PID we no longer hold a `Child` for.
+        let _ = Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+fn live_children() -> std::sync::MutexGuard<'static, Vec<u32>> {
+    LIVE_CHILDREN.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Owns a running child and kills (then reaps) it when dropped.
+pub struct ChildGuard {
+    child: Child,
+    reaped: bool,
+}
+
+impl ChildGuard {
+    pub fn spawn(command: &mut Command) -> io::Result<Self> {
+        let child = command.spawn()?;
+        live_children().push(child.id());
+        Ok(Self {
+            child,
+            reaped: false,
+        })
+    }
+
+    fn take_stdout(&mut self) -> Option<std::process::ChildStdout> {
+        self.child.stdout.take()
+    }
+
+    fn take_stderr(&mut self) -> Option<std::process::ChildStderr> {
+        self.child.stderr.take()
+    }
+
+    fn try_wait(&mut self) -> io::Result<Option<ExitStatus>> {
+        let status = self.child.try_wait()?;
+        if status.is_some() {
+            self.mark_reaped();
+        }
+        Ok(status)
+    }
+
+    fn kill_and_wait(&mut self) -> io::Result<ExitStatus> {
+        // `kill` fails only if the child already exited; `wait` reaps it either way.
+        let _ = self.child.kill();
+        let status = self.child.wait()?;
+        self.mark_reaped();
+        Ok(status)
+    }
+
+    fn mark_reaped(&mut self) {
+        if !self.reaped {
+            self.reaped = true;
+            let pid = self.child.id();
+            live_children().retain(|&live| live != pid);
+        }
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        if !self.reaped {
+            let _ = self.kill_and_wait();
+        }
+    }
+}
+
+/// What to do with the child's stdout and stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    /// Share the terminal (for cargo and apt-get progress).
+    Inherit,
+    /// Capture line by line; with `echo`, also copy each line to our stdout/stderr as it arrives.
+    Capture { echo: bool },
+}
+
+/// How a child ended and what it printed.
+#[derive(Debug, Clone, Default)]
+pub struct Finished {
+    pub stdout: Vec<String>,
+    pub stderr: Vec<String>,
+    /// The exit code, `None` if the child was ended by a signal.
+    pub exit_code: Option<i32>,
+    /// The signal that ended the child, if any.
+    pub signal: Option<i32>,
+    pub elapsed: Duration,
+    /// The child was killed because it ran past its timeout.
+    pub timed_out: bool,
+}
+
+impl Finished {
+    pub fn succeeded(&self) -> bool {
+        !self.timed_out && self.exit_code == Some(0)
+    }
+
+    /// "exit code 3", "signal 9", "timed out after 30 s"; for error messages.
+    pub fn describe_end(&self, timeout: Duration) -> String {
+        if self.timed_out {
+            format!("timed out after {} s and was killed", timeout.as_secs_f64())
+        } else if let Some(code) = self.exit_code {
+            format!("exit code {code}")
+        } else if let Some(signal) = self.signal {
+            format!("killed by signal {signal}")
+        } else {
+            "unknown exit status".to_owned()
+        }
+    }
+
+    /// The last `count` lines of stdout followed by the last `count` of stderr.
+    pub fn tail(&self, count: usize) -> Vec<String> {
+        let last = |lines: &[String]| lines[lines.len().saturating_sub(count)..].to_vec();
+        let mut tail = last(&self.stdout);
+        tail.extend(
+            last(&self.stderr)
+                .into_iter()
+                .map(|line| format!("stderr: {line}")),
+        );
+        tail
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stream {
+    Stdout,
+    Stderr,
+}
+
+enum PipeEvent {
+    Line(Stream, String),
+    Closed,
+}
+
+/// Runs `command` to completion or until `timeout`, whichever comes first.
+///
+/// Stdin is always null. A timed-out child is killed and reaped, and the
+/// result says `timed_out`; that is not an `Err`, which is kept for failing
+/// to start the child at all.
+pub fn run(command: &mut Command, timeout: Duration, output: Output) -> Result<Finished> {
+    command.stdin(Stdio::null());
+    match output {
+        Output::Inherit => command.stdout(Stdio::inherit()).stderr(Stdio::inherit()),
+        Output::Capture { .. } => command.stdout(Stdio::piped()).stderr(Stdio::piped()),
+    };
+    let program = command.get_program().to_string_lossy().into_owned();
+    let start = Instant::now();
+    let mut child =
+        ChildGuard::spawn(command).with_context(|| format!("failed to start `{program}`"))?;
+
+    let (sender, receiver) = mpsc::channel();
+    let mut open_pipes = 0;
+    if let Some(stdout) = child.take_stdout() {
+        spawn_pipe_reader(stdout, Stream::Stdout, sender.clone());
+        open_pipes += 1;
+    }
+    if let Some(stderr) = child.take_stderr() {
+        spawn_pipe_reader(stderr, Stream::Stderr, sender.clone());
+        open_pipes += 1;
+    }
+    drop(sender);
+
+    let echo = matches!(output, Output::Capture { echo: true });
+    let deadline = start + timeout;
+    let mut finished = Finished::default();
+    let mut status: Option<ExitStatus> = None;
+    let mut drain_deadline = None;
+
+    loop {
+        let now = Instant::now();
+        if status.is_none() {
+            if let Some(exited) = child.try_wait()? {
+                status = Some(exited);
+            } else if now >= deadline {
+                status = Some(child.kill_and_wait()?);
+                finished.timed_out = true;
+            }
+            if status.is_some() {
+                finished.elapsed = start.elapsed();
+                drain_deadline = Some(Instant::now() + PIPE_DRAIN_GRACE);
+            }
+        }
+        if let Some(drain_deadline) = drain_deadline
+            && (open_pipes == 0 || Instant::now() >= drain_deadline)
+        {
+            break;
+        }
+        let wait = if status.is_some() {
+            POLL_INTERVAL
+        } else {
+            POLL_INTERVAL.min(deadline.saturating_duration_since(now))
+        };
+        match receiver.recv_timeout(wait) {
+            Ok(PipeEvent::Line(stream, line)) => {
+                match (stream, echo) {
+                    (Stream::Stdout, true) => println!("{line}"),
+                    (Stream::Stderr, true) => eprintln!("{line}"),
+                    _ => {}
+                }
+                match stream {
+                    Stream::Stdout => finished.stdout.push(line),
+                    Stream::Stderr => finished.stderr.push(line),
+                }
+            }
+            Ok(PipeEvent::Closed) => open_pipes -= 1,
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => open_pipes = 0,
+        }
+    }
+
+    let status = status.expect("the loop only ends after the child was reaped");
+    finished.exit_code = status.code();
+    finished.signal = status.signal();
+    Ok(finished)
+}
+
+/// Forwards `pipe` line by line (lossy UTF-8, `\r\n` or `\n` stripped) until end-of-file.
+fn spawn_pipe_reader(pipe: impl Read + Send + 'static, stream: Stream, sender: Sender<PipeEvent>) {
+    thread::spawn(move || {
+        let mut reader = BufReader::new(pipe);
+        let mut bytes = Vec::new();
+        loop {
+            bytes.clear();
+            match reader.read_until(b'\n', &mut bytes) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {
+                    let line = String::from_utf8_lossy(&bytes);
+                    let line = line.trim_end_matches('\n').trim_end_matches('\r');
+                    if sender
+                        .send(PipeEvent::Line(stream, line.to_owned()))
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            }
+        }
+        let _ = sender.send(PipeEvent::Closed);
+    });
+}
+
+/// Runs a short query (e.g. `id -u`) and returns its trimmed stdout if it exited 0.
+pub fn query(command: &mut Command, timeout: Duration) -> Result<String> {
+    let finished = run(command, timeout, Output::Capture { echo: false })?;
+    if !finished.succeeded() {
+        anyhow::bail!(
+            "`{}` failed ({}): {}",
+            command.get_program().to_string_lossy(),
+            finished.describe_end(timeout),
+            finished.stderr.join("\n")
+        );
+    }
+    Ok(finished.stdout.join("\n").trim().to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shell(script: &str) -> Command {
+        let mut command = Command::new("sh");
+        command.args(["-c", script]);
+        command
+    }
+
+    #[test]
+    fn captures_lines_and_exit_code() {
+        let finished = run(
+            &mut shell("printf 'one\\r\\ntwo\\nthree'; echo oops >&2; exit 3"),
+            Duration::from_secs(10),
+            Output::Capture { echo: false },
+        )
+        .unwrap();
+        assert_eq!(finished.stdout, ["one", "two", "three"]);
+        assert_eq!(finished.stderr, ["oops"]);
+        assert_eq!(finished.exit_code, Some(3));
+        assert!(!finished.timed_out);
+    }
+
+    #[test]
+    fn kills_a_child_that_runs_past_its_timeout() {
+        let finished = run(
+            &mut shell("echo started; exec sleep 30"),
+            Duration::from_millis(300),
+            Output::Capture { echo: false },
+        )
+        .unwrap();
+        assert!(finished.timed_out);
+        assert_eq!(finished.stdout, ["started"]);
+        assert_eq!(finished.signal, Some(9));
+        assert!(finished.elapsed < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn does_not_hang_when_a_grandchild_keeps_the_pipe_open() {
+        let start = Instant::now();
+        let finished = run(
+            &mut shell("sleep 5 & exit 0"),
+            Duration::from_secs(10),
+            Output::Capture { echo: false },
+        )
+        .unwrap();
+        assert_eq!(finished.exit_code, Some(0));
+        assert!(start.elapsed() < Duration::from_secs(4));
+    }
+}

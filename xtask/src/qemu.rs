@@ -1,0 +1,446 @@
+//! The QEMU `microvm` command line, accelerator choice and exit-code protocol.
+
+use std::fmt;
+use std::fs::OpenOptions;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use anyhow::Result;
+
+use crate::process::{self, Finished, Output};
+use crate::workspace;
+
+pub const QEMU_BINARY: &str = "qemu-system-x86_64";
+
+/// QEMU's exit status for a write of `value` to isa-debug-exit is
+/// `(value << 1) | 1` (hw/misc/debugexit.c). The kernel writes 0x10 for
+/// success and 0x11 for failure.
+pub const DEBUG_EXIT_SUCCESS: i32 = (0x10 << 1) | 1;
+pub const DEBUG_EXIT_FAILURE: i32 = (0x11 << 1) | 1;
+
+/// The isa-debug-exit device at the port the kernel writes (0xf4, 4 bytes wide;
+/// QEMU's default would be 0x501/2).
+const DEBUG_EXIT_DEVICE: &str = "isa-debug-exit,iobase=0xf4,iosize=4";
+
+/// microvm trimmed as in the NetBSD MICROVM example: no option ROMs, no ACPI,
+/// no legacy PIC, an RTC even under KVM.
+const MICROVM_NO_ACPI: &str = "microvm,x-option-roms=off,rtc=on,acpi=off,pic=off";
+
+const DEFAULT_MEMORY: &str = "256M";
+
+/// The CPU model under KVM (see `Accel::arguments`).
+pub const KVM_CPU: &str = "host,+invtsc,-arch-capabilities";
+
+/// The accelerator the user asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AccelChoice {
+    /// KVM if /dev/kvm is usable and a probe boot succeeds, else TCG.
+    Auto,
+    /// KVM (`-cpu host,+invtsc,-arch-capabilities`).
+    Kvm,
+    /// QEMU's emulator (`-cpu max`); works everywhere.
+    Tcg,
+}
+
+/// The accelerator QEMU will run with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accel {
+    Kvm,
+    Tcg,
+}
+
+impl Accel {
+    fn arguments(self) -> [&'static str; 4] {
+        match self {
+            // invtsc lets the guest trust the TSC; with KVM, `host` also
+            // exposes the CPUID 0x40000010 timing leaf. Some nested KVMs
+            // (this workplace's) cannot set MSR 0x10a (ARCH_CAPABILITIES)
+            // and QEMU aborts; mote never reads it, so it is hidden.
+            Accel::Kvm => ["-accel", "kvm", "-cpu", KVM_CPU],
+            Accel::Tcg => ["-accel", "tcg", "-cpu", "max"],
+        }
+    }
+}
+
+impl fmt::Display for Accel {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str(match self {
+            Accel::Kvm => "kvm",
+            Accel::Tcg => "tcg",
+        })
+    }
+}
+
+/// Which microvm configuration to start from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Machine {
+    /// The tuned base line: `acpi=off`, 256 MiB, isa-debug-exit, `-no-user-config`.
+    MicrovmNoAcpi,
+    /// A plain `-M microvm` with QEMU's defaults (ACPI on, no isa-debug-exit),
+    /// as a user would type it; the kernel powers off through ACPI and QEMU exits 0.
+    MicrovmDefaults,
+}
+
+/// Builds one QEMU invocation.
+#[derive(Debug, Clone)]
+pub struct QemuCommand {
+    machine: Machine,
+    accel: Accel,
+    memory: Option<String>,
+    kernel: PathBuf,
+    append: String,
+    extra: Vec<String>,
+}
+
+impl QemuCommand {
+    pub fn new(machine: Machine, accel: Accel, kernel: &Path) -> Self {
+        Self {
+            machine,
+            accel,
+            memory: match machine {
+                Machine::MicrovmNoAcpi => Some(DEFAULT_MEMORY.to_owned()),
+                Machine::MicrovmDefaults => None,
+            },
+            kernel: workspace::relative_to_root(kernel),
+            append: String::new(),
+            extra: Vec::new(),
+        }
+    }
+
+    /// Guest RAM in QEMU's `-m` syntax (`16M`, `6G`).
+    pub fn memory(mut self, size: &str) -> Self {
+        self.memory = Some(size.to_owned());
+        self
+    }
+
+    /// The kernel command line (`-append`).
+    pub fn append(mut self, cmdline: &str) -> Self {
+        self.append = cmdline.to_owned();
+        self
+    }
+
+    /// Further QEMU arguments, placed after everything else.
+    pub fn args<S: AsRef<str>>(mut self, arguments: impl IntoIterator<Item = S>) -> Self {
+        self.extra.extend(
+            arguments
+                .into_iter()
+                .map(|argument| argument.as_ref().to_owned()),
+        );
+        self
+    }
+
+    /// A raw disk image as a virtio-blk device on a virtio-mmio transport.
+    pub fn virtio_blk(self, image: &Path, id: &str) -> Self {
+        let image = workspace::relative_to_root(image);
+        self.args([
+            "-drive".to_owned(),
+            format!("file={},format=raw,if=none,id={id}", image.display()),
+            "-device".to_owned(),
+            format!("virtio-blk-device,drive={id}"),
+        ])
+    }
+
+    /// A user-mode (slirp) network as a virtio-net device.
+    pub fn virtio_net_user(self, id: &str) -> Self {
+        self.args([
+            "-netdev".to_owned(),
+            format!("user,id={id}"),
+            "-device".to_owned(),
+            format!("virtio-net-device,netdev={id}"),
+        ])
+    }
+
+    /// The arguments after the program name.
+    pub fn arguments(&self) -> Vec<String> {
+        let mut arguments: Vec<String> = Vec::new();
+        let mut push = |items: &[&str]| arguments.extend(items.iter().map(|&item| item.to_owned()));
+        let kernel = self.kernel.to_string_lossy();
+        match self.machine {
+            Machine::MicrovmNoAcpi => {
+                push(&["-M", MICROVM_NO_ACPI]);
+                push(&self.accel.arguments());
+                if let Some(memory) = &self.memory {
+                    push(&["-m", memory]);
+                }
+                push(&[
+                    "-nodefaults",
+                    "-no-user-config",
+                    "-display",
+                    "none",
+                    "-serial",
+                    "stdio",
+                    "-no-reboot",
+                    "-device",
+                    DEBUG_EXIT_DEVICE,
+                    "-kernel",
+                    &kernel,
+                    "-append",
+                    &self.append,
+                ]);
+            }
+            Machine::MicrovmDefaults => {
+                push(&["-M", "microvm"]);
+                push(&self.accel.arguments());
+                if let Some(memory) = &self.memory {
+                    push(&["-m", memory]);
+                }
+                push(&[
+                    "-kernel",
+                    &kernel,
+                    "-nodefaults",
+                    "-serial",
+                    "stdio",
+                    "-display",
+                    "none",
+                    "-no-reboot",
+                    "-append",
+                    &self.append,
+                ]);
+            }
+        }
+        arguments.extend(self.extra.iter().cloned());
+        arguments
+    }
+
+    /// A `Command` that runs QEMU in the workspace root (paths are relative to it).
+    pub fn command(&self) -> Command {
+        let mut command = Command::new(QEMU_BINARY);
+        command
+            .current_dir(workspace::root())
+            .args(self.arguments());
+        command
+    }
+
+    /// One shell line to paste into a terminal in the workspace root.
+    pub fn command_line(&self) -> String {
+        std::iter::once(QEMU_BINARY.to_owned())
+            .chain(
+                self.arguments()
+                    .iter()
+                    .map(|argument| shell_quote(argument)),
+            )
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    /// Boots and waits at most `timeout`; with `echo`, serial output is copied live.
+    pub fn run(&self, timeout: Duration, echo: bool) -> Result<Finished> {
+        process::run(&mut self.command(), timeout, Output::Capture { echo })
+    }
+}
+
+/// Quotes `argument` for a POSIX shell unless it is made of plainly safe characters.
+pub fn shell_quote(argument: &str) -> String {
+    let plain =
+        |character: char| character.is_ascii_alphanumeric() || "_-+=,.:/@%".contains(character);
+    if !argument.is_empty() && argument.chars().all(plain) {
+        argument.to_owned()
+    } else {
+        format!("'{}'", argument.replace('\'', r"'\''"))
+    }
+}
+
+/// How the guest ended, read from QEMU's exit status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PowerOff {
+    /// isa-debug-exit with the success value (QEMU exit 33).
+    Success,
+    /// isa-debug-exit with the failure value (QEMU exit 35).
+    Failure,
+    /// Anything else: another exit code, a signal, or our timeout.
+    Abnormal(String),
+}
+
+impl PowerOff {
+    pub fn from_exit(finished: &Finished, timeout: Duration) -> Self {
+        if finished.timed_out {
+            return PowerOff::Abnormal(format!(
+                "QEMU did not exit within {} s and was killed",
+                timeout.as_secs_f64()
+            ));
+        }
+        match finished.exit_code {
+            Some(DEBUG_EXIT_SUCCESS) => PowerOff::Success,
+            Some(DEBUG_EXIT_FAILURE) => PowerOff::Failure,
+            Some(0) => PowerOff::Abnormal(format!(
+                "QEMU exited with code 0, not {DEBUG_EXIT_SUCCESS} (kernel success) or \
+                 {DEBUG_EXIT_FAILURE} (kernel failure): an ACPI power-off, a triple \
+                 fault under -no-reboot, or QEMU told to quit"
+            )),
+            Some(code) => PowerOff::Abnormal(format!(
+                "QEMU exited with code {code}, which is neither {DEBUG_EXIT_SUCCESS} \
+                 (kernel success) nor {DEBUG_EXIT_FAILURE} (kernel failure)"
+            )),
+            None => PowerOff::Abnormal(match finished.signal {
+                Some(signal) => format!("QEMU was killed by signal {signal}"),
+                None => "QEMU ended without an exit code".to_owned(),
+            }),
+        }
+    }
+
+    pub fn is_success(&self) -> bool {
+        *self == PowerOff::Success
+    }
+}
+
+impl fmt::Display for PowerOff {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PowerOff::Success => write!(
+                formatter,
+                "kernel powered off with success (QEMU exit {DEBUG_EXIT_SUCCESS})"
+            ),
+            PowerOff::Failure => write!(
+                formatter,
+                "kernel powered off with failure (QEMU exit {DEBUG_EXIT_FAILURE})"
+            ),
+            PowerOff::Abnormal(reason) => formatter.write_str(reason),
+        }
+    }
+}
+
+/// How long the KVM probe boot may take.
+const KVM_PROBE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Turns the user's choice into an accelerator. `Auto` probes KVM once per
+/// process by booting `kernel` with `mote.exit=ready` (this machine's KVM is
+/// nested and cannot run every guest, so /dev/kvm alone proves nothing).
+pub fn resolve_accel(choice: AccelChoice, kernel: &Path) -> Accel {
+    static AUTO: OnceLock<Accel> = OnceLock::new();
+    match choice {
+        AccelChoice::Kvm => Accel::Kvm,
+        AccelChoice::Tcg => Accel::Tcg,
+        AccelChoice::Auto => *AUTO.get_or_init(|| {
+            let (accel, reason) = probe_kvm(kernel);
+            println!("xtask: --accel auto chose {accel}: {reason}");
+            accel
+        }),
+    }
+}
+
+fn probe_kvm(kernel: &Path) -> (Accel, String) {
+    if OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .is_err()
+    {
+        return (
+            Accel::Tcg,
+            "/dev/kvm is not readable and writable".to_owned(),
+        );
+    }
+    let probe = QemuCommand::new(Machine::MicrovmNoAcpi, Accel::Kvm, kernel)
+        .append("console=ttyS0 mote.exit=ready");
+    match probe.run(KVM_PROBE_TIMEOUT, false) {
+        Ok(finished) => match PowerOff::from_exit(&finished, KVM_PROBE_TIMEOUT) {
+            PowerOff::Success => (
+                Accel::Kvm,
+                format!(
+                    "a probe boot under KVM succeeded in {:.2} s",
+                    finished.elapsed.as_secs_f64()
+                ),
+            ),
+            outcome => {
+                let detail = finished
+                    .stderr
+                    .last()
+                    .map(|line| format!(" ({line})"))
+                    .unwrap_or_default();
+                (
+                    Accel::Tcg,
+                    format!("a probe boot under KVM failed: {outcome}{detail}"),
+                )
+            }
+        },
+        Err(error) => (
+            Accel::Tcg,
+            format!("could not start the KVM probe: {error:#}"),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn finished(exit_code: Option<i32>, timed_out: bool) -> Finished {
+        Finished {
+            exit_code,
+            timed_out,
+            signal: if exit_code.is_none() { Some(9) } else { None },
+            ..Finished::default()
+        }
+    }
+
+    #[test]
+    fn maps_debug_exit_codes() {
+        let timeout = Duration::from_secs(30);
+        assert_eq!(
+            PowerOff::from_exit(&finished(Some(33), false), timeout),
+            PowerOff::Success
+        );
+        assert_eq!(
+            PowerOff::from_exit(&finished(Some(35), false), timeout),
+            PowerOff::Failure
+        );
+        for (code, timed_out, expected) in [
+            (Some(0), false, "code 0"),
+            (Some(1), false, "code 1"),
+            (None, false, "signal 9"),
+            (None, true, "within 30 s"),
+        ] {
+            match PowerOff::from_exit(&finished(code, timed_out), timeout) {
+                PowerOff::Abnormal(reason) => assert!(reason.contains(expected), "{reason}"),
+                other => panic!("{code:?} mapped to {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn base_command_line_matches_the_microvm_example() {
+        let command = QemuCommand::new(
+            Machine::MicrovmNoAcpi,
+            Accel::Tcg,
+            Path::new("target/kernel"),
+        )
+        .append("console=ttyS0 mote.exit=ready");
+        assert_eq!(
+            command.command_line(),
+            "qemu-system-x86_64 -M microvm,x-option-roms=off,rtc=on,acpi=off,pic=off \
+             -accel tcg -cpu max -m 256M -nodefaults -no-user-config -display none \
+             -serial stdio -no-reboot -device isa-debug-exit,iobase=0xf4,iosize=4 \
+             -kernel target/kernel -append 'console=ttyS0 mote.exit=ready'"
+        );
+    }
+
+    #[test]
+    fn plain_command_has_no_debug_exit_and_no_memory_size() {
+        let arguments = QemuCommand::new(Machine::MicrovmDefaults, Accel::Kvm, Path::new("k"))
+            .append("console=ttyS0 hello")
+            .arguments();
+        assert!(
+            !arguments
+                .iter()
+                .any(|argument| argument.contains("isa-debug-exit"))
+        );
+        assert!(!arguments.iter().any(|argument| argument == "-m"));
+        assert_eq!(
+            &arguments[..6],
+            ["-M", "microvm", "-accel", "kvm", "-cpu", KVM_CPU]
+        );
+    }
+
+    #[test]
+    fn quotes_for_the_shell() {
+        assert_eq!(
+            shell_quote("file=a.img,format=raw"),
+            "file=a.img,format=raw"
+        );
+        assert_eq!(shell_quote("a b"), "'a b'");
+        assert_eq!(shell_quote("it's"), r"'it'\''s'");
+        assert_eq!(shell_quote(""), "''");
+    }
+}

@@ -1,0 +1,139 @@
+//! `cargo xtask test`: host unit tests, then the boot tests under QEMU, then one summary line.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+
+use crate::boot_cases::{self, BootCase, Fixtures};
+use crate::boot_tests::{self, CaseResult};
+use crate::build;
+use crate::deps;
+use crate::host_tests;
+use crate::qemu::{self, AccelChoice};
+
+/// QEMUs running at once: enough to overlap, few enough that TCG timings stay honest.
+const PARALLEL_BOOTS: usize = 2;
+
+/// Output lines shown when the host tests fail.
+const HOST_FAILURE_TAIL_LINES: usize = 30;
+
+pub struct TestOptions {
+    pub accel: AccelChoice,
+    /// Run only boot cases whose name contains this.
+    pub filter: Option<String>,
+    /// Skip `cargo test --workspace`.
+    pub no_host: bool,
+    /// A prebuilt image to boot instead of building one.
+    pub kernel: Option<PathBuf>,
+}
+
+/// Returns whether everything passed. The last line printed is always `N passed, N failed`.
+pub fn test(options: TestOptions) -> Result<bool> {
+    deps::ensure_all()?;
+    let mut passed: u64 = 0;
+    let mut failed: u64 = 0;
+
+    if !options.no_host {
+        let (host_passed, host_failed) = run_host_tests();
+        passed += host_passed;
+        failed += host_failed;
+    }
+
+    let results = run_boot_tests(&options);
+    for result in &results {
+        if result.passed() {
+            passed += 1;
+        } else {
+            failed += 1;
+        }
+    }
+
+    println!("{passed} passed, {failed} failed");
+    Ok(failed == 0)
+}
+
+/// Runs and prints the host tests; returns the (passed, failed) counts. A
+/// run that failed without a failed test (a compile error, a timeout) counts
+/// as one failure.
+fn run_host_tests() -> (u64, u64) {
+    let host = match host_tests::run_host_tests() {
+        Ok(host) => host,
+        Err(error) => {
+            println!("FAIL host: {error:#}");
+            return (0, 1);
+        }
+    };
+    let counts = host.counts;
+    if let Some(reason) = &host.run_failure {
+        println!("FAIL host: {reason}");
+        for line in host.finished.tail(HOST_FAILURE_TAIL_LINES) {
+            println!("    | {line}");
+        }
+        return (counts.passed, counts.failed + 1);
+    }
+    if counts.failed > 0 {
+        println!("FAIL host: {} host tests failed", counts.failed);
+        // Failed tests explain themselves in libtest's `failures:` blocks;
+        // the rest of stdout is passing tests and stderr is compile progress.
+        for line in host_tests::failure_sections(&host.finished.stdout) {
+            println!("    | {line}");
+        }
+    } else {
+        println!(
+            "ok   host: cargo test --workspace ({} passed in {} test binaries, {:.2} s)",
+            counts.passed,
+            counts.binaries,
+            host.finished.elapsed.as_secs_f64()
+        );
+    }
+    (counts.passed, counts.failed)
+}
+
+/// Builds the kernel and runs the selected cases; a build or setup failure
+/// fails every selected case, so the summary still counts them.
+fn run_boot_tests(options: &TestOptions) -> Vec<CaseResult> {
+    let not_run = |names: Vec<&'static str>, reason: String| -> Vec<CaseResult> {
+        names
+            .into_iter()
+            .map(|name| CaseResult::not_run(name, reason.clone()))
+            .inspect(CaseResult::print)
+            .collect()
+    };
+    let fixtures = match Fixtures::create() {
+        Ok(fixtures) => fixtures,
+        Err(error) => {
+            return not_run(
+                vec!["boot test fixtures"],
+                format!("could not create them: {error:#}"),
+            );
+        }
+    };
+    let cases = selected(boot_cases::boot_cases(&fixtures), options.filter.as_deref());
+    if cases.is_empty() {
+        println!(
+            "xtask: no boot case name contains {:?}",
+            options.filter.as_deref().unwrap_or_default()
+        );
+        return Vec::new();
+    }
+    let kernel = match build::prebuilt_or_release(options.kernel.as_deref()) {
+        Ok(kernel) => kernel,
+        Err(error) => {
+            let names = cases.iter().map(|case| case.name).collect();
+            return not_run(names, format!("kernel build failed: {error:#}"));
+        }
+    };
+    let accel = qemu::resolve_accel(options.accel, &kernel);
+    println!("xtask: {} boot tests under {accel}", cases.len());
+    boot_tests::run_cases(&cases, accel, &kernel, PARALLEL_BOOTS)
+}
+
+fn selected(cases: Vec<BootCase>, filter: Option<&str>) -> Vec<BootCase> {
+    match filter {
+        Some(filter) => cases
+            .into_iter()
+            .filter(|case| case.name.contains(filter))
+            .collect(),
+        None => cases,
+    }
+}
