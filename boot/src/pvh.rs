@@ -23,6 +23,10 @@ const CR0_PG_WP: u32 = (1 << 31) | (1 << 16);
 const MSR_EFER: u32 = 0xc000_0080;
 const EFER_LME: u32 = 1 << 8;
 
+/// TSC stamps the stub takes: its first instruction, descriptor tables
+/// loaded, long mode entered, .bss zeroed (just before calling Rust).
+pub const STAMP_COUNT: usize = 4;
+
 /// The boot stack the stub switches to before calling Rust.
 pub const BOOT_STACK_SIZE: usize = 128 * 1024;
 
@@ -39,6 +43,8 @@ unsafe extern "C" {
     /// The boot page-directory-pointer table (`pvh.s`): entries 0-3 map the
     /// first 4 GiB; the kernel fills the rest for RAM above 4 GiB.
     static mut pvh_pdpt: [u64; 512];
+    /// Written by the stub before Rust runs; read-only afterwards.
+    static pvh_stamps: [u64; STAMP_COUNT];
     /// Linker-script symbols (`linker.ld`).
     static __kernel_start: u8;
     static __kernel_end: u8;
@@ -55,6 +61,7 @@ global_asm!(
     data_selector = const DATA_SELECTOR,
     gdt_code64 = const GDT_CODE64,
     gdt_data = const GDT_DATA,
+    stamp_count = const STAMP_COUNT,
     stack = sym BOOT_STACK,
     stack_size = const BOOT_STACK_SIZE,
     rust_entry = sym mote_rust_entry,
@@ -79,4 +86,11 @@ pub unsafe fn boot_pdpt() -> &'static mut [u64; 512] {
     let table: *mut [u64; 512] = &raw mut pvh_pdpt;
     // SAFETY: the table is a static defined in pvh.s; exclusivity is the caller's contract.
     unsafe { &mut *table }
+}
+
+/// The TSC stamps taken by the entry stub (see [`STAMP_COUNT`]).
+pub fn stub_stamps() -> [u64; STAMP_COUNT] {
+    // SAFETY: the stub wrote the array before calling Rust and nothing
+    // writes it since; volatile because the compiler cannot see the stub.
+    unsafe { core::ptr::read_volatile(&raw const pvh_stamps) }
 }

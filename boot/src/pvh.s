@@ -28,6 +28,9 @@ pvh_entry:
     # jumping through real-mode vectors.
     lgdt pvh_gdt_descriptor
     lidt pvh_null_idt_descriptor
+    rdtsc                           # stamp 1: descriptor tables loaded
+    mov %eax, pvh_stamps + 8
+    mov %edx, pvh_stamps + 12
     mov $pvh_pml4, %eax
     mov %eax, %cr3
     mov ${cr4_pae}, %eax
@@ -43,6 +46,9 @@ pvh_entry:
 
     .code64
 pvh_entry64:
+    rdtsc                           # stamp 2: long mode, paging on
+    mov %eax, pvh_stamps + 16
+    mov %edx, pvh_stamps + 20
     mov ${data_selector}, %eax
     mov %eax, %ds
     mov %eax, %es
@@ -57,6 +63,11 @@ pvh_entry64:
     sub %rdi, %rcx
     shr $3, %rcx                    # linker.ld asserts 8-byte alignment
     rep stosq                       # eax is 0
+    rdtsc                           # stamp 3: .bss zeroed, about to call Rust
+    mov %eax, pvh_stamps + 24(%rip)
+    mov %edx, pvh_stamps + 28(%rip)
+    mov %r12d, pvh_stamps(%rip)     # stamp 0: the first instruction
+    mov %r13d, pvh_stamps + 4(%rip)
     lea ({stack} + {stack_size})(%rip), %rsp
     xor %ebp, %ebp
     mov %ebx, %edi                  # arg 0: start_info physical address
@@ -80,6 +91,15 @@ pvh_gdt_descriptor:
 pvh_null_idt_descriptor:
     .word 0
     .long 0
+    .popsection
+
+    # TSC stamps taken by the stub, read by the kernel's tracer. In .data,
+    # not .bss: stamps 1-2 are written before .bss is zeroed.
+    .pushsection .data.pvh_stamps, "aw"
+    .balign 8
+    .global pvh_stamps
+pvh_stamps:
+    .fill {stamp_count}, 8, 0
     .popsection
 
     # Identity map of the first 4 GiB with 2 MiB pages: RAM below 3 GiB and

@@ -16,7 +16,7 @@ use crate::arch::{
 use crate::memory::frames::{FRAME_SIZE, FrameAllocator};
 use crate::options::{Crash, ExitPolicy, Options};
 use crate::report::{Quoted, tsc_delta_micros};
-use crate::{acpi, console_println, phase};
+use crate::{acpi, console_println, phase, tslog};
 
 /// Low memory holds the loader's structures (qboot's stack, start_info,
 /// command line, MP table, EBDA): never hand it out.
@@ -37,14 +37,18 @@ struct Facts {
     acpi: Option<Result<acpi::SleepControl, acpi::AcpiError>>,
     tsc: Option<tsc::TscFrequency>,
     ready_tsc: u64,
+    clock_at_ready: (u64, tsc::ClockSource),
 }
 
 /// Called by the PVH stub (`boot/src/pvh.s`) on the boot stack.
 pub fn start(start_info_paddr: u32, entry_tsc: u64) -> ! {
-    phase::set("interrupts");
+    let rust_tsc = record_entry_stub(entry_tsc);
+
+    // Top-level phases hand over with `then`: no untraced time between them.
+    let phase = tslog::span_from("interrupts_init", rust_tsc);
     interrupts::init();
 
-    phase::set("start_info");
+    let phase = phase.then("start_info");
     let boot = match BootInfo::from_start_info(&IdentityMapped::boot(), u64::from(start_info_paddr))
     {
         Ok(info) => BOOT_INFO.call_once(|| info),
@@ -53,7 +57,7 @@ pub fn start(start_info_paddr: u32, entry_tsc: u64) -> ! {
         )),
     };
 
-    phase::set("console");
+    let phase = phase.then("console_init");
     let options = Options::parse(boot.cmdline());
     console::init(options.max_log_level());
     for unknown in &options.unrecognised {
@@ -64,10 +68,10 @@ pub fn start(start_info_paddr: u32, entry_tsc: u64) -> ! {
         log::debug!("memory map cleanup: {cleanup:?}");
     }
 
-    phase::set("memory");
+    let phase = phase.then("memory_init");
     let (memory_end, heap_bytes) = init_memory(boot);
 
-    phase::set("acpi");
+    let phase = phase.then("acpi_init");
     let acpi = boot.rsdp.map(|rsdp| {
         let found = acpi::find_sleep_control(&IdentityMapped::boot(), rsdp);
         match &found {
@@ -77,19 +81,23 @@ pub fn start(start_info_paddr: u32, entry_tsc: u64) -> ! {
         found
     });
 
-    phase::set("time");
+    let phase = phase.then("tsc_frequency");
     let tsc = tsc::detect();
     if tsc.is_none() {
         log::error!("TSC frequency unknown: no hypervisor leaf, kvmclock, CPUID 0x15 or PIT");
     }
 
     if let Some(crash) = options.crash {
-        phase::set("crash-test");
+        let _phase = phase.then("crash_test");
         crash_on_purpose(crash);
+        unreachable!("crash_on_purpose returned");
     }
+    drop(phase);
 
-    phase::set("ready");
     let ready_tsc = cpu::rdtsc();
+    tslog::event_at(ready_tsc, "ready", None);
+    let clock_at_ready = tsc::monotonic_ns(tsc.map_or(0, |tsc| tsc.hz));
+    phase::set("report");
     console::go_live();
     report(
         boot,
@@ -100,8 +108,12 @@ pub fn start(start_info_paddr: u32, entry_tsc: u64) -> ! {
             acpi,
             tsc,
             ready_tsc,
+            clock_at_ready,
         },
     );
+    if options.tslog {
+        dump_tslog(tsc.map_or(0, |tsc| tsc.hz));
+    }
 
     match options.exit {
         // No devices to serve yet: nothing keeps the VM alive.
@@ -111,6 +123,36 @@ pub fn start(start_info_paddr: u32, entry_tsc: u64) -> ! {
             cpu::halt_forever()
         }
     }
+}
+
+/// The stub's own phases, from the TSC stamps it left (`pvh.s`), then the
+/// call into Rust and the writing of these records as a span of its own, so
+/// no time goes unaccounted before the first Rust phase. Returns the TSC at
+/// which that span ends.
+fn record_entry_stub(entry_tsc: u64) -> u64 {
+    let [_, tables, long_mode, bss] = mote_boot::pvh::stub_stamps();
+    tslog::enter_at("pvh_entry", entry_tsc);
+    tslog::span_at("load_descriptor_tables", entry_tsc, tables);
+    tslog::span_at("enable_long_mode", tables, long_mode);
+    tslog::span_at("zero_bss", long_mode, bss);
+    tslog::exit_at("pvh_entry", bss);
+    let now = cpu::rdtsc();
+    tslog::span_at("rust_entry", bss, now);
+    now
+}
+
+/// Prints the trace in FreeBSD's `debug.tslog` format between two frame
+/// lines; the first carries what the host needs to convert TSC ticks.
+fn dump_tslog(tsc_hz: u64) {
+    let records = tslog::TSLOG.records().count();
+    console_println!(
+        "mote: tslog begin tsc_hz={tsc_hz} records={records} dropped={}",
+        tslog::TSLOG.dropped()
+    );
+    for record in tslog::TSLOG.records() {
+        console_println!("{record}");
+    }
+    console_println!("mote: tslog end");
 }
 
 /// Maps all RAM, builds the frame allocator, gives the heap its frames.
@@ -135,11 +177,17 @@ fn init_memory(boot: &BootInfo) -> (u64, usize) {
     for region in map.usable() {
         usable.push((region.start, region.end));
     }
-    let mut frames = FrameAllocator::new(&usable, &reserved);
+    let mut frames = {
+        let _span = tslog::span("frame_allocator");
+        FrameAllocator::new(&usable, &reserved)
+    };
 
-    let memory_end = match paging::identity_map_up_to(map.ram_end(), &mut frames) {
-        Ok(end) => end,
-        Err(error) => fatal(format_args!("cannot map RAM above 4 GiB: {error:?}")),
+    let memory_end = {
+        let _span = tslog::span("identity_map");
+        match paging::identity_map_up_to(map.ram_end(), &mut frames) {
+            Ok(end) => end,
+            Err(error) => fatal(format_args!("cannot map RAM above 4 GiB: {error:?}")),
+        }
     };
     if map.ram_end() > memory_end {
         log::warn!(
@@ -155,6 +203,7 @@ fn init_memory(boot: &BootInfo) -> (u64, usize) {
         );
     }
 
+    let _span = tslog::span("heap_init");
     let heap_bytes = (frames.free_bytes() / 8).clamp(HEAP_MIN, HEAP_MAX) & !(FRAME_SIZE - 1);
     let heap_start = match frames.allocate(heap_bytes / FRAME_SIZE, 1) {
         Ok(start) => start,
@@ -248,6 +297,8 @@ fn report(boot: &BootInfo, entry_tsc: u64, facts: &Facts) {
             facts.ready_tsc.wrapping_sub(entry_tsc)
         ),
     }
+    let (clock_ns, clock) = facts.clock_at_ready;
+    console_println!("mote: clock {} {clock_ns} ns at ready", clock.name());
 }
 
 fn crash_on_purpose(crash: Crash) {

@@ -10,6 +10,7 @@ pub mod options;
 pub mod phase;
 pub mod report;
 pub mod tsc_frequency;
+pub mod tslog;
 
 #[cfg(target_os = "none")]
 pub mod arch;

@@ -80,6 +80,27 @@ pub fn from_pit(cycles: u64, pit_ticks: u64) -> Option<u64> {
     u64::try_from(u128::from(cycles) * u128::from(PIT_HZ) / u128::from(pit_ticks)).ok()
 }
 
+/// pvclock's system time at `tsc` (Linux `pvclock_clocksource_read`):
+/// `system_time + ((tsc - tsc_timestamp) << shift) * mul >> 32`.
+pub fn pvclock_ns(tsc: u64, tsc_timestamp: u64, system_time: u64, mul: u32, shift: i8) -> u64 {
+    let mut delta = tsc.saturating_sub(tsc_timestamp);
+    if shift < 0 {
+        delta >>= u32::from(shift.unsigned_abs());
+    } else {
+        delta <<= u32::from(shift.unsigned_abs());
+    }
+    let scaled = (u128::from(delta) * u128::from(mul)) >> 32;
+    system_time.saturating_add(u64::try_from(scaled).unwrap_or(u64::MAX))
+}
+
+/// Nanoseconds for `cycles` TSC ticks at `hz`.
+pub fn cycles_to_ns(cycles: u64, hz: u64) -> u64 {
+    if hz == 0 {
+        return 0;
+    }
+    u64::try_from(u128::from(cycles) * 1_000_000_000 / u128::from(hz)).unwrap_or(u64::MAX)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -118,6 +139,21 @@ mod tests {
         let hz = from_pit(11_500_173, 5966).unwrap();
         assert!(hz.abs_diff(2_300_000_000) < 1000, "{hz}");
         assert_eq!(from_pit(10, 0), None);
+    }
+
+    #[test]
+    fn pvclock_time() {
+        // 2.3 GHz (mul 0xde9bd37a, shift -1): 2.3e9 cycles later is 1 s later.
+        let ns = pvclock_ns(1_000 + 2_300_000_000, 1_000, 5_000, 0xde9b_d37a, -1);
+        assert!((ns - 5_000).abs_diff(1_000_000_000) < 10, "{ns}");
+        assert_eq!(
+            pvclock_ns(10, 20, 7, 0xde9b_d37a, -1),
+            7,
+            "TSC before the timestamp"
+        );
+        assert_eq!(pvclock_ns(2, 0, 0, 0x8000_0000, 0), 1);
+        assert_eq!(cycles_to_ns(2_300_000, 2_300_000_000), 1_000_000);
+        assert_eq!(cycles_to_ns(1, 0), 0);
     }
 
     #[test]

@@ -8,8 +8,9 @@ use anyhow::Result;
 
 use crate::checks::Check;
 use crate::images::{self, MIB};
-use crate::qemu::Machine;
+use crate::qemu::{Accel, Machine};
 use crate::report;
+use crate::tslog::{self, Trace};
 use crate::workspace;
 
 const GIB: u64 = 1024 * MIB;
@@ -56,6 +57,8 @@ pub struct BootCase {
     /// The case fails if QEMU ran longer than this (a fault must not wait for a timeout).
     pub must_finish_within: Option<Duration>,
     pub checks: Vec<Check>,
+    /// Run only under this accelerator; skipped (and said so) otherwise.
+    pub only_under: Option<Accel>,
 }
 
 impl BootCase {
@@ -71,7 +74,13 @@ impl BootCase {
             timeout: DEFAULT_TIMEOUT,
             must_finish_within: None,
             checks: Vec::new(),
+            only_under: None,
         }
+    }
+
+    pub fn only_under(mut self, accel: Accel) -> Self {
+        self.only_under = Some(accel);
+        self
     }
 
     pub fn machine(mut self, machine: Machine) -> Self {
@@ -172,6 +181,99 @@ pub fn cmdline_of_length(prefix: &str, length: usize) -> String {
     cmdline
 }
 
+/// The dump is whole, nests cleanly, starts at the entry stub, ends at
+/// `ready`, and its top-level spans account for >= 95 % of entry -> ready,
+/// which also matches the report's `ready` figure.
+fn tslog_dump_accounts_for_boot(
+    output: &[String],
+    report: &report::BootReport,
+) -> Result<(), String> {
+    let dump = tslog::parse_dump(&output.join("\n")).map_err(|error| format!("{error:#}"))?;
+    if !dump.complete || dump.dropped > 0 || !dump.garbage.is_empty() {
+        return Err(format!(
+            "complete {}, dropped {}, garbage {:?}",
+            dump.complete, dump.dropped, dump.garbage
+        ));
+    }
+    if dump.announced != Some(dump.records.len()) {
+        return Err(format!(
+            "announced {:?}, read {}",
+            dump.announced,
+            dump.records.len()
+        ));
+    }
+    let hz = dump.tsc_hz.ok_or("no tsc_hz in the frame")?;
+    let trace = Trace::build(&dump.records);
+    if !trace.problems.is_empty() || !trace.ready_seen {
+        return Err(format!("trace problems: {:?}", trace.problems));
+    }
+    let first = trace
+        .roots
+        .first()
+        .map(|&root| trace.spans[root].name.as_str());
+    if first != Some("pvh_entry") {
+        return Err(format!("first span is {first:?}, not pvh_entry"));
+    }
+    for needed in [
+        "interrupts_init",
+        "start_info",
+        "memory_init",
+        "tsc_frequency",
+    ] {
+        if !trace.spans.iter().any(|span| span.name == needed) {
+            return Err(format!("no {needed} span"));
+        }
+    }
+    let coverage = trace.covered() as f64 / trace.total().max(1) as f64;
+    if coverage < 0.95 {
+        return Err(format!(
+            "top-level spans cover {:.1} % of entry -> ready",
+            coverage * 100.0
+        ));
+    }
+    let traced_us = trace.total() as f64 * 1e6 / hz as f64;
+    match report.ready_microseconds {
+        Some(ready) if (ready as f64 - traced_us).abs() <= 1.0 => Ok(()),
+        other => Err(format!(
+            "report says ready {other:?} us, trace {traced_us:.1} us"
+        )),
+    }
+}
+
+/// The host's TSC rate, measured against the monotonic clock over 200 ms.
+/// Under TCG the guest reads the host's TSC; under KVM it runs at the same
+/// rate unless scaled, which QEMU does not do by default.
+fn host_tsc_hz() -> f64 {
+    static HZ: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *HZ.get_or_init(|| {
+        let start = std::time::Instant::now();
+        // SAFETY: RDTSC has no side effects.
+        let tsc_start = unsafe { std::arch::x86_64::_rdtsc() };
+        std::thread::sleep(Duration::from_millis(200));
+        // SAFETY: as above.
+        let tsc_end = unsafe { std::arch::x86_64::_rdtsc() };
+        (tsc_end - tsc_start) as f64 / start.elapsed().as_secs_f64()
+    })
+}
+
+fn tsc_check(report: &report::BootReport, source: &str, tolerance: f64) -> Result<(), String> {
+    let tsc = report.tsc.as_ref().ok_or("no tsc line")?;
+    if tsc.source != source {
+        return Err(format!("source {}, expected {source}", tsc.source));
+    }
+    let host = host_tsc_hz();
+    let error = (tsc.hz as f64 - host).abs() / host;
+    if error > tolerance {
+        return Err(format!(
+            "{} Hz is {:.3} % from the host's {host:.0} Hz (allowed {:.2} %)",
+            tsc.hz,
+            error * 100.0,
+            tolerance * 100.0
+        ));
+    }
+    Ok(())
+}
+
 /// Every boot test, in the order they start.
 pub fn boot_cases(fixtures: &Fixtures) -> Vec<BootCase> {
     let cmdline_2k = cmdline_of_length(&format!("{READY_CMDLINE} "), 2048);
@@ -263,6 +365,43 @@ pub fn boot_cases(fixtures: &Fixtures) -> Vec<BootCase> {
         BootCase::new("quiet", "console=ttyS0 quiet mote.exit=ready")
             .check(Check::no_line_matches(r"^\[INFO "))
             .checks(complete_report("console=ttyS0 quiet mote.exit=ready")),
+        BootCase::new("tslog-dump", format!("{READY_CMDLINE} mote.tslog=1"))
+            .checks(complete_report(&format!("{READY_CMDLINE} mote.tslog=1")))
+            .check(Check::Custom {
+                description: "the tslog dump accounts for entry -> ready",
+                check: tslog_dump_accounts_for_boot,
+            }),
+        // TCG without a timing leaf: calibration against the PIT, within 1 %.
+        BootCase::new("tsc-calibrated", READY_CMDLINE)
+            .only_under(Accel::Tcg)
+            .checks(complete_report(READY_CMDLINE))
+            .check(Check::Custom {
+                description: "calibrated TSC within 1 % of the host's",
+                check: |_, report| tsc_check(report, "calibrated", 0.01),
+            }),
+        // KVM with +invtsc: CPUID 0x40000010 (EAX kHz x 1000).
+        BootCase::new("tsc-cpuid-leaf", READY_CMDLINE)
+            .only_under(Accel::Kvm)
+            .checks(complete_report(READY_CMDLINE))
+            .check(Check::Custom {
+                description: "TSC from CPUID 0x40000010, a whole kHz, within 0.1 % of the host's",
+                check: |_, report| {
+                    tsc_check(report, "cpuid-0x40000010", 0.001)?;
+                    match report.tsc.as_ref() {
+                        Some(tsc) if tsc.hz % 1000 == 0 => Ok(()),
+                        other => Err(format!("{other:?} is not EAX (kHz) x 1000")),
+                    }
+                },
+            }),
+        // KVM without invtsc: QEMU hides the timing leaf, kvmclock remains.
+        BootCase::new("tsc-kvmclock", READY_CMDLINE)
+            .only_under(Accel::Kvm)
+            .qemu_args(["-cpu", "host,-arch-capabilities"])
+            .checks(complete_report(READY_CMDLINE))
+            .check(Check::Custom {
+                description: "TSC from kvmclock within 0.1 % of the host's",
+                check: |_, report| tsc_check(report, "kvmclock", 0.001),
+            }),
         BootCase::new("loglevel-debug", "console=ttyS0 loglevel=8 mote.exit=ready")
             .check(Check::line_matches(r"^\[DEBUG\]"))
             .checks(complete_report("console=ttyS0 loglevel=8 mote.exit=ready")),

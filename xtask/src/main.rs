@@ -14,6 +14,8 @@ mod qemu;
 mod report;
 mod run;
 mod test_suite;
+mod trace;
+mod tslog;
 mod workspace;
 
 use std::path::PathBuf;
@@ -57,6 +59,30 @@ enum Task {
         /// Boot this prebuilt image instead of building target/kernel.
         #[arg(long, value_name = "PATH")]
         kernel: Option<PathBuf>,
+        /// Extra QEMU arguments, after `--`.
+        #[arg(last = true)]
+        qemu_args: Vec<String>,
+    },
+    /// Boot with the tslog dump on (or read one) and print the per-phase
+    /// table; write target/tslog.folded and the flamechart target/tslog.svg.
+    Trace {
+        #[arg(long, value_enum, default_value_t = AccelChoice::Auto)]
+        accel: AccelChoice,
+        /// Text added to the kernel command line.
+        #[arg(long)]
+        append: Option<String>,
+        /// Kill QEMU after this many seconds.
+        #[arg(long, value_name = "SECS", default_value_t = 60)]
+        timeout: u64,
+        /// Boot this prebuilt image instead of building target/kernel.
+        #[arg(long, value_name = "PATH")]
+        kernel: Option<PathBuf>,
+        /// Analyse a dump captured elsewhere (a saved log, another VMM) instead of booting.
+        #[arg(long, value_name = "FILE")]
+        from: Option<PathBuf>,
+        /// TSC frequency, for a dump without mote's `tslog begin` line.
+        #[arg(long, value_name = "HZ")]
+        tsc_hz: Option<u64>,
         /// Extra QEMU arguments, after `--`.
         #[arg(last = true)]
         qemu_args: Vec<String>,
@@ -114,6 +140,23 @@ fn dispatch(task: Task) -> Result<bool> {
             append,
             timeout: Duration::from_secs(timeout),
             kernel,
+            qemu_args,
+        }),
+        Task::Trace {
+            accel,
+            append,
+            timeout,
+            kernel,
+            from,
+            tsc_hz,
+            qemu_args,
+        } => trace::trace(trace::TraceOptions {
+            accel,
+            append,
+            timeout: Duration::from_secs(timeout),
+            kernel,
+            from,
+            tsc_hz,
             qemu_args,
         }),
         Task::Test {

@@ -39,7 +39,7 @@ pub fn test(options: TestOptions) -> Result<bool> {
         failed += host_failed;
     }
 
-    let results = run_boot_tests(&options);
+    let (results, skipped) = run_boot_tests(&options);
     for result in &results {
         if result.passed() {
             passed += 1;
@@ -48,7 +48,11 @@ pub fn test(options: TestOptions) -> Result<bool> {
         }
     }
 
-    println!("{passed} passed, {failed} failed");
+    if skipped > 0 {
+        println!("{passed} passed, {failed} failed, {skipped} skipped");
+    } else {
+        println!("{passed} passed, {failed} failed");
+    }
     Ok(failed == 0)
 }
 
@@ -91,7 +95,8 @@ fn run_host_tests() -> (u64, u64) {
 
 /// Builds the kernel and runs the selected cases; a build or setup failure
 /// fails every selected case, so the summary still counts them.
-fn run_boot_tests(options: &TestOptions) -> Vec<CaseResult> {
+/// Also returns how many cases were skipped for needing another accelerator.
+fn run_boot_tests(options: &TestOptions) -> (Vec<CaseResult>, u64) {
     let not_run = |names: Vec<&'static str>, reason: String| -> Vec<CaseResult> {
         names
             .into_iter()
@@ -102,9 +107,12 @@ fn run_boot_tests(options: &TestOptions) -> Vec<CaseResult> {
     let fixtures = match Fixtures::create() {
         Ok(fixtures) => fixtures,
         Err(error) => {
-            return not_run(
-                vec!["boot test fixtures"],
-                format!("could not create them: {error:#}"),
+            return (
+                not_run(
+                    vec!["boot test fixtures"],
+                    format!("could not create them: {error:#}"),
+                ),
+                0,
             );
         }
     };
@@ -114,18 +122,29 @@ fn run_boot_tests(options: &TestOptions) -> Vec<CaseResult> {
             "xtask: no boot case name contains {:?}",
             options.filter.as_deref().unwrap_or_default()
         );
-        return Vec::new();
+        return (Vec::new(), 0);
     }
     let kernel = match build::prebuilt_or_release(options.kernel.as_deref()) {
         Ok(kernel) => kernel,
         Err(error) => {
             let names = cases.iter().map(|case| case.name).collect();
-            return not_run(names, format!("kernel build failed: {error:#}"));
+            return (not_run(names, format!("kernel build failed: {error:#}")), 0);
         }
     };
     let accel = qemu::resolve_accel(options.accel, &kernel);
+    let (cases, other): (Vec<BootCase>, Vec<BootCase>) = cases
+        .into_iter()
+        .partition(|case| case.only_under.is_none_or(|only| only == accel));
     println!("xtask: {} boot tests under {accel}", cases.len());
-    boot_tests::run_cases(&cases, accel, &kernel, PARALLEL_BOOTS)
+    for case in &other {
+        if let Some(only) = case.only_under {
+            println!("skip {} (needs --accel {only})", case.name);
+        }
+    }
+    (
+        boot_tests::run_cases(&cases, accel, &kernel, PARALLEL_BOOTS),
+        other.len() as u64,
+    )
 }
 
 fn selected(cases: Vec<BootCase>, filter: Option<&str>) -> Vec<BootCase> {

@@ -2,14 +2,7 @@
 
 use core::arch::asm;
 
-/// Reads the time-stamp counter.
-#[inline]
-pub fn rdtsc() -> u64 {
-    let (low, high): (u32, u32);
-    // SAFETY: RDTSC only reads a counter; CR4.TSD is clear in ring 0 anyway.
-    unsafe { asm!("rdtsc", out("eax") low, out("edx") high, options(nomem, nostack)) };
-    (u64::from(high) << 32) | u64::from(low)
-}
+pub use crate::tslog::rdtsc;
 
 /// The four CPUID output registers.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -3,12 +3,11 @@
 //! short PIT measurement.
 
 use core::arch::asm;
+use core::sync::atomic::{AtomicBool, Ordering, fence};
 
 use super::cpu;
 use crate::tsc_frequency::{self, Source};
 
-/// CPUID.1:ECX bit 31: running under a hypervisor.
-const CPUID_HYPERVISOR: u32 = 1 << 31;
 /// KVM's signature in CPUID 0x40000000 EBX/ECX/EDX.
 const KVM_SIGNATURE: [u8; 12] = *b"KVMKVMKVM\0\0\0";
 /// `KVM_FEATURE_CLOCKSOURCE2` in CPUID 0x40000001 EAX.
@@ -54,6 +53,11 @@ static mut PVCLOCK: PvclockTimeInfo = PvclockTimeInfo {
     pad: [0; 2],
 };
 
+/// Set when the hypervisor offers kvmclock (`KVM_FEATURE_CLOCKSOURCE2`).
+static KVMCLOCK_OFFERED: AtomicBool = AtomicBool::new(false);
+/// Set once kvmclock is registered and readable.
+static KVMCLOCK: AtomicBool = AtomicBool::new(false);
+
 /// The frequency and where it came from.
 #[derive(Clone, Copy, Debug)]
 pub struct TscFrequency {
@@ -69,9 +73,8 @@ struct Hypervisor {
 }
 
 fn hypervisor() -> Option<Hypervisor> {
-    if cpu::cpuid(1, 0).ecx & CPUID_HYPERVISOR == 0 {
-        return None;
-    }
+    // No CPUID.1 hypervisor-bit check: each CPUID is a VM exit, and the
+    // signature and max-leaf checks below reject bare metal's junk anyway.
     // KVM sits at 0x40000000, or at 0x40000100 when it also emulates
     // Hyper-V (Linux `hypervisor_cpuid_base` scans further, but each CPUID
     // is a VM exit and no VMM mote targets goes beyond these two).
@@ -98,30 +101,33 @@ fn hypervisor() -> Option<Hypervisor> {
     (first.max_leaf >= first.base && first.max_leaf <= first.base + 0xff).then_some(first)
 }
 
-/// Detects the TSC frequency. Never fails: the PIT is the last resort, and
-/// without a PIT `None` is returned.
+/// Finds the TSC frequency, trying CPUID 0x40000010, kvmclock, CPUID
+/// 0x15/0x16, then the PIT. `None` only without any of them.
+///
+/// kvmclock is registered here only when it is the frequency source (an MSR
+/// write is a VM exit); otherwise [`monotonic_ns`] registers it on first use.
 pub fn detect() -> Option<TscFrequency> {
     let hypervisor = hypervisor();
-    if let Some(hv) = &hypervisor {
-        if hv.max_leaf >= hv.base + 0x10
-            && let Some(hz) = tsc_frequency::from_timing_leaf(cpu::cpuid(hv.base + 0x10, 0).eax)
-        {
-            return Some(TscFrequency {
-                hz,
-                source: Source::Cpuid40000010,
-            });
-        }
-        if hv.kvm && hv.max_leaf > hv.base {
-            let features = cpu::cpuid(hv.base + 1, 0).eax;
-            if features & KVM_FEATURE_CLOCKSOURCE2 != 0
-                && let Some(hz) = kvmclock_hz()
-            {
-                return Some(TscFrequency {
-                    hz,
-                    source: Source::Kvmclock,
-                });
-            }
-        }
+    let kvmclock_offered = hypervisor.as_ref().is_some_and(|hv| {
+        hv.kvm
+            && hv.max_leaf > hv.base
+            && cpu::cpuid(hv.base + 1, 0).eax & KVM_FEATURE_CLOCKSOURCE2 != 0
+    });
+    KVMCLOCK_OFFERED.store(kvmclock_offered, Ordering::Release);
+    if let Some(hv) = &hypervisor
+        && hv.max_leaf >= hv.base + 0x10
+        && let Some(hz) = tsc_frequency::from_timing_leaf(cpu::cpuid(hv.base + 0x10, 0).eax)
+    {
+        return Some(TscFrequency {
+            hz,
+            source: Source::Cpuid40000010,
+        });
+    }
+    if kvmclock_offered && let Some(hz) = kvmclock_hz() {
+        return Some(TscFrequency {
+            hz,
+            source: Source::Kvmclock,
+        });
     }
     let max_basic = cpu::cpuid(0, 0).eax;
     if max_basic >= 0x15 {
@@ -144,32 +150,82 @@ pub fn detect() -> Option<TscFrequency> {
     })
 }
 
-/// Registers the pvclock area and derives the frequency from it.
+/// Registers the pvclock area, making kvmclock the monotonic clock, and
+/// derives the TSC frequency from it.
 fn kvmclock_hz() -> Option<u64> {
     let area = &raw mut PVCLOCK;
     write_msr(MSR_KVM_SYSTEM_TIME_NEW, area as u64 | 1);
-    // Version protocol: odd means the host is writing; retry until stable.
+    // Only mul/shift are needed: no RDTSC, which some nested KVMs trap
+    // (~12 us each on this workplace's).
+    let (snapshot, _) = read_pvclock(false)?;
+    KVMCLOCK.store(true, Ordering::Release);
+    tsc_frequency::from_pvclock(snapshot.tsc_to_system_mul, snapshot.tsc_shift)
+}
+
+/// A consistent copy of the pvclock area and, with `with_tsc`, a TSC read
+/// inside it, by the version protocol (odd: the host is writing; changed:
+/// retry).
+fn read_pvclock(with_tsc: bool) -> Option<(PvclockTimeInfo, u64)> {
+    let area = &raw const PVCLOCK;
     for _ in 0..1000 {
-        // SAFETY: the area is a static the host writes through the MSR just
-        // set; volatile reads see its updates.
-        let (before, mul, shift, after) = unsafe {
-            let version = core::ptr::read_volatile(&raw const (*area).version);
-            core::sync::atomic::fence(core::sync::atomic::Ordering::Acquire);
-            let mul = core::ptr::read_volatile(&raw const (*area).tsc_to_system_mul);
-            let shift = core::ptr::read_volatile(&raw const (*area).tsc_shift);
-            core::sync::atomic::fence(core::sync::atomic::Ordering::Acquire);
-            (
-                version,
-                mul,
-                shift,
-                core::ptr::read_volatile(&raw const (*area).version),
-            )
+        // SAFETY: the area is a static the host writes after the MSR write;
+        // volatile reads see its updates, fences order them.
+        let (before, copy, tsc, after) = unsafe {
+            let before = core::ptr::read_volatile(&raw const (*area).version);
+            fence(Ordering::Acquire);
+            let tsc = if with_tsc { cpu::rdtsc() } else { 0 };
+            let copy = core::ptr::read_volatile(area);
+            fence(Ordering::Acquire);
+            let after = core::ptr::read_volatile(&raw const (*area).version);
+            (before, copy, tsc, after)
         };
         if before == after && before & 1 == 0 && before != 0 {
-            return tsc_frequency::from_pvclock(mul, shift);
+            return Some((copy, tsc));
         }
     }
     None
+}
+
+/// Which clock [`monotonic_ns`] read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClockSource {
+    /// kvmclock's system time, which KVM starts at 0 when the VM is created.
+    Kvmclock,
+    /// The TSC scaled by its frequency: time since the TSC's origin.
+    Tsc,
+}
+
+impl ClockSource {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Kvmclock => "kvmclock",
+            Self::Tsc => "tsc",
+        }
+    }
+}
+
+/// Nanoseconds on the monotonic clock: kvmclock when registered, else the
+/// TSC scaled by `tsc_hz`.
+pub fn monotonic_ns(tsc_hz: u64) -> (u64, ClockSource) {
+    if KVMCLOCK_OFFERED.load(Ordering::Acquire) && !KVMCLOCK.load(Ordering::Acquire) {
+        let _ = kvmclock_hz();
+    }
+    if KVMCLOCK.load(Ordering::Acquire)
+        && let Some((info, tsc)) = read_pvclock(true)
+    {
+        let ns = tsc_frequency::pvclock_ns(
+            tsc,
+            info.tsc_timestamp,
+            info.system_time,
+            info.tsc_to_system_mul,
+            info.tsc_shift,
+        );
+        return (ns, ClockSource::Kvmclock);
+    }
+    (
+        tsc_frequency::cycles_to_ns(cpu::rdtsc(), tsc_hz),
+        ClockSource::Tsc,
+    )
 }
 
 fn write_msr(msr: u32, value: u64) {

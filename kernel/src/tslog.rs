@@ -1,0 +1,360 @@
+//! A boot tracer in the spirit of FreeBSD's tslog(4): ENTER/EXIT/EVENT
+//! records stamped with the raw TSC, in a fixed static buffer where a slot is
+//! claimed with one atomic add. Nothing allocates; when the buffer is full,
+//! records are dropped and counted.
+//!
+//! The dump uses FreeBSD's `debug.tslog` line format,
+//! `<thread> <tsc> ENTER|EXIT|EVENT <function>[ <string>]`, so FreeBSD's own
+//! scripts (`tslog.sh`, `stackcollapse-tslog.pl`) read it as well as
+//! `cargo xtask trace`.
+
+use core::cell::UnsafeCell;
+use core::fmt;
+use core::mem::MaybeUninit;
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use crate::phase;
+
+/// Records kept; a traced boot writes a few hundred.
+pub const CAPACITY: usize = 2048;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Enter,
+    Exit,
+    Event,
+}
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Enter => "ENTER",
+            Self::Exit => "EXIT",
+            Self::Event => "EVENT",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Record {
+    pub kind: Kind,
+    pub tsc: u64,
+    pub function: &'static str,
+    pub detail: Option<&'static str>,
+}
+
+impl fmt::Display for Record {
+    /// One `debug.tslog` line; mote has one thread, printed as `0x0`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "0x0 {} {} {}", self.tsc, self.kind.name(), self.function)?;
+        if let Some(detail) = self.detail {
+            write!(f, " {detail}")?;
+        }
+        Ok(())
+    }
+}
+
+struct Slot {
+    written: AtomicBool,
+    record: UnsafeCell<MaybeUninit<Record>>,
+}
+
+/// The record buffer.
+pub struct Tslog<const N: usize> {
+    slots: [Slot; N],
+    claimed: AtomicUsize,
+    dropped: AtomicUsize,
+}
+
+// SAFETY: a slot is written only by the one caller whose fetch_add claimed
+// it, and read only after its `written` flag is published with Release.
+unsafe impl<const N: usize> Sync for Tslog<N> {}
+
+impl<const N: usize> Tslog<N> {
+    pub const fn new() -> Self {
+        Self {
+            slots: [const {
+                Slot {
+                    written: AtomicBool::new(false),
+                    record: UnsafeCell::new(MaybeUninit::uninit()),
+                }
+            }; N],
+            claimed: AtomicUsize::new(0),
+            dropped: AtomicUsize::new(0),
+        }
+    }
+
+    /// Appends a record, or counts it as dropped when the buffer is full.
+    pub fn record(&self, record: Record) {
+        let index = self.claimed.fetch_add(1, Ordering::Relaxed);
+        let Some(slot) = self.slots.get(index) else {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        // SAFETY: `index` was handed out once by the fetch_add above, so no
+        // one else writes this slot; readers wait for `written`.
+        unsafe { (*slot.record.get()).write(record) };
+        slot.written.store(true, Ordering::Release);
+    }
+
+    /// The records written so far, in claim order.
+    pub fn records(&self) -> impl Iterator<Item = Record> + '_ {
+        let claimed = self.claimed.load(Ordering::Acquire).min(N);
+        self.slots[..claimed]
+            .iter()
+            .filter(|slot| slot.written.load(Ordering::Acquire))
+            // SAFETY: `written` is set (Release) only after the record is
+            // fully written; the Acquire load above makes it visible.
+            .map(|slot| unsafe { (*slot.record.get()).assume_init() })
+    }
+
+    pub fn dropped(&self) -> usize {
+        self.dropped.load(Ordering::Relaxed)
+    }
+}
+
+impl<const N: usize> Default for Tslog<N> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The kernel's trace buffer.
+pub static TSLOG: Tslog<CAPACITY> = Tslog::new();
+
+/// Reads the TSC (the tracer's clock; the host converts with the frequency
+/// printed in the dump's frame).
+#[inline]
+pub fn rdtsc() -> u64 {
+    // SAFETY: RDTSC has no side effects; every x86_64 CPU has it.
+    unsafe { core::arch::x86_64::_rdtsc() }
+}
+
+/// Records an ENTER for `function` and returns the guard that records its
+/// EXIT when dropped, so an early return cannot leave a span open. The
+/// innermost open span is also the boot phase a crash reports.
+#[must_use = "the span ends when the guard is dropped"]
+pub fn span(function: &'static str) -> Span {
+    let previous = phase::current();
+    phase::set(function);
+    TSLOG.record(Record {
+        kind: Kind::Enter,
+        tsc: rdtsc(),
+        function,
+        detail: None,
+    });
+    Span {
+        function,
+        previous,
+        open: true,
+    }
+}
+
+/// Records a point event, with an optional detail string.
+pub fn event(function: &'static str, detail: Option<&'static str>) {
+    event_at(rdtsc(), function, detail);
+}
+
+/// Records an event at a TSC read earlier.
+pub fn event_at(tsc: u64, function: &'static str, detail: Option<&'static str>) {
+    TSLOG.record(Record {
+        kind: Kind::Event,
+        tsc,
+        function,
+        detail,
+    });
+}
+
+/// Records a span whose ends were measured before the tracer could run
+/// (the 32-bit entry stub).
+pub fn span_at(function: &'static str, enter: u64, exit: u64) {
+    TSLOG.record(Record {
+        kind: Kind::Enter,
+        tsc: enter,
+        function,
+        detail: None,
+    });
+    TSLOG.record(Record {
+        kind: Kind::Exit,
+        tsc: exit,
+        function,
+        detail: None,
+    });
+}
+
+/// Records an ENTER at a TSC read earlier; pair it with [`exit_at`].
+pub fn enter_at(function: &'static str, tsc: u64) {
+    TSLOG.record(Record {
+        kind: Kind::Enter,
+        tsc,
+        function,
+        detail: None,
+    });
+}
+
+/// Records an EXIT at a TSC read earlier.
+pub fn exit_at(function: &'static str, tsc: u64) {
+    TSLOG.record(Record {
+        kind: Kind::Exit,
+        tsc,
+        function,
+        detail: None,
+    });
+}
+
+/// Starts a span at a TSC read earlier (the first phase after the stub).
+#[must_use = "the span ends when the guard is dropped"]
+pub fn span_from(function: &'static str, tsc: u64) -> Span {
+    let previous = phase::current();
+    phase::set(function);
+    enter_at(function, tsc);
+    Span {
+        function,
+        previous,
+        open: true,
+    }
+}
+
+pub struct Span {
+    function: &'static str,
+    previous: &'static str,
+    open: bool,
+}
+
+impl Span {
+    /// Ends this span and starts the next at the same TSC, so consecutive
+    /// phases leave no untraced time between them.
+    #[must_use = "the span ends when the guard is dropped"]
+    pub fn then(mut self, function: &'static str) -> Span {
+        let tsc = rdtsc();
+        exit_at(self.function, tsc);
+        enter_at(function, tsc);
+        self.open = false;
+        phase::set(function);
+        Span {
+            function,
+            previous: self.previous,
+            open: true,
+        }
+    }
+}
+
+impl Drop for Span {
+    fn drop(&mut self) {
+        if self.open {
+            exit_at(self.function, rdtsc());
+            phase::set(self.previous);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(kind: Kind, tsc: u64, function: &'static str) -> Record {
+        Record {
+            kind,
+            tsc,
+            function,
+            detail: None,
+        }
+    }
+
+    #[test]
+    fn records_in_order_then_drops_and_counts() {
+        let log = Tslog::<3>::new();
+        log.record(rec(Kind::Enter, 1, "a"));
+        log.record(rec(Kind::Exit, 2, "a"));
+        log.record(rec(Kind::Event, 3, "b"));
+        log.record(rec(Kind::Event, 4, "c"));
+        log.record(rec(Kind::Event, 5, "d"));
+        let tscs: Vec<u64> = log.records().map(|r| r.tsc).collect();
+        assert_eq!(tscs, [1, 2, 3]);
+        assert_eq!(log.dropped(), 2);
+    }
+
+    #[test]
+    fn freebsd_line_format() {
+        assert_eq!(
+            rec(Kind::Enter, 42, "memory").to_string(),
+            "0x0 42 ENTER memory"
+        );
+        let event = Record {
+            kind: Kind::Event,
+            tsc: 7,
+            function: "ready",
+            detail: Some("boot"),
+        };
+        assert_eq!(event.to_string(), "0x0 7 EVENT ready boot");
+    }
+
+    #[test]
+    fn guard_closes_span_on_early_return_and_restores_phase() {
+        fn traced(fail: bool) -> Result<(), ()> {
+            let _span = span("tslog_test_inner");
+            if fail {
+                return Err(());
+            }
+            Ok(())
+        }
+        let _outer = span("tslog_test_outer");
+        let _ = traced(true);
+        assert_eq!(phase::current(), "tslog_test_outer");
+        let records: Vec<Record> = TSLOG
+            .records()
+            .filter(|r| r.function == "tslog_test_inner")
+            .collect();
+        assert_eq!(records.len(), 2);
+        assert_eq!(records[0].kind, Kind::Enter);
+        assert_eq!(records[1].kind, Kind::Exit);
+        assert!(records[0].tsc <= records[1].tsc);
+    }
+
+    #[test]
+    fn then_hands_over_at_one_instant() {
+        let first = span("tslog_test_first");
+        let second = first.then("tslog_test_second");
+        assert_eq!(phase::current(), "tslog_test_second");
+        drop(second);
+        let records: Vec<Record> = TSLOG
+            .records()
+            .filter(|r| {
+                r.function.starts_with("tslog_test_first") || r.function == "tslog_test_second"
+            })
+            .collect();
+        let kinds: Vec<(Kind, &str)> = records.iter().map(|r| (r.kind, r.function)).collect();
+        assert_eq!(
+            kinds,
+            [
+                (Kind::Enter, "tslog_test_first"),
+                (Kind::Exit, "tslog_test_first"),
+                (Kind::Enter, "tslog_test_second"),
+                (Kind::Exit, "tslog_test_second"),
+            ]
+        );
+        assert_eq!(records[1].tsc, records[2].tsc);
+    }
+
+    #[test]
+    fn concurrent_writers_never_share_a_slot() {
+        let log = std::sync::Arc::new(Tslog::<1000>::new());
+        let threads: Vec<_> = (0..4)
+            .map(|t| {
+                let log = log.clone();
+                std::thread::spawn(move || {
+                    for i in 0..300 {
+                        log.record(rec(Kind::Event, t * 1000 + i, "x"));
+                    }
+                })
+            })
+            .collect();
+        threads.into_iter().for_each(|t| t.join().unwrap());
+        let mut tscs: Vec<u64> = log.records().map(|r| r.tsc).collect();
+        assert_eq!(tscs.len() + log.dropped(), 1200);
+        assert_eq!(log.dropped(), 200);
+        tscs.sort_unstable();
+        tscs.dedup();
+        assert_eq!(tscs.len(), 1000, "each record is whole and unique");
+    }
+}

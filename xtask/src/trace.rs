@@ -1,0 +1,131 @@
+//! `cargo xtask trace`: boot with the boot tracer's dump on (or read a dump
+//! captured elsewhere), print the per-phase table, write folded stacks and a
+//! flamechart SVG under `target/`.
+
+use std::fs;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+
+use crate::build;
+use crate::deps;
+use crate::images::{self, RUN_DISK_SIZE};
+use crate::qemu::{self, AccelChoice, Machine, PowerOff, QemuCommand};
+use crate::run::DEFAULT_CMDLINE;
+use crate::tslog::{self, Trace};
+use crate::workspace;
+
+pub struct TraceOptions {
+    pub accel: AccelChoice,
+    pub append: Option<String>,
+    pub timeout: Duration,
+    pub kernel: Option<PathBuf>,
+    /// Analyse this captured output instead of booting.
+    pub from: Option<PathBuf>,
+    /// TSC frequency for a dump without mote's frame line.
+    pub tsc_hz: Option<u64>,
+    pub qemu_args: Vec<String>,
+}
+
+pub fn trace(options: TraceOptions) -> Result<bool> {
+    let (text, source) = match &options.from {
+        Some(path) => (
+            fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?,
+            path.display().to_string(),
+        ),
+        None => boot_with_dump(&options)?,
+    };
+    let dump = tslog::parse_dump(&text)?;
+    let Some(tsc_hz) = dump.tsc_hz.or(options.tsc_hz) else {
+        bail!("the dump does not give the TSC frequency: pass --tsc-hz");
+    };
+    if !dump.complete {
+        eprintln!("xtask: warning: the dump has no end line; the capture was cut short");
+    }
+    if dump.dropped > 0 {
+        eprintln!(
+            "xtask: warning: the kernel dropped {} records (buffer full)",
+            dump.dropped
+        );
+    }
+    if let Some(announced) = dump.announced.filter(|&n| n != dump.records.len()) {
+        eprintln!(
+            "xtask: warning: {announced} records announced, {} read",
+            dump.records.len()
+        );
+    }
+    for line in &dump.garbage {
+        eprintln!("xtask: skipped a line that is not a record: {line:?}");
+    }
+
+    let trace = Trace::build(&dump.records);
+    for problem in &trace.problems {
+        eprintln!("xtask: warning: {problem}");
+    }
+    println!("\nboot trace from {source} (TSC {tsc_hz} Hz):\n");
+    print!("{}", trace.table(tsc_hz));
+
+    let out = workspace::target_dir();
+    fs::create_dir_all(&out)?;
+    let folded = trace.folded();
+    let folded_path = out.join("tslog.folded");
+    fs::write(&folded_path, folded.join("\n") + "\n")?;
+    let title = format!(
+        "mote boot: entry to ready, {:.1} us",
+        trace.total() as f64 * 1e6 / tsc_hz as f64
+    );
+    let svg_path = out.join("tslog.svg");
+    fs::write(&svg_path, tslog::flamechart_svg(&folded, &title)?)?;
+    let dump_path = out.join("tslog.txt");
+    if options.from.is_none() {
+        fs::write(&dump_path, &text)?;
+        println!(
+            "\nraw output: {}",
+            workspace::relative_to_root(&dump_path).display()
+        );
+    }
+    println!(
+        "folded stacks: {}\nflamechart: {}",
+        workspace::relative_to_root(&folded_path).display(),
+        workspace::relative_to_root(&svg_path).display()
+    );
+    Ok(true)
+}
+
+/// Boots like `cargo xtask run`, with `mote.tslog=1`, and returns the output.
+fn boot_with_dump(options: &TraceOptions) -> Result<(String, String)> {
+    deps::ensure_all()?;
+    let kernel = build::prebuilt_or_release(options.kernel.as_deref())?;
+    let accel = qemu::resolve_accel(options.accel, &kernel);
+    let disk = workspace::target_dir().join("disk.img");
+    images::ensure_disk_image(&disk, RUN_DISK_SIZE)?;
+    let mut cmdline = format!("{DEFAULT_CMDLINE} mote.tslog=1");
+    if let Some(extra) = options.append.as_deref().filter(|extra| !extra.is_empty()) {
+        cmdline = format!("{cmdline} {extra}");
+    }
+    let qemu = QemuCommand::new(Machine::MicrovmNoAcpi, accel, &kernel)
+        .append(&cmdline)
+        .virtio_blk(&disk, "disk0")
+        .virtio_net_user("net0")
+        .args(&options.qemu_args);
+    println!("{}", qemu.command_line());
+    let finished = qemu.run(options.timeout, false)?;
+    for line in finished
+        .stdout
+        .iter()
+        .filter(|line| line.starts_with("mote: "))
+    {
+        if !line.starts_with(tslog::BEGIN_PREFIX) && line != tslog::END_LINE {
+            println!("{line}");
+        }
+    }
+    let power_off = PowerOff::from_exit(&finished, options.timeout);
+    if !power_off.is_success() {
+        for line in finished.tail(30) {
+            eprintln!("  | {line}");
+        }
+        bail!("the traced boot failed: {power_off}");
+    }
+    Ok((finished.stdout.join("\n"), format!("{accel} boot")))
+}

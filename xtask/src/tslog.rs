@@ -1,0 +1,535 @@
+//! Reading a tslog dump (FreeBSD `debug.tslog` lines, optionally framed by
+//! mote's `mote: tslog begin …` / `mote: tslog end`), nesting its spans, and
+//! turning them into a per-phase table and folded stacks for a flamechart.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+
+use anyhow::{Result, bail};
+
+pub const BEGIN_PREFIX: &str = "mote: tslog begin";
+pub const END_LINE: &str = "mote: tslog end";
+/// The root frame of every folded stack: entry → ready.
+pub const ROOT: &str = "boot";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Enter,
+    Exit,
+    Event,
+    Thread,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Record {
+    pub thread: String,
+    pub tsc: u64,
+    pub kind: Kind,
+    pub function: String,
+    pub detail: Option<String>,
+}
+
+/// A parsed dump.
+#[derive(Debug, Default)]
+pub struct Dump {
+    /// From the frame line; `None` for an unframed dump.
+    pub tsc_hz: Option<u64>,
+    /// Records the kernel says it dropped because its buffer was full.
+    pub dropped: u64,
+    /// Records the frame announced, to detect a truncated capture.
+    pub announced: Option<usize>,
+    pub records: Vec<Record>,
+    /// Lines inside the dump that are not records (serial noise, cut lines).
+    pub garbage: Vec<String>,
+    /// The frame's end line was seen (false: the capture was cut short).
+    pub complete: bool,
+}
+
+/// Parses one `debug.tslog` line: `<thread> <tsc> <KIND> <function>[ <detail>]`.
+pub fn parse_record(line: &str) -> Option<Record> {
+    let mut fields = line.trim_end_matches('\r').splitn(5, ' ');
+    let thread = fields.next()?;
+    if !thread.starts_with("0x") {
+        return None;
+    }
+    let tsc = fields.next()?.parse().ok()?;
+    let kind = match fields.next()? {
+        "ENTER" => Kind::Enter,
+        "EXIT" => Kind::Exit,
+        "EVENT" => Kind::Event,
+        "THREAD" => Kind::Thread,
+        _ => return None,
+    };
+    let function = fields.next()?;
+    if function.is_empty() {
+        return None;
+    }
+    Some(Record {
+        thread: thread.to_owned(),
+        tsc,
+        kind,
+        function: function.to_owned(),
+        detail: fields.next().map(str::to_owned),
+    })
+}
+
+/// Finds the dump in captured output. With a frame, only lines inside it
+/// count; without one (a FreeBSD `sysctl debug.tslog` capture), every line
+/// that parses as a record does, and `tsc_hz` must come from the caller.
+pub fn parse_dump(text: &str) -> Result<Dump> {
+    let mut dump = Dump::default();
+    let lines: Vec<&str> = text.lines().map(|l| l.trim_end_matches('\r')).collect();
+    let begin = lines.iter().position(|l| l.starts_with(BEGIN_PREFIX));
+    let Some(begin) = begin else {
+        for line in &lines {
+            match parse_record(line) {
+                Some(record) => dump.records.push(record),
+                None if line.trim().is_empty() => {}
+                None => dump.garbage.push((*line).to_owned()),
+            }
+        }
+        if dump.records.is_empty() {
+            bail!(
+                "no tslog records found (expected `{BEGIN_PREFIX} …` or `0x… <tsc> ENTER <fn>` lines)"
+            );
+        }
+        dump.complete = true;
+        return Ok(dump);
+    };
+    for field in lines[begin][BEGIN_PREFIX.len()..].split_whitespace() {
+        match field.split_once('=') {
+            Some(("tsc_hz", value)) => dump.tsc_hz = value.parse().ok().filter(|&hz| hz > 0),
+            Some(("records", value)) => dump.announced = value.parse().ok(),
+            Some(("dropped", value)) => dump.dropped = value.parse().unwrap_or(0),
+            _ => {}
+        }
+    }
+    for line in &lines[begin + 1..] {
+        if *line == END_LINE {
+            dump.complete = true;
+            break;
+        }
+        match parse_record(line) {
+            Some(record) => dump.records.push(record),
+            None => dump.garbage.push((*line).to_owned()),
+        }
+    }
+    Ok(dump)
+}
+
+/// One span: an ENTER and its EXIT.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Span {
+    pub name: String,
+    pub start: u64,
+    pub end: u64,
+    pub depth: usize,
+    pub children: Vec<usize>,
+    /// Closed by the analysis, not by an EXIT record.
+    pub unclosed: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Event {
+    pub tsc: u64,
+    pub name: String,
+    pub detail: Option<String>,
+}
+
+/// Spans nested by their ENTER/EXIT order.
+#[derive(Debug, Default)]
+pub struct Trace {
+    pub spans: Vec<Span>,
+    pub roots: Vec<usize>,
+    pub events: Vec<Event>,
+    /// The first record's TSC: the entry stub's first instruction.
+    pub start: u64,
+    /// The `ready` event, when there is one; else the last record.
+    pub end: u64,
+    pub ready_seen: bool,
+    /// What did not add up (EXIT without ENTER, spans never closed, …).
+    pub problems: Vec<String>,
+}
+
+impl Trace {
+    pub fn build(records: &[Record]) -> Trace {
+        let mut trace = Trace::default();
+        let Some(first) = records.first() else {
+            return trace;
+        };
+        trace.start = first.tsc;
+        let last = records.iter().map(|r| r.tsc).max().unwrap_or(first.tsc);
+        // One open-span stack per thread (mote has one; FreeBSD many).
+        let mut stacks: HashMap<&str, Vec<usize>> = HashMap::new();
+        for record in records {
+            let stack = stacks.entry(record.thread.as_str()).or_default();
+            match record.kind {
+                Kind::Enter => {
+                    let index = trace.spans.len();
+                    trace.spans.push(Span {
+                        name: record.function.clone(),
+                        start: record.tsc,
+                        end: record.tsc,
+                        depth: stack.len(),
+                        children: Vec::new(),
+                        unclosed: false,
+                    });
+                    match stack.last() {
+                        Some(&parent) => trace.spans[parent].children.push(index),
+                        None => trace.roots.push(index),
+                    }
+                    stack.push(index);
+                }
+                Kind::Exit => {
+                    let position = stack
+                        .iter()
+                        .rposition(|&open| trace.spans[open].name == record.function);
+                    match position {
+                        Some(position) => {
+                            // Spans opened inside and never exited end here.
+                            for &open in &stack[position + 1..] {
+                                trace.spans[open].end = record.tsc;
+                                trace.spans[open].unclosed = true;
+                                trace.problems.push(format!(
+                                    "{} was never exited; closed with {}",
+                                    trace.spans[open].name, record.function
+                                ));
+                            }
+                            trace.spans[stack[position]].end = record.tsc;
+                            stack.truncate(position);
+                        }
+                        None => trace.problems.push(format!(
+                            "EXIT {} at {} without a matching ENTER (dropped record?)",
+                            record.function, record.tsc
+                        )),
+                    }
+                }
+                Kind::Event => {
+                    if record.function == "ready" && !trace.ready_seen {
+                        trace.ready_seen = true;
+                        trace.end = record.tsc;
+                    }
+                    trace.events.push(Event {
+                        tsc: record.tsc,
+                        name: record.function.clone(),
+                        detail: record.detail.clone(),
+                    });
+                }
+                Kind::Thread => {}
+            }
+        }
+        for stack in stacks.values() {
+            for &open in stack {
+                trace.spans[open].end = last;
+                trace.spans[open].unclosed = true;
+                trace.problems.push(format!(
+                    "{} was still open at the end of the dump",
+                    trace.spans[open].name
+                ));
+            }
+        }
+        if !trace.ready_seen {
+            trace.end = last;
+            trace
+                .problems
+                .push("no `ready` event: the window ends at the last record".to_owned());
+        }
+        trace
+    }
+
+    /// Cycles from entry to ready.
+    pub fn total(&self) -> u64 {
+        self.end.saturating_sub(self.start)
+    }
+
+    /// The part of `span` inside the entry → ready window.
+    fn clipped(&self, span: &Span) -> (u64, u64) {
+        (
+            span.start.max(self.start).min(self.end),
+            span.end.max(self.start).min(self.end),
+        )
+    }
+
+    /// Cycles of the window covered by top-level spans.
+    pub fn covered(&self) -> u64 {
+        self.roots
+            .iter()
+            .map(|&root| {
+                let (start, end) = self.clipped(&self.spans[root]);
+                end - start
+            })
+            .sum()
+    }
+
+    /// Folded stacks in time order (`boot;a;b <cycles>`), one line per stretch
+    /// of self time: flamegraph.pl's input, and a flamechart when not merged.
+    pub fn folded(&self) -> Vec<String> {
+        let mut lines = Vec::new();
+        let mut cursor = self.start;
+        for &root in &self.roots {
+            let (start, end) = self.clipped(&self.spans[root]);
+            if start >= end {
+                continue;
+            }
+            push_folded(&mut lines, ROOT, start.saturating_sub(cursor));
+            self.fold_span(root, ROOT, &mut lines);
+            cursor = cursor.max(end);
+        }
+        push_folded(&mut lines, ROOT, self.end.saturating_sub(cursor));
+        lines
+    }
+
+    fn fold_span(&self, index: usize, parent_path: &str, lines: &mut Vec<String>) {
+        let span = &self.spans[index];
+        let path = format!("{parent_path};{}", span.name);
+        let (start, end) = self.clipped(span);
+        let mut cursor = start;
+        for &child in &span.children {
+            let (child_start, child_end) = self.clipped(&self.spans[child]);
+            if child_start >= child_end {
+                continue;
+            }
+            push_folded(lines, &path, child_start.saturating_sub(cursor));
+            self.fold_span(child, &path, lines);
+            cursor = cursor.max(child_end);
+        }
+        push_folded(lines, &path, end.saturating_sub(cursor));
+    }
+
+    /// The per-phase table: each span's time and share of entry → ready,
+    /// nested by depth, then the coverage line.
+    pub fn table(&self, tsc_hz: u64) -> String {
+        let total = self.total().max(1);
+        let micros = |cycles: u64| cycles as f64 * 1e6 / tsc_hz as f64;
+        let percent = |cycles: u64| cycles as f64 * 100.0 / total as f64;
+        let mut out = String::new();
+        let _ = writeln!(out, "{:<40} {:>12} {:>7}", "phase", "us", "%");
+        let mut order = Vec::new();
+        for &root in &self.roots {
+            self.preorder(root, &mut order);
+        }
+        for index in order {
+            let span = &self.spans[index];
+            let (start, end) = self.clipped(span);
+            if start >= end && span.start >= self.end {
+                continue; // entirely after ready (the report, the dump)
+            }
+            let name = format!(
+                "{}{}{}",
+                "  ".repeat(span.depth),
+                span.name,
+                if span.unclosed { " (unclosed)" } else { "" }
+            );
+            let _ = writeln!(
+                out,
+                "{name:<40} {:>12.1} {:>6.1}%",
+                micros(end - start),
+                percent(end - start)
+            );
+        }
+        let covered = self.covered();
+        let _ = writeln!(
+            out,
+            "{:<40} {:>12.1} {:>6.1}%",
+            "(between top-level spans)",
+            micros(self.total() - covered.min(self.total())),
+            percent(self.total() - covered.min(self.total()))
+        );
+        let _ = writeln!(
+            out,
+            "{:<40} {:>12.1} {:>6.1}%",
+            if self.ready_seen {
+                "entry -> ready"
+            } else {
+                "entry -> last record"
+            },
+            micros(self.total()),
+            100.0
+        );
+        out
+    }
+
+    fn preorder(&self, index: usize, order: &mut Vec<usize>) {
+        order.push(index);
+        for &child in &self.spans[index].children {
+            self.preorder(child, order);
+        }
+    }
+}
+
+fn push_folded(lines: &mut Vec<String>, path: &str, cycles: u64) {
+    if cycles > 0 {
+        lines.push(format!("{path} {cycles}"));
+    }
+}
+
+/// Renders folded lines as a flamechart SVG (time order kept, not merged).
+pub fn flamechart_svg(folded: &[String], title: &str) -> Result<Vec<u8>> {
+    let mut options = inferno::flamegraph::Options::default();
+    options.flame_chart = true;
+    options.title = title.to_owned();
+    options.count_name = "cycles".to_owned();
+    options.min_width = 0.0;
+    let mut svg = Vec::new();
+    inferno::flamegraph::from_lines(&mut options, folded.iter().map(String::as_str), &mut svg)?;
+    Ok(svg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A real dump from this machine (TCG), with serial noise around it.
+    const TCG_DUMP: &str = include_str!("../testdata/tslog-tcg.txt");
+
+    fn dump(body: &str) -> String {
+        format!(
+            "mote: ready 5 us after entry\n{BEGIN_PREFIX} tsc_hz=1000000 records=9 dropped=0\n{body}{END_LINE}\nmote: poweroff success\n"
+        )
+    }
+
+    #[test]
+    fn parses_records() {
+        assert_eq!(
+            parse_record("0x0 123 ENTER memory_init"),
+            Some(Record {
+                thread: "0x0".into(),
+                tsc: 123,
+                kind: Kind::Enter,
+                function: "memory_init".into(),
+                detail: None
+            })
+        );
+        let event = parse_record("0xfffff80003a1e740 9 EVENT WAIT some thing\r").unwrap();
+        assert_eq!(event.detail.as_deref(), Some("some thing"));
+        assert_eq!(parse_record("0x0 12x ENTER a"), None);
+        assert_eq!(parse_record("0x0 12 LEAVE a"), None);
+        assert_eq!(parse_record("0x0 12 ENTER"), None);
+        assert_eq!(parse_record("[INFO ] 0x0 1 ENTER a"), None);
+    }
+
+    #[test]
+    fn real_dump_accounts_for_the_whole_boot() {
+        let dump = parse_dump(TCG_DUMP).unwrap();
+        assert!(dump.complete);
+        assert_eq!(dump.tsc_hz, Some(2_596_102_435));
+        assert_eq!(Some(dump.records.len()), dump.announced);
+        assert!(dump.garbage.is_empty());
+        let trace = Trace::build(&dump.records);
+        assert!(trace.problems.is_empty(), "{:?}", trace.problems);
+        assert!(trace.ready_seen);
+        assert_eq!(trace.roots.len(), 7);
+        let names: Vec<&str> = trace
+            .roots
+            .iter()
+            .map(|&r| trace.spans[r].name.as_str())
+            .collect();
+        assert_eq!(names[0], "pvh_entry");
+        assert!(
+            trace.covered() * 100 / trace.total() >= 95,
+            "top-level spans cover >= 95 %"
+        );
+        // The folded self times add up to the whole window, exactly.
+        let folded_total: u64 = trace
+            .folded()
+            .iter()
+            .map(|line| line.rsplit_once(' ').unwrap().1.parse::<u64>().unwrap())
+            .sum();
+        assert_eq!(folded_total, trace.total());
+        let table = trace.table(dump.tsc_hz.unwrap());
+        assert!(table.contains("  zero_bss"), "{table}");
+        assert!(table.lines().last().unwrap().contains("100.0%"));
+    }
+
+    #[test]
+    fn nested_spans_fold_into_self_time() {
+        let text = dump(
+            "0x0 0 ENTER a\n0x0 10 ENTER b\n0x0 30 EXIT b\n0x0 40 EXIT a\n0x0 45 ENTER c\n0x0 50 EXIT c\n0x0 60 EVENT ready\n",
+        );
+        let trace = Trace::build(&parse_dump(&text).unwrap().records);
+        assert_eq!(
+            trace.folded(),
+            [
+                "boot;a 10",
+                "boot;a;b 20",
+                "boot;a 10",
+                "boot 5",
+                "boot;c 5",
+                "boot 10"
+            ]
+        );
+        assert_eq!(trace.total(), 60);
+        assert_eq!(trace.covered(), 45);
+        let table = trace.table(1_000_000);
+        assert!(table.contains("  b "), "{table}");
+        let gap = table
+            .lines()
+            .find(|line| line.starts_with("(between top-level spans)"))
+            .unwrap();
+        assert_eq!(
+            gap.split_whitespace().rev().take(2).collect::<Vec<_>>(),
+            ["25.0%", "15.0"]
+        );
+    }
+
+    #[test]
+    fn dropped_records_leave_spans_open_and_say_so() {
+        // The buffer filled before b's and a's EXIT: both unclosed, no ready.
+        let text = format!(
+            "{BEGIN_PREFIX} tsc_hz=1000 records=2 dropped=3\n0x0 0 ENTER a\n0x0 5 ENTER b\n{END_LINE}\n"
+        );
+        let dump = parse_dump(&text).unwrap();
+        assert_eq!(dump.dropped, 3);
+        let trace = Trace::build(&dump.records);
+        assert!(trace.spans.iter().all(|span| span.unclosed));
+        assert!(!trace.ready_seen);
+        assert!(trace.problems.iter().any(|p| p.contains("ready")));
+        assert!(trace.table(1000).contains("(unclosed)"));
+    }
+
+    #[test]
+    fn exit_without_enter_and_mismatched_exits() {
+        let text =
+            dump("0x0 0 ENTER a\n0x0 2 ENTER b\n0x0 4 EXIT a\n0x0 6 EXIT z\n0x0 8 EVENT ready\n");
+        let trace = Trace::build(&parse_dump(&text).unwrap().records);
+        assert!(trace.spans[1].unclosed, "b was closed by a's EXIT");
+        assert_eq!(trace.spans[1].end, 4);
+        assert!(trace.problems.iter().any(|p| p.contains("EXIT z")));
+    }
+
+    #[test]
+    fn garbage_lines_are_set_aside() {
+        let text =
+            dump("0x0 0 ENTER a\nthis is noise\n0x0 4 EX\n0x0 5 EXIT a\n0x0 8 EVENT ready\n");
+        let dump = parse_dump(&text).unwrap();
+        assert_eq!(dump.garbage, ["this is noise", "0x0 4 EX"]);
+        assert_eq!(dump.records.len(), 3);
+    }
+
+    #[test]
+    fn truncated_capture_is_not_complete() {
+        let text = format!("{BEGIN_PREFIX} tsc_hz=1000 records=5 dropped=0\n0x0 0 ENTER a\n");
+        assert!(!parse_dump(&text).unwrap().complete);
+    }
+
+    #[test]
+    fn unframed_freebsd_dump() {
+        let text = "0xfffff800 100 ENTER mi_startup\n0xfffff800 300 EXIT mi_startup\n";
+        let dump = parse_dump(text).unwrap();
+        assert_eq!(dump.tsc_hz, None);
+        assert_eq!(dump.records.len(), 2);
+        assert!(parse_dump("nothing here\n").is_err());
+    }
+
+    #[test]
+    fn flamechart_is_an_svg() {
+        let svg = flamechart_svg(&["boot;a 10".into(), "boot 5".into()], "t").unwrap();
+        let text = String::from_utf8(svg).unwrap();
+        assert!(text.starts_with("<?xml"));
+        assert!(
+            text.contains(">a<") || text.contains("a (10 cycles"),
+            "{}",
+            &text[..200]
+        );
+    }
+}
