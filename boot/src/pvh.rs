@@ -33,8 +33,8 @@ pub const BOOT_STACK_SIZE: usize = 128 * 1024;
 #[repr(C, align(16))]
 pub struct Stack([u8; BOOT_STACK_SIZE]);
 
-/// Zeroed with the rest of .bss by the stub before it is used.
-#[unsafe(link_section = ".bss.boot_stack")]
+/// Needs no initial value: not zeroed (`linker.ld` `.noinit`).
+#[unsafe(link_section = ".bss.noinit.boot_stack")]
 static mut BOOT_STACK: Stack = Stack([0; BOOT_STACK_SIZE]);
 
 unsafe extern "C" {

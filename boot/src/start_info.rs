@@ -26,9 +26,10 @@ pub const MEMMAP_ENTRY_SIZE: usize = 24;
 /// (`COMMAND_LINE_SIZE`); QEMU's SeaBIOS `pvh.bin` buffer is 4096.
 pub const CMDLINE_MAX: usize = 4096;
 /// Longest module command line kept, without its NUL.
-pub const MODULE_CMDLINE_MAX: usize = 256;
-/// Most modules accepted; a larger `nr_modules` is a corrupt structure.
-pub const MAX_MODULES: usize = 16;
+pub const MODULE_CMDLINE_MAX: usize = 128;
+/// Most modules accepted; a larger `nr_modules` is a corrupt structure
+/// (QEMU and Firecracker pass one, the `-initrd`).
+pub const MAX_MODULES: usize = 8;
 
 /// Reads physical memory on behalf of the parser. The kernel implements it
 /// over the boot identity map; tests implement it over a byte vector.

@@ -101,6 +101,29 @@ pub fn cycles_to_ns(cycles: u64, hz: u64) -> u64 {
     u64::try_from(u128::from(cycles) * 1_000_000_000 / u128::from(hz)).unwrap_or(u64::MAX)
 }
 
+/// How close two calibration windows must agree to be trusted.
+pub const CALIBRATION_AGREEMENT_PPM: u64 = 500;
+
+/// Combines calibration windows: two that agree within
+/// [`CALIBRATION_AGREEMENT_PPM`] give their mean; otherwise a third window
+/// is needed (`None`), and with three the median wins, so one window
+/// disturbed by the host (a preempted vCPU) cannot skew the result.
+pub fn combine_calibrations(windows: &[u64]) -> Option<u64> {
+    match *windows {
+        [a, b] => {
+            let agree = u128::from(a.abs_diff(b)) * 1_000_000
+                <= u128::from(a.max(b)) * u128::from(CALIBRATION_AGREEMENT_PPM);
+            agree.then(|| a / 2 + b / 2 + (a % 2 + b % 2) / 2)
+        }
+        [a, b, c] => {
+            let mut sorted = [a, b, c];
+            sorted.sort_unstable();
+            Some(sorted[1])
+        }
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -154,6 +177,25 @@ mod tests {
         assert_eq!(pvclock_ns(2, 0, 0, 0x8000_0000, 0), 1);
         assert_eq!(cycles_to_ns(2_300_000, 2_300_000_000), 1_000_000);
         assert_eq!(cycles_to_ns(1, 0), 0);
+    }
+
+    #[test]
+    fn calibration_windows() {
+        assert_eq!(
+            combine_calibrations(&[2_596_000_000, 2_596_100_000]),
+            Some(2_596_050_000)
+        );
+        assert_eq!(
+            combine_calibrations(&[2_596_000_000, 2_644_000_000]),
+            None,
+            "1.8 % apart"
+        );
+        assert_eq!(
+            combine_calibrations(&[2_596_000_000, 2_644_000_000, 2_596_200_000]),
+            Some(2_596_200_000),
+            "the disturbed window is outvoted"
+        );
+        assert_eq!(combine_calibrations(&[1]), None);
     }
 
     #[test]

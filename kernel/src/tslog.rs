@@ -54,31 +54,38 @@ impl fmt::Display for Record {
     }
 }
 
-struct Slot {
-    written: AtomicBool,
-    record: UnsafeCell<MaybeUninit<Record>>,
+/// Record storage: needs no initial value, so the kernel keeps it out of
+/// the zeroed .bss; `Tslog::written` says which slots hold a record.
+pub struct RecordSlots<const N: usize>([UnsafeCell<MaybeUninit<Record>>; N]);
+
+// SAFETY: access goes through `Tslog`, which hands each slot to one writer.
+unsafe impl<const N: usize> Sync for RecordSlots<N> {}
+
+impl<const N: usize> RecordSlots<N> {
+    pub const fn new() -> Self {
+        Self([const { UnsafeCell::new(MaybeUninit::uninit()) }; N])
+    }
+}
+
+impl<const N: usize> Default for RecordSlots<N> {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 /// The record buffer.
 pub struct Tslog<const N: usize> {
-    slots: [Slot; N],
+    slots: &'static RecordSlots<N>,
+    written: [AtomicBool; N],
     claimed: AtomicUsize,
     dropped: AtomicUsize,
 }
 
-// SAFETY: a slot is written only by the one caller whose fetch_add claimed
-// it, and read only after its `written` flag is published with Release.
-unsafe impl<const N: usize> Sync for Tslog<N> {}
-
 impl<const N: usize> Tslog<N> {
-    pub const fn new() -> Self {
+    pub const fn new(slots: &'static RecordSlots<N>) -> Self {
         Self {
-            slots: [const {
-                Slot {
-                    written: AtomicBool::new(false),
-                    record: UnsafeCell::new(MaybeUninit::uninit()),
-                }
-            }; N],
+            slots,
+            written: [const { AtomicBool::new(false) }; N],
             claimed: AtomicUsize::new(0),
             dropped: AtomicUsize::new(0),
         }
@@ -87,25 +94,26 @@ impl<const N: usize> Tslog<N> {
     /// Appends a record, or counts it as dropped when the buffer is full.
     pub fn record(&self, record: Record) {
         let index = self.claimed.fetch_add(1, Ordering::Relaxed);
-        let Some(slot) = self.slots.get(index) else {
+        let (Some(slot), Some(written)) = (self.slots.0.get(index), self.written.get(index)) else {
             self.dropped.fetch_add(1, Ordering::Relaxed);
             return;
         };
         // SAFETY: `index` was handed out once by the fetch_add above, so no
         // one else writes this slot; readers wait for `written`.
-        unsafe { (*slot.record.get()).write(record) };
-        slot.written.store(true, Ordering::Release);
+        unsafe { (*slot.get()).write(record) };
+        written.store(true, Ordering::Release);
     }
 
     /// The records written so far, in claim order.
     pub fn records(&self) -> impl Iterator<Item = Record> + '_ {
         let claimed = self.claimed.load(Ordering::Acquire).min(N);
-        self.slots[..claimed]
+        self.slots.0[..claimed]
             .iter()
-            .filter(|slot| slot.written.load(Ordering::Acquire))
+            .zip(&self.written)
+            .filter(|(_, written)| written.load(Ordering::Acquire))
             // SAFETY: `written` is set (Release) only after the record is
             // fully written; the Acquire load above makes it visible.
-            .map(|slot| unsafe { (*slot.record.get()).assume_init() })
+            .map(|(slot, _)| unsafe { (*slot.get()).assume_init() })
     }
 
     pub fn dropped(&self) -> usize {
@@ -113,14 +121,11 @@ impl<const N: usize> Tslog<N> {
     }
 }
 
-impl<const N: usize> Default for Tslog<N> {
-    fn default() -> Self {
-        Self::new()
-    }
-}
+#[cfg_attr(target_os = "none", unsafe(link_section = ".bss.noinit.tslog"))]
+static RECORD_SLOTS: RecordSlots<CAPACITY> = RecordSlots::new();
 
 /// The kernel's trace buffer.
-pub static TSLOG: Tslog<CAPACITY> = Tslog::new();
+pub static TSLOG: Tslog<CAPACITY> = Tslog::new(&RECORD_SLOTS);
 
 /// Reads the TSC (the tracer's clock; the host converts with the frequency
 /// printed in the dump's frame).
@@ -263,7 +268,7 @@ mod tests {
 
     #[test]
     fn records_in_order_then_drops_and_counts() {
-        let log = Tslog::<3>::new();
+        let log = Tslog::<3>::new(Box::leak(Box::default()));
         log.record(rec(Kind::Enter, 1, "a"));
         log.record(rec(Kind::Exit, 2, "a"));
         log.record(rec(Kind::Event, 3, "b"));
@@ -338,7 +343,7 @@ mod tests {
 
     #[test]
     fn concurrent_writers_never_share_a_slot() {
-        let log = std::sync::Arc::new(Tslog::<1000>::new());
+        let log = std::sync::Arc::new(Tslog::<1000>::new(Box::leak(Box::default())));
         let threads: Vec<_> = (0..4)
             .map(|t| {
                 let log = log.clone();

@@ -10,14 +10,16 @@ use core::sync::atomic::{AtomicBool, Ordering};
 use spin::Mutex;
 use uart_16550::SerialPort;
 
-use crate::log_buffer::LogBuffer;
+use crate::log_buffer::{LogBuffer, LogStorage};
 
 /// COM1, the port every microVM VMM emulates (QEMU isa-serial, Firecracker).
 const COM1: u16 = 0x3f8;
 const BOOT_LOG_SIZE: usize = 32 * 1024;
 
 static SERIAL: Mutex<Option<SerialPort>> = Mutex::new(None);
-static BOOT_LOG: Mutex<LogBuffer<BOOT_LOG_SIZE>> = Mutex::new(LogBuffer::new());
+#[unsafe(link_section = ".bss.noinit.boot_log")]
+static BOOT_LOG_STORAGE: LogStorage<BOOT_LOG_SIZE> = LogStorage::new();
+static BOOT_LOG: Mutex<LogBuffer<BOOT_LOG_SIZE>> = Mutex::new(LogBuffer::new(&BOOT_LOG_STORAGE));
 static LIVE: AtomicBool = AtomicBool::new(false);
 static LOGGER: Console = Console;
 

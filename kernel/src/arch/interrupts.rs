@@ -143,6 +143,8 @@ struct Idt([Gate; 256]);
 #[repr(C, align(16))]
 struct Stack([u8; DOUBLE_FAULT_STACK_SIZE]);
 
+/// Needs no initial value: not zeroed (`linker.ld` `.noinit`).
+#[unsafe(link_section = ".bss.noinit.double_fault_stack")]
 static mut DOUBLE_FAULT_STACK: Stack = Stack([0; DOUBLE_FAULT_STACK_SIZE]);
 static TSS: Once<TaskStateSegment> = Once::new();
 static GDT: Once<(
