@@ -363,7 +363,9 @@ fn push_folded(lines: &mut Vec<String>, path: &str, cycles: u64) {
     }
 }
 
-/// Renders folded lines as a flamechart SVG (time order kept, not merged).
+/// Renders time-ordered folded lines as a flamechart SVG (not merged, time
+/// running left to right). inferno's flame-chart mode reverses its input,
+/// expecting newest first as `perf script` prints, so it gets them reversed.
 pub fn flamechart_svg(folded: &[String], title: &str) -> Result<Vec<u8>> {
     let mut options = inferno::flamegraph::Options::default();
     options.flame_chart = true;
@@ -371,7 +373,11 @@ pub fn flamechart_svg(folded: &[String], title: &str) -> Result<Vec<u8>> {
     options.count_name = "cycles".to_owned();
     options.min_width = 0.0;
     let mut svg = Vec::new();
-    inferno::flamegraph::from_lines(&mut options, folded.iter().map(String::as_str), &mut svg)?;
+    inferno::flamegraph::from_lines(
+        &mut options,
+        folded.iter().rev().map(String::as_str),
+        &mut svg,
+    )?;
     Ok(svg)
 }
 
@@ -521,15 +527,32 @@ mod tests {
         assert!(parse_dump("nothing here\n").is_err());
     }
 
+    /// The x coordinate of the frame whose tooltip starts with `name`.
+    fn frame_x(svg: &str, name: &str) -> f64 {
+        let at = svg
+            .find(&format!("<title>{name} ("))
+            .expect("frame present");
+        let rest = &svg[at..];
+        let x = rest.find(" x=\"").expect("rect after title") + 4;
+        let value = &rest[x..];
+        value[..value.find('"').unwrap()]
+            .trim_end_matches('%')
+            .parse()
+            .unwrap()
+    }
+
     #[test]
-    fn flamechart_is_an_svg() {
-        let svg = flamechart_svg(&["boot;a 10".into(), "boot 5".into()], "t").unwrap();
-        let text = String::from_utf8(svg).unwrap();
-        assert!(text.starts_with("<?xml"));
+    fn flamechart_runs_left_to_right() {
+        let folded = [
+            "boot;first 10".into(),
+            "boot 5".into(),
+            "boot;second 10".into(),
+        ];
+        let svg = String::from_utf8(flamechart_svg(&folded, "t").unwrap()).unwrap();
+        assert!(svg.starts_with("<?xml"));
         assert!(
-            text.contains(">a<") || text.contains("a (10 cycles"),
-            "{}",
-            &text[..200]
+            frame_x(&svg, "first") < frame_x(&svg, "second"),
+            "time flows left to right"
         );
     }
 }
