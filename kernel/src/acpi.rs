@@ -117,6 +117,38 @@ pub fn find_sleep_control(
     })
 }
 
+/// The DSDT's physical address and length, through the FADT.
+pub fn find_dsdt(memory: &impl PhysicalMemory, rsdp: u64) -> Result<(u64, usize), AcpiError> {
+    let fadt = find_table(memory, rsdp, b"FACP")?.ok_or(AcpiError::NoFadt)?;
+    let mut bytes = [0u8; 256];
+    let length = read_table(memory, fadt, "FADT", &mut bytes)?;
+    let x_dsdt = if length >= FADT_X_DSDT + 8 {
+        le_u64(&bytes, FADT_X_DSDT)
+    } else {
+        0
+    };
+    let dsdt = match x_dsdt {
+        0 => u64::from(le_u32(&bytes, FADT_DSDT)),
+        x_dsdt => x_dsdt,
+    };
+    let mut header = [0u8; HEADER_SIZE];
+    read(memory, "DSDT", dsdt, &mut header)?;
+    if &header[..4] != b"DSDT" {
+        return Err(AcpiError::BadSignature {
+            what: "DSDT",
+            paddr: dsdt,
+        });
+    }
+    let length = le_u32(&header, 4) as usize;
+    if !(HEADER_SIZE..=MAX_DSDT).contains(&length) {
+        return Err(AcpiError::BadSignature {
+            what: "DSDT",
+            paddr: dsdt,
+        });
+    }
+    Ok((dsdt, length))
+}
+
 /// Physical address of the first table with `signature`, through the XSDT
 /// (revision ≥ 2) or the RSDT.
 pub fn find_table(
@@ -396,6 +428,14 @@ mod tests {
         );
         assert_eq!(parse_s5_package(b"\x13\x06\x04\x0a\x05"), None);
         assert_eq!(parse_s5_package(b"\x12"), None);
+    }
+
+    #[test]
+    fn dsdt_through_the_fadt() {
+        let memory = FakeMemory(qemu_microvm());
+        let (address, length) = find_dsdt(&memory, RSDP as u64).unwrap();
+        assert_eq!(address, DSDT as u64);
+        assert_eq!(length, 36 + 40 + 13, "header, padding, the _S5_ package");
     }
 
     #[test]

@@ -13,10 +13,11 @@ use spin::Once;
 use crate::arch::{
     console, cpu, heap, interrupts, paging, physical::IdentityMapped, poweroff, tsc,
 };
+use crate::memory::FRAMES;
 use crate::memory::frames::{FRAME_SIZE, FrameAllocator};
 use crate::options::{Crash, ExitPolicy, Options};
 use crate::report::{Quoted, tsc_delta_micros};
-use crate::{acpi, console_println, phase, tslog};
+use crate::{acpi, console_println, devices, phase, tslog};
 
 /// Low memory holds the loader's structures (qboot's stack, start_info,
 /// command line, MP table, EBDA): never hand it out.
@@ -28,7 +29,6 @@ const HEAP_MAX: u64 = 64 * 1024 * 1024;
 const UNMAPPED_ADDRESS: u64 = 0x0000_4000_0000_0000;
 
 static BOOT_INFO: Once<BootInfo> = Once::new();
-static FRAMES: spin::Mutex<FrameAllocator> = spin::Mutex::new(FrameAllocator::new_empty());
 
 /// Facts gathered during boot, printed after the ready mark.
 struct Facts {
@@ -87,6 +87,9 @@ pub fn start(start_info_paddr: u32, entry_tsc: u64) -> ! {
         log::error!("TSC frequency unknown: no hypervisor leaf, kvmclock, CPUID 0x15 or PIT");
     }
 
+    let phase = phase.then("devices_init");
+    let mut devices = devices::init(boot, memory_end);
+
     if let Some(crash) = options.crash {
         let _phase = phase.then("crash_test");
         crash_on_purpose(crash);
@@ -111,13 +114,20 @@ pub fn start(start_info_paddr: u32, entry_tsc: u64) -> ! {
             clock_at_ready,
         },
     );
+    devices::report(&devices);
+    let workloads_ok = devices::run_workloads(&mut devices, &options, tsc.map_or(0, |tsc| tsc.hz));
     if options.tslog {
         dump_tslog(tsc.map_or(0, |tsc| tsc.hz));
     }
+    let status = if workloads_ok {
+        poweroff::Status::Success
+    } else {
+        poweroff::Status::Failure
+    };
 
     match options.exit {
-        // No devices to serve yet: nothing keeps the VM alive.
-        ExitPolicy::Ready | ExitPolicy::WhenIdle => poweroff::poweroff(poweroff::Status::Success),
+        // Nothing keeps the VM alive yet (no network service).
+        ExitPolicy::Ready | ExitPolicy::WhenIdle => poweroff::poweroff(status),
         ExitPolicy::Never => {
             log::info!("mote.exit=never: halting; stop the VM from the host");
             cpu::halt_forever()

@@ -4,6 +4,7 @@
 #![cfg_attr(not(test), no_std)]
 
 pub mod acpi;
+pub mod block;
 pub mod log_buffer;
 pub mod memory;
 pub mod options;
@@ -11,12 +12,17 @@ pub mod phase;
 pub mod report;
 pub mod tsc_frequency;
 pub mod tslog;
+pub mod virtio;
 
 #[cfg(target_os = "none")]
 pub mod arch;
 
 #[cfg(target_os = "none")]
 pub mod boot;
+#[cfg(target_os = "none")]
+pub mod devices;
+#[cfg(target_os = "none")]
+pub mod drivers;
 
 #[cfg(all(target_os = "none", not(test)))]
 #[panic_handler]

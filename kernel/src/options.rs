@@ -47,6 +47,14 @@ pub struct Options<'a> {
     pub crash: Option<Crash>,
     /// `mote.tslog=1`: dump the boot trace after the ready mark.
     pub tslog: bool,
+    /// `mote.blk=verify`: CRC-32 of every sector of every disk.
+    pub blk_verify: bool,
+    /// `mote.blk=bench`: sequential read throughput of every disk.
+    pub blk_bench: bool,
+    /// `mote.blk.write=<lba>+<sectors>`: write the seeded pattern there.
+    pub blk_write: Option<(u64, u64)>,
+    /// `mote.blk.seed=<n>`: the pattern's seed.
+    pub blk_seed: u64,
     pub unrecognised: ArrayVec<Unrecognised<'a>, 8>,
 }
 
@@ -57,6 +65,10 @@ impl Default for Options<'_> {
             exit: ExitPolicy::WhenIdle,
             crash: None,
             tslog: false,
+            blk_verify: false,
+            blk_bench: false,
+            blk_write: None,
+            blk_seed: crate::block::DEFAULT_PATTERN_SEED,
             unrecognised: ArrayVec::new(),
         }
     }
@@ -89,6 +101,24 @@ impl<'a> Options<'a> {
                 ("mote.crash", Some("divide-error")) => options.crash = Some(Crash::DivideError),
                 ("mote.tslog", Some("1" | "on" | "yes")) => options.tslog = true,
                 ("mote.tslog", Some("0" | "off" | "no")) => options.tslog = false,
+                ("mote.blk", Some(list))
+                    if list
+                        .split(',')
+                        .all(|item| matches!(item, "verify" | "bench")) =>
+                {
+                    options.blk_verify = list.split(',').any(|item| item == "verify");
+                    options.blk_bench = list.split(',').any(|item| item == "bench");
+                }
+                ("mote.blk.write", Some(range)) if crate::block::parse_range(range).is_some() => {
+                    options.blk_write = crate::block::parse_range(range);
+                }
+                ("mote.blk.seed", Some(seed))
+                    if crate::virtio::cmdline::auto_radix(seed)
+                        .is_some_and(|(_, rest)| rest.is_empty()) =>
+                {
+                    options.blk_seed =
+                        crate::virtio::cmdline::auto_radix(seed).map_or(0, |(n, _)| n);
+                }
                 _ if key.starts_with("mote.") => {
                     // Keep the first few; more are as unhelpful as eight.
                     let _ = options.unrecognised.try_push(Unrecognised { option: word });
@@ -199,6 +229,21 @@ mod tests {
             Options::parse("mote.exit=\"ready\"").exit,
             ExitPolicy::Ready
         );
+    }
+
+    #[test]
+    fn block_options() {
+        let options =
+            Options::parse("mote.blk=verify,bench mote.blk.write=2048+16 mote.blk.seed=0x2a");
+        assert!(options.blk_verify && options.blk_bench);
+        assert_eq!(options.blk_write, Some((2048, 16)));
+        assert_eq!(options.blk_seed, 42);
+        let options = Options::parse("mote.blk=verify");
+        assert!(options.blk_verify && !options.blk_bench);
+        let bad = Options::parse("mote.blk=fast mote.blk.write=12 mote.blk.seed=x");
+        assert!(!bad.blk_verify && bad.blk_write.is_none());
+        assert_eq!(bad.blk_seed, crate::block::DEFAULT_PATTERN_SEED);
+        assert_eq!(bad.unrecognised.len(), 3, "each bad value is reported");
     }
 
     #[test]

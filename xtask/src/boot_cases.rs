@@ -128,6 +128,57 @@ impl BootCase {
 pub struct Fixtures {
     pub initrd: PathBuf,
     pub small_disk: PathBuf,
+    /// 64 MiB of pseudo-random data, for the verify checksum.
+    pub random_disk: PathBuf,
+    /// Three small random disks (8, 4 and 2 MiB), for ACPI discovery.
+    pub three_disks: [PathBuf; 3],
+    /// A fresh copy of `write_base` for the guest to write into.
+    pub write_disk: PathBuf,
+    pub gzip_initrd: PathBuf,
+    pub png_initrd: PathBuf,
+}
+
+/// Where the write test's images live (checks re-read them after QEMU exits).
+fn write_base_path() -> PathBuf {
+    workspace::test_fixture_dir().join("write-base.img")
+}
+
+fn write_disk_path() -> PathBuf {
+    workspace::test_fixture_dir().join("write.img")
+}
+
+const WRITE_DISK_SIZE: u64 = 8 * MIB;
+const WRITE_LBA: u64 = 2048;
+const WRITE_SECTORS: u64 = 64;
+const WRITE_SEED: u64 = 0x1234_5678;
+
+/// A real gzip stream (the kernel only looks at its first bytes).
+fn gzip_bytes() -> Vec<u8> {
+    use std::io::Write;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    let _ = encoder.write_all(&images::pseudo_random_bytes(10_000, 7));
+    encoder.finish().unwrap_or_default()
+}
+
+/// A valid 1x1 grey PNG: signature, IHDR, IDAT (zlib), IEND, with CRCs.
+fn png_bytes() -> Vec<u8> {
+    use std::io::Write;
+    fn chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
+        out.extend_from_slice(&(data.len() as u32).to_be_bytes());
+        let mut hasher = crc32fast::Hasher::new();
+        hasher.update(kind);
+        hasher.update(data);
+        out.extend_from_slice(kind);
+        out.extend_from_slice(data);
+        out.extend_from_slice(&hasher.finalize().to_be_bytes());
+    }
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    chunk(&mut png, b"IHDR", &[0, 0, 0, 1, 0, 0, 0, 1, 8, 0, 0, 0, 0]);
+    let mut zlib = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+    let _ = zlib.write_all(&[0, 0x80]);
+    chunk(&mut png, b"IDAT", &zlib.finish().unwrap_or_default());
+    chunk(&mut png, b"IEND", &[]);
+    png
 }
 
 impl Fixtures {
@@ -140,7 +191,29 @@ impl Fixtures {
         )?;
         let small_disk = directory.join("small-disk.img");
         images::ensure_disk_image(&small_disk, MIB)?;
-        Ok(Self { initrd, small_disk })
+        let random_disk = directory.join("random-64M.img");
+        images::write_if_changed(&random_disk, &images::pseudo_random_bytes(64 * MIB, 0x64))?;
+        let three_disks = [8, 4, 2].map(|mib| directory.join(format!("random-{mib}M.img")));
+        for (disk, mib) in three_disks.iter().zip([8u64, 4, 2]) {
+            images::write_if_changed(disk, &images::pseudo_random_bytes(mib * MIB, mib))?;
+        }
+        let base = images::pseudo_random_bytes(WRITE_DISK_SIZE, 0x77);
+        images::write_if_changed(&write_base_path(), &base)?;
+        // Always a fresh copy: the guest writes into it.
+        std::fs::write(write_disk_path(), &base)?;
+        let gzip_initrd = directory.join("initrd.gz");
+        images::write_if_changed(&gzip_initrd, &gzip_bytes())?;
+        let png_initrd = directory.join("initrd.png");
+        images::write_if_changed(&png_initrd, &png_bytes())?;
+        Ok(Self {
+            initrd,
+            small_disk,
+            random_disk,
+            three_disks,
+            write_disk: write_disk_path(),
+            gzip_initrd,
+            png_initrd,
+        })
     }
 }
 
@@ -274,6 +347,61 @@ fn tsc_check(report: &report::BootReport, source: &str, tolerance: f64) -> Resul
     Ok(())
 }
 
+/// `-drive`/`-device` arguments for a virtio-blk disk.
+fn disk_args(path: &str, id: &str, extra: &str) -> [String; 4] {
+    [
+        "-drive".to_owned(),
+        format!("file={path},format=raw,if=none,id={id}{extra}"),
+        "-device".to_owned(),
+        format!("virtio-blk-device,drive={id}"),
+    ]
+}
+
+/// The zlib CRC-32 of a file, as 8 hex digits.
+fn file_crc(path: &std::path::Path) -> String {
+    format!(
+        "{:08x}",
+        crc32fast::hash(&std::fs::read(path).unwrap_or_default())
+    )
+}
+
+/// After the guest wrote the pattern: the range holds exactly the pattern
+/// (the same function the kernel uses), nothing else changed, and the CRC
+/// the guest printed is the pattern's.
+fn written_region_is_exactly_the_pattern(
+    _: &[String],
+    report: &report::BootReport,
+) -> Result<(), String> {
+    let base = std::fs::read(write_base_path()).map_err(|e| e.to_string())?;
+    let written = std::fs::read(write_disk_path()).map_err(|e| e.to_string())?;
+    if base.len() != written.len() {
+        return Err(format!(
+            "image size changed: {} -> {}",
+            base.len(),
+            written.len()
+        ));
+    }
+    let sector = mote_kernel::block::SECTOR_SIZE;
+    let range = WRITE_LBA as usize * sector..(WRITE_LBA + WRITE_SECTORS) as usize * sector;
+    let mut pattern = vec![0u8; range.len()];
+    mote_kernel::block::fill_pattern(WRITE_SEED, WRITE_LBA, &mut pattern);
+    if written[range.clone()] != pattern[..] {
+        return Err("the written range does not hold the pattern".to_owned());
+    }
+    if written[..range.start] != base[..range.start] || written[range.end..] != base[range.end..] {
+        return Err("bytes outside the written range changed".to_owned());
+    }
+    let expected = format!(
+        "mote: blk0 wrote {WRITE_SECTORS} sectors at {WRITE_LBA} crc32 {:08x}",
+        crc32fast::hash(&pattern)
+    );
+    if report.lines.iter().any(|line| *line == expected) {
+        Ok(())
+    } else {
+        Err(format!("no line {expected:?}"))
+    }
+}
+
 /// Every boot test, in the order they start.
 pub fn boot_cases(fixtures: &Fixtures) -> Vec<BootCase> {
     let cmdline_2k = cmdline_of_length(&format!("{READY_CMDLINE} "), 2048);
@@ -402,6 +530,78 @@ pub fn boot_cases(fixtures: &Fixtures) -> Vec<BootCase> {
                 description: "TSC from kvmclock within 0.1 % of the host's",
                 check: |_, report| tsc_check(report, "kvmclock", 0.001),
             }),
+        // One disk named on the command line (acpi=off), legacy transport:
+        // the guest's CRC of all 64 MiB equals zlib's on the host.
+        BootCase::new("blk-verify-cmdline", format!("{READY_CMDLINE} mote.blk=verify"))
+            .qemu_args(disk_args(&path(&fixtures.random_disk), "disk0", ""))
+            .timeout(Duration::from_secs(60))
+            .check(Check::line_equals("mote: virtio-mmio 0xfeb00e00 irq 12 block v1 cmdline"))
+            .check(Check::line_equals("mote: blk0 131072 sectors rw"))
+            .check(Check::line_equals(format!("mote: blk0 crc32 {}", file_crc(&fixtures.random_disk))))
+            .check(Check::last_report_line("mote: poweroff success")),
+        // QEMU's default microvm: ACPI on, nothing on the command line,
+        // three disks found in the DSDT on the second IOAPIC's GSIs.
+        BootCase::new("blk-acpi-three-disks", "console=ttyS0 mote.blk=verify")
+            .machine(Machine::MicrovmDefaults)
+            .expect_exit(ExpectedExit::QemuExitCode(0))
+            .qemu_args(disk_args(&path(&fixtures.three_disks[0]), "d0", ""))
+            .qemu_args(disk_args(&path(&fixtures.three_disks[1]), "d1", ""))
+            .qemu_args(disk_args(&path(&fixtures.three_disks[2]), "d2", ""))
+            .check(Check::line_equals("mote: virtio-mmio 0xfeb02e00 irq 47 block v1 acpi"))
+            .check(Check::line_equals("mote: virtio-mmio 0xfeb02c00 irq 46 block v1 acpi"))
+            .check(Check::line_equals("mote: virtio-mmio 0xfeb02a00 irq 45 block v1 acpi"))
+            .check(Check::line_equals("mote: blk0 16384 sectors rw"))
+            .check(Check::line_equals("mote: blk1 8192 sectors rw"))
+            .check(Check::line_equals("mote: blk2 4096 sectors rw"))
+            .check(Check::line_equals(format!("mote: blk0 crc32 {}", file_crc(&fixtures.three_disks[0]))))
+            .check(Check::line_equals(format!("mote: blk1 crc32 {}", file_crc(&fixtures.three_disks[1]))))
+            .check(Check::line_equals(format!("mote: blk2 crc32 {}", file_crc(&fixtures.three_disks[2]))))
+            .check(Check::last_report_line("mote: poweroff success")),
+        BootCase::new("blk-modern-transport", format!("{READY_CMDLINE} mote.blk=verify"))
+            .qemu_args(["-global", "virtio-mmio.force-legacy=false"])
+            .qemu_args(disk_args(&path(&fixtures.three_disks[2]), "disk0", ""))
+            .check(Check::line_equals("mote: virtio-mmio 0xfeb00e00 irq 12 block v2 cmdline"))
+            .check(Check::line_equals(format!("mote: blk0 crc32 {}", file_crc(&fixtures.three_disks[2]))))
+            .check(Check::last_report_line("mote: poweroff success")),
+        BootCase::new("blk-readonly-refuses-write", format!("{READY_CMDLINE} mote.blk.write=16+8"))
+            .qemu_args(disk_args(&path(&fixtures.three_disks[2]), "disk0", ",readonly=on"))
+            .expect_exit(ExpectedExit::Failure)
+            .check(Check::line_equals("mote: blk0 4096 sectors ro"))
+            .check(Check::line_equals("mote: blk0 write refused: the device is read-only"))
+            .check(Check::not_contains("mote: PANIC"))
+            .check(Check::last_report_line("mote: poweroff failure")),
+        BootCase::new(
+            "blk-write-pattern",
+            format!("{READY_CMDLINE} mote.blk.write={WRITE_LBA}+{WRITE_SECTORS} mote.blk.seed={WRITE_SEED:#x}"),
+        )
+        .qemu_args(disk_args(&path(&fixtures.write_disk), "disk0", ""))
+        .check(Check::last_report_line("mote: poweroff success"))
+        .check(Check::Custom {
+            description: "the image holds exactly the pattern in the range, and nothing else changed",
+            check: written_region_is_exactly_the_pattern,
+        }),
+        BootCase::new("blk-bench", format!("{READY_CMDLINE} mote.blk=bench"))
+            .qemu_args(disk_args(&path(&fixtures.three_disks[0]), "disk0", ""))
+            .timeout(Duration::from_secs(60))
+            .check(Check::line_matches(r"^mote: blk0 bench read 4096 bytes qd 8: \d+\.\d MiB/s \(8 MiB in [\d.]+ ms\)$"))
+            .check(Check::line_matches(r"^mote: blk0 bench read 65536 bytes qd 8: \d+\.\d MiB/s"))
+            .check(Check::line_matches(r"^mote: blk0 bench read 262144 bytes qd 8: \d+\.\d MiB/s"))
+            .check(Check::last_report_line("mote: poweroff success")),
+        BootCase::new("initrd-gzip", format!("{READY_CMDLINE} mote.blk=verify"))
+            .qemu_args(["-initrd".to_owned(), path(&fixtures.gzip_initrd)])
+            .check(Check::line_equals(format!(
+                "mote: ramdisk0 {} bytes gzip",
+                std::fs::metadata(&fixtures.gzip_initrd).map_or(0, |m| m.len())
+            )))
+            .check(Check::line_equals(format!("mote: ramdisk0 crc32 {}", file_crc(&fixtures.gzip_initrd))))
+            .check(Check::last_report_line("mote: poweroff success")),
+        BootCase::new("initrd-png", READY_CMDLINE)
+            .qemu_args(["-initrd".to_owned(), path(&fixtures.png_initrd)])
+            .check(Check::line_equals(format!(
+                "mote: ramdisk0 {} bytes png",
+                std::fs::metadata(&fixtures.png_initrd).map_or(0, |m| m.len())
+            )))
+            .check(Check::last_report_line("mote: poweroff success")),
         BootCase::new("loglevel-debug", "console=ttyS0 loglevel=8 mote.exit=ready")
             .check(Check::line_matches(r"^\[DEBUG\]"))
             .checks(complete_report("console=ttyS0 loglevel=8 mote.exit=ready")),
@@ -413,9 +613,15 @@ mod tests {
     use super::*;
 
     fn fixtures() -> Fixtures {
+        let test = PathBuf::from("target/test");
         Fixtures {
-            initrd: PathBuf::from("target/test/initrd.bin"),
-            small_disk: PathBuf::from("target/test/small-disk.img"),
+            initrd: test.join("initrd.bin"),
+            small_disk: test.join("small-disk.img"),
+            random_disk: test.join("random-64M.img"),
+            three_disks: ["8", "4", "2"].map(|mib| test.join(format!("random-{mib}M.img"))),
+            write_disk: test.join("write.img"),
+            gzip_initrd: test.join("initrd.gz"),
+            png_initrd: test.join("initrd.png"),
         }
     }
 
