@@ -395,7 +395,7 @@ fn written_region_is_exactly_the_pattern(
         "mote: blk0 wrote {WRITE_SECTORS} sectors at {WRITE_LBA} crc32 {:08x}",
         crc32fast::hash(&pattern)
     );
-    if report.lines.iter().any(|line| *line == expected) {
+    if report.lines.contains(&expected) {
         Ok(())
     } else {
         Err(format!("no line {expected:?}"))
