@@ -134,6 +134,11 @@ pub struct Fixtures {
     pub three_disks: [PathBuf; 3],
     /// A fresh copy of `write_base` for the guest to write into.
     pub write_disk: PathBuf,
+    /// One image per remaining disk case: cases run in parallel, and QEMU
+    /// locks an image against a second opener.
+    pub modern_disk: PathBuf,
+    pub readonly_disk: PathBuf,
+    pub bench_disk: PathBuf,
     pub gzip_initrd: PathBuf,
     pub png_initrd: PathBuf,
 }
@@ -201,6 +206,17 @@ impl Fixtures {
         images::write_if_changed(&write_base_path(), &base)?;
         // Always a fresh copy: the guest writes into it.
         std::fs::write(write_disk_path(), &base)?;
+        let [modern_disk, readonly_disk, bench_disk] = [
+            ("modern", 2, 0x21),
+            ("readonly", 2, 0x22),
+            ("bench", 8, 0x23),
+        ]
+        .map(|(name, mib, seed)| {
+            let disk = directory.join(format!("{name}-{mib}M.img"));
+            images::write_if_changed(&disk, &images::pseudo_random_bytes(mib * MIB, seed))
+                .map(|()| disk)
+        });
+        let (modern_disk, readonly_disk, bench_disk) = (modern_disk?, readonly_disk?, bench_disk?);
         let gzip_initrd = directory.join("initrd.gz");
         images::write_if_changed(&gzip_initrd, &gzip_bytes())?;
         let png_initrd = directory.join("initrd.png");
@@ -211,6 +227,9 @@ impl Fixtures {
             random_disk,
             three_disks,
             write_disk: write_disk_path(),
+            modern_disk,
+            readonly_disk,
+            bench_disk,
             gzip_initrd,
             png_initrd,
         })
@@ -559,12 +578,12 @@ pub fn boot_cases(fixtures: &Fixtures) -> Vec<BootCase> {
             .check(Check::last_report_line("mote: poweroff success")),
         BootCase::new("blk-modern-transport", format!("{READY_CMDLINE} mote.blk=verify"))
             .qemu_args(["-global", "virtio-mmio.force-legacy=false"])
-            .qemu_args(disk_args(&path(&fixtures.three_disks[2]), "disk0", ""))
+            .qemu_args(disk_args(&path(&fixtures.modern_disk), "disk0", ""))
             .check(Check::line_equals("mote: virtio-mmio 0xfeb00e00 irq 12 block v2 cmdline"))
-            .check(Check::line_equals(format!("mote: blk0 crc32 {}", file_crc(&fixtures.three_disks[2]))))
+            .check(Check::line_equals(format!("mote: blk0 crc32 {}", file_crc(&fixtures.modern_disk))))
             .check(Check::last_report_line("mote: poweroff success")),
         BootCase::new("blk-readonly-refuses-write", format!("{READY_CMDLINE} mote.blk.write=16+8"))
-            .qemu_args(disk_args(&path(&fixtures.three_disks[2]), "disk0", ",readonly=on"))
+            .qemu_args(disk_args(&path(&fixtures.readonly_disk), "disk0", ",readonly=on"))
             .expect_exit(ExpectedExit::Failure)
             .check(Check::line_equals("mote: blk0 4096 sectors ro"))
             .check(Check::line_equals("mote: blk0 write refused: the device is read-only"))
@@ -581,7 +600,7 @@ pub fn boot_cases(fixtures: &Fixtures) -> Vec<BootCase> {
             check: written_region_is_exactly_the_pattern,
         }),
         BootCase::new("blk-bench", format!("{READY_CMDLINE} mote.blk=bench"))
-            .qemu_args(disk_args(&path(&fixtures.three_disks[0]), "disk0", ""))
+            .qemu_args(disk_args(&path(&fixtures.bench_disk), "disk0", ""))
             .timeout(Duration::from_secs(60))
             .check(Check::line_matches(r"^mote: blk0 bench read 4096 bytes qd 8: \d+\.\d MiB/s \(8 MiB in [\d.]+ ms\)$"))
             .check(Check::line_matches(r"^mote: blk0 bench read 65536 bytes qd 8: \d+\.\d MiB/s"))
@@ -620,6 +639,9 @@ mod tests {
             random_disk: test.join("random-64M.img"),
             three_disks: ["8", "4", "2"].map(|mib| test.join(format!("random-{mib}M.img"))),
             write_disk: test.join("write.img"),
+            modern_disk: test.join("modern-2M.img"),
+            readonly_disk: test.join("readonly-2M.img"),
+            bench_disk: test.join("bench-8M.img"),
             gzip_initrd: test.join("initrd.gz"),
             png_initrd: test.join("initrd.png"),
         }
@@ -645,6 +667,15 @@ mod tests {
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), cases.len(), "case names must be unique");
+        // Cases run in parallel and QEMU locks images: no two share one.
+        let mut images: Vec<&String> = cases
+            .iter()
+            .flat_map(|case| case.qemu_args.iter().filter(|arg| arg.starts_with("file=")))
+            .collect();
+        let count = images.len();
+        images.sort();
+        images.dedup();
+        assert_eq!(images.len(), count, "an image is shared between cases");
         for case in &cases {
             assert!(!case.checks.is_empty(), "{} checks nothing", case.name);
             assert!(case.append.len() <= 2048, "{}", case.name);
