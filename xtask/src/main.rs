@@ -2,6 +2,7 @@
 //!
 //! This file only wires the command line to the modules that do the work.
 
+mod bench;
 mod boot_cases;
 mod boot_tests;
 mod build;
@@ -13,6 +14,7 @@ mod process;
 mod qemu;
 mod report;
 mod run;
+mod stats;
 mod test_suite;
 mod trace;
 mod tslog;
@@ -87,6 +89,11 @@ enum Task {
         #[arg(last = true)]
         qemu_args: Vec<String>,
     },
+    /// Measure boot latency: boot each configuration N times, interleaved,
+    /// beside a null guest (QEMU's floor); print the table, write
+    /// target/bench/bench-<time>.json and .svg. Or --compare / --render saved runs.
+    #[command(after_long_help = bench::CONFIG_FILE_HELP)]
+    Bench(Box<bench::BenchArgs>),
     /// Run the host unit tests, then the boot tests under QEMU.
     Test {
         #[arg(long, value_enum, default_value_t = AccelChoice::Tcg)]
@@ -159,6 +166,7 @@ fn dispatch(task: Task) -> Result<bool> {
             tsc_hz,
             qemu_args,
         }),
+        Task::Bench(arguments) => bench::bench(arguments.into_options()),
         Task::Test {
             accel,
             filter,

@@ -291,6 +291,163 @@ fn spawn_pipe_reader(pipe: impl Read + Send + 'static, stream: Stream, sender: S
     });
 }
 
+/// A captured run with arrival times, for measurements (`cargo xtask bench`).
+#[derive(Debug, Clone, Default)]
+pub struct TimedFinished {
+    pub finished: Finished,
+    /// Per line of `finished.stdout`, when its first byte was read, counted
+    /// from just before the child was spawned.
+    pub stdout_arrivals: Vec<Duration>,
+    /// When stdout reached end-of-file: the child closed it, normally by
+    /// exiting. Closer to the real exit than `finished.elapsed`, which is
+    /// when a poll noticed it.
+    pub stdout_closed: Option<Duration>,
+}
+
+enum TimedPipeEvent {
+    Line(Stream, Instant, String),
+    Closed(Stream, Instant),
+}
+
+/// Like [`run`] with `Output::Capture { echo: false }`, but stamps each
+/// output line with the arrival of its first byte and polls the child every
+/// `poll` (a short one, e.g. 1 ms, so the exit is noticed promptly).
+///
+/// A separate loop from [`run`] because its pipe readers read raw chunks
+/// instead of whole lines: a line's first byte, not its newline, is the moment
+/// that matters for "first serial output".
+pub fn run_timed(
+    command: &mut Command,
+    timeout: Duration,
+    poll: Duration,
+) -> Result<TimedFinished> {
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let program = command.get_program().to_string_lossy().into_owned();
+    let start = Instant::now();
+    let mut child =
+        ChildGuard::spawn(command).with_context(|| format!("failed to start `{program}`"))?;
+
+    let (sender, receiver) = mpsc::channel();
+    let mut open_pipes = 0;
+    if let Some(stdout) = child.take_stdout() {
+        spawn_timed_pipe_reader(stdout, Stream::Stdout, sender.clone());
+        open_pipes += 1;
+    }
+    if let Some(stderr) = child.take_stderr() {
+        spawn_timed_pipe_reader(stderr, Stream::Stderr, sender.clone());
+        open_pipes += 1;
+    }
+    drop(sender);
+
+    let deadline = start + timeout;
+    let mut timed = TimedFinished::default();
+    let mut status: Option<ExitStatus> = None;
+    let mut drain_deadline = None;
+    loop {
+        let now = Instant::now();
+        if status.is_none() {
+            if let Some(exited) = child.try_wait()? {
+                status = Some(exited);
+            } else if now >= deadline {
+                status = Some(child.kill_and_wait()?);
+                timed.finished.timed_out = true;
+            }
+            if status.is_some() {
+                timed.finished.elapsed = start.elapsed();
+                drain_deadline = Some(Instant::now() + PIPE_DRAIN_GRACE);
+            }
+        }
+        if let Some(drain_deadline) = drain_deadline
+            && (open_pipes == 0 || Instant::now() >= drain_deadline)
+        {
+            break;
+        }
+        let wait = if status.is_some() {
+            poll
+        } else {
+            poll.min(deadline.saturating_duration_since(now))
+        };
+        match receiver.recv_timeout(wait) {
+            Ok(TimedPipeEvent::Line(Stream::Stdout, at, line)) => {
+                timed.finished.stdout.push(line);
+                timed
+                    .stdout_arrivals
+                    .push(at.saturating_duration_since(start));
+            }
+            Ok(TimedPipeEvent::Line(Stream::Stderr, _, line)) => {
+                timed.finished.stderr.push(line);
+            }
+            Ok(TimedPipeEvent::Closed(stream, at)) => {
+                open_pipes -= 1;
+                if stream == Stream::Stdout {
+                    timed.stdout_closed = Some(at.saturating_duration_since(start));
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => open_pipes = 0,
+        }
+    }
+
+    let status = status.expect("the loop only ends after the child was reaped");
+    timed.finished.exit_code = status.code();
+    timed.finished.signal = status.signal();
+    Ok(timed)
+}
+
+/// Forwards `pipe` as lines (lossy UTF-8, `\r\n` or `\n` stripped), each
+/// stamped with the instant its first byte was read, until end-of-file.
+fn spawn_timed_pipe_reader(
+    mut pipe: impl Read + Send + 'static,
+    stream: Stream,
+    sender: Sender<TimedPipeEvent>,
+) {
+    thread::spawn(move || {
+        let mut chunk = [0u8; 4096];
+        let mut line = Vec::new();
+        let mut line_started: Option<Instant> = None;
+        let send_line = |line: &mut Vec<u8>, started: Instant| {
+            let text = String::from_utf8_lossy(line);
+            let text = text
+                .trim_end_matches('\n')
+                .trim_end_matches('\r')
+                .to_owned();
+            line.clear();
+            sender
+                .send(TimedPipeEvent::Line(stream, started, text))
+                .is_ok()
+        };
+        loop {
+            let count = match pipe.read(&mut chunk) {
+                Ok(0) => break,
+                Ok(count) => count,
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => break,
+            };
+            let arrived = Instant::now();
+            for &byte in &chunk[..count] {
+                let started = *line_started.get_or_insert(arrived);
+                line.push(byte);
+                if byte == b'\n' {
+                    line_started = None;
+                    if !send_line(&mut line, started) {
+                        return;
+                    }
+                }
+            }
+        }
+        let closed = Instant::now();
+        if let Some(started) = line_started
+            && !send_line(&mut line, started)
+        {
+            return;
+        }
+        let _ = sender.send(TimedPipeEvent::Closed(stream, closed));
+    });
+}
+
 /// Runs a short query (e.g. `id -u`) and returns its trimmed stdout if it exited 0.
 pub fn query(command: &mut Command, timeout: Duration) -> Result<String> {
     let finished = run(command, timeout, Output::Capture { echo: false })?;
@@ -341,6 +498,39 @@ mod tests {
         assert_eq!(finished.stdout, ["started"]);
         assert_eq!(finished.signal, Some(9));
         assert!(finished.elapsed < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn timed_run_stamps_each_line_in_order() {
+        let timed = run_timed(
+            &mut shell("printf 'one\\r\\n'; sleep 0.2; printf 'tw'; sleep 0.1; printf 'o\\nend'"),
+            Duration::from_secs(10),
+            Duration::from_millis(1),
+        )
+        .unwrap();
+        assert_eq!(timed.finished.stdout, ["one", "two", "end"]);
+        assert_eq!(timed.stdout_arrivals.len(), 3);
+        let [one, two, end] = timed.stdout_arrivals[..] else {
+            unreachable!()
+        };
+        // "two" is stamped when "tw" arrived, before the 0.1 s pause.
+        assert!(two >= one + Duration::from_millis(150), "{one:?} {two:?}");
+        assert!(end >= two + Duration::from_millis(80), "{two:?} {end:?}");
+        let closed = timed.stdout_closed.unwrap();
+        assert!(closed >= end && closed <= timed.finished.elapsed + Duration::from_millis(50));
+        assert_eq!(timed.finished.exit_code, Some(0));
+    }
+
+    #[test]
+    fn timed_run_kills_at_its_timeout() {
+        let timed = run_timed(
+            &mut shell("echo started; exec sleep 30"),
+            Duration::from_millis(300),
+            Duration::from_millis(1),
+        )
+        .unwrap();
+        assert!(timed.finished.timed_out);
+        assert_eq!(timed.finished.stdout, ["started"]);
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 
-use crate::process::{self, Finished, Output};
+use crate::process::{self, Finished, Output, TimedFinished};
 use crate::workspace;
 
 pub const QEMU_BINARY: &str = "qemu-system-x86_64";
@@ -29,6 +29,16 @@ const DEBUG_EXIT_DEVICE: &str = "isa-debug-exit,iobase=0xf4,iosize=4";
 const MICROVM_NO_ACPI: &str = "microvm,x-option-roms=off,rtc=on,acpi=off,pic=off";
 
 const DEFAULT_MEMORY: &str = "256M";
+
+/// The `-M` value of the tuned base line, with ACPI off (the default) or on
+/// (QEMU's default for microvm: firmware tables, the GED power-off register).
+pub fn microvm_options(acpi: bool) -> &'static str {
+    if acpi {
+        "microvm,x-option-roms=off,rtc=on,pic=off"
+    } else {
+        MICROVM_NO_ACPI
+    }
+}
 
 /// The CPU model under KVM (see `Accel::arguments`).
 pub const KVM_CPU: &str = "host,+invtsc,-arch-capabilities";
@@ -92,6 +102,10 @@ pub struct QemuCommand {
     kernel: PathBuf,
     append: String,
     extra: Vec<String>,
+    /// Replaces the `-M` value of [`Machine::MicrovmNoAcpi`] (see [`microvm_options`]).
+    machine_options: Option<String>,
+    /// Replaces the accelerator's default `-cpu` model.
+    cpu: Option<String>,
 }
 
 impl QemuCommand {
@@ -106,7 +120,30 @@ impl QemuCommand {
             kernel: workspace::relative_to_root(kernel),
             append: String::new(),
             extra: Vec::new(),
+            machine_options: None,
+            cpu: None,
         }
+    }
+
+    /// The `-M` value for [`Machine::MicrovmNoAcpi`] (e.g. [`microvm_options`]`(true)`).
+    pub fn machine_options(mut self, options: &str) -> Self {
+        self.machine_options = Some(options.to_owned());
+        self
+    }
+
+    /// The `-cpu` model instead of the accelerator's default.
+    pub fn cpu(mut self, model: &str) -> Self {
+        self.cpu = Some(model.to_owned());
+        self
+    }
+
+    /// The accelerator's arguments with the `-cpu` override applied.
+    fn accel_arguments(&self) -> [&str; 4] {
+        let mut arguments: [&str; 4] = self.accel.arguments();
+        if let Some(cpu) = &self.cpu {
+            arguments[3] = cpu;
+        }
+        arguments
     }
 
     /// Guest RAM in QEMU's `-m` syntax (`16M`, `6G`).
@@ -159,8 +196,11 @@ impl QemuCommand {
         let kernel = self.kernel.to_string_lossy();
         match self.machine {
             Machine::MicrovmNoAcpi => {
-                push(&["-M", MICROVM_NO_ACPI]);
-                push(&self.accel.arguments());
+                push(&[
+                    "-M",
+                    self.machine_options.as_deref().unwrap_or(MICROVM_NO_ACPI),
+                ]);
+                push(&self.accel_arguments());
                 if let Some(memory) = &self.memory {
                     push(&["-m", memory]);
                 }
@@ -182,7 +222,7 @@ impl QemuCommand {
             }
             Machine::MicrovmDefaults => {
                 push(&["-M", "microvm"]);
-                push(&self.accel.arguments());
+                push(&self.accel_arguments());
                 if let Some(memory) = &self.memory {
                     push(&["-m", memory]);
                 }
@@ -223,6 +263,11 @@ impl QemuCommand {
             )
             .collect::<Vec<_>>()
             .join(" ")
+    }
+
+    /// Boots and waits at most `timeout`, stamping each output line with its arrival.
+    pub fn run_timed(&self, timeout: Duration, poll: Duration) -> Result<TimedFinished> {
+        process::run_timed(&mut self.command(), timeout, poll)
     }
 
     /// Boots and waits at most `timeout`; with `echo`, serial output is copied live.
@@ -431,6 +476,26 @@ mod tests {
             &arguments[..6],
             ["-M", "microvm", "-accel", "kvm", "-cpu", KVM_CPU]
         );
+    }
+
+    #[test]
+    fn machine_and_cpu_overrides() {
+        let arguments = QemuCommand::new(Machine::MicrovmNoAcpi, Accel::Kvm, Path::new("k"))
+            .machine_options(microvm_options(true))
+            .cpu("host,-arch-capabilities")
+            .arguments();
+        assert_eq!(
+            &arguments[..6],
+            [
+                "-M",
+                "microvm,x-option-roms=off,rtc=on,pic=off",
+                "-accel",
+                "kvm",
+                "-cpu",
+                "host,-arch-capabilities"
+            ]
+        );
+        assert_eq!(microvm_options(false), MICROVM_NO_ACPI);
     }
 
     #[test]

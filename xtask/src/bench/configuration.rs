@@ -1,0 +1,692 @@
+//! Bench configurations: what is booted, under which QEMU settings, and the
+//! short name tables and `--compare` know it by. They come from a matrix of
+//! flags or from a file of named lines; either way every mote (and external)
+//! configuration gets a null-guest twin with the same QEMU settings.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+
+use crate::qemu::Accel;
+
+/// The guest memory every configuration gets unless told otherwise
+/// (what `cargo xtask run` uses).
+pub const DEFAULT_MEMORY: &str = "256M";
+
+/// Shown by `cargo xtask bench --help`.
+pub const CONFIG_FILE_HELP: &str = "\
+CONFIGURATION FILE (--configs FILE)
+  One configuration per line: a short name, then key=value settings.
+  `#` starts a comment; a value with spaces goes in double quotes.
+
+    # name           settings (unset keys take the defaults shown below)
+    mote-kvm         accel=kvm blk=on net=on
+    mote-kvm-acpi    accel=kvm acpi=on
+    mote-tcg-big     accel=tcg memory=2G append=\"loglevel=3\" qemu=\"-smp 2\"
+    linux            guest=/path/to/vmlinux initrd=/path/to/initrd append=\"console=ttyS0 panic=-1\"
+
+  keys: guest=mote|null|PATH (mote), initrd=PATH, accel=kvm|tcg|auto (auto),
+        invtsc=on|off (on), acpi=on|off (off), virtio=legacy|modern (legacy),
+        blk=on|off (on), net=on|off (on), memory=SIZE (256M),
+        append=\"kernel words\", qemu=\"QEMU arguments\"
+  A PATH guest is another PVH kernel: judged by its first serial byte and
+  QEMU's exit, booted with `console=ttyS0` plus append.
+
+  Every mote or PATH configuration gets a null-guest twin with the same QEMU
+  settings, named null-<name without mote->, unless the file has a null one.
+
+MATRIX (without --configs)
+  --accel, --invtsc, --acpi, --virtio, --blk, --net and --memory each take a
+  comma-separated list; every combination is one mote configuration, named
+  mote-<accel>[-noinvtsc][-acpi][-modern][-blk][-net][-<memory>]. --append and
+  --qemu-arg apply to all of them. Default: mote with blk and net under each
+  working accelerator (KVM only if a probe boot succeeds), plus null twins.
+
+FIGURES
+  Host side, from just before QEMU is spawned: the first byte on QEMU's
+  stdout (the serial console), the `mote: ready` line, QEMU's exit (its
+  stdout closing). Guest side: entry -> ready from `mote: ready <us> us after
+  entry`, and every tslog span (mote.tslog=1), nested as in `cargo xtask trace`.
+  Runs are interleaved (A B C A B C ...), each round starting one
+  configuration later, and the first --warmup rounds are not counted.
+
+STATISTICS
+  min, median, p90, max; spread as IQR and MAD; outliers are values beyond
+  1.5 IQR outside the quartiles, counted and listed. --compare A.json B.json
+  pairs configurations by name (or --pair A=B) and calls a difference
+  significant when a two-sided Mann-Whitney U test gives p < 0.01.
+";
+
+/// What a configuration boots.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Guest {
+    /// mote, built from this repository (or `--mote-kernel`).
+    Mote,
+    /// The null guest (`boot/src/bin/null_guest.rs`): QEMU's floor.
+    Null,
+    /// Another PVH kernel.
+    External {
+        kernel: PathBuf,
+        initrd: Option<PathBuf>,
+    },
+}
+
+impl Guest {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Guest::Mote => "mote",
+            Guest::Null => "null",
+            Guest::External { .. } => "external",
+        }
+    }
+}
+
+/// The accelerator as the bench records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BenchAccel {
+    Kvm,
+    Tcg,
+}
+
+impl BenchAccel {
+    pub fn name(self) -> &'static str {
+        match self {
+            BenchAccel::Kvm => "kvm",
+            BenchAccel::Tcg => "tcg",
+        }
+    }
+
+    pub fn qemu(self) -> Accel {
+        match self {
+            BenchAccel::Kvm => Accel::Kvm,
+            BenchAccel::Tcg => Accel::Tcg,
+        }
+    }
+}
+
+/// An accelerator as asked for: `auto` is resolved once, by a probe boot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AccelRequest {
+    /// Every accelerator that works here: KVM (if a probe boot succeeds) and TCG.
+    Auto,
+    Kvm,
+    Tcg,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Switch {
+    On,
+    Off,
+}
+
+impl Switch {
+    fn is_on(self) -> bool {
+        self == Switch::On
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum VirtioMode {
+    /// QEMU microvm's default: virtio-mmio version 1 (legacy).
+    Legacy,
+    /// `-global virtio-mmio.force-legacy=false`: virtio-mmio version 2.
+    Modern,
+}
+
+/// One bench configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Configuration {
+    pub name: String,
+    pub guest: Guest,
+    pub accel: BenchAccel,
+    /// KVM: `-cpu host,+invtsc,…` vs `host,…`; TCG: `-cpu max` vs `max,-invtsc`.
+    pub invtsc: bool,
+    pub acpi: bool,
+    pub modern_virtio: bool,
+    pub blk: bool,
+    pub net: bool,
+    pub memory: String,
+    /// Words added to the guest's command line.
+    pub kernel_args: String,
+    /// Added to QEMU's arguments after everything else.
+    pub qemu_args: Vec<String>,
+}
+
+impl Configuration {
+    fn new(name: &str, guest: Guest, accel: BenchAccel) -> Self {
+        Self {
+            name: name.to_owned(),
+            guest,
+            accel,
+            invtsc: true,
+            acpi: false,
+            modern_virtio: false,
+            blk: true,
+            net: true,
+            memory: DEFAULT_MEMORY.to_owned(),
+            kernel_args: String::new(),
+            qemu_args: Vec::new(),
+        }
+    }
+
+    /// The `-cpu` model.
+    pub fn cpu_model(&self) -> &'static str {
+        match (self.accel, self.invtsc) {
+            (BenchAccel::Kvm, true) => crate::qemu::KVM_CPU,
+            (BenchAccel::Kvm, false) => "host,-arch-capabilities",
+            (BenchAccel::Tcg, true) => "max",
+            (BenchAccel::Tcg, false) => "max,-invtsc",
+        }
+    }
+
+    /// Everything about the VM except the guest image and its command line:
+    /// two configurations with the same shape differ only in what they boot.
+    fn qemu_shape(&self) -> impl PartialEq + '_ {
+        (
+            self.accel,
+            self.invtsc,
+            self.acpi,
+            self.modern_virtio,
+            self.blk,
+            self.net,
+            &self.memory,
+            &self.qemu_args,
+        )
+    }
+
+    /// One line for table headers: `kvm, invtsc, no ACPI, legacy virtio, blk, net, 256M`.
+    pub fn describe(&self) -> String {
+        let mut parts = vec![
+            self.accel.name().to_owned(),
+            format!("-cpu {}", self.cpu_model()),
+            if self.acpi { "ACPI" } else { "no ACPI" }.to_owned(),
+            if self.modern_virtio {
+                "modern virtio"
+            } else {
+                "legacy virtio"
+            }
+            .to_owned(),
+        ];
+        if self.blk {
+            parts.push("blk".to_owned());
+        }
+        if self.net {
+            parts.push("net".to_owned());
+        }
+        parts.push(self.memory.clone());
+        if !self.kernel_args.is_empty() {
+            parts.push(format!("append {:?}", self.kernel_args));
+        }
+        if !self.qemu_args.is_empty() {
+            parts.push(format!("qemu {:?}", self.qemu_args.join(" ")));
+        }
+        if let Guest::External { kernel, .. } = &self.guest {
+            parts.insert(0, kernel.display().to_string());
+        }
+        parts.join(", ")
+    }
+}
+
+/// The flag matrix, before `auto` is resolved.
+#[derive(Debug, Clone)]
+pub struct Matrix {
+    pub accels: Vec<BenchAccel>,
+    pub invtsc: Vec<Switch>,
+    pub acpi: Vec<Switch>,
+    pub virtio: Vec<VirtioMode>,
+    pub blk: Vec<Switch>,
+    pub net: Vec<Switch>,
+    pub memory: Vec<String>,
+    pub kernel_args: String,
+    pub qemu_args: Vec<String>,
+}
+
+/// Removes repeats, keeping the first of each.
+fn unique<T: PartialEq + Clone>(values: &[T]) -> Vec<T> {
+    let mut kept: Vec<T> = Vec::new();
+    for value in values {
+        if !kept.contains(value) {
+            kept.push(value.clone());
+        }
+    }
+    kept
+}
+
+/// Every combination of the matrix, as mote configurations.
+pub fn expand_matrix(matrix: &Matrix) -> Vec<Configuration> {
+    let mut configurations = Vec::new();
+    for &accel in &unique(&matrix.accels) {
+        for &invtsc in &unique(&matrix.invtsc) {
+            for &acpi in &unique(&matrix.acpi) {
+                for &virtio in &unique(&matrix.virtio) {
+                    for &blk in &unique(&matrix.blk) {
+                        for &net in &unique(&matrix.net) {
+                            for memory in &unique(&matrix.memory) {
+                                let mut name = format!("mote-{}", accel.name());
+                                let mut configuration = Configuration::new("", Guest::Mote, accel);
+                                configuration.invtsc = invtsc.is_on();
+                                configuration.acpi = acpi.is_on();
+                                configuration.modern_virtio = virtio == VirtioMode::Modern;
+                                configuration.blk = blk.is_on();
+                                configuration.net = net.is_on();
+                                configuration.memory = memory.clone();
+                                configuration.kernel_args = matrix.kernel_args.clone();
+                                configuration.qemu_args = matrix.qemu_args.clone();
+                                for (part, wanted) in [
+                                    ("-noinvtsc", !configuration.invtsc),
+                                    ("-acpi", configuration.acpi),
+                                    ("-modern", configuration.modern_virtio),
+                                    ("-blk", configuration.blk),
+                                    ("-net", configuration.net),
+                                ] {
+                                    if wanted {
+                                        name.push_str(part);
+                                    }
+                                }
+                                if memory != DEFAULT_MEMORY {
+                                    name.push('-');
+                                    name.push_str(&memory.to_ascii_lowercase());
+                                }
+                                configuration.name = name;
+                                configurations.push(configuration);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    configurations
+}
+
+/// A configuration line's accelerator before `auto` is resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileConfiguration {
+    pub configuration: Configuration,
+    /// `accel=auto` (or no accel key): take KVM if it works, else TCG.
+    pub accel_auto: bool,
+}
+
+/// Parses a configuration file (format in [`CONFIG_FILE_HELP`]).
+pub fn parse_config_file(text: &str) -> Result<Vec<FileConfiguration>> {
+    let mut parsed: Vec<FileConfiguration> = Vec::new();
+    for (index, line) in text.lines().enumerate() {
+        let number = index + 1;
+        let line = match line.find('#') {
+            Some(comment) if !line[..comment].contains('"') => &line[..comment],
+            _ => line,
+        };
+        let words = split_words(line).with_context(|| format!("line {number}"))?;
+        let Some((name, settings)) = words.split_first() else {
+            continue;
+        };
+        if name.contains('=') || name.is_empty() {
+            bail!("line {number}: a configuration starts with its name, got {name:?}");
+        }
+        if parsed.iter().any(|entry| entry.configuration.name == *name) {
+            bail!("line {number}: the name {name:?} is used twice");
+        }
+        let mut configuration = Configuration::new(name, Guest::Mote, BenchAccel::Tcg);
+        let mut accel_auto = true;
+        let mut initrd = None;
+        for setting in settings {
+            let Some((key, value)) = setting.split_once('=') else {
+                bail!("line {number}: expected key=value, got {setting:?}");
+            };
+            let switch = || match value {
+                "on" | "yes" | "true" => Ok(true),
+                "off" | "no" | "false" => Ok(false),
+                _ => bail!("line {number}: {key} takes on or off, got {value:?}"),
+            };
+            match key {
+                "guest" => {
+                    configuration.guest = match value {
+                        "mote" => Guest::Mote,
+                        "null" => Guest::Null,
+                        path => Guest::External {
+                            kernel: PathBuf::from(path),
+                            initrd: None,
+                        },
+                    }
+                }
+                "initrd" => initrd = Some(PathBuf::from(value)),
+                "accel" => {
+                    (accel_auto, configuration.accel) = match value {
+                        "auto" => (true, BenchAccel::Tcg),
+                        "kvm" => (false, BenchAccel::Kvm),
+                        "tcg" => (false, BenchAccel::Tcg),
+                        _ => bail!("line {number}: accel takes kvm, tcg or auto, got {value:?}"),
+                    }
+                }
+                "invtsc" => configuration.invtsc = switch()?,
+                "acpi" => configuration.acpi = switch()?,
+                "blk" => configuration.blk = switch()?,
+                "net" => configuration.net = switch()?,
+                "virtio" => {
+                    configuration.modern_virtio = match value {
+                        "legacy" => false,
+                        "modern" => true,
+                        _ => bail!("line {number}: virtio takes legacy or modern, got {value:?}"),
+                    }
+                }
+                "memory" if !value.is_empty() => configuration.memory = value.to_owned(),
+                "append" => configuration.kernel_args = value.to_owned(),
+                "qemu" => {
+                    configuration.qemu_args = value.split_whitespace().map(str::to_owned).collect()
+                }
+                _ => bail!("line {number}: unknown setting {key:?}"),
+            }
+        }
+        if let Some(initrd) = initrd {
+            match &mut configuration.guest {
+                Guest::External { initrd: slot, .. } => *slot = Some(initrd),
+                _ => bail!("line {number}: initrd= needs guest=PATH"),
+            }
+        }
+        parsed.push(FileConfiguration {
+            configuration,
+            accel_auto,
+        });
+    }
+    if parsed.is_empty() {
+        bail!("the configuration file names no configuration");
+    }
+    Ok(parsed)
+}
+
+/// Splits on whitespace outside double quotes; the quotes are removed.
+fn split_words(line: &str) -> Result<Vec<String>> {
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let mut in_word = false;
+    let mut quoted = false;
+    for character in line.chars() {
+        match character {
+            '"' => {
+                quoted = !quoted;
+                in_word = true;
+            }
+            space if space.is_whitespace() && !quoted => {
+                if in_word {
+                    words.push(std::mem::take(&mut word));
+                    in_word = false;
+                }
+            }
+            other => {
+                word.push(other);
+                in_word = true;
+            }
+        }
+    }
+    if quoted {
+        bail!("a double quote is not closed");
+    }
+    if in_word {
+        words.push(word);
+    }
+    Ok(words)
+}
+
+/// The name of the twin of `name` booting another guest: `mote-kvm-blk` →
+/// `null-kvm-blk`; `fast` → `null-fast`.
+fn twin_name(prefix: &str, name: &str) -> String {
+    format!("{prefix}-{}", name.strip_prefix("mote-").unwrap_or(name))
+}
+
+/// Adds `--kernel` twins (when given) and null-guest twins, so that every
+/// mote and external configuration has a null guest with the same QEMU
+/// settings, and returns the list with names checked for uniqueness.
+pub fn add_twins(
+    mut configurations: Vec<Configuration>,
+    external: Option<(PathBuf, Option<PathBuf>, String)>,
+) -> Result<Vec<Configuration>> {
+    if let Some((kernel, initrd, kernel_args)) = external {
+        let motes: Vec<Configuration> = configurations
+            .iter()
+            .filter(|configuration| configuration.guest == Guest::Mote)
+            .cloned()
+            .collect();
+        let mut added: Vec<Configuration> = Vec::new();
+        for mote in motes {
+            if added
+                .iter()
+                .any(|twin| twin.qemu_shape() == mote.qemu_shape())
+            {
+                continue;
+            }
+            let mut twin = mote.clone();
+            twin.name = twin_name("ext", &mote.name);
+            twin.guest = Guest::External {
+                kernel: kernel.clone(),
+                initrd: initrd.clone(),
+            };
+            twin.kernel_args = kernel_args.clone();
+            added.push(twin);
+        }
+        configurations.extend(added);
+    }
+    let mut nulls: Vec<Configuration> = Vec::new();
+    for configuration in &configurations {
+        let has_null = |list: &[Configuration]| {
+            list.iter().any(|other| {
+                other.guest == Guest::Null && other.qemu_shape() == configuration.qemu_shape()
+            })
+        };
+        if configuration.guest == Guest::Null || has_null(&configurations) || has_null(&nulls) {
+            continue;
+        }
+        let mut twin = configuration.clone();
+        twin.name = twin_name("null", &configuration.name);
+        twin.guest = Guest::Null;
+        nulls.push(twin);
+    }
+    configurations.extend(nulls);
+    let mut seen = BTreeSet::new();
+    for configuration in &configurations {
+        if !seen.insert(configuration.name.as_str()) {
+            bail!(
+                "two configurations are named {:?}: give them distinct names",
+                configuration.name
+            );
+        }
+    }
+    Ok(configurations)
+}
+
+/// The null guest with the same QEMU settings as `configuration`, if any.
+pub fn baseline_of<'list>(
+    configuration: &Configuration,
+    configurations: &'list [Configuration],
+) -> Option<&'list Configuration> {
+    configurations.iter().find(|other| {
+        other.guest == Guest::Null && other.qemu_shape() == configuration.qemu_shape()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn matrix() -> Matrix {
+        Matrix {
+            accels: vec![BenchAccel::Kvm, BenchAccel::Tcg],
+            invtsc: vec![Switch::On],
+            acpi: vec![Switch::Off],
+            virtio: vec![VirtioMode::Legacy],
+            blk: vec![Switch::On],
+            net: vec![Switch::On],
+            memory: vec![DEFAULT_MEMORY.to_owned()],
+            kernel_args: String::new(),
+            qemu_args: Vec::new(),
+        }
+    }
+
+    fn names(configurations: &[Configuration]) -> Vec<&str> {
+        configurations
+            .iter()
+            .map(|configuration| configuration.name.as_str())
+            .collect()
+    }
+
+    #[test]
+    fn default_matrix_is_mote_and_null_per_accelerator() {
+        let configurations = add_twins(expand_matrix(&matrix()), None).unwrap();
+        assert_eq!(
+            names(&configurations),
+            [
+                "mote-kvm-blk-net",
+                "mote-tcg-blk-net",
+                "null-kvm-blk-net",
+                "null-tcg-blk-net"
+            ]
+        );
+        let null = &configurations[2];
+        assert_eq!(null.guest, Guest::Null);
+        assert_eq!(null.accel, BenchAccel::Kvm);
+        assert!(null.blk && null.net && null.invtsc && !null.acpi);
+        assert_eq!(
+            baseline_of(&configurations[1], &configurations).map(|c| c.name.as_str()),
+            Some("null-tcg-blk-net")
+        );
+    }
+
+    #[test]
+    fn matrix_expands_every_combination_once() {
+        let mut matrix = matrix();
+        matrix.accels = vec![BenchAccel::Kvm, BenchAccel::Kvm];
+        matrix.invtsc = vec![Switch::On, Switch::Off];
+        matrix.acpi = vec![Switch::Off, Switch::On];
+        matrix.virtio = vec![VirtioMode::Modern];
+        matrix.blk = vec![Switch::Off];
+        matrix.net = vec![Switch::On, Switch::Off];
+        matrix.memory = vec!["256M".into(), "1G".into()];
+        matrix.kernel_args = "quiet".into();
+        let configurations = expand_matrix(&matrix);
+        assert_eq!(configurations.len(), 2 * 2 * 2 * 2);
+        assert_eq!(configurations[0].name, "mote-kvm-modern-net");
+        assert_eq!(configurations[1].name, "mote-kvm-modern-net-1g");
+        assert!(
+            configurations
+                .iter()
+                .any(|c| c.name == "mote-kvm-noinvtsc-acpi-modern")
+        );
+        assert!(configurations.iter().all(|c| c.kernel_args == "quiet"));
+        let noinvtsc = configurations.iter().find(|c| !c.invtsc).unwrap();
+        assert_eq!(noinvtsc.cpu_model(), "host,-arch-capabilities");
+        // Kernel arguments do not change the QEMU shape: one null per shape.
+        let all = add_twins(configurations, None).unwrap();
+        assert_eq!(all.len(), 32);
+        assert!(all.iter().any(|c| c.name == "null-kvm-modern-net-1g"));
+    }
+
+    #[test]
+    fn external_kernel_gets_one_twin_per_qemu_shape() {
+        let all = add_twins(
+            expand_matrix(&matrix()),
+            Some((
+                PathBuf::from("/k/vmlinux"),
+                Some(PathBuf::from("/k/initrd")),
+                "console=ttyS0".into(),
+            )),
+        )
+        .unwrap();
+        assert_eq!(
+            names(&all),
+            [
+                "mote-kvm-blk-net",
+                "mote-tcg-blk-net",
+                "ext-kvm-blk-net",
+                "ext-tcg-blk-net",
+                "null-kvm-blk-net",
+                "null-tcg-blk-net"
+            ]
+        );
+        assert_eq!(all[2].kernel_args, "console=ttyS0");
+    }
+
+    #[test]
+    fn parses_a_configuration_file() {
+        let text = r#"
+# two accelerators and an odd one
+fast   accel=kvm   blk=off net=off   # trailing comment
+slow   accel=tcg invtsc=off acpi=on virtio=modern memory=1G append="loglevel=3 mote.exit=ready" qemu="-smp 2"
+plain
+floor  guest=null accel=kvm blk=off net=off
+linux  guest=/boot/vmlinux initrd=/boot/initrd.img accel=tcg
+"#;
+        let parsed = parse_config_file(text).unwrap();
+        assert_eq!(parsed.len(), 5);
+        let fast = &parsed[0];
+        assert!(!fast.accel_auto);
+        assert_eq!(fast.configuration.accel, BenchAccel::Kvm);
+        assert!(!fast.configuration.blk && !fast.configuration.net);
+        let slow = &parsed[1].configuration;
+        assert!(!slow.invtsc && slow.acpi && slow.modern_virtio);
+        assert_eq!(slow.memory, "1G");
+        assert_eq!(slow.kernel_args, "loglevel=3 mote.exit=ready");
+        assert_eq!(slow.qemu_args, ["-smp", "2"]);
+        assert_eq!(slow.cpu_model(), "max,-invtsc");
+        let plain = &parsed[2];
+        assert!(plain.accel_auto);
+        assert_eq!(plain.configuration.memory, DEFAULT_MEMORY);
+        assert!(plain.configuration.blk && plain.configuration.net);
+        assert_eq!(parsed[3].configuration.guest, Guest::Null);
+        assert_eq!(
+            parsed[4].configuration.guest,
+            Guest::External {
+                kernel: "/boot/vmlinux".into(),
+                initrd: Some("/boot/initrd.img".into())
+            }
+        );
+
+        // The file's own null serves `fast`; the others get twins, and
+        // `linux` shares `plain`'s (both TCG with the default devices here).
+        let all = add_twins(
+            parsed
+                .into_iter()
+                .map(|entry| entry.configuration)
+                .collect(),
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            names(&all),
+            [
+                "fast",
+                "slow",
+                "plain",
+                "floor",
+                "linux",
+                "null-slow",
+                "null-plain"
+            ]
+        );
+    }
+
+    #[test]
+    fn rejects_bad_configuration_files() {
+        for (text, expected) in [
+            ("a accel=arm", "accel takes"),
+            ("a blk=maybe", "on or off"),
+            ("a colour=red", "unknown setting"),
+            ("a blk", "key=value"),
+            ("a\na", "used twice"),
+            ("a append=\"open", "not closed"),
+            ("a initrd=/x", "needs guest=PATH"),
+            ("# nothing\n\n", "no configuration"),
+            ("accel=kvm", "starts with its name"),
+        ] {
+            let error = format!("{:#}", parse_config_file(text).unwrap_err());
+            assert!(error.contains(expected), "{text:?}: {error}");
+        }
+        let clash = vec![
+            Configuration::new("null-x", Guest::Null, BenchAccel::Kvm),
+            Configuration::new("null-x", Guest::Mote, BenchAccel::Tcg),
+        ];
+        assert!(add_twins(clash, None).is_err());
+    }
+}

@@ -1,0 +1,254 @@
+//! What a bench run records (every sample, raw), its JSON form, and the
+//! figures tables and charts are made of.
+
+use std::fs;
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+
+use super::configuration::{Configuration, Guest};
+use super::machine::Machine;
+use crate::stats::{self, Summary};
+
+/// Bumped when the JSON changes shape.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// One whole bench run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BenchRun {
+    pub format: u32,
+    /// Seconds since the Unix epoch when the run began.
+    pub started_unix: u64,
+    /// Wall time of the whole run, builds excluded.
+    pub wall_seconds: f64,
+    /// The command that produced it, for the record.
+    pub command: String,
+    pub machine: Machine,
+    pub runs: usize,
+    pub warmups: usize,
+    pub timeout_seconds: f64,
+    pub configurations: Vec<ConfigurationRecord>,
+    /// Every boot, warm-ups and failures included, in the order they ran.
+    pub samples: Vec<Sample>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConfigurationRecord {
+    #[serde(flatten)]
+    pub configuration: Configuration,
+    /// The exact QEMU command line (paths relative to the workspace root).
+    pub qemu_command: String,
+}
+
+/// One boot.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Sample {
+    pub configuration: String,
+    /// 0-based; rounds below `warmups` are warm-ups.
+    pub round: usize,
+    pub warmup: bool,
+    /// `None` when the boot counts; else why it does not.
+    pub failure: Option<String>,
+    pub exit_code: Option<i32>,
+    /// Host side, microseconds from just before QEMU was spawned.
+    pub start_to_first_byte_us: Option<f64>,
+    pub start_to_ready_line_us: Option<f64>,
+    pub start_to_exit_us: f64,
+    /// Guest side: the `mote: ready <us> us after entry` line.
+    pub entry_to_ready_us: Option<f64>,
+    pub tsc_hz: Option<u64>,
+    /// tslog spans inside entry → ready, in trace order.
+    pub phases: Vec<PhaseTime>,
+}
+
+impl Sample {
+    pub fn counts(&self) -> bool {
+        !self.warmup && self.failure.is_none()
+    }
+}
+
+/// One tslog span's duration (repeats of a path within a boot are summed).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PhaseTime {
+    /// `parent;child`, as in folded stacks.
+    pub path: String,
+    pub us: f64,
+}
+
+/// A row of the tables: one measured quantity.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Figure {
+    FirstByte,
+    ReadyLine,
+    Exit,
+    EntryToReady,
+    Phase(String),
+}
+
+impl Figure {
+    pub fn label(&self) -> String {
+        match self {
+            Figure::FirstByte => "host: start -> first byte".to_owned(),
+            Figure::ReadyLine => "host: start -> ready line".to_owned(),
+            Figure::Exit => "host: start -> QEMU exit".to_owned(),
+            Figure::EntryToReady => "guest: entry -> ready".to_owned(),
+            Figure::Phase(path) => {
+                let depth = path.matches(';').count();
+                let name = path.rsplit(';').next().unwrap_or(path);
+                format!("  {}{name}", "  ".repeat(depth))
+            }
+        }
+    }
+
+    /// Host figures are printed in milliseconds, guest ones in microseconds.
+    pub fn unit(&self) -> Unit {
+        match self {
+            Figure::FirstByte | Figure::ReadyLine | Figure::Exit => Unit::Milliseconds,
+            Figure::EntryToReady | Figure::Phase(_) => Unit::Microseconds,
+        }
+    }
+
+    /// The value in microseconds, if this sample has it.
+    pub fn value(&self, sample: &Sample) -> Option<f64> {
+        match self {
+            Figure::FirstByte => sample.start_to_first_byte_us,
+            Figure::ReadyLine => sample.start_to_ready_line_us,
+            Figure::Exit => Some(sample.start_to_exit_us),
+            Figure::EntryToReady => sample.entry_to_ready_us,
+            Figure::Phase(path) => sample
+                .phases
+                .iter()
+                .find(|phase| phase.path == *path)
+                .map(|phase| phase.us),
+        }
+    }
+
+    pub fn is_top_level_phase(&self) -> bool {
+        matches!(self, Figure::Phase(path) if !path.contains(';'))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unit {
+    Milliseconds,
+    Microseconds,
+}
+
+impl Unit {
+    pub fn name(self) -> &'static str {
+        match self {
+            Unit::Milliseconds => "ms",
+            Unit::Microseconds => "us",
+        }
+    }
+
+    /// Formats a value given in microseconds.
+    pub fn format(self, us: f64) -> String {
+        match self {
+            Unit::Milliseconds => format!("{:.2}", us / 1000.0),
+            Unit::Microseconds => format!("{us:.1}"),
+        }
+    }
+}
+
+/// One figure of one configuration: its counted values and their summary.
+#[derive(Debug, Clone)]
+pub struct FigureSeries {
+    pub figure: Figure,
+    pub values: Vec<f64>,
+    pub summary: Summary,
+}
+
+impl BenchRun {
+    pub fn configuration(&self, name: &str) -> Option<&Configuration> {
+        self.configurations
+            .iter()
+            .map(|record| &record.configuration)
+            .find(|configuration| configuration.name == name)
+    }
+
+    pub fn samples_of<'run>(&'run self, name: &'run str) -> impl Iterator<Item = &'run Sample> {
+        self.samples
+            .iter()
+            .filter(move |sample| sample.configuration == name)
+    }
+
+    /// Every figure of `name` that at least one counted boot has, host
+    /// figures first, phases in trace order.
+    pub fn series(&self, name: &str) -> Vec<FigureSeries> {
+        let counted: Vec<&Sample> = self.samples_of(name).filter(|s| s.counts()).collect();
+        let mut figures = vec![
+            Figure::FirstByte,
+            Figure::ReadyLine,
+            Figure::Exit,
+            Figure::EntryToReady,
+        ];
+        for sample in &counted {
+            for phase in &sample.phases {
+                let figure = Figure::Phase(phase.path.clone());
+                if !figures.contains(&figure) {
+                    figures.push(figure);
+                }
+            }
+        }
+        figures
+            .into_iter()
+            .filter_map(|figure| {
+                let values: Vec<f64> = counted
+                    .iter()
+                    .filter_map(|sample| figure.value(sample))
+                    .collect();
+                let summary = stats::summarize(&values)?;
+                Some(FigureSeries {
+                    figure,
+                    values,
+                    summary,
+                })
+            })
+            .collect()
+    }
+
+    /// The counted values of one figure.
+    pub fn values(&self, name: &str, figure: &Figure) -> Vec<f64> {
+        self.samples_of(name)
+            .filter(|sample| sample.counts())
+            .filter_map(|sample| figure.value(sample))
+            .collect()
+    }
+
+    pub fn median(&self, name: &str, figure: &Figure) -> Option<f64> {
+        let values = self.values(name, figure);
+        (!values.is_empty()).then(|| stats::median(&values))
+    }
+
+    pub fn mote_configurations(&self) -> impl Iterator<Item = &Configuration> {
+        self.configurations
+            .iter()
+            .map(|record| &record.configuration)
+            .filter(|configuration| configuration.guest == Guest::Mote)
+    }
+
+    pub fn write_json(&self, path: &Path) -> Result<()> {
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent)?;
+        }
+        let json = serde_json::to_string_pretty(self)?;
+        fs::write(path, json + "\n").with_context(|| format!("writing {}", path.display()))
+    }
+
+    pub fn read_json(path: &Path) -> Result<Self> {
+        let text =
+            fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let run: BenchRun = serde_json::from_str(&text)
+            .with_context(|| format!("{} is not a bench result", path.display()))?;
+        if run.format != FORMAT_VERSION {
+            bail!(
+                "{} has format {}, this xtask reads {FORMAT_VERSION}",
+                path.display(),
+                run.format
+            );
+        }
+        Ok(run)
+    }
+}

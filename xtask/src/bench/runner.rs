@@ -1,0 +1,447 @@
+//! Booting every configuration, interleaved, and turning each boot's output
+//! and timings into a [`Sample`].
+
+use std::collections::HashMap;
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+
+use super::configuration::{Configuration, Guest};
+use super::results::{PhaseTime, Sample};
+use crate::process::TimedFinished;
+use crate::qemu::{self, DEBUG_EXIT_SUCCESS, Machine, PowerOff, QemuCommand};
+use crate::report::BootReport;
+use crate::run::DEFAULT_CMDLINE;
+use crate::tslog::{self, Trace};
+
+/// How often the child is polled: well under the figures measured, cheap
+/// next to QEMU's own work. The exit figure comes from stdout closing anyway.
+const POLL_INTERVAL: Duration = Duration::from_millis(1);
+
+/// The command line mote and the null guest boot with, before `append`.
+pub fn bench_cmdline() -> String {
+    format!("{DEFAULT_CMDLINE} mote.tslog=1")
+}
+
+/// What the configurations boot.
+pub struct Images {
+    pub mote: PathBuf,
+    pub null: PathBuf,
+    pub disk: PathBuf,
+}
+
+/// The QEMU invocation for one configuration.
+pub fn qemu_command(configuration: &Configuration, images: &Images) -> QemuCommand {
+    let join = |base: String, extra: &str| {
+        if extra.is_empty() {
+            base
+        } else {
+            format!("{base} {extra}")
+        }
+    };
+    let (kernel, cmdline): (&Path, String) = match &configuration.guest {
+        Guest::Mote => (
+            &images.mote,
+            join(bench_cmdline(), &configuration.kernel_args),
+        ),
+        Guest::Null => (
+            &images.null,
+            join(bench_cmdline(), &configuration.kernel_args),
+        ),
+        Guest::External { kernel, .. } => (
+            kernel,
+            join("console=ttyS0".to_owned(), &configuration.kernel_args),
+        ),
+    };
+    let mut command = QemuCommand::new(Machine::MicrovmNoAcpi, configuration.accel.qemu(), kernel)
+        .machine_options(qemu::microvm_options(configuration.acpi))
+        .cpu(configuration.cpu_model())
+        .memory(&configuration.memory)
+        .append(&cmdline);
+    if configuration.modern_virtio {
+        command = command.args(["-global", "virtio-mmio.force-legacy=false"]);
+    }
+    if configuration.blk {
+        command = command.virtio_blk(&images.disk, "disk0");
+    }
+    if configuration.net {
+        command = command.virtio_net_user("net0");
+    }
+    if let Guest::External {
+        initrd: Some(initrd),
+        ..
+    } = &configuration.guest
+    {
+        command = command.args(["-initrd".to_owned(), initrd.display().to_string()]);
+    }
+    command.args(&configuration.qemu_args)
+}
+
+/// The order of round `round`: every configuration once, starting one later
+/// each round (A B C, B C A, C A B, …) so no configuration always follows
+/// the same one.
+pub fn round_order(configurations: usize, round: usize) -> Vec<usize> {
+    (0..configurations)
+        .map(|position| (position + round) % configurations.max(1))
+        .collect()
+}
+
+/// Boots `warmups + runs` rounds and returns every sample in boot order.
+pub fn run_rounds(
+    configurations: &[Configuration],
+    commands: &[QemuCommand],
+    runs: usize,
+    warmups: usize,
+    timeout: Duration,
+) -> Result<Vec<Sample>> {
+    let rounds = warmups + runs;
+    let total = rounds * configurations.len();
+    let mut progress = Progress::new(total);
+    let mut samples = Vec::with_capacity(total);
+    for round in 0..rounds {
+        for index in round_order(configurations.len(), round) {
+            let configuration = &configurations[index];
+            let timed = commands[index].run_timed(timeout, POLL_INTERVAL)?;
+            let sample = sample_from_boot(configuration, round, round < warmups, &timed, timeout);
+            progress.update(round, rounds, warmups, &sample);
+            samples.push(sample);
+        }
+    }
+    progress.finish();
+    Ok(samples)
+}
+
+/// Reads one boot: host timings from the arrival stamps, guest ones from
+/// the report and the tslog dump; says why the boot does not count, if so.
+pub fn sample_from_boot(
+    configuration: &Configuration,
+    round: usize,
+    warmup: bool,
+    timed: &TimedFinished,
+    timeout: Duration,
+) -> Sample {
+    let micros = |duration: Duration| duration.as_secs_f64() * 1e6;
+    let stdout = &timed.finished.stdout;
+    let ready_line = stdout
+        .iter()
+        .position(|line| line.starts_with("mote: ready "));
+    let mut sample = Sample {
+        configuration: configuration.name.clone(),
+        round,
+        warmup,
+        failure: None,
+        exit_code: timed.finished.exit_code,
+        // The first line's first byte: the first serial byte, to within one
+        // pipe read.
+        start_to_first_byte_us: timed.stdout_arrivals.first().copied().map(micros),
+        start_to_ready_line_us: ready_line
+            .and_then(|index| timed.stdout_arrivals.get(index).copied())
+            .map(micros),
+        start_to_exit_us: micros(
+            timed
+                .stdout_closed
+                .unwrap_or(timed.finished.elapsed)
+                .min(timed.finished.elapsed),
+        ),
+        entry_to_ready_us: None,
+        tsc_hz: None,
+        phases: Vec::new(),
+    };
+    if timed.finished.timed_out {
+        sample.failure = Some(format!(
+            "timed out after {} s and was killed",
+            timeout.as_secs_f64()
+        ));
+        return sample;
+    }
+    match configuration.guest {
+        Guest::External { .. } => {}
+        Guest::Null => {
+            if timed.finished.exit_code != Some(DEBUG_EXIT_SUCCESS) {
+                sample.failure = Some(PowerOff::from_exit(&timed.finished, timeout).to_string());
+            }
+        }
+        Guest::Mote => {
+            let power_off = PowerOff::from_exit(&timed.finished, timeout);
+            let report = BootReport::parse(stdout);
+            sample.entry_to_ready_us = report.ready_microseconds.map(|us| us as f64);
+            match guest_phases(&stdout.join("\n")) {
+                Ok((tsc_hz, phases)) => {
+                    sample.tsc_hz = Some(tsc_hz);
+                    sample.phases = phases;
+                }
+                Err(reason) => sample.failure = Some(reason),
+            }
+            if !power_off.is_success() {
+                sample.failure = Some(power_off.to_string());
+            } else if ready_line.is_none() || sample.entry_to_ready_us.is_none() {
+                sample.failure = Some("no `mote: ready` line".to_owned());
+            }
+        }
+    }
+    sample
+}
+
+/// The tslog spans inside entry → ready: their duration in microseconds
+/// (clipped to the window; repeats of a path summed), in trace order.
+pub fn guest_phases(output: &str) -> Result<(u64, Vec<PhaseTime>), String> {
+    let dump = tslog::parse_dump(output).map_err(|error| format!("tslog: {error:#}"))?;
+    let Some(tsc_hz) = dump.tsc_hz else {
+        return Err("tslog: the dump gives no TSC frequency".to_owned());
+    };
+    if !dump.complete {
+        return Err("tslog: the dump was cut short".to_owned());
+    }
+    let trace = Trace::build(&dump.records);
+    if !trace.ready_seen {
+        return Err("tslog: no `ready` event".to_owned());
+    }
+    let mut phases: Vec<PhaseTime> = Vec::new();
+    let mut positions: HashMap<String, usize> = HashMap::new();
+    let mut stack: Vec<(usize, String)> = trace
+        .roots
+        .iter()
+        .rev()
+        .map(|&root| (root, String::new()))
+        .collect();
+    while let Some((index, parent)) = stack.pop() {
+        let span = &trace.spans[index];
+        if span.start >= trace.end {
+            continue; // after ready: the report and the dump
+        }
+        let path = if parent.is_empty() {
+            span.name.clone()
+        } else {
+            format!("{parent};{}", span.name)
+        };
+        let start = span.start.clamp(trace.start, trace.end);
+        let end = span.end.clamp(trace.start, trace.end);
+        let us = (end - start) as f64 * 1e6 / tsc_hz as f64;
+        match positions.get(&path) {
+            Some(&position) => phases[position].us += us,
+            None => {
+                positions.insert(path.clone(), phases.len());
+                phases.push(PhaseTime {
+                    path: path.clone(),
+                    us,
+                });
+            }
+        }
+        for &child in span.children.iter().rev() {
+            stack.push((child, path.clone()));
+        }
+    }
+    Ok((tsc_hz, phases))
+}
+
+/// One status line on a terminal (rewritten in place), a line per round otherwise.
+struct Progress {
+    total: usize,
+    done: usize,
+    started: Instant,
+    terminal: bool,
+    failures: usize,
+}
+
+impl Progress {
+    fn new(total: usize) -> Self {
+        Self {
+            total,
+            done: 0,
+            started: Instant::now(),
+            terminal: std::io::stderr().is_terminal(),
+            failures: 0,
+        }
+    }
+
+    fn update(&mut self, round: usize, rounds: usize, warmups: usize, sample: &Sample) {
+        self.done += 1;
+        if sample.failure.is_some() {
+            self.failures += 1;
+        }
+        let elapsed = self.started.elapsed().as_secs_f64();
+        let remaining = elapsed / self.done as f64 * (self.total - self.done) as f64;
+        let phase = if round < warmups { " warm-up" } else { "" };
+        let line = format!(
+            "bench: {}/{} boots, round {}/{rounds}{phase}, {} failed, {:.0} s left; {} {:.1} ms{}",
+            self.done,
+            self.total,
+            round + 1,
+            self.failures,
+            remaining,
+            sample.configuration,
+            sample.start_to_exit_us / 1000.0,
+            sample
+                .failure
+                .as_deref()
+                .map(|failure| format!(" FAILED: {failure}"))
+                .unwrap_or_default()
+        );
+        let mut stderr = std::io::stderr();
+        if self.terminal {
+            let _ = write!(stderr, "\r\x1b[2K{line}");
+            let _ = stderr.flush();
+        } else if sample.failure.is_some() || self.done.is_multiple_of(rounds.max(1)) {
+            let _ = writeln!(stderr, "{line}");
+        }
+    }
+
+    fn finish(&self) {
+        if self.terminal {
+            eprintln!();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bench::configuration::{self, BenchAccel};
+    use crate::process::Finished;
+
+    const TCG_DUMP: &str = include_str!("../../testdata/tslog-tcg.txt");
+
+    #[test]
+    fn rounds_rotate_their_starting_configuration() {
+        assert_eq!(round_order(3, 0), [0, 1, 2]);
+        assert_eq!(round_order(3, 1), [1, 2, 0]);
+        assert_eq!(round_order(3, 5), [2, 0, 1]);
+        assert!(round_order(0, 4).is_empty());
+    }
+
+    #[test]
+    fn phases_cover_the_traced_boot_in_order() {
+        let (tsc_hz, phases) = guest_phases(TCG_DUMP).unwrap();
+        assert_eq!(tsc_hz, 2_596_102_435);
+        assert_eq!(phases[0].path, "pvh_entry");
+        assert!(phases[1].path.starts_with("pvh_entry;"), "{phases:?}");
+        let top: f64 = phases
+            .iter()
+            .filter(|phase| !phase.path.contains(';'))
+            .map(|phase| phase.us)
+            .sum();
+        let trace = Trace::build(&tslog::parse_dump(TCG_DUMP).unwrap().records);
+        let window = trace.total() as f64 * 1e6 / tsc_hz as f64;
+        assert!(
+            top <= window + 1e-6 && top >= 0.95 * window,
+            "{top} {window}"
+        );
+        assert!(guest_phases("no dump here").is_err());
+    }
+
+    fn configuration(guest: Guest) -> Configuration {
+        let mut configuration =
+            super::super::configuration::expand_matrix(&super::super::configuration::Matrix {
+                accels: vec![BenchAccel::Tcg],
+                invtsc: vec![configuration::Switch::On],
+                acpi: vec![configuration::Switch::Off],
+                virtio: vec![configuration::VirtioMode::Legacy],
+                blk: vec![configuration::Switch::On],
+                net: vec![configuration::Switch::On],
+                memory: vec!["256M".into()],
+                kernel_args: String::new(),
+                qemu_args: Vec::new(),
+            })
+            .remove(0);
+        configuration.guest = guest;
+        configuration
+    }
+
+    #[test]
+    fn reads_a_mote_boot() {
+        let stdout: Vec<String> = TCG_DUMP.lines().map(str::to_owned).collect();
+        let ready_index = stdout
+            .iter()
+            .position(|line| line.starts_with("mote: ready"))
+            .unwrap() as u64;
+        let arrivals = (0..stdout.len())
+            .map(|line| Duration::from_millis(40 + line as u64))
+            .collect();
+        let timed = TimedFinished {
+            finished: Finished {
+                stdout,
+                exit_code: Some(DEBUG_EXIT_SUCCESS),
+                elapsed: Duration::from_millis(200),
+                ..Finished::default()
+            },
+            stdout_arrivals: arrivals,
+            stdout_closed: Some(Duration::from_millis(190)),
+        };
+        let timeout = Duration::from_secs(5);
+        let sample = sample_from_boot(&configuration(Guest::Mote), 3, false, &timed, timeout);
+        assert_eq!(sample.failure, None, "{sample:?}");
+        assert_eq!(sample.start_to_first_byte_us, Some(40_000.0));
+        assert_eq!(
+            sample.start_to_ready_line_us,
+            Some(40_000.0 + 1000.0 * ready_index as f64)
+        );
+        assert_eq!(sample.start_to_exit_us, 190_000.0);
+        // The dump's own report line: `mote: ready 9936 us after entry`.
+        assert_eq!(sample.entry_to_ready_us, Some(9936.0));
+        assert!(!sample.phases.is_empty());
+
+        let mut failed = timed.clone();
+        failed.finished.exit_code = Some(35);
+        let sample = sample_from_boot(&configuration(Guest::Mote), 0, false, &failed, timeout);
+        assert!(sample.failure.unwrap().contains("failure"));
+
+        let null = TimedFinished {
+            finished: Finished {
+                exit_code: Some(DEBUG_EXIT_SUCCESS),
+                elapsed: Duration::from_millis(45),
+                ..Finished::default()
+            },
+            ..TimedFinished::default()
+        };
+        let sample = sample_from_boot(&configuration(Guest::Null), 0, true, &null, timeout);
+        assert_eq!(sample.failure, None);
+        assert_eq!(sample.start_to_first_byte_us, None);
+        assert_eq!(sample.start_to_exit_us, 45_000.0);
+    }
+
+    #[test]
+    fn builds_the_qemu_command_of_a_configuration() {
+        let images = Images {
+            mote: "target/kernel".into(),
+            null: "target/null-guest".into(),
+            disk: "target/disk.img".into(),
+        };
+        let mut mote = configuration(Guest::Mote);
+        mote.acpi = true;
+        mote.modern_virtio = true;
+        mote.invtsc = false;
+        mote.kernel_args = "quiet".into();
+        let line = qemu_command(&mote, &images).command_line();
+        assert!(
+            line.starts_with(
+                "qemu-system-x86_64 -M microvm,x-option-roms=off,rtc=on,pic=off -accel tcg -cpu max,-invtsc -m 256M"
+            ),
+            "{line}"
+        );
+        assert!(
+            line.contains(
+                "-kernel target/kernel -append 'console=ttyS0 mote.exit=ready mote.tslog=1 quiet'"
+            ),
+            "{line}"
+        );
+        assert!(line.contains("-global virtio-mmio.force-legacy=false"));
+        assert!(line.contains("virtio-blk-device") && line.contains("virtio-net-device"));
+        let mut null = configuration(Guest::Null);
+        null.blk = false;
+        let line = qemu_command(&null, &images).command_line();
+        assert!(line.contains("-kernel target/null-guest"));
+        assert!(!line.contains("virtio-blk-device"));
+        let external = configuration(Guest::External {
+            kernel: "/k/vmlinux".into(),
+            initrd: Some("/k/initrd".into()),
+        });
+        let line = qemu_command(&external, &images).command_line();
+        assert!(
+            line.contains("-kernel /k/vmlinux -append console=ttyS0"),
+            "{line}"
+        );
+        assert!(line.ends_with("-initrd /k/initrd"), "{line}");
+    }
+}

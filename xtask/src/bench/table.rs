@@ -1,0 +1,561 @@
+//! The terminal tables: a run's report (made from its recorded data only,
+//! so a saved JSON re-renders the same text) and the before/after comparison.
+
+use std::fmt::Write as _;
+
+use super::configuration::{Configuration, Guest, baseline_of};
+use super::results::{BenchRun, Figure, Unit};
+use crate::stats::{self, OUTLIER_FENCE_IQRS, SIGNIFICANCE_LEVEL};
+
+/// Target (a): entry → ready median of mote with blk and net under KVM.
+pub const ENTRY_TO_READY_TARGET_US: f64 = 1000.0;
+/// Target (b): mote's start → ready over the null guest's start → exit.
+pub const FLOOR_RATIO_TARGET: f64 = 1.10;
+
+/// `2025-11-22 17:30:05 UTC` and `20251122-173005` for a Unix time.
+pub fn utc_timestamp(unix: u64) -> (String, String) {
+    let days = (unix / 86_400) as i64;
+    let seconds = unix % 86_400;
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z - era * 146_097;
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_index = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
+    let month = if month_index < 10 {
+        month_index + 3
+    } else {
+        month_index - 9
+    };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    let (hour, minute, second) = (seconds / 3600, seconds / 60 % 60, seconds % 60);
+    (
+        format!("{year:04}-{month:02}-{day:02} {hour:02}:{minute:02}:{second:02} UTC"),
+        format!("{year:04}{month:02}{day:02}-{hour:02}{minute:02}{second:02}"),
+    )
+}
+
+fn header(run: &BenchRun) -> String {
+    let mut out = String::new();
+    let boots = run.samples.len();
+    let _ = writeln!(
+        out,
+        "mote bench, {}: {} runs + {} warm-ups per configuration, interleaved; {boots} boots in {:.1} s",
+        utc_timestamp(run.started_unix).0,
+        run.runs,
+        run.warmups,
+        run.wall_seconds
+    );
+    let _ = writeln!(out, "machine: {}", run.machine.describe());
+    let _ = writeln!(out, "command: {}", run.command);
+    out
+}
+
+/// The full report of a run.
+pub fn render_report(run: &BenchRun) -> String {
+    let mut out = header(run);
+    let mut outliers = Vec::new();
+    for record in &run.configurations {
+        let configuration = &record.configuration;
+        let name = &configuration.name;
+        let samples: Vec<_> = run.samples_of(name).filter(|s| !s.warmup).collect();
+        let failed: Vec<_> = samples.iter().filter(|s| s.failure.is_some()).collect();
+        let _ = writeln!(
+            out,
+            "\n== {name}: {}, {} ({} counted, {} failed)",
+            configuration.guest.kind(),
+            configuration.describe(),
+            samples.len() - failed.len(),
+            failed.len()
+        );
+        let _ = writeln!(
+            out,
+            "{:<36} {:>4} {:>9} {:>9} {:>9} {:>9} {:>8} {:>8} {:>4}",
+            "figure", "unit", "min", "median", "p90", "max", "IQR", "MAD", "out"
+        );
+        for series in run.series(name) {
+            let unit = series.figure.unit();
+            let summary = &series.summary;
+            let _ = writeln!(
+                out,
+                "{:<36} {:>4} {:>9} {:>9} {:>9} {:>9} {:>8} {:>8} {:>4}",
+                series.figure.label(),
+                unit.name(),
+                unit.format(summary.min),
+                unit.format(summary.median),
+                unit.format(summary.p90),
+                unit.format(summary.max),
+                unit.format(summary.iqr),
+                unit.format(summary.mad),
+                summary.outliers.len()
+            );
+            if !summary.outliers.is_empty() {
+                let values: Vec<String> = summary
+                    .outliers
+                    .iter()
+                    .map(|&value| unit.format(value))
+                    .collect();
+                outliers.push(format!(
+                    "{name} {}: {} {}",
+                    series.figure.label().trim(),
+                    values.join(", "),
+                    unit.name()
+                ));
+            }
+        }
+        for sample in failed {
+            let _ = writeln!(
+                out,
+                "  failed boot in round {}: {}",
+                sample.round + 1,
+                sample.failure.as_deref().unwrap_or_default()
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "\noutliers (beyond {OUTLIER_FENCE_IQRS} IQR outside the quartiles): {}",
+        if outliers.is_empty() { "none" } else { "" }
+    );
+    for line in outliers {
+        let _ = writeln!(out, "  {line}");
+    }
+    out.push_str(&floor_section(run));
+    out.push_str(&targets_section(run));
+    out
+}
+
+/// mote (and external kernels) against the null guest with the same QEMU settings.
+fn floor_section(run: &BenchRun) -> String {
+    let mut out = String::new();
+    let configurations: Vec<&Configuration> = run
+        .configurations
+        .iter()
+        .map(|record| &record.configuration)
+        .collect();
+    let owned: Vec<Configuration> = configurations.iter().map(|c| (*c).clone()).collect();
+    let _ = writeln!(
+        out,
+        "\n== cost above QEMU's floor (medians, ms; floor = null guest, same QEMU settings, same run)"
+    );
+    let width = configurations
+        .iter()
+        .map(|configuration| configuration.name.len())
+        .max()
+        .unwrap_or(0)
+        .max("configuration".len());
+    let _ = writeln!(
+        out,
+        "{:<width$} {:<width$} {:>10} {:>10} {:>10} {:>10} {:>9} {:>9}",
+        "configuration",
+        "floor",
+        "first byte",
+        "ready",
+        "exit",
+        "floor exit",
+        "ready/fl",
+        "exit/fl"
+    );
+    for configuration in configurations.iter().filter(|c| c.guest != Guest::Null) {
+        let name = &configuration.name;
+        let Some(baseline) = baseline_of(configuration, &owned) else {
+            continue;
+        };
+        let floor = run.median(&baseline.name, &Figure::Exit);
+        let cell = |value: Option<f64>| {
+            value.map_or_else(|| "-".to_owned(), |us| format!("{:.2}", us / 1000.0))
+        };
+        let ready = run.median(name, &Figure::ReadyLine);
+        let ratio = |value: Option<f64>| match (value, floor) {
+            (Some(value), Some(floor)) if floor > 0.0 => format!("{:.2}x", value / floor),
+            _ => "-".to_owned(),
+        };
+        let _ = writeln!(
+            out,
+            "{:<width$} {:<width$} {:>10} {:>10} {:>10} {:>10} {:>9} {:>9}",
+            name,
+            baseline.name,
+            cell(run.median(name, &Figure::FirstByte)),
+            cell(ready),
+            cell(run.median(name, &Figure::Exit)),
+            cell(floor),
+            ratio(ready.or(run.median(name, &Figure::FirstByte))),
+            ratio(run.median(name, &Figure::Exit))
+        );
+    }
+    let _ = writeln!(
+        out,
+        "(ready/fl: start -> ready line over the floor's start -> exit, or start -> first byte for \
+         a kernel without a ready line; exit/fl: start -> exit over the same)"
+    );
+    out
+}
+
+/// The performance targets, as figures with PASS/MISS; never asserted.
+fn targets_section(run: &BenchRun) -> String {
+    let mut out = String::new();
+    let owned: Vec<Configuration> = run
+        .configurations
+        .iter()
+        .map(|record| record.configuration.clone())
+        .collect();
+    let verdict = |pass: bool| if pass { "PASS" } else { "MISS" };
+    let _ = writeln!(out, "\n== targets (printed, never asserted)");
+    let mut any = false;
+    for configuration in run
+        .mote_configurations()
+        .filter(|c| c.accel == super::configuration::BenchAccel::Kvm && c.blk && c.net)
+    {
+        if let Some(median) = run.median(&configuration.name, &Figure::EntryToReady) {
+            any = true;
+            let _ = writeln!(
+                out,
+                "(a) entry -> ready, {}: median {median:.0} us, target <= {ENTRY_TO_READY_TARGET_US:.0} us \
+                 ({:.2}x the target): {}",
+                configuration.name,
+                median / ENTRY_TO_READY_TARGET_US,
+                verdict(median <= ENTRY_TO_READY_TARGET_US)
+            );
+        }
+    }
+    if !any {
+        let _ = writeln!(
+            out,
+            "(a) entry -> ready: not measured (no mote configuration with blk and net under KVM)"
+        );
+    }
+    for configuration in run.mote_configurations() {
+        let Some(baseline) = baseline_of(configuration, &owned) else {
+            continue;
+        };
+        if let (Some(ready), Some(floor)) = (
+            run.median(&configuration.name, &Figure::ReadyLine),
+            run.median(&baseline.name, &Figure::Exit),
+        ) {
+            let ratio = ready / floor;
+            let _ = writeln!(
+                out,
+                "(b) start -> ready / null start -> exit, {}: {:.2} ms / {:.2} ms = {ratio:.2}, \
+                 target <= {FLOOR_RATIO_TARGET:.2}: {}",
+                configuration.name,
+                ready / 1000.0,
+                floor / 1000.0,
+                verdict(ratio <= FLOOR_RATIO_TARGET)
+            );
+        }
+    }
+    out
+}
+
+/// Before/after: configurations paired by name (or by `pairs`, `A=B`), every
+/// figure both have, B/A medians and the Mann-Whitney verdict.
+pub fn render_comparison(
+    before: &BenchRun,
+    after: &BenchRun,
+    pairs: &[(String, String)],
+) -> Result<String, String> {
+    let pairs: Vec<(String, String)> = if pairs.is_empty() {
+        before
+            .configurations
+            .iter()
+            .map(|record| record.configuration.name.clone())
+            .filter(|name| after.configuration(name).is_some())
+            .map(|name| (name.clone(), name))
+            .collect()
+    } else {
+        pairs.to_vec()
+    };
+    let names = |run: &BenchRun| {
+        run.configurations
+            .iter()
+            .map(|record| record.configuration.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if pairs.is_empty() {
+        return Err(format!(
+            "the runs share no configuration name (A: {}; B: {}): pass --pair A_NAME=B_NAME",
+            names(before),
+            names(after)
+        ));
+    }
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "A: {} ({})\nB: {} ({})",
+        utc_timestamp(before.started_unix).0,
+        before.command,
+        utc_timestamp(after.started_unix).0,
+        after.command
+    );
+    if before.machine != after.machine {
+        let _ = writeln!(
+            out,
+            "warning: the runs come from different machines or QEMU versions:\n  A: {}\n  B: {}",
+            before.machine.describe(),
+            after.machine.describe()
+        );
+    }
+    let _ = writeln!(
+        out,
+        "test: two-sided Mann-Whitney U over the counted boots (normal approximation, tie and \
+         continuity corrected); a difference is significant when p < {SIGNIFICANCE_LEVEL}"
+    );
+    for (name_a, name_b) in &pairs {
+        let (Some(config_a), Some(config_b)) =
+            (before.configuration(name_a), after.configuration(name_b))
+        else {
+            return Err(format!(
+                "no configuration {name_a:?} in A ({}) or {name_b:?} in B ({})",
+                names(before),
+                names(after)
+            ));
+        };
+        let title = if name_a == name_b {
+            name_a.clone()
+        } else {
+            format!("{name_a} -> {name_b}")
+        };
+        let _ = writeln!(
+            out,
+            "\n== {title}\n   A: {}\n   B: {}",
+            config_a.describe(),
+            config_b.describe()
+        );
+        let _ = writeln!(
+            out,
+            "{:<36} {:>4} {:>4} {:>4} {:>10} {:>10} {:>7} {:>8}  verdict",
+            "figure", "unit", "n A", "n B", "median A", "median B", "B/A", "p"
+        );
+        for series in before.series(name_a) {
+            let values_b = after.values(name_b, &series.figure);
+            let Some(test) = stats::mann_whitney_u(&series.values, &values_b) else {
+                continue;
+            };
+            let unit: Unit = series.figure.unit();
+            let median_a = series.summary.median;
+            let median_b = stats::median(&values_b);
+            let ratio = if median_a > 0.0 {
+                format!("{:.3}", median_b / median_a)
+            } else {
+                "-".to_owned()
+            };
+            let verdict = if !test.significant() {
+                "within noise"
+            } else if median_b > median_a {
+                "SLOWER (significant)"
+            } else {
+                "FASTER (significant)"
+            };
+            let _ = writeln!(
+                out,
+                "{:<36} {:>4} {:>4} {:>4} {:>10} {:>10} {:>7} {:>8.4}  {verdict}",
+                series.figure.label(),
+                unit.name(),
+                series.values.len(),
+                values_b.len(),
+                unit.format(median_a),
+                unit.format(median_b),
+                ratio,
+                test.p_value
+            );
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bench::chart;
+    use crate::bench::configuration::{self as config, Matrix, Switch, VirtioMode};
+    use crate::bench::machine::Machine;
+    use crate::bench::results::{ConfigurationRecord, FORMAT_VERSION, PhaseTime, Sample};
+
+    /// A run of mote and its null twin under KVM; `slowdown` scales mote's
+    /// guest figures, `seed` varies the noise.
+    fn fixture(slowdown: f64, seed: u64) -> BenchRun {
+        let configurations = config::add_twins(
+            config::expand_matrix(&Matrix {
+                accels: vec![config::BenchAccel::Kvm],
+                invtsc: vec![Switch::On],
+                acpi: vec![Switch::Off],
+                virtio: vec![VirtioMode::Legacy],
+                blk: vec![Switch::On],
+                net: vec![Switch::On],
+                memory: vec!["256M".into()],
+                kernel_args: String::new(),
+                qemu_args: Vec::new(),
+            }),
+            None,
+        )
+        .unwrap();
+        let mut samples = Vec::new();
+        for round in 0..22 {
+            // A cheap deterministic spread, with an outlier in round 7.
+            let noise = ((round as u64 * 7919 + seed * 104_729) % 97) as f64 / 97.0;
+            let spike = if round == 7 { 30_000.0 } else { 0.0 };
+            let entry = 16_000.0 * slowdown + 400.0 * noise;
+            samples.push(Sample {
+                configuration: "mote-kvm-blk-net".into(),
+                round,
+                warmup: round < 2,
+                failure: (round == 12).then(|| "timed out after 30 s and was killed".into()),
+                exit_code: Some(33),
+                start_to_first_byte_us: Some(60_000.0 + entry + 1000.0 * noise),
+                start_to_ready_line_us: Some(60_000.0 + entry + 1000.0 * noise + spike),
+                start_to_exit_us: 150_000.0 + 3000.0 * noise,
+                entry_to_ready_us: Some(entry.round()),
+                tsc_hz: Some(2_300_000_000),
+                phases: vec![
+                    PhaseTime {
+                        path: "pvh_entry".into(),
+                        us: 1000.0 + 50.0 * noise,
+                    },
+                    PhaseTime {
+                        path: "pvh_entry;zero_bss".into(),
+                        us: 900.0 + 50.0 * noise,
+                    },
+                    PhaseTime {
+                        path: "memory_init".into(),
+                        us: entry - 1100.0,
+                    },
+                ],
+            });
+            samples.push(Sample {
+                configuration: "null-kvm-blk-net".into(),
+                round,
+                warmup: round < 2,
+                failure: None,
+                exit_code: Some(33),
+                start_to_first_byte_us: None,
+                start_to_ready_line_us: None,
+                start_to_exit_us: 45_000.0 + 2000.0 * noise,
+                entry_to_ready_us: None,
+                tsc_hz: None,
+                phases: Vec::new(),
+            });
+        }
+        BenchRun {
+            format: FORMAT_VERSION,
+            started_unix: 1_763_832_605,
+            wall_seconds: 12.5,
+            command: "cargo xtask bench".into(),
+            machine: Machine {
+                hostname: "box".into(),
+                cpu_model: "Some CPU @ 2.30GHz".into(),
+                cores: 2,
+                kernel: "6.1.0 #1 SMP".into(),
+                qemu_version: "QEMU emulator version 7.2.22".into(),
+            },
+            runs: 20,
+            warmups: 2,
+            timeout_seconds: 30.0,
+            configurations: configurations
+                .into_iter()
+                .map(|configuration| ConfigurationRecord {
+                    configuration,
+                    qemu_command: "qemu-system-x86_64 …".into(),
+                })
+                .collect(),
+            samples,
+        }
+    }
+
+    #[test]
+    fn formats_utc_timestamps() {
+        assert_eq!(
+            utc_timestamp(1_763_832_605),
+            (
+                "2025-11-22 17:30:05 UTC".to_owned(),
+                "20251122-173005".to_owned()
+            )
+        );
+        assert_eq!(utc_timestamp(0).0, "1970-01-01 00:00:00 UTC");
+        assert_eq!(utc_timestamp(951_782_400).1, "20000229-000000");
+    }
+
+    #[test]
+    fn report_states_figures_outliers_failures_floor_and_targets() {
+        let report = render_report(&fixture(1.0, 1));
+        for expected in [
+            "== mote-kvm-blk-net: mote, kvm",
+            "(19 counted, 1 failed)",
+            "host: start -> ready line",
+            "guest: entry -> ready",
+            "  pvh_entry",
+            "    zero_bss",
+            "failed boot in round 13: timed out",
+            "mote-kvm-blk-net host: start -> ready line: ",
+            "== null-kvm-blk-net: null",
+            "(a) entry -> ready, mote-kvm-blk-net: median ",
+            "target <= 1000 us",
+            ": MISS",
+            "(b) start -> ready / null start -> exit, mote-kvm-blk-net",
+        ] {
+            assert!(report.contains(expected), "{expected:?} missing:\n{report}");
+        }
+        // The floor ratio is printed: (60 + 16.2) ms over ~46 ms.
+        let floor_line = report
+            .lines()
+            .find(|line| line.starts_with("mote-kvm-blk-net ") && line.contains("null-kvm"))
+            .unwrap();
+        assert!(floor_line.trim_end().ends_with('x'), "{floor_line}");
+    }
+
+    #[test]
+    fn json_round_trip_gives_the_same_data_and_the_same_table() {
+        let run = fixture(1.0, 3);
+        let directory = std::env::temp_dir().join(format!("mote-bench-{}", std::process::id()));
+        let path = directory.join("run.json");
+        run.write_json(&path).unwrap();
+        let read = BenchRun::read_json(&path).unwrap();
+        std::fs::remove_dir_all(&directory).unwrap();
+        assert_eq!(read, run);
+        assert_eq!(render_report(&read), render_report(&run));
+        assert_eq!(
+            chart::render_svg(&read).unwrap(),
+            chart::render_svg(&run).unwrap()
+        );
+    }
+
+    #[test]
+    fn chart_draws_text_without_font_files() {
+        let svg = chart::render_svg(&fixture(1.0, 1)).unwrap();
+        assert!(svg.starts_with("<svg"), "{}", &svg[..100]);
+        assert!(svg.contains("<text"));
+        assert!(svg.contains("\nmote-kvm-blk-net\n</text>"));
+        assert!(svg.contains("\nnull-kvm-blk-net\n</text>"));
+        assert!(svg.contains("memory_init"));
+        assert!(svg.contains("<circle"));
+    }
+
+    #[test]
+    fn comparison_tells_a_real_difference_from_noise() {
+        let before = fixture(1.0, 1);
+        let slower = fixture(1.5, 2);
+        let table = render_comparison(&before, &slower, &[]).unwrap();
+        let entry = table
+            .lines()
+            .find(|line| line.starts_with("guest: entry -> ready"))
+            .unwrap();
+        assert!(entry.contains("SLOWER (significant)"), "{table}");
+        assert!(entry.contains(" 1.49"), "{entry}");
+        // The null guest did not change: within the noise.
+        let same = render_comparison(&before, &fixture(1.0, 1), &[]).unwrap();
+        assert!(!same.contains("significant)"), "{same}");
+        assert!(same.contains("p < 0.01"));
+        let paired = render_comparison(
+            &before,
+            &slower,
+            &[("mote-kvm-blk-net".into(), "mote-kvm-blk-net".into())],
+        )
+        .unwrap();
+        assert!(!paired.contains("== null"));
+        let error = render_comparison(&before, &slower, &[("x".into(), "y".into())]).unwrap_err();
+        assert!(error.contains("no configuration"), "{error}");
+    }
+}
