@@ -36,7 +36,6 @@ struct Facts {
     heap_bytes: usize,
     acpi: Option<Result<acpi::SleepControl, acpi::AcpiError>>,
     tsc: Option<tsc::TscFrequency>,
-    ready_tsc: u64,
     clock_at_ready: (u64, tsc::ClockSource),
 }
 
@@ -99,18 +98,27 @@ pub fn start(start_info_paddr: u32, entry_tsc: u64) -> ! {
 
     let ready_tsc = cpu::rdtsc();
     tslog::event_at(ready_tsc, "ready", None);
+    // The host times this line: it goes out first, before the boot log.
+    match tsc {
+        Some(tsc) => console::print_now(format_args!(
+            "mote: ready {} us after entry\n",
+            tsc_delta_micros(entry_tsc, ready_tsc, tsc.hz)
+        )),
+        None => console::print_now(format_args!(
+            "mote: ready {} cycles after entry (TSC frequency unknown)\n",
+            ready_tsc.wrapping_sub(entry_tsc)
+        )),
+    }
     let clock_at_ready = tsc::monotonic_ns(tsc.map_or(0, |tsc| tsc.hz));
     phase::set("report");
     console::go_live();
     report(
         boot,
-        entry_tsc,
         &Facts {
             memory_end,
             heap_bytes,
             acpi,
             tsc,
-            ready_tsc,
             clock_at_ready,
         },
     );
@@ -248,7 +256,7 @@ fn heap_size() -> usize {
     heap::size()
 }
 
-fn report(boot: &BootInfo, entry_tsc: u64, facts: &Facts) {
+fn report(boot: &BootInfo, facts: &Facts) {
     console_println!(
         "mote: start_info v{} cmdline {}",
         boot.version,
@@ -294,18 +302,8 @@ fn report(boot: &BootInfo, entry_tsc: u64, facts: &Facts) {
         ),
         None => console_println!("mote: acpi none"),
     }
-    match facts.tsc {
-        Some(tsc) => {
-            console_println!("mote: tsc {} Hz from {}", tsc.hz, tsc.source);
-            console_println!(
-                "mote: ready {} us after entry",
-                tsc_delta_micros(entry_tsc, facts.ready_tsc, tsc.hz)
-            );
-        }
-        None => console_println!(
-            "mote: ready {} cycles after entry (TSC frequency unknown)",
-            facts.ready_tsc.wrapping_sub(entry_tsc)
-        ),
+    if let Some(tsc) = facts.tsc {
+        console_println!("mote: tsc {} Hz from {}", tsc.hz, tsc.source);
     }
     let (clock_ns, clock) = facts.clock_at_ready;
     console_println!("mote: clock {} {clock_ns} ns at ready", clock.name());

@@ -101,8 +101,9 @@ pub fn cycles_to_ns(cycles: u64, hz: u64) -> u64 {
     u64::try_from(u128::from(cycles) * 1_000_000_000 / u128::from(hz)).unwrap_or(u64::MAX)
 }
 
-/// How close two calibration windows must agree to be trusted.
-pub const CALIBRATION_AGREEMENT_PPM: u64 = 500;
+/// How close two calibration windows must agree to be trusted: a little
+/// more than one PIT tick of a 0.5 ms window (0.17 %).
+pub const CALIBRATION_AGREEMENT_PPM: u64 = 2500;
 
 /// Combines calibration windows: two that agree within
 /// [`CALIBRATION_AGREEMENT_PPM`] give their mean; otherwise a third window

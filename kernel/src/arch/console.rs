@@ -10,13 +10,21 @@ use core::sync::atomic::{AtomicBool, Ordering};
 use spin::Mutex;
 use uart_16550::SerialPort;
 
+use super::cpu;
 use crate::log_buffer::{LogBuffer, LogStorage};
 
 /// COM1, the port every microVM VMM emulates (QEMU isa-serial, Firecracker).
 const COM1: u16 = 0x3f8;
+/// Line status register and its "transmitter holding register empty" bit:
+/// with FIFOs on (`SerialPort::init` enables them), the whole transmit FIFO
+/// is empty (16550 datasheet, LSR bit 5).
+const COM1_LSR: u16 = COM1 + 5;
+const LSR_THR_EMPTY: u8 = 1 << 5;
+/// The 16550's transmit FIFO depth.
+const TX_FIFO_DEPTH: usize = 16;
 const BOOT_LOG_SIZE: usize = 32 * 1024;
 
-static SERIAL: Mutex<Option<SerialPort>> = Mutex::new(None);
+static SERIAL: Mutex<Option<Com1>> = Mutex::new(None);
 #[unsafe(link_section = ".bss.noinit.boot_log")]
 static BOOT_LOG_STORAGE: LogStorage<BOOT_LOG_SIZE> = LogStorage::new();
 static BOOT_LOG: Mutex<LogBuffer<BOOT_LOG_SIZE>> = Mutex::new(LogBuffer::new(&BOOT_LOG_STORAGE));
@@ -64,12 +72,20 @@ pub fn print(args: fmt::Arguments<'_>) {
     }
 }
 
+/// Writes straight to COM1 even before [`go_live`]: for the ready line,
+/// which the host times, so it goes out before the buffered boot log.
+pub fn print_now(args: fmt::Arguments<'_>) {
+    with_serial(|serial| {
+        let _ = serial.write_fmt(args);
+    });
+}
+
 /// Flushes the boot buffer and sends everything straight to COM1 from now on.
 pub fn go_live() {
     let mut log = BOOT_LOG.lock();
     let (bytes, dropped) = log.take();
     with_serial(|serial| {
-        bytes.iter().for_each(|&byte| serial.send(byte));
+        bytes.iter().for_each(|&byte| serial.put(byte));
         if dropped > 0 {
             let _ = writeln!(serial, "[WARN ] {dropped} bytes of boot log dropped");
         }
@@ -89,16 +105,51 @@ pub fn recover_for_crash() {
     go_live();
 }
 
-fn with_serial(f: impl FnOnce(&mut SerialPort)) {
+fn with_serial(f: impl FnOnce(&mut Com1)) {
     let mut serial = SERIAL.lock();
     let port = serial.get_or_insert_with(|| {
         // SAFETY: COM1 is a 16550 at 0x3f8 on every supported VMM, and this
         // is its only user.
         let mut port = unsafe { SerialPort::new(COM1) };
         port.init();
-        port
+        Com1 { fifo_room: 0 }
     });
     f(port);
+}
+
+/// COM1 after `uart_16550` has initialised it (FIFOs on). Every port access
+/// is a VM exit, so the line status is read once per FIFO load rather than
+/// once per byte as `SerialPort::send` does: half the exits.
+struct Com1 {
+    /// Bytes that can be written before the FIFO must be checked again.
+    fifo_room: usize,
+}
+
+impl Com1 {
+    fn put(&mut self, byte: u8) {
+        if byte == b'\n' {
+            self.put_raw(b'\r');
+        }
+        self.put_raw(byte);
+    }
+
+    fn put_raw(&mut self, byte: u8) {
+        if self.fifo_room == 0 {
+            while cpu::inb(COM1_LSR) & LSR_THR_EMPTY == 0 {
+                core::hint::spin_loop();
+            }
+            self.fifo_room = TX_FIFO_DEPTH;
+        }
+        cpu::outb(COM1, byte);
+        self.fifo_room -= 1;
+    }
+}
+
+impl Write for Com1 {
+    fn write_str(&mut self, text: &str) -> fmt::Result {
+        text.bytes().for_each(|byte| self.put(byte));
+        Ok(())
+    }
 }
 
 /// `println!` for the boot report and crash messages.
