@@ -149,6 +149,57 @@ pub fn find_dsdt(memory: &impl PhysicalMemory, rsdp: u64) -> Result<(u64, usize)
     Ok((dsdt, length))
 }
 
+/// An I/O APIC from the MADT (ACPI 6.5 §5.2.12.3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IoApic {
+    pub id: u8,
+    pub address: u64,
+    pub gsi_base: u32,
+}
+
+/// Most I/O APICs kept (QEMU microvm has one or two).
+pub const MAX_IO_APICS: usize = 8;
+
+/// The I/O APICs the MADT lists, and how many interrupt source overrides
+/// it has (QEMU microvm gives none; mote does not remap ISA IRQs).
+pub fn find_io_apics(
+    memory: &impl PhysicalMemory,
+    rsdp: u64,
+) -> Result<(arrayvec::ArrayVec<IoApic, MAX_IO_APICS>, usize), AcpiError> {
+    const MADT_ENTRIES: usize = 44;
+    const ENTRY_IO_APIC: u8 = 1;
+    const ENTRY_SOURCE_OVERRIDE: u8 = 2;
+    let madt = find_table(memory, rsdp, b"APIC")?.ok_or(AcpiError::Unreadable {
+        what: "MADT",
+        paddr: 0,
+    })?;
+    let mut bytes = [0u8; 1024];
+    let length = read_table(memory, madt, "MADT", &mut bytes)?;
+    let mut io_apics = arrayvec::ArrayVec::new();
+    let mut overrides = 0;
+    let mut at = MADT_ENTRIES;
+    while at + 2 <= length {
+        let (kind, entry_length) = (bytes[at], usize::from(bytes[at + 1]));
+        if entry_length < 2 || at + entry_length > length {
+            break;
+        }
+        let entry = &bytes[at..at + entry_length];
+        match kind {
+            ENTRY_IO_APIC if entry_length >= 12 => {
+                let _ = io_apics.try_push(IoApic {
+                    id: entry[2],
+                    address: u64::from(le_u32(entry, 4)),
+                    gsi_base: le_u32(entry, 8),
+                });
+            }
+            ENTRY_SOURCE_OVERRIDE => overrides += 1,
+            _ => {}
+        }
+        at += entry_length;
+    }
+    Ok((io_apics, overrides))
+}
+
 /// Physical address of the first table with `signature`, through the XSDT
 /// (revision ≥ 2) or the RSDT.
 pub fn find_table(
@@ -352,7 +403,14 @@ mod tests {
         m[XSDT + 36..XSDT + 44].copy_from_slice(&0x600u64.to_le_bytes());
         m[XSDT + 44..XSDT + 52].copy_from_slice(&(FADT as u64).to_le_bytes());
         fix_checksum(&mut m[XSDT..XSDT + 52], 9);
-        table(&mut m, 0x600, b"APIC", 44);
+        // MADT: a local APIC and QEMU microvm's two I/O APICs.
+        let mut madt = vec![0u8; 44];
+        madt.extend_from_slice(&[0, 8, 0, 0, 1, 0, 0, 0]);
+        madt.extend_from_slice(&[1, 12, 0, 0, 0x00, 0x00, 0xc0, 0xfe, 0, 0, 0, 0]);
+        madt.extend_from_slice(&[1, 12, 1, 0, 0x00, 0x00, 0xc1, 0xfe, 24, 0, 0, 0]);
+        m[0x600..0x600 + madt.len()].copy_from_slice(&madt);
+        table(&mut m, 0x600, b"APIC", madt.len());
+        fix_checksum(&mut m[0x600..0x600 + madt.len()], 9);
 
         table(&mut m, FADT, b"FACP", 276);
         m[FADT + FADT_FLAGS..FADT + FADT_FLAGS + 4].copy_from_slice(&0x0010_0400u32.to_le_bytes());
@@ -436,6 +494,28 @@ mod tests {
         let (address, length) = find_dsdt(&memory, RSDP as u64).unwrap();
         assert_eq!(address, DSDT as u64);
         assert_eq!(length, 36 + 40 + 13, "header, padding, the _S5_ package");
+    }
+
+    #[test]
+    fn io_apics_from_the_madt() {
+        let memory = FakeMemory(qemu_microvm());
+        let (io_apics, overrides) = find_io_apics(&memory, RSDP as u64).unwrap();
+        assert_eq!(overrides, 0);
+        assert_eq!(
+            io_apics.as_slice(),
+            [
+                IoApic {
+                    id: 0,
+                    address: 0xfec0_0000,
+                    gsi_base: 0
+                },
+                IoApic {
+                    id: 1,
+                    address: 0xfec1_0000,
+                    gsi_base: 24
+                },
+            ]
+        );
     }
 
     #[test]

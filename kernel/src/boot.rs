@@ -11,13 +11,13 @@ use mote_boot::{BootInfo, MemoryKind, PhysicalMemory};
 use spin::Once;
 
 use crate::arch::{
-    console, cpu, heap, interrupts, paging, physical::IdentityMapped, poweroff, tsc,
+    apic, console, cpu, heap, interrupts, paging, physical::IdentityMapped, poweroff, tsc,
 };
 use crate::memory::FRAMES;
 use crate::memory::frames::{FRAME_SIZE, FrameAllocator};
 use crate::options::{Crash, ExitPolicy, Options};
 use crate::report::{Quoted, tsc_delta_micros};
-use crate::{acpi, console_println, devices, phase, tslog};
+use crate::{acpi, console_println, devices, phase, services, tslog};
 
 /// Low memory holds the loader's structures (qboot's stack, start_info,
 /// command line, MP table, EBDA): never hand it out.
@@ -25,6 +25,9 @@ const LOW_MEMORY_END: u64 = 0x10_0000;
 /// Heap size: an eighth of free RAM, between these bounds.
 const HEAP_MIN: u64 = 256 * 1024;
 const HEAP_MAX: u64 = 64 * 1024 * 1024;
+/// microvm's (and Firecracker's) I/O APIC with ACPI off: QEMU
+/// `IO_APIC_DEFAULT_ADDRESS` (include/hw/i386/ioapic.h), GSIs from 0.
+const DEFAULT_IO_APIC: u64 = 0xfec0_0000;
 /// An address no page table maps (PML4 entry 128), for `mote.crash=page-fault`.
 const UNMAPPED_ADDRESS: u64 = 0x0000_4000_0000_0000;
 
@@ -87,7 +90,19 @@ pub fn start(start_info_paddr: u32, entry_tsc: u64) -> ! {
     }
 
     let phase = phase.then("devices_init");
-    let mut devices = devices::init(boot, memory_end);
+    // With mote.exit=ready nothing is served: the NIC is not started.
+    let mut devices = devices::init(boot, memory_end, options.exit != ExitPolicy::Ready);
+
+    let phase = phase.then("net_init");
+    let mut network = devices.net.take().and_then(|(device, transport)| {
+        start_network(
+            boot,
+            device,
+            transport,
+            &options,
+            tsc.map_or(0, |tsc| tsc.hz),
+        )
+    });
 
     if let Some(crash) = options.crash {
         let _phase = phase.then("crash_test");
@@ -123,9 +138,20 @@ pub fn start(start_info_paddr: u32, entry_tsc: u64) -> ! {
         },
     );
     devices::report(&devices);
+    if let Some(network) = &network {
+        network.report();
+    }
     let workloads_ok = devices::run_workloads(&mut devices, &options, tsc.map_or(0, |tsc| tsc.hz));
     if options.tslog {
         dump_tslog(tsc.map_or(0, |tsc| tsc.hz));
+    }
+    if let Some(network) = network.as_mut() {
+        let pages = services::StatusPages {
+            facts: status_facts(boot, &devices, tsc, entry_tsc, ready_tsc),
+            tsc_hz: tsc.map_or(0, |tsc| tsc.hz),
+        };
+        network.serve(&pages);
+        log::info!("powered off over HTTP");
     }
     let status = if workloads_ok {
         poweroff::Status::Success
@@ -141,6 +167,87 @@ pub fn start(start_info_paddr: u32, entry_tsc: u64) -> ! {
             cpu::halt_forever()
         }
     }
+}
+
+/// Interrupts (LAPIC, the I/O APICs from the MADT or microvm's fixed one,
+/// the device's GSI, level-triggered) and the network interface.
+fn start_network(
+    boot: &BootInfo,
+    device: crate::drivers::virtio_net::VirtioNetDevice,
+    transport: crate::virtio::MmioDevice,
+    options: &Options<'_>,
+    tsc_hz: u64,
+) -> Option<services::Network> {
+    let gsi = match apic::init() {
+        Some(_) => {
+            let mut io_apics = 0;
+            if let Some(rsdp) = boot.rsdp {
+                match acpi::find_io_apics(&IdentityMapped::boot(), rsdp) {
+                    Ok((found, _overrides)) => {
+                        for io_apic in &found {
+                            apic::add_io_apic(io_apic.address, io_apic.gsi_base);
+                        }
+                        io_apics = found.len();
+                    }
+                    Err(error) => {
+                        log::warn!("MADT unusable ({error}); assuming microvm's I/O APIC")
+                    }
+                }
+            }
+            if io_apics == 0 {
+                apic::add_io_apic(DEFAULT_IO_APIC, 0);
+            }
+            if apic::route_level_gsi(transport.irq) {
+                Some(transport.irq)
+            } else {
+                log::warn!(
+                    "no I/O APIC serves GSI {}: polling net0 every 1 ms",
+                    transport.irq
+                );
+                None
+            }
+        }
+        None => {
+            log::warn!("no local APIC: polling net0 every 1 ms");
+            None
+        }
+    };
+    match services::Network::new(device, gsi, options.ip, tsc_hz) {
+        Ok(network) => Some(network),
+        Err(error) => {
+            log::error!(
+                "ip={:?}: {error}; network not started",
+                options.ip.unwrap_or("")
+            );
+            None
+        }
+    }
+}
+
+/// What the status page shows besides the uptime.
+fn status_facts(
+    boot: &BootInfo,
+    devices: &devices::Devices,
+    tsc: Option<tsc::TscFrequency>,
+    entry_tsc: u64,
+    ready_tsc: u64,
+) -> alloc::string::String {
+    let mut facts = alloc::string::String::new();
+    let hz = tsc.map_or(0, |tsc| tsc.hz);
+    if let Some(tsc) = tsc {
+        let _ = writeln!(facts, "tsc {} Hz from {}", tsc.hz, tsc.source);
+    }
+    let _ = writeln!(
+        facts,
+        "ready {} us after entry",
+        tsc_delta_micros(entry_tsc, ready_tsc, hz)
+    );
+    let _ = writeln!(facts, "cmdline {}", Quoted(boot.cmdline_bytes()));
+    let _ = writeln!(facts, "timer {}\ndevices:", apic::timer_kind());
+    let _ = devices::write_lines(devices, &mut facts, "  ");
+    let _ = writeln!(facts, "boot phases (entry -> ready):");
+    let _ = tslog::write_phase_table(&mut facts, tslog::TSLOG.records(), hz);
+    facts
 }
 
 /// The stub's own phases, from the TSC stamps it left (`pvh.s`), then the
@@ -162,15 +269,9 @@ fn record_entry_stub(entry_tsc: u64) -> u64 {
 /// Prints the trace in FreeBSD's `debug.tslog` format between two frame
 /// lines; the first carries what the host needs to convert TSC ticks.
 fn dump_tslog(tsc_hz: u64) {
-    let records = tslog::TSLOG.records().count();
-    console_println!(
-        "mote: tslog begin tsc_hz={tsc_hz} records={records} dropped={}",
-        tslog::TSLOG.dropped()
-    );
-    for record in tslog::TSLOG.records() {
-        console_println!("{record}");
-    }
-    console_println!("mote: tslog end");
+    console::with_writer(|out| {
+        let _ = tslog::write_dump(out, tsc_hz);
+    });
 }
 
 /// Maps all RAM, builds the frame allocator, gives the heap its frames.

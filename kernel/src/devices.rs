@@ -13,6 +13,7 @@ use crate::arch::physical::IdentityMapped;
 use crate::block::{self, BlockDevice, Ramdisk};
 use crate::drivers::virtio_blk::VirtioBlock;
 use crate::drivers::virtio_mmio::{self, kind_name};
+use crate::drivers::virtio_net::VirtioNetDevice;
 use crate::options::Options;
 use crate::tsc_frequency::cycles_to_ns;
 use crate::virtio::{MmioDevice, acpi_dsdt, cmdline};
@@ -38,12 +39,14 @@ pub struct Devices {
     pub transports: Vec<TransportFact>,
     pub disks: Vec<VirtioBlock>,
     pub ramdisks: Vec<Ramdisk>,
+    /// The first network device and its transport (more are not served).
+    pub net: Option<(VirtioNetDevice, MmioDevice)>,
 }
 
 /// Finds transports (command line first; the DSDT when the command line
 /// names none), starts a driver for each block device, and wraps each
 /// module as a ramdisk.
-pub fn init(boot: &BootInfo, mapped_end: u64) -> Devices {
+pub fn init(boot: &BootInfo, mapped_end: u64, serve_network: bool) -> Devices {
     let mut devices = Devices::default();
     let found = {
         let _span = tslog::span("virtio_discovery");
@@ -64,9 +67,18 @@ pub fn init(boot: &BootInfo, mapped_end: u64) -> Devices {
                 Ok(disk) => devices.disks.push(disk),
                 Err(error) => log::warn!("virtio-blk at {:#x}: {error}; skipped", device.base),
             }
+        } else if probed.kind == virtio_drivers::transport::DeviceType::Network
+            && serve_network
+            && devices.net.is_none()
+        {
+            let _span = tslog::span("virtio_net_init");
+            match VirtioNetDevice::new(probed.transport) {
+                Ok(net) => devices.net = Some((net, device)),
+                Err(error) => log::warn!("virtio-net at {:#x}: {error:?}; skipped", device.base),
+            }
         } else {
             log::info!(
-                "virtio-mmio {:#x}: {} device, no driver yet",
+                "virtio-mmio {:#x}: {} device not started",
                 device.base,
                 kind_name(probed.kind)
             );
@@ -139,32 +151,47 @@ fn discover(boot: &BootInfo) -> Vec<MmioDevice> {
     found
 }
 
-/// The device lines of the boot report.
-pub fn report(devices: &Devices) {
+/// The device lines of the boot report, each after `prefix`.
+pub fn write_lines(
+    devices: &Devices,
+    out: &mut dyn core::fmt::Write,
+    prefix: &str,
+) -> core::fmt::Result {
     for fact in &devices.transports {
-        console_println!(
-            "mote: virtio-mmio {:#x} irq {} {} v{} {}",
+        writeln!(
+            out,
+            "{prefix}virtio-mmio {:#x} irq {} {} v{} {}",
             fact.device.base,
             fact.device.irq,
             fact.kind,
             fact.version,
             fact.device.found_by.name()
-        );
+        )?;
     }
     for (index, disk) in devices.disks.iter().enumerate() {
-        console_println!(
-            "mote: blk{index} {} sectors {}",
+        writeln!(
+            out,
+            "{prefix}blk{index} {} sectors {}",
             disk.sectors(),
             if disk.read_only() { "ro" } else { "rw" }
-        );
+        )?;
     }
     for (index, ramdisk) in devices.ramdisks.iter().enumerate() {
-        console_println!(
-            "mote: ramdisk{index} {} bytes {}",
+        writeln!(
+            out,
+            "{prefix}ramdisk{index} {} bytes {}",
             ramdisk.bytes().len(),
             block::probe_kind(ramdisk.bytes())
-        );
+        )?;
     }
+    Ok(())
+}
+
+/// The device lines of the boot report.
+pub fn report(devices: &Devices) {
+    crate::arch::console::with_writer(|out| {
+        let _ = write_lines(devices, out, "mote: ");
+    });
 }
 
 /// Runs the disk workloads the options ask for. Returns false if any

@@ -7,6 +7,7 @@ pub mod acpi;
 pub mod block;
 pub mod log_buffer;
 pub mod memory;
+pub mod net;
 pub mod options;
 pub mod phase;
 pub mod report;
@@ -23,6 +24,8 @@ pub mod boot;
 pub mod devices;
 #[cfg(target_os = "none")]
 pub mod drivers;
+#[cfg(target_os = "none")]
+pub mod services;
 
 #[cfg(all(target_os = "none", not(test)))]
 #[panic_handler]

@@ -55,6 +55,8 @@ pub struct Options<'a> {
     pub blk_write: Option<(u64, u64)>,
     /// `mote.blk.seed=<n>`: the pattern's seed.
     pub blk_seed: u64,
+    /// Linux's `ip=` (see `net::ip_config`); DHCP when absent.
+    pub ip: Option<&'a str>,
     pub unrecognised: ArrayVec<Unrecognised<'a>, 8>,
 }
 
@@ -69,6 +71,7 @@ impl Default for Options<'_> {
             blk_bench: false,
             blk_write: None,
             blk_seed: crate::block::DEFAULT_PATTERN_SEED,
+            ip: None,
             unrecognised: ArrayVec::new(),
         }
     }
@@ -93,6 +96,7 @@ impl<'a> Options<'a> {
                         options.console_loglevel = level;
                     }
                 }
+                ("ip", Some(value)) => options.ip = Some(value),
                 ("mote.exit", Some("ready")) => options.exit = ExitPolicy::Ready,
                 ("mote.exit", Some("never")) => options.exit = ExitPolicy::Never,
                 ("mote.exit", Some("idle")) => options.exit = ExitPolicy::WhenIdle,

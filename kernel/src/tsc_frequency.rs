@@ -101,6 +101,11 @@ pub fn cycles_to_ns(cycles: u64, hz: u64) -> u64 {
     u64::try_from(u128::from(cycles) * 1_000_000_000 / u128::from(hz)).unwrap_or(u64::MAX)
 }
 
+/// TSC cycles in `micros` microseconds at `hz` (saturating).
+pub fn cycles_for_micros(micros: u64, hz: u64) -> u64 {
+    u64::try_from(u128::from(micros) * u128::from(hz) / 1_000_000).unwrap_or(u64::MAX)
+}
+
 /// How close two calibration windows must agree to be trusted: a little
 /// more than one PIT tick of a 0.5 ms window (0.17 %).
 pub const CALIBRATION_AGREEMENT_PPM: u64 = 2500;
@@ -178,6 +183,8 @@ mod tests {
         assert_eq!(pvclock_ns(2, 0, 0, 0x8000_0000, 0), 1);
         assert_eq!(cycles_to_ns(2_300_000, 2_300_000_000), 1_000_000);
         assert_eq!(cycles_to_ns(1, 0), 0);
+        assert_eq!(cycles_for_micros(1000, 2_300_000_000), 2_300_000);
+        assert_eq!(cycles_for_micros(u64::MAX, u64::MAX), u64::MAX);
     }
 
     #[test]

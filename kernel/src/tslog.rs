@@ -155,6 +155,79 @@ pub fn span(function: &'static str) -> Span {
     }
 }
 
+/// Writes the dump: a frame line with what the host needs to convert TSC
+/// ticks, one `debug.tslog` line per record, and an end line.
+pub fn write_dump(out: &mut dyn fmt::Write, tsc_hz: u64) -> fmt::Result {
+    writeln!(
+        out,
+        "mote: tslog begin tsc_hz={tsc_hz} records={} dropped={}",
+        TSLOG.records().count(),
+        TSLOG.dropped()
+    )?;
+    for record in TSLOG.records() {
+        writeln!(out, "{record}")?;
+    }
+    writeln!(out, "mote: tslog end")
+}
+
+/// Writes the per-phase table of entry -> `ready`: one line per span, in
+/// start order, indented by depth, with microseconds and the share of the
+/// whole. Spans that start after `ready` are left out.
+pub fn write_phase_table(
+    out: &mut dyn fmt::Write,
+    records: impl Iterator<Item = Record>,
+    tsc_hz: u64,
+) -> fmt::Result {
+    extern crate alloc;
+    let mut spans: alloc::vec::Vec<(u64, u64, usize, &'static str)> = alloc::vec::Vec::new();
+    let mut open: alloc::vec::Vec<(u64, &'static str)> = alloc::vec::Vec::new();
+    let mut first = None;
+    let mut ready = None;
+    for record in records {
+        first.get_or_insert(record.tsc);
+        match record.kind {
+            Kind::Enter => open.push((record.tsc, record.function)),
+            Kind::Exit => {
+                if let Some(position) = open.iter().rposition(|&(_, name)| name == record.function)
+                {
+                    let (start, name) = open[position];
+                    spans.push((start, record.tsc, position, name));
+                    open.truncate(position);
+                }
+            }
+            Kind::Event if record.function == "ready" && ready.is_none() => {
+                ready = Some(record.tsc)
+            }
+            Kind::Event => {}
+        }
+    }
+    let (Some(first), Some(ready)) = (first, ready) else {
+        return writeln!(out, "(no complete boot trace)");
+    };
+    let total = ready.saturating_sub(first).max(1);
+    spans.retain(|&(start, ..)| start < ready);
+    spans.sort_by_key(|&(start, _, depth, _)| (start, depth));
+    let micros = |cycles: u64| cycles as f64 * 1e6 / tsc_hz.max(1) as f64;
+    for (start, end, depth, name) in spans {
+        let cycles = end.min(ready) - start;
+        writeln!(
+            out,
+            "{:indent$}{name:<width$} {:>10.1} us {:>5.1}%",
+            "",
+            micros(cycles),
+            cycles as f64 * 100.0 / total as f64,
+            indent = 2 * depth,
+            width = 30 - 2 * depth.min(10),
+        )?;
+    }
+    writeln!(
+        out,
+        "{:<30} {:>10.1} us 100.0%",
+        "entry -> ready",
+        micros(total)
+    )
+}
+
 /// Records a point event, with an optional detail string.
 pub fn event(function: &'static str, detail: Option<&'static str>) {
     event_at(rdtsc(), function, detail);
@@ -339,6 +412,41 @@ mod tests {
             ]
         );
         assert_eq!(records[1].tsc, records[2].tsc);
+    }
+
+    #[test]
+    fn phase_table_nests_and_stops_at_ready() {
+        let records = [
+            rec(Kind::Enter, 0, "a"),
+            rec(Kind::Enter, 100, "b"),
+            rec(Kind::Exit, 300, "b"),
+            rec(Kind::Exit, 500, "a"),
+            rec(Kind::Enter, 500, "c"),
+            rec(Kind::Exit, 1000, "c"),
+            rec(Kind::Event, 1000, "ready"),
+            rec(Kind::Enter, 1200, "after"),
+            rec(Kind::Exit, 1300, "after"),
+        ];
+        let mut text = String::new();
+        write_phase_table(&mut text, records.into_iter(), 1_000_000).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 4, "{text}");
+        assert!(
+            lines[0].starts_with("a ") && lines[0].ends_with("50.0%"),
+            "{text}"
+        );
+        assert!(
+            lines[1].starts_with("  b ") && lines[1].contains("200.0 us"),
+            "{text}"
+        );
+        assert!(lines[2].starts_with("c "), "{text}");
+        assert!(
+            lines[3].starts_with("entry -> ready") && lines[3].contains("1000.0 us"),
+            "{text}"
+        );
+        let mut empty = String::new();
+        write_phase_table(&mut empty, [rec(Kind::Enter, 0, "a")].into_iter(), 1).unwrap();
+        assert_eq!(empty, "(no complete boot trace)\n");
     }
 
     #[test]

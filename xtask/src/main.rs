@@ -9,11 +9,16 @@ mod build;
 mod checks;
 mod deps;
 mod host_tests;
+mod http_client;
 mod images;
+mod measure;
+mod net_tests;
+mod proc_stat;
 mod process;
 mod qemu;
 mod report;
 mod run;
+mod served_boot;
 mod stats;
 mod test_suite;
 mod trace;
@@ -49,15 +54,26 @@ enum Task {
         debug: bool,
     },
     /// Build, then boot the kernel once with a disk and a network card, serial output live.
+    /// Host ports on 127.0.0.1 are forwarded to the guest's HTTP (80) and UDP echo (7) ports.
     Run {
         #[arg(long, value_enum, default_value_t = AccelChoice::Auto)]
         accel: AccelChoice,
-        /// Text added to the kernel command line `console=ttyS0 mote.exit=ready`.
+        /// Text added to the kernel command line `console=ttyS0 mote.exit=ready`
+        /// (with --serve or --measure: `console=ttyS0 ip=10.0.2.15:10.0.2.2:…`).
         #[arg(long)]
         append: Option<String>,
-        /// Kill QEMU after this many seconds.
+        /// Kill QEMU after this many seconds (with --serve, 0 means no limit;
+        /// with --measure, it applies to each boot).
         #[arg(long, value_name = "SECS", default_value_t = 60)]
         timeout: u64,
+        /// Keep the VM serving (no `mote.exit=ready`, a static address) until
+        /// it is powered off with `POST /poweroff` or --timeout passes.
+        #[arg(long, conflicts_with = "measure")]
+        serve: bool,
+        /// Boot N times (default 10) in served mode and time QEMU start → first
+        /// `GET /health` 200, beside the null guest's start → exit, interleaved.
+        #[arg(long, value_name = "N", num_args = 0..=1, default_missing_value = "10")]
+        measure: Option<usize>,
         /// Boot this prebuilt image instead of building target/kernel.
         #[arg(long, value_name = "PATH")]
         kernel: Option<PathBuf>,
@@ -140,6 +156,8 @@ fn dispatch(task: Task) -> Result<bool> {
             accel,
             append,
             timeout,
+            serve,
+            measure,
             kernel,
             qemu_args,
         } => run::run(run::RunOptions {
@@ -148,6 +166,8 @@ fn dispatch(task: Task) -> Result<bool> {
             timeout: Duration::from_secs(timeout),
             kernel,
             qemu_args,
+            serve,
+            measure,
         }),
         Task::Trace {
             accel,

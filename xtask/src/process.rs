@@ -448,6 +448,221 @@ fn spawn_timed_pipe_reader(
     });
 }
 
+/// A child the caller talks to while it runs (a VM serving HTTP): output is
+/// collected in the background and read on demand, each stdout line stamped
+/// like [`run_timed`]'s. The hard deadline is enforced whenever the caller
+/// waits on it; every other wait the caller does (a socket read, a sleep)
+/// must be bounded by its own timeout. Killed on drop, like every child.
+pub struct LiveChild {
+    child: ChildGuard,
+    events: mpsc::Receiver<TimedPipeEvent>,
+    start: Instant,
+    /// `None`: no limit (an interactive session the user ends).
+    deadline: Option<Instant>,
+    echo: bool,
+    open_pipes: usize,
+    status: Option<ExitStatus>,
+    timed: TimedFinished,
+}
+
+/// Why [`LiveChild::wait_for_stdout`] returned without a matching line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LineWait {
+    /// The child exited (or was killed at its hard deadline) first.
+    Exited,
+    /// The wait's own limit passed; the child is still running.
+    TimedOut,
+}
+
+impl LiveChild {
+    /// Spawns `command` with stdin null and stdout/stderr captured; with
+    /// `echo`, each line is copied to our stdout/stderr as it is collected.
+    pub fn spawn(command: &mut Command, timeout: Option<Duration>, echo: bool) -> Result<Self> {
+        command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let program = command.get_program().to_string_lossy().into_owned();
+        let start = Instant::now();
+        let mut child =
+            ChildGuard::spawn(command).with_context(|| format!("failed to start `{program}`"))?;
+        let (sender, events) = mpsc::channel();
+        let mut open_pipes = 0;
+        if let Some(stdout) = child.take_stdout() {
+            spawn_timed_pipe_reader(stdout, Stream::Stdout, sender.clone());
+            open_pipes += 1;
+        }
+        if let Some(stderr) = child.take_stderr() {
+            spawn_timed_pipe_reader(stderr, Stream::Stderr, sender.clone());
+            open_pipes += 1;
+        }
+        Ok(Self {
+            child,
+            events,
+            start,
+            deadline: timeout.and_then(|timeout| start.checked_add(timeout)),
+            echo,
+            open_pipes,
+            status: None,
+            timed: TimedFinished::default(),
+        })
+    }
+
+    /// The child's process ID (for `/proc/<pid>/stat`).
+    pub fn id(&self) -> u32 {
+        self.child.child.id()
+    }
+
+    /// Just before the child was spawned: the origin of every stamp.
+    pub fn started(&self) -> Instant {
+        self.start
+    }
+
+    /// Stdout lines collected so far.
+    pub fn stdout(&self) -> &[String] {
+        &self.timed.finished.stdout
+    }
+
+    pub fn stderr(&self) -> &[String] {
+        &self.timed.finished.stderr
+    }
+
+    /// Whether the child has been reaped (it exited or was killed).
+    pub fn has_exited(&self) -> bool {
+        self.status.is_some()
+    }
+
+    /// Collects what has arrived without waiting and notices an exit.
+    pub fn poll(&mut self) -> Result<()> {
+        self.pump(Duration::ZERO)
+    }
+
+    /// Waits up to `within` for a stdout line (already collected or new)
+    /// that `matches`; returns its index in [`Self::stdout`].
+    pub fn wait_for_stdout(
+        &mut self,
+        matches: impl Fn(&str) -> bool,
+        within: Duration,
+    ) -> Result<std::result::Result<usize, LineWait>> {
+        // `None`: so far away that it does not fit in an `Instant`.
+        let limit = Instant::now().checked_add(within);
+        let mut searched = 0;
+        loop {
+            let lines = &self.timed.finished.stdout;
+            if let Some(offset) = lines[searched..].iter().position(|line| matches(line)) {
+                return Ok(Ok(searched + offset));
+            }
+            searched = lines.len();
+            if self.status.is_some() && self.open_pipes == 0 {
+                return Ok(Err(LineWait::Exited));
+            }
+            let now = Instant::now();
+            if limit.is_some_and(|limit| now >= limit) {
+                return Ok(Err(LineWait::TimedOut));
+            }
+            let left = limit.map_or(POLL_INTERVAL, |limit| limit - now);
+            self.pump(POLL_INTERVAL.min(left))?;
+            if self.status.is_some() && self.drain_expired() {
+                self.open_pipes = 0;
+            }
+        }
+    }
+
+    /// Waits up to `within` (`None`: until the hard deadline, if any) for
+    /// the child to exit, kills it if it does not (`timed_out`), drains its
+    /// pipes and returns everything it printed.
+    pub fn finish(mut self, within: Option<Duration>) -> Result<TimedFinished> {
+        let limit = within.and_then(|within| Instant::now().checked_add(within));
+        while self.status.is_none() {
+            if limit.is_some_and(|limit| Instant::now() >= limit) {
+                self.kill_for_timeout()?;
+                break;
+            }
+            self.pump(POLL_INTERVAL)?;
+        }
+        while self.open_pipes > 0 && !self.drain_expired() {
+            self.pump(POLL_INTERVAL)?;
+        }
+        let status = self
+            .status
+            .expect("the loop only ends after the child was reaped");
+        self.timed.finished.exit_code = status.code();
+        self.timed.finished.signal = status.signal();
+        Ok(std::mem::take(&mut self.timed))
+    }
+
+    fn drain_expired(&self) -> bool {
+        // `finished.elapsed` is set when the exit was noticed.
+        self.start.elapsed() >= self.timed.finished.elapsed + PIPE_DRAIN_GRACE
+    }
+
+    fn kill_for_timeout(&mut self) -> Result<()> {
+        self.status = Some(self.child.kill_and_wait()?);
+        self.timed.finished.timed_out = true;
+        self.timed.finished.elapsed = self.start.elapsed();
+        Ok(())
+    }
+
+    /// Collects output for up to `wait` (returning early on a line), and
+    /// notices the child's exit or kills it at its hard deadline.
+    fn pump(&mut self, wait: Duration) -> Result<()> {
+        if self.status.is_none() {
+            if let Some(exited) = self.child.try_wait()? {
+                self.status = Some(exited);
+                self.timed.finished.elapsed = self.start.elapsed();
+            } else if self
+                .deadline
+                .is_some_and(|deadline| Instant::now() >= deadline)
+            {
+                self.kill_for_timeout()?;
+            }
+        }
+        if self.open_pipes == 0 {
+            return Ok(());
+        }
+        let event = if wait.is_zero() {
+            self.events.try_recv().map_err(|error| match error {
+                mpsc::TryRecvError::Empty => RecvTimeoutError::Timeout,
+                mpsc::TryRecvError::Disconnected => RecvTimeoutError::Disconnected,
+            })
+        } else {
+            self.events.recv_timeout(wait)
+        };
+        match event {
+            Ok(TimedPipeEvent::Line(stream, at, line)) => {
+                if self.echo {
+                    match stream {
+                        Stream::Stdout => println!("{line}"),
+                        Stream::Stderr => eprintln!("{line}"),
+                    }
+                }
+                match stream {
+                    Stream::Stdout => {
+                        self.timed.finished.stdout.push(line);
+                        self.timed
+                            .stdout_arrivals
+                            .push(at.saturating_duration_since(self.start));
+                    }
+                    Stream::Stderr => self.timed.finished.stderr.push(line),
+                }
+                // Take whatever else is already queued, without waiting.
+                if !wait.is_zero() {
+                    self.pump(Duration::ZERO)?;
+                }
+            }
+            Ok(TimedPipeEvent::Closed(stream, at)) => {
+                self.open_pipes -= 1;
+                if stream == Stream::Stdout {
+                    self.timed.stdout_closed = Some(at.saturating_duration_since(self.start));
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => self.open_pipes = 0,
+        }
+        Ok(())
+    }
+}
+
 /// Runs a short query (e.g. `id -u`) and returns its trimmed stdout if it exited 0.
 pub fn query(command: &mut Command, timeout: Duration) -> Result<String> {
     let finished = run(command, timeout, Output::Capture { echo: false })?;
@@ -531,6 +746,73 @@ mod tests {
         .unwrap();
         assert!(timed.finished.timed_out);
         assert_eq!(timed.finished.stdout, ["started"]);
+    }
+
+    #[test]
+    fn live_child_waits_for_a_line_then_for_the_exit() {
+        let mut child = LiveChild::spawn(
+            &mut shell("echo booting; sleep 0.2; echo listening; sleep 0.2; echo bye; exit 33"),
+            Some(Duration::from_secs(10)),
+            false,
+        )
+        .unwrap();
+        assert!(child.id() > 0);
+        let index = child
+            .wait_for_stdout(|line| line == "listening", Duration::from_secs(5))
+            .unwrap()
+            .unwrap();
+        assert_eq!(index, 1);
+        assert_eq!(
+            child
+                .wait_for_stdout(|line| line == "never", Duration::from_millis(50))
+                .unwrap(),
+            Err(LineWait::TimedOut)
+        );
+        let timed = child.finish(Some(Duration::from_secs(5))).unwrap();
+        assert_eq!(timed.finished.stdout, ["booting", "listening", "bye"]);
+        assert!(timed.stdout_arrivals[1] >= Duration::from_millis(150));
+        assert_eq!(timed.finished.exit_code, Some(33));
+        assert!(!timed.finished.timed_out);
+    }
+
+    #[test]
+    fn live_child_reports_an_exit_before_the_line() {
+        let mut child = LiveChild::spawn(
+            &mut shell("echo only; exit 1"),
+            Some(Duration::from_secs(10)),
+            false,
+        )
+        .unwrap();
+        let wait = child
+            .wait_for_stdout(|line| line == "listening", Duration::from_secs(5))
+            .unwrap();
+        assert_eq!(wait, Err(LineWait::Exited));
+        assert!(child.has_exited());
+        assert_eq!(child.stdout(), ["only"]);
+    }
+
+    #[test]
+    fn live_child_is_killed_at_its_deadline_or_by_finish() {
+        let mut child = LiveChild::spawn(
+            &mut shell("echo started; exec sleep 30"),
+            Some(Duration::from_millis(300)),
+            false,
+        )
+        .unwrap();
+        let wait = child
+            .wait_for_stdout(|line| line == "never", Duration::from_secs(5))
+            .unwrap();
+        assert_eq!(wait, Err(LineWait::Exited));
+        let timed = child.finish(None).unwrap();
+        assert!(timed.finished.timed_out);
+        assert!(timed.finished.elapsed < Duration::from_secs(3));
+
+        let child = LiveChild::spawn(&mut shell("exec sleep 30"), None, false).unwrap();
+        let start = Instant::now();
+        let timed = child.finish(Some(Duration::from_millis(200))).unwrap();
+        assert!(timed.finished.timed_out);
+        assert_eq!(timed.finished.signal, Some(9));
+        assert!(start.elapsed() < Duration::from_secs(3));
     }
 
     #[test]

@@ -189,6 +189,23 @@ impl QemuCommand {
         ])
     }
 
+    /// A user-mode (slirp) network as a virtio-net device, with host ports
+    /// forwarded to guest ports (`hostfwd=tcp:127.0.0.1:<host>-:<guest>`):
+    /// bound to the loopback address only, so nothing outside this machine
+    /// can reach the guest.
+    pub fn virtio_net_user_forwarded(self, id: &str, forwards: &[HostForward]) -> Self {
+        let mut netdev = format!("user,id={id}");
+        for forward in forwards {
+            netdev.push_str(&format!(",hostfwd={forward}"));
+        }
+        self.args([
+            "-netdev".to_owned(),
+            netdev,
+            "-device".to_owned(),
+            format!("virtio-net-device,netdev={id}"),
+        ])
+    }
+
     /// The arguments after the program name.
     pub fn arguments(&self) -> Vec<String> {
         let mut arguments: Vec<String> = Vec::new();
@@ -273,6 +290,38 @@ impl QemuCommand {
     /// Boots and waits at most `timeout`; with `echo`, serial output is copied live.
     pub fn run(&self, timeout: Duration, echo: bool) -> Result<Finished> {
         process::run(&mut self.command(), timeout, Output::Capture { echo })
+    }
+}
+
+/// The transport of a [`HostForward`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    Tcp,
+    Udp,
+}
+
+/// One slirp `hostfwd` rule: connections to `127.0.0.1:<host_port>` on the
+/// host reach `<guest_port>` on the guest's address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostForward {
+    pub transport: Transport,
+    pub host_port: u16,
+    pub guest_port: u16,
+}
+
+impl fmt::Display for HostForward {
+    /// QEMU's syntax (`docs/system/net.rst`, `-netdev user,hostfwd=`): the
+    /// empty guest address means the first DHCP address, 10.0.2.15.
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let transport = match self.transport {
+            Transport::Tcp => "tcp",
+            Transport::Udp => "udp",
+        };
+        write!(
+            formatter,
+            "{transport}:127.0.0.1:{}-:{}",
+            self.host_port, self.guest_port
+        )
     }
 }
 
@@ -496,6 +545,35 @@ mod tests {
             ]
         );
         assert_eq!(microvm_options(false), MICROVM_NO_ACPI);
+    }
+
+    #[test]
+    fn forwards_host_ports_on_loopback_only() {
+        let forwards = [
+            HostForward {
+                transport: Transport::Tcp,
+                host_port: 40080,
+                guest_port: 80,
+            },
+            HostForward {
+                transport: Transport::Udp,
+                host_port: 40007,
+                guest_port: 7,
+            },
+        ];
+        let arguments = QemuCommand::new(Machine::MicrovmNoAcpi, Accel::Tcg, Path::new("k"))
+            .virtio_net_user_forwarded("net0", &forwards)
+            .arguments();
+        let tail = &arguments[arguments.len() - 4..];
+        assert_eq!(
+            tail,
+            [
+                "-netdev",
+                "user,id=net0,hostfwd=tcp:127.0.0.1:40080-:80,hostfwd=udp:127.0.0.1:40007-:7",
+                "-device",
+                "virtio-net-device,netdev=net0"
+            ]
+        );
     }
 
     #[test]

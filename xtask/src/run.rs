@@ -1,4 +1,6 @@
-//! `cargo xtask run`: build, boot once with the serial console live, exit with the kernel's verdict.
+//! `cargo xtask run`: build, boot once with the serial console live, exit
+//! with the kernel's verdict; `--serve` keeps the VM serving until it is
+//! powered off over HTTP, `--measure` times boots to the first HTTP answer.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -8,7 +10,10 @@ use anyhow::Result;
 use crate::build;
 use crate::deps;
 use crate::images::{self, RUN_DISK_SIZE};
+use crate::measure::{self, MeasureOptions};
+use crate::process::{LineWait, LiveChild};
 use crate::qemu::{self, AccelChoice, Machine, PowerOff, QemuCommand};
+use crate::served_boot::{self, HostPorts, LISTENING_LINE, STATIC_IP_PARAMETER};
 use crate::workspace;
 
 /// The command line `run` boots with before `--append`.
@@ -23,6 +28,11 @@ pub struct RunOptions {
     pub kernel: Option<PathBuf>,
     /// Passed to QEMU after everything else.
     pub qemu_args: Vec<String>,
+    /// Boot without `mote.exit=ready`, with a static address, and wait
+    /// until the VM powers off (`POST /poweroff`) or `timeout` (zero: no limit).
+    pub serve: bool,
+    /// Time this many served boots to the first `GET /health` 200, beside the null guest.
+    pub measure: Option<usize>,
 }
 
 /// Returns whether the kernel powered off with success.
@@ -33,14 +43,36 @@ pub fn run(options: RunOptions) -> Result<bool> {
     let disk = workspace::target_dir().join("disk.img");
     images::ensure_disk_image(&disk, RUN_DISK_SIZE)?;
 
-    let cmdline = match &options.append {
-        Some(extra) if !extra.is_empty() => format!("{DEFAULT_CMDLINE} {extra}"),
-        _ => DEFAULT_CMDLINE.to_owned(),
+    let base = if options.serve || options.measure.is_some() {
+        served_boot::served_cmdline(STATIC_IP_PARAMETER)
+    } else {
+        DEFAULT_CMDLINE.to_owned()
     };
+    let cmdline = match &options.append {
+        Some(extra) if !extra.is_empty() => format!("{base} {extra}"),
+        _ => base,
+    };
+    if let Some(runs) = options.measure {
+        if !options.qemu_args.is_empty() {
+            anyhow::bail!(
+                "--measure boots a fixed configuration; extra QEMU arguments are not supported"
+            );
+        }
+        return measure::measure(&MeasureOptions {
+            runs,
+            accel,
+            kernel,
+            null_guest: crate::bench::null_guest::build()?,
+            disk,
+            cmdline,
+            timeout: options.timeout,
+        });
+    }
+    let ports = HostPorts::pick()?;
     let qemu = QemuCommand::new(Machine::MicrovmNoAcpi, accel, &kernel)
         .append(&cmdline)
         .virtio_blk(&disk, "disk0")
-        .virtio_net_user("net0")
+        .virtio_net_user_forwarded("net0", &ports.forwards())
         .args(&options.qemu_args);
 
     let here = std::env::current_dir().ok();
@@ -51,8 +83,42 @@ pub fn run(options: RunOptions) -> Result<bool> {
         println!("cd {} && {}", qemu::shell_quote(&root), qemu.command_line());
     }
 
+    println!("{}", served_boot::describe_ports(&ports));
+    if options.serve {
+        return serve(&qemu, &ports, options.timeout);
+    }
+
     let finished = qemu.run(options.timeout, true)?;
     let power_off = PowerOff::from_exit(&finished, options.timeout);
+    eprintln!(
+        "xtask: {power_off} after {:.2} s",
+        finished.elapsed.as_secs_f64()
+    );
+    Ok(power_off.is_success())
+}
+
+/// Boots with the console live and waits for the VM to power off, or for
+/// `timeout` (zero: no limit; Ctrl-C reaches QEMU directly).
+fn serve(qemu: &QemuCommand, ports: &HostPorts, timeout: Duration) -> Result<bool> {
+    let limit = (!timeout.is_zero()).then_some(timeout);
+    let mut child = LiveChild::spawn(&mut qemu.command(), limit, true)?;
+    let waited = child.wait_for_stdout(
+        |line| line == LISTENING_LINE,
+        limit.unwrap_or(Duration::MAX),
+    )?;
+    match waited {
+        Ok(_) => eprintln!(
+            "xtask: serving {url} and udp echo on {udp}; stop with: curl -X POST {url}poweroff",
+            url = ports.url(),
+            udp = ports.udp_echo_address()
+        ),
+        Err(LineWait::Exited) => {
+            eprintln!("xtask: QEMU exited without `{LISTENING_LINE}`: the kernel did not serve")
+        }
+        Err(LineWait::TimedOut) => {}
+    }
+    let finished = child.finish(None)?.finished;
+    let power_off = PowerOff::from_exit(&finished, timeout);
     eprintln!(
         "xtask: {power_off} after {:.2} s",
         finished.elapsed.as_secs_f64()

@@ -1,4 +1,5 @@
-//! `cargo xtask test`: host unit tests, then the boot tests under QEMU, then one summary line.
+//! `cargo xtask test`: host unit tests, then the boot tests under QEMU, then
+//! the network boot tests, then one summary line.
 
 use std::path::PathBuf;
 
@@ -9,7 +10,8 @@ use crate::boot_tests::{self, CaseResult};
 use crate::build;
 use crate::deps;
 use crate::host_tests;
-use crate::qemu::{self, AccelChoice};
+use crate::net_tests;
+use crate::qemu::{self, Accel, AccelChoice};
 
 /// QEMUs running at once: enough to overlap, few enough that TCG timings stay honest.
 const PARALLEL_BOOTS: usize = 2;
@@ -39,7 +41,9 @@ pub fn test(options: TestOptions) -> Result<bool> {
         failed += host_failed;
     }
 
-    let (results, skipped) = run_boot_tests(&options);
+    let mut kernel = KernelForBoots::default();
+    let (mut results, skipped) = run_boot_tests(&options, &mut kernel);
+    results.extend(run_net_tests(&options, &mut kernel));
     for result in &results {
         if result.passed() {
             passed += 1;
@@ -93,10 +97,51 @@ fn run_host_tests() -> (u64, u64) {
     (counts.passed, counts.failed)
 }
 
+/// The kernel image and accelerator the boot tests use, built and chosen
+/// once for both the boot cases and the network cases.
+#[derive(Default)]
+struct KernelForBoots {
+    resolved: Option<Result<(PathBuf, Accel), String>>,
+}
+
+impl KernelForBoots {
+    fn get(&mut self, options: &TestOptions) -> Result<(PathBuf, Accel), String> {
+        self.resolved
+            .get_or_insert_with(|| {
+                build::prebuilt_or_release(options.kernel.as_deref())
+                    .map(|kernel| {
+                        let accel = qemu::resolve_accel(options.accel, &kernel);
+                        (kernel, accel)
+                    })
+                    .map_err(|error| format!("kernel build failed: {error:#}"))
+            })
+            .clone()
+    }
+}
+
+/// Runs the selected network cases (after the boot cases, one at a time).
+fn run_net_tests(options: &TestOptions, kernel: &mut KernelForBoots) -> Vec<CaseResult> {
+    let cases = net_tests::selected(options.filter.as_deref());
+    if cases.is_empty() {
+        return Vec::new();
+    }
+    match kernel.get(options) {
+        Ok((kernel, accel)) => {
+            println!("xtask: {} network boot tests under {accel}", cases.len());
+            net_tests::run_cases(&cases, accel, &kernel)
+        }
+        Err(reason) => cases
+            .iter()
+            .map(|case| CaseResult::not_run(case.name, reason.clone()))
+            .inspect(CaseResult::print)
+            .collect(),
+    }
+}
+
 /// Builds the kernel and runs the selected cases; a build or setup failure
 /// fails every selected case, so the summary still counts them.
 /// Also returns how many cases were skipped for needing another accelerator.
-fn run_boot_tests(options: &TestOptions) -> (Vec<CaseResult>, u64) {
+fn run_boot_tests(options: &TestOptions, kernel: &mut KernelForBoots) -> (Vec<CaseResult>, u64) {
     let not_run = |names: Vec<&'static str>, reason: String| -> Vec<CaseResult> {
         names
             .into_iter()
@@ -118,20 +163,21 @@ fn run_boot_tests(options: &TestOptions) -> (Vec<CaseResult>, u64) {
     };
     let cases = selected(boot_cases::boot_cases(&fixtures), options.filter.as_deref());
     if cases.is_empty() {
-        println!(
-            "xtask: no boot case name contains {:?}",
-            options.filter.as_deref().unwrap_or_default()
-        );
+        if net_tests::selected(options.filter.as_deref()).is_empty() {
+            println!(
+                "xtask: no boot case name contains {:?}",
+                options.filter.as_deref().unwrap_or_default()
+            );
+        }
         return (Vec::new(), 0);
     }
-    let kernel = match build::prebuilt_or_release(options.kernel.as_deref()) {
-        Ok(kernel) => kernel,
-        Err(error) => {
+    let (kernel, accel) = match kernel.get(options) {
+        Ok(resolved) => resolved,
+        Err(reason) => {
             let names = cases.iter().map(|case| case.name).collect();
-            return (not_run(names, format!("kernel build failed: {error:#}")), 0);
+            return (not_run(names, reason), 0);
         }
     };
-    let accel = qemu::resolve_accel(options.accel, &kernel);
     let (cases, other): (Vec<BootCase>, Vec<BootCase>) = cases
         .into_iter()
         .partition(|case| case.only_under.is_none_or(|only| only == accel));

@@ -39,8 +39,14 @@ impl log::Log for Console {
     }
 
     fn log(&self, record: &log::Record<'_>) {
-        if self.enabled(record.metadata()) {
-            let level = match record.level() {
+        // Libraries' info messages (virtio-drivers' feature negotiation…)
+        // are detail for mote's console: shown as debug.
+        let level = match record.level() {
+            log::Level::Info if !record.target().starts_with("mote") => log::Level::Debug,
+            level => level,
+        };
+        if level <= log::max_level() {
+            let level = match level {
                 log::Level::Error => "ERROR",
                 log::Level::Warn => "WARN ",
                 log::Level::Info => "INFO ",
@@ -78,6 +84,11 @@ pub fn print_now(args: fmt::Arguments<'_>) {
     with_serial(|serial| {
         let _ = serial.write_fmt(args);
     });
+}
+
+/// Runs `f` with COM1 as a `fmt::Write` (after the ready mark).
+pub fn with_writer(f: impl FnOnce(&mut dyn Write)) {
+    with_serial(|serial| f(serial));
 }
 
 /// Flushes the boot buffer and sends everything straight to COM1 from now on.

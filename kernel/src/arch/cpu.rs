@@ -51,6 +51,26 @@ pub fn inb(port: u16) -> u8 {
     value
 }
 
+/// Reads a model-specific register.
+pub fn rdmsr(msr: u32) -> u64 {
+    let (low, high): (u32, u32);
+    // SAFETY: callers pass only MSRs the CPU advertised (APIC, x2APIC).
+    unsafe {
+        asm!("rdmsr", in("ecx") msr, out("eax") low, out("edx") high, options(nomem, nostack, preserves_flags))
+    };
+    (u64::from(high) << 32) | u64::from(low)
+}
+
+/// Writes a model-specific register.
+pub fn wrmsr(msr: u32, value: u64) {
+    // SAFETY: callers pass only MSRs the CPU advertised, with values the
+    // SDM defines for them.
+    unsafe {
+        asm!("wrmsr", in("ecx") msr, in("eax") value as u32, in("edx") (value >> 32) as u32,
+             options(nostack, preserves_flags));
+    }
+}
+
 /// Halts until the next interrupt, forever if interrupts are off.
 pub fn halt_forever() -> ! {
     loop {

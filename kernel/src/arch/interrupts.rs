@@ -14,7 +14,7 @@ use x86_64::instructions::tables::{DescriptorTablePointer, lidt, load_tss};
 use x86_64::structures::gdt::{Descriptor, GlobalDescriptorTable, SegmentSelector};
 use x86_64::structures::tss::TaskStateSegment;
 
-use super::{console, cpu, poweroff};
+use super::{apic, console, cpu, poweroff};
 use crate::phase;
 
 /// Vectors that push an error code (Intel SDM vol. 3 table 6-1):
@@ -226,6 +226,32 @@ pub fn triple_fault() -> ! {
     cpu::halt_forever()
 }
 
+/// An external interrupt: record it for the main loop, which does the work.
+/// Handlers touch only atomics and APIC registers (they can run during the
+/// idle halt only, but never take a lock).
+fn external_interrupt(vector: u8) {
+    use core::sync::atomic::Ordering;
+    match vector {
+        apic::SPURIOUS_VECTOR => {
+            apic::SPURIOUS.fetch_add(1, Ordering::Relaxed);
+            return; // no EOI for the spurious vector
+        }
+        apic::TIMER_VECTOR => apic::TIMER_FIRED.store(true, Ordering::Release),
+        v if v >= apic::DEVICE_VECTOR_BASE
+            && u32::from(v - apic::DEVICE_VECTOR_BASE) <= apic::MAX_GSI =>
+        {
+            let gsi = u32::from(v - apic::DEVICE_VECTOR_BASE);
+            apic::mask_gsi(gsi);
+            apic::PENDING_GSIS.fetch_or(1 << gsi, Ordering::AcqRel);
+        }
+        other => {
+            apic::UNEXPECTED.fetch_add(1, Ordering::Relaxed);
+            apic::LAST_UNEXPECTED_VECTOR.store(u32::from(other), Ordering::Relaxed);
+        }
+    }
+    apic::eoi();
+}
+
 const EXCEPTION_NAMES: [&str; 32] = [
     "divide error",
     "debug",
@@ -264,12 +290,7 @@ const EXCEPTION_NAMES: [&str; 32] = [
 extern "C" fn interrupt_dispatch(frame: &mut InterruptFrame) {
     let vector = frame.vector as usize;
     if vector >= EXCEPTION_NAMES.len() {
-        // No interrupt source is enabled yet: an external vector here is
-        // unexpected but harmless. Log it and carry on.
-        log::warn!(
-            "unexpected interrupt vector {vector} at rip {:#x}",
-            frame.rip
-        );
+        external_interrupt(vector as u8);
         return;
     }
     console::recover_for_crash();

@@ -1,6 +1,7 @@
 //! The x86_64 hardware shell: everything here touches ports, MSRs, control
 //! registers or raw physical memory, and runs only on the target.
 
+pub mod apic;
 pub mod console;
 pub mod cpu;
 pub mod heap;

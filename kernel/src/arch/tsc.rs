@@ -2,7 +2,6 @@
 //! CPUID 0x40000010, then kvmclock, then CPUID 0x15/0x16, and only then a
 //! short PIT measurement.
 
-use core::arch::asm;
 use core::sync::atomic::{AtomicBool, Ordering, fence};
 
 use super::cpu;
@@ -171,7 +170,7 @@ fn calibrate() -> Option<u64> {
 /// derives the TSC frequency from it.
 fn kvmclock_hz() -> Option<u64> {
     let area = &raw mut PVCLOCK;
-    write_msr(MSR_KVM_SYSTEM_TIME_NEW, area as u64 | 1);
+    cpu::wrmsr(MSR_KVM_SYSTEM_TIME_NEW, area as u64 | 1);
     // Only mul/shift are needed: no RDTSC, which some nested KVMs trap
     // (~12 us each on this workplace's).
     let (snapshot, _) = read_pvclock(false)?;
@@ -243,14 +242,6 @@ pub fn monotonic_ns(tsc_hz: u64) -> (u64, ClockSource) {
         tsc_frequency::cycles_to_ns(cpu::rdtsc(), tsc_hz),
         ClockSource::Tsc,
     )
-}
-
-fn write_msr(msr: u32, value: u64) {
-    // SAFETY: only called for MSRs the hypervisor advertised (kvmclock).
-    unsafe {
-        asm!("wrmsr", in("ecx") msr, in("eax") value as u32, in("edx") (value >> 32) as u32,
-             options(nostack, preserves_flags));
-    }
 }
 
 /// Counts TSC cycles while PIT channel 0 counts down one window.

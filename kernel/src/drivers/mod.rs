@@ -3,3 +3,4 @@
 pub mod virtio_blk;
 pub mod virtio_hal;
 pub mod virtio_mmio;
+pub mod virtio_net;

@@ -4,7 +4,7 @@
 mod chart;
 mod configuration;
 mod machine;
-mod null_guest;
+pub mod null_guest;
 mod results;
 mod runner;
 mod table;

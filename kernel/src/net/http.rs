@@ -1,0 +1,316 @@
+//! A deliberately small HTTP/1.1 server core: parse one request from the
+//! bytes received so far (bounded), route it, and build a response. One
+//! request per connection; every response says `Connection: close`.
+
+extern crate alloc;
+
+use alloc::format;
+use alloc::vec::Vec;
+
+/// Largest request head accepted (request line and headers).
+pub const MAX_HEAD: usize = 8 * 1024;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Method {
+    Get,
+    Head,
+    Post,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Parse<'a> {
+    /// No blank line yet, and still under the limit.
+    Incomplete,
+    Request {
+        method: Method,
+        path: &'a str,
+        /// The request declared a body (we take none; it is not read).
+        has_body: bool,
+    },
+    /// Answer with this status and close.
+    Reject(u16),
+}
+
+/// Parses the request head in `bytes` (everything received so far).
+pub fn parse_request(bytes: &[u8]) -> Parse<'_> {
+    let Some(end) = bytes.windows(4).position(|w| w == b"\r\n\r\n") else {
+        // A bare-LF client or garbage: answer once it is clearly not HTTP.
+        if bytes.len() >= MAX_HEAD {
+            return Parse::Reject(431);
+        }
+        if let Some(line_end) = bytes.iter().position(|&b| b == b'\n')
+            && request_line(&bytes[..line_end]).is_none()
+        {
+            return Parse::Reject(400);
+        }
+        return Parse::Incomplete;
+    };
+    if end + 4 > MAX_HEAD {
+        return Parse::Reject(431);
+    }
+    let head = &bytes[..end];
+    let mut lines = head
+        .split(|&b| b == b'\n')
+        .map(|line| line.strip_suffix(b"\r").unwrap_or(line));
+    let Some((method, path)) = lines.next().and_then(request_line) else {
+        return Parse::Reject(400);
+    };
+    let mut has_body = false;
+    for line in lines {
+        let Some(colon) = line.iter().position(|&b| b == b':') else {
+            return Parse::Reject(400);
+        };
+        let name = &line[..colon];
+        if name.is_empty() || name.iter().any(|b| !b.is_ascii_graphic()) {
+            return Parse::Reject(400);
+        }
+        let value = trim(&line[colon + 1..]);
+        if name.eq_ignore_ascii_case(b"content-length") {
+            has_body = value != b"0";
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            has_body = true;
+        }
+    }
+    Parse::Request {
+        method,
+        path,
+        has_body,
+    }
+}
+
+/// `METHOD SP path SP HTTP/1.x`; `None` if it is not that.
+fn request_line(line: &[u8]) -> Option<(Method, &str)> {
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let text = core::str::from_utf8(line).ok()?;
+    let mut parts = text.split(' ');
+    let method = match parts.next()? {
+        "GET" => Method::Get,
+        "HEAD" => Method::Head,
+        "POST" => Method::Post,
+        _ => return None,
+    };
+    let path = parts.next()?;
+    let version = parts.next()?;
+    if parts.next().is_some()
+        || !path.starts_with('/')
+        || !matches!(version, "HTTP/1.1" | "HTTP/1.0")
+    {
+        return None;
+    }
+    Some((method, path))
+}
+
+fn trim(bytes: &[u8]) -> &[u8] {
+    let start = bytes
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(bytes.len());
+    let end = bytes
+        .iter()
+        .rposition(|b| !b.is_ascii_whitespace())
+        .map_or(start, |i| i + 1);
+    &bytes[start..end]
+}
+
+/// What the server does besides answering.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    None,
+    PowerOff,
+}
+
+/// The routes: `/`, `/health`, `/tslog`, `POST /poweroff`. `pages` gives
+/// the bodies of `/` and `/tslog`; `from_admin` says whether the peer is
+/// the host allowed to power off.
+pub fn route(
+    method: Method,
+    path: &str,
+    from_admin: bool,
+    pages: &dyn Pages,
+) -> (u16, Vec<u8>, Action) {
+    let path = path.split('?').next().unwrap_or(path);
+    match (method, path) {
+        (Method::Get | Method::Head, "/") => (200, pages.status(), Action::None),
+        (Method::Get | Method::Head, "/health") => (200, b"ok\n".to_vec(), Action::None),
+        (Method::Get | Method::Head, "/tslog") => (200, pages.tslog(), Action::None),
+        (Method::Post, "/poweroff") if from_admin => {
+            (202, b"powering off\n".to_vec(), Action::PowerOff)
+        }
+        (Method::Post, "/poweroff") => (
+            403,
+            b"only the configured host may power off\n".to_vec(),
+            Action::None,
+        ),
+        (_, "/" | "/health" | "/tslog" | "/poweroff") => {
+            (405, b"method not allowed\n".to_vec(), Action::None)
+        }
+        _ => (404, b"not found\n".to_vec(), Action::None),
+    }
+}
+
+/// The dynamic pages.
+pub trait Pages {
+    fn status(&self) -> Vec<u8>;
+    fn tslog(&self) -> Vec<u8>;
+}
+
+pub fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        202 => "Accepted",
+        400 => "Bad Request",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        431 => "Request Header Fields Too Large",
+        503 => "Service Unavailable",
+        _ => "Error",
+    }
+}
+
+/// A whole response; `HEAD` gets the headers only.
+pub fn response(status: u16, body: &[u8], head_only: bool) -> Vec<u8> {
+    let mut out = format!(
+        "HTTP/1.1 {status} {}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\nServer: mote\r\n\r\n",
+        reason(status),
+        body.len()
+    )
+    .into_bytes();
+    if !head_only {
+        out.extend_from_slice(body);
+    }
+    out
+}
+
+/// A rejection with a one-line body.
+pub fn error_response(status: u16) -> Vec<u8> {
+    response(status, format!("{}\n", reason(status)).as_bytes(), false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct TestPages;
+    impl Pages for TestPages {
+        fn status(&self) -> Vec<u8> {
+            b"status".to_vec()
+        }
+        fn tslog(&self) -> Vec<u8> {
+            b"dump".to_vec()
+        }
+    }
+
+    #[test]
+    fn parses_requests() {
+        assert_eq!(
+            parse_request(b"GET /health HTTP/1.1\r\nHost: x\r\nUser-Agent: curl\r\n\r\n"),
+            Parse::Request {
+                method: Method::Get,
+                path: "/health",
+                has_body: false
+            }
+        );
+        assert_eq!(
+            parse_request(b"POST /poweroff HTTP/1.0\r\nContent-Length: 0\r\n\r\n"),
+            Parse::Request {
+                method: Method::Post,
+                path: "/poweroff",
+                has_body: false
+            }
+        );
+        assert_eq!(
+            parse_request(b"POST /x HTTP/1.1\r\ncontent-length: 5\r\n\r\nhello"),
+            Parse::Request {
+                method: Method::Post,
+                path: "/x",
+                has_body: true
+            }
+        );
+    }
+
+    #[test]
+    fn incomplete_until_the_blank_line() {
+        assert_eq!(parse_request(b""), Parse::Incomplete);
+        assert_eq!(parse_request(b"G"), Parse::Incomplete);
+        assert_eq!(parse_request(b"GET / HTTP/1.1\r\n"), Parse::Incomplete);
+        assert_eq!(
+            parse_request(b"GET / HTTP/1.1\r\nHost: a\r\n"),
+            Parse::Incomplete
+        );
+    }
+
+    #[test]
+    fn rejects_garbage_and_oversized_heads() {
+        assert_eq!(parse_request(b"GARBAGE\r\n\r\n"), Parse::Reject(400));
+        assert_eq!(
+            parse_request(b"GARBAGE\r\n"),
+            Parse::Reject(400),
+            "known bad at the first line"
+        );
+        assert_eq!(parse_request(b"GET / HTTP/2\r\n\r\n"), Parse::Reject(400));
+        assert_eq!(
+            parse_request(b"GET noslash HTTP/1.1\r\n\r\n"),
+            Parse::Reject(400)
+        );
+        assert_eq!(
+            parse_request(b"DELETE / HTTP/1.1\r\n\r\n"),
+            Parse::Reject(400)
+        );
+        assert_eq!(
+            parse_request(b"GET / HTTP/1.1 extra\r\n\r\n"),
+            Parse::Reject(400)
+        );
+        assert_eq!(
+            parse_request(b"GET / HTTP/1.1\r\nno colon\r\n\r\n"),
+            Parse::Reject(400)
+        );
+        assert_eq!(parse_request(b"\xff\xfe\r\n\r\n"), Parse::Reject(400));
+        let mut huge = b"GET / HTTP/1.1\r\nX: ".to_vec();
+        huge.resize(MAX_HEAD + 10, b'a');
+        assert_eq!(parse_request(&huge), Parse::Reject(431));
+        huge.extend_from_slice(b"\r\n\r\n");
+        assert_eq!(parse_request(&huge), Parse::Reject(431));
+    }
+
+    #[test]
+    fn routes() {
+        let pages = TestPages;
+        assert_eq!(
+            route(Method::Get, "/", false, &pages),
+            (200, b"status".to_vec(), Action::None)
+        );
+        assert_eq!(route(Method::Get, "/health?x=1", false, &pages).0, 200);
+        assert_eq!(route(Method::Get, "/tslog", false, &pages).1, b"dump");
+        assert_eq!(route(Method::Get, "/nope", false, &pages).0, 404);
+        assert_eq!(route(Method::Post, "/poweroff", false, &pages).0, 403);
+        assert_eq!(
+            route(Method::Post, "/poweroff", true, &pages).2,
+            Action::PowerOff
+        );
+        assert_eq!(
+            route(Method::Get, "/poweroff", true, &pages),
+            (405, b"method not allowed\n".to_vec(), Action::None)
+        );
+    }
+
+    #[test]
+    fn responses() {
+        let text = String::from_utf8(response(200, b"ok\n", false)).unwrap();
+        assert!(text.starts_with("HTTP/1.1 200 OK\r\n"));
+        assert!(text.contains("Content-Length: 3\r\n"));
+        assert!(text.contains("Connection: close\r\n"));
+        assert!(text.ends_with("\r\n\r\nok\n"));
+        assert!(
+            String::from_utf8(response(200, b"ok\n", true))
+                .unwrap()
+                .ends_with("\r\n\r\n")
+        );
+        assert!(
+            String::from_utf8(error_response(431))
+                .unwrap()
+                .starts_with("HTTP/1.1 431 Request Header Fields Too Large")
+        );
+    }
+}
