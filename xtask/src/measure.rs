@@ -138,6 +138,7 @@ pub fn measure(options: &MeasureOptions) -> Result<bool> {
 
 fn command(options: &MeasureOptions, kernel: &Path, ports: &HostPorts) -> QemuCommand {
     served_boot::served_command(
+        crate::qemu::Machine::MicrovmNoAcpi,
         kernel,
         options.accel,
         &options.cmdline,

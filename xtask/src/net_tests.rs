@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use crate::boot_tests::CaseResult;
 use crate::http_client::{self, Response};
 use crate::proc_stat;
-use crate::qemu::Accel;
+use crate::qemu::{Accel, Machine};
 use crate::report::BootReport;
 use crate::served_boot::{self, DHCP_IP_PARAMETER, STATIC_IP_PARAMETER, ServedBoot};
 use crate::stats;
@@ -103,6 +103,7 @@ pub struct NetCase {
     pub name: &'static str,
     /// The `ip=` word of the command line.
     ip_parameter: &'static str,
+    machine: Machine,
     /// QEMU is killed after this long, whatever happens.
     timeout: Duration,
     traffic: fn(&mut ServedBoot, &mut Findings),
@@ -112,6 +113,7 @@ pub fn net_cases() -> Vec<NetCase> {
     let case = |name, traffic, timeout_seconds| NetCase {
         name,
         ip_parameter: STATIC_IP_PARAMETER,
+        machine: Machine::MicrovmNoAcpi,
         timeout: Duration::from_secs(timeout_seconds),
         traffic,
     };
@@ -123,6 +125,12 @@ pub fn net_cases() -> Vec<NetCase> {
         NetCase {
             ip_parameter: DHCP_IP_PARAMETER,
             ..case("net-dhcp", dhcp, 60)
+        },
+        // QEMU's default microvm: the NIC found in the DSDT, its GSI (47) on
+        // the second I/O APIC found in the MADT.
+        NetCase {
+            machine: Machine::MicrovmDefaults,
+            ..case("net-acpi", acpi, 60)
         },
     ]
 }
@@ -154,23 +162,29 @@ pub fn run_cases(cases: &[NetCase], accel: Accel, kernel: &Path) -> Vec<CaseResu
 fn run_case(case: &NetCase, accel: Accel, kernel: &Path) -> (CaseResult, Vec<String>) {
     let start = Instant::now();
     let cmdline = served_boot::served_cmdline(case.ip_parameter);
-    let mut boot =
-        match ServedBoot::start(kernel, accel, &cmdline, None, case.timeout, LISTEN_WITHIN) {
-            Ok(boot) => boot,
-            Err(failure) => {
-                let tail = failure.output
-                    [failure.output.len().saturating_sub(FAILURE_TAIL_LINES)..]
-                    .to_vec();
-                let result = CaseResult {
-                    name: case.name,
-                    elapsed: start.elapsed(),
-                    failures: vec![failure.reason],
-                    command_line: failure.command_line,
-                    tail,
-                };
-                return (result, Vec::new());
-            }
-        };
+    let mut boot = match ServedBoot::start(
+        case.machine,
+        kernel,
+        accel,
+        &cmdline,
+        None,
+        case.timeout,
+        LISTEN_WITHIN,
+    ) {
+        Ok(boot) => boot,
+        Err(failure) => {
+            let tail =
+                failure.output[failure.output.len().saturating_sub(FAILURE_TAIL_LINES)..].to_vec();
+            let result = CaseResult {
+                name: case.name,
+                elapsed: start.elapsed(),
+                failures: vec![failure.reason],
+                command_line: failure.command_line,
+                tail,
+            };
+            return (result, Vec::new());
+        }
+    };
     let command_line = boot.command_line.clone();
     let mut findings = Findings::default();
     if let Err(error) = served_boot::check_net_line(boot.stdout()) {
@@ -455,6 +469,21 @@ fn udp_echo(boot: &mut ServedBoot, findings: &mut Findings) {
 
 /// net-dhcp: the address came from slirp's DHCP server (checked by the
 /// runner from the `mote: net0` line) and HTTP works on it.
+/// With ACPI on: the device line says `acpi` and GSI 47, and the services
+/// answer (so the interrupt from the second I/O APIC arrives).
+fn acpi(boot: &mut ServedBoot, findings: &mut Findings) {
+    let expected = "mote: virtio-mmio 0xfeb02e00 irq 47 network v1 acpi";
+    if !boot.stdout().iter().any(|line| line == expected) {
+        findings.fail(format!("no line {expected:?}"));
+    }
+    for _ in 0..20 {
+        if expect_status(boot.http_address(), "/health", 200, findings).is_none() {
+            break;
+        }
+    }
+    udp_echo(boot, findings);
+}
+
 fn dhcp(boot: &mut ServedBoot, findings: &mut Findings) {
     if let Some(health) = expect_status(boot.http_address(), "/health", 200, findings)
         && health.body != b"ok\n"

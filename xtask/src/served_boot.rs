@@ -184,13 +184,18 @@ pub fn failure_lines<S: AsRef<str>>(output: &[S]) -> Vec<String> {
 /// The QEMU command of a served boot: `run`'s machine, the forwards, and
 /// optionally `run`'s disk.
 pub fn served_command(
+    machine: Machine,
     kernel: &Path,
     accel: Accel,
     cmdline: &str,
     ports: &HostPorts,
     disk: Option<&Path>,
 ) -> QemuCommand {
-    let mut command = QemuCommand::new(Machine::MicrovmNoAcpi, accel, kernel).append(cmdline);
+    let mut command = QemuCommand::new(machine, accel, kernel).append(cmdline);
+    if machine == Machine::MicrovmDefaults {
+        // ACPI on, but keep the verdict: mote tries isa-debug-exit first.
+        command = command.args(["-device", "isa-debug-exit,iobase=0xf4,iosize=4"]);
+    }
     if let Some(disk) = disk {
         command = command.virtio_blk(disk, "disk0");
     }
@@ -216,6 +221,7 @@ impl ServedBoot {
     /// killed after `timeout` whatever happens. `extra_args` go after the
     /// machine's own (e.g. a disk is added by the caller through `disk`).
     pub fn start(
+        machine: Machine,
         kernel: &Path,
         accel: Accel,
         cmdline: &str,
@@ -230,7 +236,7 @@ impl ServedBoot {
                 command_line: String::new(),
                 output: Vec::new(),
             })?;
-            let command = served_command(kernel, accel, cmdline, &ports, disk);
+            let command = served_command(machine, kernel, accel, cmdline, &ports, disk);
             let command_line = command.command_line();
             let failure = |reason: String, output: Vec<String>| StartFailure {
                 reason,
@@ -513,6 +519,7 @@ mod tests {
             "console=ttyS0 ip=10.0.2.15:10.0.2.2:10.0.2.2:255.255.255.0:mote:eth0:off"
         );
         let line = served_command(
+            Machine::MicrovmNoAcpi,
             Path::new("target/kernel"),
             Accel::Tcg,
             &cmdline,

@@ -117,10 +117,18 @@ pub fn detect() -> Option<TscFrequency> {
             && cpu::cpuid(hv.base + 1, 0).eax & KVM_FEATURE_CLOCKSOURCE2 != 0
     });
     KVMCLOCK_OFFERED.store(kvmclock_offered, Ordering::Release);
-    if let Some(hv) = &hypervisor
-        && hv.max_leaf >= hv.base + 0x10
-        && let Some(hz) = tsc_frequency::from_timing_leaf(cpu::cpuid(hv.base + 0x10, 0).eax)
+    let timing = hypervisor
+        .as_ref()
+        .filter(|hv| hv.max_leaf >= hv.base + 0x10)
+        .map(|hv| cpu::cpuid(hv.base + 0x10, 0));
+    if let Some(leaf) = timing
+        && let Some(hz) = tsc_frequency::from_timing_leaf(leaf.eax)
     {
+        // EBX is the LAPIC timer (bus) frequency in kHz: the one-shot timer
+        // then needs no measuring.
+        if leaf.ebx != 0 {
+            super::apic::set_timer_hz(u64::from(leaf.ebx) * 1000);
+        }
         return Some(TscFrequency {
             hz,
             source: Source::Cpuid40000010,
