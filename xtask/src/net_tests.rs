@@ -814,13 +814,15 @@ mod tests {
                 "net-udp-echo",
                 "net-load",
                 "net-idle-cpu",
-                "net-dhcp"
+                "net-dhcp",
+                "net-acpi"
             ]
         );
         assert_eq!(selected(Some("dhcp")).len(), 1);
-        assert_eq!(selected(Some("net-")).len(), 5);
+        assert_eq!(selected(Some("net-")).len(), 6);
         assert!(selected(Some("default-report")).is_empty());
-        assert_eq!(selected(None).len(), 5);
+        assert_eq!(selected(None).len(), 6);
+        assert_eq!(selected(Some("acpi"))[0].machine, Machine::MicrovmDefaults);
         let dhcp = &selected(Some("dhcp"))[0];
         assert_eq!(dhcp.ip_parameter, "ip=dhcp");
     }
