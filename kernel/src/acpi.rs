@@ -87,9 +87,7 @@ pub fn find_sleep_control(
     memory: &impl PhysicalMemory,
     rsdp: u64,
 ) -> Result<SleepControl, AcpiError> {
-    let fadt = find_table(memory, rsdp, b"FACP")?.ok_or(AcpiError::NoFadt)?;
-    let mut bytes = [0u8; 256];
-    let length = read_table(memory, fadt, "FADT", &mut bytes)?;
+    let (bytes, length) = read_fadt(memory, rsdp)?;
     if length < FADT_SLEEP_CONTROL_REG + 12
         || le_u32(&bytes, FADT_FLAGS) & FADT_HW_REDUCED_ACPI == 0
     {
@@ -105,11 +103,7 @@ pub fn find_sleep_control(
     if address == 0 {
         return Err(AcpiError::NoSleepControlRegister);
     }
-    let dsdt = match le_u64(&bytes, FADT_X_DSDT) {
-        0 => u64::from(le_u32(&bytes, FADT_DSDT)),
-        x_dsdt => x_dsdt,
-    };
-    let slp_typ = s5_sleep_type(memory, dsdt)?;
+    let slp_typ = s5_sleep_type(memory, dsdt_address(&bytes, length))?;
     Ok(SleepControl {
         space,
         address,
@@ -119,18 +113,42 @@ pub fn find_sleep_control(
 
 /// The DSDT's physical address and length, through the FADT.
 pub fn find_dsdt(memory: &impl PhysicalMemory, rsdp: u64) -> Result<(u64, usize), AcpiError> {
+    let (bytes, length) = read_fadt(memory, rsdp)?;
+    let dsdt = dsdt_address(&bytes, length);
+    let length = dsdt_length(memory, dsdt)?;
+    if !(HEADER_SIZE..=MAX_DSDT).contains(&length) {
+        return Err(AcpiError::BadSignature {
+            what: "DSDT",
+            paddr: dsdt,
+        });
+    }
+    Ok((dsdt, length))
+}
+
+/// The FADT's first 256 bytes (all mote reads) and its length.
+fn read_fadt(memory: &impl PhysicalMemory, rsdp: u64) -> Result<([u8; 256], usize), AcpiError> {
     let fadt = find_table(memory, rsdp, b"FACP")?.ok_or(AcpiError::NoFadt)?;
     let mut bytes = [0u8; 256];
     let length = read_table(memory, fadt, "FADT", &mut bytes)?;
+    Ok((bytes, length))
+}
+
+/// The DSDT's address: X_DSDT when the FADT has a non-zero one, else DSDT.
+fn dsdt_address(fadt: &[u8], length: usize) -> u64 {
     let x_dsdt = if length >= FADT_X_DSDT + 8 {
-        le_u64(&bytes, FADT_X_DSDT)
+        le_u64(fadt, FADT_X_DSDT)
     } else {
         0
     };
-    let dsdt = match x_dsdt {
-        0 => u64::from(le_u32(&bytes, FADT_DSDT)),
+    match x_dsdt {
+        0 => u64::from(le_u32(fadt, FADT_DSDT)),
         x_dsdt => x_dsdt,
-    };
+    }
+}
+
+/// Checks the signature of the DSDT at `dsdt` and returns the length its
+/// header claims.
+fn dsdt_length(memory: &impl PhysicalMemory, dsdt: u64) -> Result<usize, AcpiError> {
     let mut header = [0u8; HEADER_SIZE];
     read(memory, "DSDT", dsdt, &mut header)?;
     if &header[..4] != b"DSDT" {
@@ -139,14 +157,7 @@ pub fn find_dsdt(memory: &impl PhysicalMemory, rsdp: u64) -> Result<(u64, usize)
             paddr: dsdt,
         });
     }
-    let length = le_u32(&header, 4) as usize;
-    if !(HEADER_SIZE..=MAX_DSDT).contains(&length) {
-        return Err(AcpiError::BadSignature {
-            what: "DSDT",
-            paddr: dsdt,
-        });
-    }
-    Ok((dsdt, length))
+    Ok(le_u32(&header, 4) as usize)
 }
 
 /// An I/O APIC from the MADT (ACPI 6.5 §5.2.12.3).
@@ -261,15 +272,7 @@ pub fn find_table(
 /// by PackageOp, PkgLength, NumElements and the first element (a ByteConst,
 /// Zero, One or a small integer).
 fn s5_sleep_type(memory: &impl PhysicalMemory, dsdt: u64) -> Result<u8, AcpiError> {
-    let mut header = [0u8; HEADER_SIZE];
-    read(memory, "DSDT", dsdt, &mut header)?;
-    if &header[..4] != b"DSDT" {
-        return Err(AcpiError::BadSignature {
-            what: "DSDT",
-            paddr: dsdt,
-        });
-    }
-    let length = (le_u32(&header, 4) as usize).clamp(HEADER_SIZE, MAX_DSDT);
+    let length = dsdt_length(memory, dsdt)?.clamp(HEADER_SIZE, MAX_DSDT);
     let mut s5 = None;
     let mut window = [0u8; 16];
     // Scan in overlapping windows so a match across a boundary is seen.

@@ -309,6 +309,33 @@ enum TimedPipeEvent {
     Closed(Stream, Instant),
 }
 
+/// Spawns `command` with stdin closed and stdout and stderr each read by a
+/// timed pipe reader; returns the guarded child, the readers' events, how
+/// many pipes are open and when the child was spawned.
+fn spawn_with_timed_readers(
+    command: &mut Command,
+) -> Result<(ChildGuard, mpsc::Receiver<TimedPipeEvent>, usize, Instant)> {
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let program = command.get_program().to_string_lossy().into_owned();
+    let start = Instant::now();
+    let mut child =
+        ChildGuard::spawn(command).with_context(|| format!("failed to start `{program}`"))?;
+    let (sender, events) = mpsc::channel();
+    let mut open_pipes = 0;
+    if let Some(stdout) = child.take_stdout() {
+        spawn_timed_pipe_reader(stdout, Stream::Stdout, sender.clone());
+        open_pipes += 1;
+    }
+    if let Some(stderr) = child.take_stderr() {
+        spawn_timed_pipe_reader(stderr, Stream::Stderr, sender);
+        open_pipes += 1;
+    }
+    Ok((child, events, open_pipes, start))
+}
+
 /// Like [`run`] with `Output::Capture { echo: false }`, but stamps each
 /// output line with the arrival of its first byte and polls the child every
 /// `poll` (a short one, e.g. 1 ms, so the exit is noticed promptly).
@@ -321,26 +348,7 @@ pub fn run_timed(
     timeout: Duration,
     poll: Duration,
 ) -> Result<TimedFinished> {
-    command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let program = command.get_program().to_string_lossy().into_owned();
-    let start = Instant::now();
-    let mut child =
-        ChildGuard::spawn(command).with_context(|| format!("failed to start `{program}`"))?;
-
-    let (sender, receiver) = mpsc::channel();
-    let mut open_pipes = 0;
-    if let Some(stdout) = child.take_stdout() {
-        spawn_timed_pipe_reader(stdout, Stream::Stdout, sender.clone());
-        open_pipes += 1;
-    }
-    if let Some(stderr) = child.take_stderr() {
-        spawn_timed_pipe_reader(stderr, Stream::Stderr, sender.clone());
-        open_pipes += 1;
-    }
-    drop(sender);
+    let (mut child, receiver, mut open_pipes, start) = spawn_with_timed_readers(command)?;
 
     let deadline = start + timeout;
     let mut timed = TimedFinished::default();
@@ -478,24 +486,7 @@ impl LiveChild {
     /// Spawns `command` with stdin null and stdout/stderr captured; with
     /// `echo`, each line is copied to our stdout/stderr as it is collected.
     pub fn spawn(command: &mut Command, timeout: Option<Duration>, echo: bool) -> Result<Self> {
-        command
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let program = command.get_program().to_string_lossy().into_owned();
-        let start = Instant::now();
-        let mut child =
-            ChildGuard::spawn(command).with_context(|| format!("failed to start `{program}`"))?;
-        let (sender, events) = mpsc::channel();
-        let mut open_pipes = 0;
-        if let Some(stdout) = child.take_stdout() {
-            spawn_timed_pipe_reader(stdout, Stream::Stdout, sender.clone());
-            open_pipes += 1;
-        }
-        if let Some(stderr) = child.take_stderr() {
-            spawn_timed_pipe_reader(stderr, Stream::Stderr, sender.clone());
-            open_pipes += 1;
-        }
+        let (child, events, open_pipes, start) = spawn_with_timed_readers(command)?;
         Ok(Self {
             child,
             events,
