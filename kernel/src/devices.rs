@@ -77,7 +77,9 @@ pub fn init(boot: &BootInfo, mapped_end: u64, serve_network: bool) -> Devices {
                 Err(error) => log::warn!("virtio-net at {:#x}: {error:?}; skipped", device.base),
             }
         } else {
-            log::info!(
+            // Debug, not info: a message filtered out is never formatted,
+            // and under TCG the first use of the formatter costs.
+            log::debug!(
                 "virtio-mmio {:#x}: {} device not started",
                 device.base,
                 kind_name(probed.kind)
