@@ -26,13 +26,11 @@ pub const HTTP_PORT: u16 = 80;
 pub const UDP_ECHO_PORT: u16 = 7;
 /// Connections served at once; one more gets a TCP reset.
 pub const MAX_CONNECTIONS: usize = 64;
-/// Sockets opened before the ready mark; the rest are added 8 at a time
-/// while the service loop is idle (each costs ~0.9 ms under an emulating
-/// KVM, mostly zeroing its buffers).
+/// Sockets opened before the ready mark; the rest are added 8 per turn of
+/// the service loop until there are 64 (each costs ~0.9 ms under an
+/// emulating KVM, mostly zeroing its buffers).
 const INITIAL_CONNECTIONS: usize = 8;
 const GROW_BY: usize = 8;
-/// Below this many listening sockets the pool grows even when busy.
-const SPARE_LISTENERS: usize = 4;
 /// A connection that sends nothing for this long mid-request is closed.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(5);
 /// smoltcp resets a connection that shows no sign of life for this long.
@@ -227,8 +225,10 @@ impl Network {
             self.dhcp_step();
             self.udp_step();
             self.http_step(now, pages);
-            if self.http.len() < MAX_CONNECTIONS && self.listening() < SPARE_LISTENERS {
-                // Busy and running out of listeners: grow now, not when idle.
+            if self.http.len() < MAX_CONNECTIONS {
+                // Until the pool is full, every turn adds a batch, busy or
+                // idle: waiting for idle turns left a burst arriving during
+                // steady load with too few listeners (RSTs under a slow KVM).
                 add_listeners(&mut self.sockets, &mut self.http, GROW_BY, now);
             }
             if let Some(gsi) = self.gsi.filter(|_| device_irq) {
@@ -243,11 +243,6 @@ impl Network {
             if delay == Some(Duration::ZERO) || self.device_has_work() {
                 continue;
             }
-            if self.http.len() < MAX_CONNECTIONS {
-                // Idle: open more listening sockets before sleeping.
-                add_listeners(&mut self.sockets, &mut self.http, GROW_BY, now);
-                continue;
-            }
             if let Some(delay) = delay {
                 let cycles = tsc_frequency::cycles_for_micros(delay.total_micros(), self.tsc_hz);
                 apic::arm_timer(cycles, self.tsc_hz);
@@ -255,17 +250,6 @@ impl Network {
             apic::wait_for_interrupt();
             self.log_odd_interrupts();
         }
-    }
-
-    fn listening(&self) -> usize {
-        self.http
-            .iter()
-            .filter(|connection| {
-                self.sockets
-                    .get::<tcp::Socket>(connection.handle)
-                    .is_listening()
-            })
-            .count()
     }
 
     /// Received frames still waiting: their interrupt was acknowledged
