@@ -47,7 +47,8 @@ const HOSTFWD_CONFLICT: &str = "host forwarding rule";
 /// Boots tried with fresh ports when one was taken between picking and QEMU binding it.
 const PORT_CONFLICT_ATTEMPTS: usize = 3;
 
-/// Host ports forwarded to guest port 80 besides `http`. QEMU's user
+/// Host ports forwarded to guest port 80 besides `http` in served test
+/// boots (`cargo xtask run` forwards one). QEMU's user
 /// networking accepts each forward's connections from a listen(2) backlog
 /// of one, so a burst of clients needs several forwards to get in (see
 /// `net_tests::CONCURRENT_REQUEST_TIMEOUT`); the guest sees them all on 80.
@@ -66,9 +67,15 @@ impl HostPorts {
     /// Two ports free right now on 127.0.0.1 (the OS picks; there is a small
     /// window before QEMU binds them, which [`ServedBoot::start`] retries).
     pub fn pick() -> Result<Self> {
+        Self::pick_with_extra_http(0)
+    }
+
+    /// Like [`pick`](Self::pick), with `extra` more forwards to guest port
+    /// 80 (for bursts of connections; see `EXTRA_HTTP_FORWARDS`).
+    pub fn pick_with_extra_http(extra: usize) -> Result<Self> {
         // Hold every picked listener until all are picked, so no port is
         // handed out twice.
-        let listeners = (0..=EXTRA_HTTP_FORWARDS)
+        let listeners = (0..=extra)
             .map(|_| TcpListener::bind((Ipv4Addr::LOCALHOST, 0)))
             .collect::<std::io::Result<Vec<_>>>()
             .context("picking free TCP ports on 127.0.0.1")?;
@@ -231,10 +238,12 @@ impl ServedBoot {
     ) -> Result<Self, StartFailure> {
         let mut last_failure = None;
         for _ in 0..PORT_CONFLICT_ATTEMPTS {
-            let ports = HostPorts::pick().map_err(|error| StartFailure {
-                reason: format!("{error:#}"),
-                command_line: String::new(),
-                output: Vec::new(),
+            let ports = HostPorts::pick_with_extra_http(EXTRA_HTTP_FORWARDS).map_err(|error| {
+                StartFailure {
+                    reason: format!("{error:#}"),
+                    command_line: String::new(),
+                    output: Vec::new(),
+                }
             })?;
             let command = served_command(machine, kernel, accel, cmdline, &ports, disk);
             let command_line = command.command_line();
@@ -432,7 +441,7 @@ mod tests {
 
     #[test]
     fn picks_ports_that_can_be_bound_again() {
-        let ports = HostPorts::pick().unwrap();
+        let ports = HostPorts::pick_with_extra_http(EXTRA_HTTP_FORWARDS).unwrap();
         assert_ne!(ports.http, 0);
         assert_ne!(ports.udp_echo, 0);
         TcpListener::bind(ports.http_address()).unwrap();
