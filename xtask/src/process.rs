@@ -12,7 +12,7 @@
 //! them a short grace period instead of joining them, so a pipe inherited by
 //! some grandchild cannot hang us either.
 
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, Read};
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};
@@ -179,116 +179,65 @@ enum Stream {
     Stderr,
 }
 
-enum PipeEvent {
-    Line(Stream, String),
-    Closed,
-}
-
 /// Runs `command` to completion or until `timeout`, whichever comes first.
 ///
 /// Stdin is always null. A timed-out child is killed and reaped, and the
 /// result says `timed_out`; that is not an `Err`, which is kept for failing
 /// to start the child at all.
 pub fn run(command: &mut Command, timeout: Duration, output: Output) -> Result<Finished> {
-    command.stdin(Stdio::null());
-    match output {
-        Output::Inherit => command.stdout(Stdio::inherit()).stderr(Stdio::inherit()),
-        Output::Capture { .. } => command.stdout(Stdio::piped()).stderr(Stdio::piped()),
-    };
-    let program = command.get_program().to_string_lossy().into_owned();
-    let start = Instant::now();
-    let mut child =
-        ChildGuard::spawn(command).with_context(|| format!("failed to start `{program}`"))?;
-
-    let (sender, receiver) = mpsc::channel();
-    let mut open_pipes = 0;
-    if let Some(stdout) = child.take_stdout() {
-        spawn_pipe_reader(stdout, Stream::Stdout, sender.clone());
-        open_pipes += 1;
-    }
-    if let Some(stderr) = child.take_stderr() {
-        spawn_pipe_reader(stderr, Stream::Stderr, sender.clone());
-        open_pipes += 1;
-    }
-    drop(sender);
-
     let echo = matches!(output, Output::Capture { echo: true });
-    let deadline = start + timeout;
-    let mut finished = Finished::default();
-    let mut status: Option<ExitStatus> = None;
-    let mut drain_deadline = None;
-
-    loop {
-        let now = Instant::now();
-        if status.is_none() {
-            if let Some(exited) = child.try_wait()? {
-                status = Some(exited);
-            } else if now >= deadline {
-                status = Some(child.kill_and_wait()?);
-                finished.timed_out = true;
-            }
-            if status.is_some() {
-                finished.elapsed = start.elapsed();
-                drain_deadline = Some(Instant::now() + PIPE_DRAIN_GRACE);
-            }
+    // Inherit: no pipes to read, but the sender stays alive so the wait
+    // loop sleeps between polls instead of seeing a closed channel.
+    let (mut child, receiver, open_pipes, start, _sender) = match output {
+        Output::Inherit => {
+            command
+                .stdin(Stdio::null())
+                .stdout(Stdio::inherit())
+                .stderr(Stdio::inherit());
+            let program = command.get_program().to_string_lossy().into_owned();
+            let start = Instant::now();
+            let child = ChildGuard::spawn(command)
+                .with_context(|| format!("failed to start `{program}`"))?;
+            let (sender, receiver) = mpsc::channel();
+            (child, receiver, 0, start, Some(sender))
         }
-        if let Some(drain_deadline) = drain_deadline
-            && (open_pipes == 0 || Instant::now() >= drain_deadline)
-        {
-            break;
+        Output::Capture { .. } => {
+            let (child, receiver, open_pipes, start) = spawn_with_timed_readers(command)?;
+            (child, receiver, open_pipes, start, None)
         }
-        let wait = if status.is_some() {
-            POLL_INTERVAL
-        } else {
-            POLL_INTERVAL.min(deadline.saturating_duration_since(now))
-        };
-        match receiver.recv_timeout(wait) {
-            Ok(PipeEvent::Line(stream, line)) => {
-                match (stream, echo) {
-                    (Stream::Stdout, true) => println!("{line}"),
-                    (Stream::Stderr, true) => eprintln!("{line}"),
-                    _ => {}
+    };
+    let mut stdout = Vec::new();
+    let mut stderr = Vec::new();
+    let waited = wait_and_collect(
+        &mut child,
+        &receiver,
+        open_pipes,
+        start,
+        timeout,
+        POLL_INTERVAL,
+        |stream, _, line| match stream {
+            Stream::Stdout => {
+                if echo {
+                    println!("{line}");
                 }
-                match stream {
-                    Stream::Stdout => finished.stdout.push(line),
-                    Stream::Stderr => finished.stderr.push(line),
-                }
+                stdout.push(line);
             }
-            Ok(PipeEvent::Closed) => open_pipes -= 1,
-            Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => open_pipes = 0,
-        }
-    }
-
-    let status = status.expect("the loop only ends after the child was reaped");
-    finished.exit_code = status.code();
-    finished.signal = status.signal();
-    Ok(finished)
-}
-
-/// Forwards `pipe` line by line (lossy UTF-8, `\r\n` or `\n` stripped) until end-of-file.
-fn spawn_pipe_reader(pipe: impl Read + Send + 'static, stream: Stream, sender: Sender<PipeEvent>) {
-    thread::spawn(move || {
-        let mut reader = BufReader::new(pipe);
-        let mut bytes = Vec::new();
-        loop {
-            bytes.clear();
-            match reader.read_until(b'\n', &mut bytes) {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {
-                    let line = String::from_utf8_lossy(&bytes);
-                    let line = line.trim_end_matches('\n').trim_end_matches('\r');
-                    if sender
-                        .send(PipeEvent::Line(stream, line.to_owned()))
-                        .is_err()
-                    {
-                        return;
-                    }
+            Stream::Stderr => {
+                if echo {
+                    eprintln!("{line}");
                 }
+                stderr.push(line);
             }
-        }
-        let _ = sender.send(PipeEvent::Closed);
-    });
+        },
+    )?;
+    Ok(Finished {
+        stdout,
+        stderr,
+        exit_code: waited.status.code(),
+        signal: waited.status.signal(),
+        elapsed: waited.elapsed,
+        timed_out: waited.timed_out,
+    })
 }
 
 /// A captured run with arrival times, for measurements (`cargo xtask bench`).
@@ -348,11 +297,61 @@ pub fn run_timed(
     timeout: Duration,
     poll: Duration,
 ) -> Result<TimedFinished> {
-    let (mut child, receiver, mut open_pipes, start) = spawn_with_timed_readers(command)?;
-
-    let deadline = start + timeout;
+    let (mut child, receiver, open_pipes, start) = spawn_with_timed_readers(command)?;
     let mut timed = TimedFinished::default();
+    let waited = wait_and_collect(
+        &mut child,
+        &receiver,
+        open_pipes,
+        start,
+        timeout,
+        poll,
+        |stream, at, line| match stream {
+            Stream::Stdout => {
+                timed.finished.stdout.push(line);
+                timed
+                    .stdout_arrivals
+                    .push(at.saturating_duration_since(start));
+            }
+            Stream::Stderr => timed.finished.stderr.push(line),
+        },
+    )?;
+    timed.finished.exit_code = waited.status.code();
+    timed.finished.signal = waited.status.signal();
+    timed.finished.elapsed = waited.elapsed;
+    timed.finished.timed_out = waited.timed_out;
+    timed.stdout_closed = waited.stdout_closed;
+    Ok(timed)
+}
+
+/// How a child ended, as [`wait_and_collect`] saw it.
+struct Waited {
+    status: ExitStatus,
+    timed_out: bool,
+    /// When a poll found the child reaped, from `start`.
+    elapsed: Duration,
+    /// When stdout reached end-of-file, from `start`.
+    stdout_closed: Option<Duration>,
+}
+
+/// Waits for `child`, killing it at `start + timeout`, and hands each line
+/// the pipe readers send to `on_line` with the moment its first byte was
+/// read. After the child is reaped the pipes get `PIPE_DRAIN_GRACE` to
+/// close, so a grandchild holding one cannot hang the caller.
+fn wait_and_collect(
+    child: &mut ChildGuard,
+    receiver: &mpsc::Receiver<TimedPipeEvent>,
+    mut open_pipes: usize,
+    start: Instant,
+    timeout: Duration,
+    poll: Duration,
+    mut on_line: impl FnMut(Stream, Instant, String),
+) -> Result<Waited> {
+    let deadline = start + timeout;
     let mut status: Option<ExitStatus> = None;
+    let mut timed_out = false;
+    let mut elapsed = Duration::ZERO;
+    let mut stdout_closed = None;
     let mut drain_deadline = None;
     loop {
         let now = Instant::now();
@@ -361,10 +360,10 @@ pub fn run_timed(
                 status = Some(exited);
             } else if now >= deadline {
                 status = Some(child.kill_and_wait()?);
-                timed.finished.timed_out = true;
+                timed_out = true;
             }
             if status.is_some() {
-                timed.finished.elapsed = start.elapsed();
+                elapsed = start.elapsed();
                 drain_deadline = Some(Instant::now() + PIPE_DRAIN_GRACE);
             }
         }
@@ -379,30 +378,23 @@ pub fn run_timed(
             poll.min(deadline.saturating_duration_since(now))
         };
         match receiver.recv_timeout(wait) {
-            Ok(TimedPipeEvent::Line(Stream::Stdout, at, line)) => {
-                timed.finished.stdout.push(line);
-                timed
-                    .stdout_arrivals
-                    .push(at.saturating_duration_since(start));
-            }
-            Ok(TimedPipeEvent::Line(Stream::Stderr, _, line)) => {
-                timed.finished.stderr.push(line);
-            }
+            Ok(TimedPipeEvent::Line(stream, at, line)) => on_line(stream, at, line),
             Ok(TimedPipeEvent::Closed(stream, at)) => {
-                open_pipes -= 1;
+                open_pipes = open_pipes.saturating_sub(1);
                 if stream == Stream::Stdout {
-                    timed.stdout_closed = Some(at.saturating_duration_since(start));
+                    stdout_closed = Some(at.saturating_duration_since(start));
                 }
             }
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => open_pipes = 0,
         }
     }
-
-    let status = status.expect("the loop only ends after the child was reaped");
-    timed.finished.exit_code = status.code();
-    timed.finished.signal = status.signal();
-    Ok(timed)
+    Ok(Waited {
+        status: status.expect("the loop only ends after the child was reaped"),
+        timed_out,
+        elapsed,
+        stdout_closed,
+    })
 }
 
 /// Forwards `pipe` as lines (lossy UTF-8, `\r\n` or `\n` stripped), each
