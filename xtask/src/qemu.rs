@@ -181,12 +181,7 @@ impl QemuCommand {
 
     /// A user-mode (slirp) network as a virtio-net device.
     pub fn virtio_net_user(self, id: &str) -> Self {
-        self.args([
-            "-netdev".to_owned(),
-            format!("user,id={id}"),
-            "-device".to_owned(),
-            format!("virtio-net-device,netdev={id}"),
-        ])
+        self.virtio_net_user_forwarded(id, &[])
     }
 
     /// A user-mode (slirp) network as a virtio-net device, with host ports

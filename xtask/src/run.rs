@@ -35,23 +35,63 @@ pub struct RunOptions {
     pub measure: Option<usize>,
 }
 
+/// What `run` and `trace` boot: the kernel (built unless given), the
+/// accelerator, and the disk image attached as virtio-blk.
+pub struct Setup {
+    pub kernel: PathBuf,
+    pub accel: qemu::Accel,
+    pub disk: PathBuf,
+}
+
+impl Setup {
+    /// Installs what is missing, builds or takes the kernel, resolves the
+    /// accelerator and makes sure the disk image exists.
+    pub fn prepare(kernel: Option<&std::path::Path>, accel: AccelChoice) -> Result<Self> {
+        deps::ensure_all()?;
+        let kernel = build::prebuilt_or_release(kernel)?;
+        let accel = qemu::resolve_accel(accel, &kernel);
+        let disk = workspace::target_dir().join("disk.img");
+        images::ensure_disk_image(&disk, RUN_DISK_SIZE)?;
+        Ok(Self {
+            kernel,
+            accel,
+            disk,
+        })
+    }
+
+    /// The microvm command with the disk and a user-mode NIC (with
+    /// `forwards`), booting `cmdline`, then `qemu_args`.
+    pub fn command(
+        &self,
+        cmdline: &str,
+        forwards: &[qemu::HostForward],
+        qemu_args: &[String],
+    ) -> QemuCommand {
+        QemuCommand::new(Machine::MicrovmNoAcpi, self.accel, &self.kernel)
+            .append(cmdline)
+            .virtio_blk(&self.disk, "disk0")
+            .virtio_net_user_forwarded("net0", forwards)
+            .args(qemu_args)
+    }
+}
+
+/// `base`, then the user's `--append` text after a space, if any.
+pub fn with_append(base: &str, append: Option<&str>) -> String {
+    match append {
+        Some(extra) if !extra.is_empty() => format!("{base} {extra}"),
+        _ => base.to_owned(),
+    }
+}
+
 /// Returns whether the kernel powered off with success.
 pub fn run(options: RunOptions) -> Result<bool> {
-    deps::ensure_all()?;
-    let kernel = build::prebuilt_or_release(options.kernel.as_deref())?;
-    let accel = qemu::resolve_accel(options.accel, &kernel);
-    let disk = workspace::target_dir().join("disk.img");
-    images::ensure_disk_image(&disk, RUN_DISK_SIZE)?;
-
+    let setup = Setup::prepare(options.kernel.as_deref(), options.accel)?;
     let base = if options.serve || options.measure.is_some() {
         served_boot::served_cmdline(STATIC_IP_PARAMETER)
     } else {
         DEFAULT_CMDLINE.to_owned()
     };
-    let cmdline = match &options.append {
-        Some(extra) if !extra.is_empty() => format!("{base} {extra}"),
-        _ => base,
-    };
+    let cmdline = with_append(&base, options.append.as_deref());
     if let Some(runs) = options.measure {
         if !options.qemu_args.is_empty() {
             anyhow::bail!(
@@ -60,20 +100,16 @@ pub fn run(options: RunOptions) -> Result<bool> {
         }
         return measure::measure(&MeasureOptions {
             runs,
-            accel,
-            kernel,
+            accel: setup.accel,
+            kernel: setup.kernel,
             null_guest: crate::bench::null_guest::build()?,
-            disk,
+            disk: setup.disk,
             cmdline,
             timeout: options.timeout,
         });
     }
     let ports = HostPorts::pick()?;
-    let qemu = QemuCommand::new(Machine::MicrovmNoAcpi, accel, &kernel)
-        .append(&cmdline)
-        .virtio_blk(&disk, "disk0")
-        .virtio_net_user_forwarded("net0", &ports.forwards())
-        .args(&options.qemu_args);
+    let qemu = setup.command(&cmdline, &ports.forwards(), &options.qemu_args);
 
     let here = std::env::current_dir().ok();
     if here.as_deref() == Some(workspace::root()) {

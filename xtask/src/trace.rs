@@ -8,11 +8,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
-use crate::build;
-use crate::deps;
-use crate::images::{self, RUN_DISK_SIZE};
-use crate::qemu::{self, AccelChoice, Machine, PowerOff, QemuCommand};
-use crate::run::DEFAULT_CMDLINE;
+use crate::qemu::{AccelChoice, PowerOff};
+use crate::run::{self, DEFAULT_CMDLINE};
 use crate::tslog::{self, Trace};
 use crate::workspace;
 
@@ -95,20 +92,13 @@ pub fn trace(options: TraceOptions) -> Result<bool> {
 
 /// Boots like `cargo xtask run`, with `mote.tslog=1`, and returns the output.
 fn boot_with_dump(options: &TraceOptions) -> Result<(String, String)> {
-    deps::ensure_all()?;
-    let kernel = build::prebuilt_or_release(options.kernel.as_deref())?;
-    let accel = qemu::resolve_accel(options.accel, &kernel);
-    let disk = workspace::target_dir().join("disk.img");
-    images::ensure_disk_image(&disk, RUN_DISK_SIZE)?;
-    let mut cmdline = format!("{DEFAULT_CMDLINE} mote.tslog=1");
-    if let Some(extra) = options.append.as_deref().filter(|extra| !extra.is_empty()) {
-        cmdline = format!("{cmdline} {extra}");
-    }
-    let qemu = QemuCommand::new(Machine::MicrovmNoAcpi, accel, &kernel)
-        .append(&cmdline)
-        .virtio_blk(&disk, "disk0")
-        .virtio_net_user("net0")
-        .args(&options.qemu_args);
+    let setup = run::Setup::prepare(options.kernel.as_deref(), options.accel)?;
+    let cmdline = run::with_append(
+        &format!("{DEFAULT_CMDLINE} mote.tslog=1"),
+        options.append.as_deref(),
+    );
+    let accel = setup.accel;
+    let qemu = setup.command(&cmdline, &[], &options.qemu_args);
     println!("{}", qemu.command_line());
     let finished = qemu.run(options.timeout, false)?;
     for line in finished
