@@ -127,7 +127,6 @@ enum Task {
 }
 
 fn main() -> ExitCode {
-    process::install_panic_cleanup();
     match dispatch(Cli::parse().command) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,

@@ -1,11 +1,9 @@
 //! Child processes that can neither hang xtask nor outlive it.
 //!
 //! Every child runs under a hard timeout (polled with `try_wait`, then killed
-//! and reaped) and inside a [`ChildGuard`] that kills it on drop. The workspace
-//! builds with `panic = "abort"`, so `Drop` does not run on a panic: the panic
-//! hook from [`install_panic_cleanup`] kills every child still registered.
-//! Ctrl-C in a terminal reaches QEMU directly (same process group), and QEMU
-//! quits on SIGINT.
+//! and reaped) and inside a [`ChildGuard`] that kills it on drop, which a
+//! panic unwinds through too. Ctrl-C in a terminal reaches QEMU directly
+//! (same process group), and QEMU quits on SIGINT.
 //!
 //! Output is read on one thread per pipe; the threads end at end-of-file,
 //! which the kernel delivers when the child dies, and the waiting side gives
@@ -16,7 +14,6 @@ use std::io::{self, Read};
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};
-use std::sync::{Mutex, PoisonError, TryLockError};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -28,40 +25,6 @@ const POLL_INTERVAL: Duration = Duration::from_millis(10);
 /// How long to wait for the output pipes to reach end-of-file after the child exited.
 const PIPE_DRAIN_GRACE: Duration = Duration::from_secs(2);
 
-/// PIDs of children that have been spawned and not yet reaped.
-static LIVE_CHILDREN: Mutex<Vec<u32>> = Mutex::new(Vec::new());
-
-/// Makes a panic kill every child still running before the process aborts.
-pub fn install_panic_cleanup() {
-    let previous = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        previous(info);
-        kill_live_children();
-    }));
-}
-
-fn kill_live_children() {
-    let pids = match LIVE_CHILDREN.try_lock() {
-        Ok(pids) => pids.clone(),
-        Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner().clone(),
-        Err(TryLockError::WouldBlock) => return,
-    };
-    for pid in pids {
-        // `kill` is immediate; without libc, the kill(1) binary is the way to
-        // signal a PID we no longer hold a `Child` for.
-        let _ = Command::new("kill")
-            .args(["-KILL", &pid.to_string()])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-    }
-}
-
-fn live_children() -> std::sync::MutexGuard<'static, Vec<u32>> {
-    LIVE_CHILDREN.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
 /// Owns a running child and kills (then reaps) it when dropped.
 pub struct ChildGuard {
     child: Child,
@@ -71,7 +34,6 @@ pub struct ChildGuard {
 impl ChildGuard {
     pub fn spawn(command: &mut Command) -> io::Result<Self> {
         let child = command.spawn()?;
-        live_children().push(child.id());
         Ok(Self {
             child,
             reaped: false,
@@ -103,11 +65,7 @@ impl ChildGuard {
     }
 
     fn mark_reaped(&mut self) {
-        if !self.reaped {
-            self.reaped = true;
-            let pid = self.child.id();
-            live_children().retain(|&live| live != pid);
-        }
+        self.reaped = true;
     }
 }
 
