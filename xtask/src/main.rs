@@ -2,28 +2,11 @@
 //!
 //! This file only wires the command line to the modules that do the work.
 
-mod bench;
-mod boot_cases;
-mod boot_tests;
-mod build;
-mod checks;
-mod deps;
-mod host_tests;
-mod http_client;
-mod images;
+mod env;
+mod guest_output;
 mod measure;
-mod net_tests;
-mod proc_stat;
-mod process;
-mod qemu;
-mod report;
-mod run;
-mod served_boot;
-mod stats;
-mod test_suite;
-mod trace;
-mod tslog;
-mod workspace;
+mod test;
+mod vm;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -32,7 +15,11 @@ use std::time::Duration;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
-use crate::qemu::AccelChoice;
+use crate::env::{build, deps};
+use crate::measure::{bench, trace};
+use crate::test::suite as test_suite;
+use crate::vm::qemu::AccelChoice;
+use crate::vm::run;
 
 #[derive(Parser)]
 #[command(

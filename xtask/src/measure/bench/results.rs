@@ -8,8 +8,8 @@ use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
 use super::configuration::{Configuration, Guest};
-use super::machine::Machine;
-use crate::stats::{self, Summary};
+use super::host::Machine;
+use crate::measure::stats::{self, Summary};
 
 /// Bumped when the JSON changes shape.
 pub const FORMAT_VERSION: u32 = 1;

@@ -386,7 +386,7 @@ mod tests {
     use super::*;
 
     /// A real dump from this machine (TCG), with serial noise around it.
-    const TCG_DUMP: &str = include_str!("../testdata/tslog-tcg.txt");
+    const TCG_DUMP: &str = include_str!("../../testdata/tslog-tcg.txt");
 
     fn dump(body: &str) -> String {
         format!(

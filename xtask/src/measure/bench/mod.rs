@@ -1,14 +1,14 @@
 //! `cargo xtask bench`: the boot-latency experiment runner. This file only
-//! wires the parts together; `task.rs` is the entry point.
+//! wires the parts together; `command.rs` is the entry point.
 
 mod chart;
+mod command;
 mod configuration;
-mod machine;
-pub mod null_guest;
+mod host;
 mod results;
 mod runner;
+pub mod served;
 mod table;
-mod task;
 
+pub use command::{BenchArgs, bench};
 pub use configuration::CONFIG_FILE_HELP;
-pub use task::{BenchArgs, bench};

@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use regex::Regex;
 
-use crate::http_client::{self, Response};
-use crate::process::{LineWait, LiveChild, TimedFinished};
-use crate::qemu::{Accel, HostForward, Machine, QemuCommand, Transport};
+use crate::vm::http_client::{self, Response};
+use crate::vm::process::{LineWait, LiveChild, TimedFinished};
+use crate::vm::qemu::{Accel, HostForward, Machine, QemuCommand, Transport};
 
 /// The guest's HTTP port (the kernel's contract).
 pub const GUEST_HTTP_PORT: u16 = 80;
@@ -51,7 +51,7 @@ const PORT_CONFLICT_ATTEMPTS: usize = 3;
 /// boots (`cargo xtask run` forwards one). QEMU's user
 /// networking accepts each forward's connections from a listen(2) backlog
 /// of one, so a burst of clients needs several forwards to get in (see
-/// `net_tests::CONCURRENT_REQUEST_TIMEOUT`); the guest sees them all on 80.
+/// `net_cases::CONCURRENT_REQUEST_TIMEOUT`); the guest sees them all on 80.
 const EXTRA_HTTP_FORWARDS: usize = 7;
 
 /// The host ports forwarded to the guest's services.
@@ -381,8 +381,8 @@ pub fn judge_power_off(
     finished: &TimedFinished,
     exit_within: Duration,
 ) -> Vec<String> {
-    use crate::qemu::PowerOff;
-    use crate::report::BootReport;
+    use crate::guest_output::report::BootReport;
+    use crate::vm::qemu::PowerOff;
     let mut problems = Vec::new();
     match response {
         Ok(response) if response.status == 202 => {}

@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
-use crate::process::{self, Output};
-use crate::qemu::QEMU_BINARY;
-use crate::workspace::{self, KERNEL_TARGET};
+use crate::env::workspace::{self, KERNEL_TARGET};
+use crate::vm::process::{self, Output};
+use crate::vm::qemu::QEMU_BINARY;
 
 /// The Debian package that provides `qemu-system-x86_64`.
 const QEMU_PACKAGE: &str = "qemu-system-x86";

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::process;
-use crate::qemu::QEMU_BINARY;
+use crate::vm::process;
+use crate::vm::qemu::QEMU_BINARY;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Machine {

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use super::configuration::{Configuration, Guest, baseline_of};
 use super::results::{BenchRun, Figure, Unit};
-use crate::stats::{self, OUTLIER_FENCE_IQRS, SIGNIFICANCE_LEVEL};
+use crate::measure::stats::{self, OUTLIER_FENCE_IQRS, SIGNIFICANCE_LEVEL};
 
 /// Target (a): entry → ready median of mote with blk and net under KVM.
 pub const ENTRY_TO_READY_TARGET_US: f64 = 1000.0;
@@ -370,10 +370,10 @@ pub fn render_comparison(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bench::chart;
-    use crate::bench::configuration::{self as config, Matrix, Switch, VirtioMode};
-    use crate::bench::machine::Machine;
-    use crate::bench::results::{ConfigurationRecord, FORMAT_VERSION, PhaseTime, Sample};
+    use crate::measure::bench::chart;
+    use crate::measure::bench::configuration::{self as config, Matrix, Switch, VirtioMode};
+    use crate::measure::bench::host::Machine;
+    use crate::measure::bench::results::{ConfigurationRecord, FORMAT_VERSION, PhaseTime, Sample};
 
     /// A run of mote and its null twin under KVM; `slowdown` scales mote's
     /// guest figures, `seed` varies the noise.

@@ -10,11 +10,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
 
-use crate::http_client::{self, parse_response};
-use crate::process::LiveChild;
-use crate::qemu::{Accel, DEBUG_EXIT_SUCCESS, PowerOff, QemuCommand};
-use crate::served_boot::{self, HostPorts, LISTENING_LINE};
-use crate::stats::{self, Summary};
+use crate::measure::stats::{self, Summary};
+use crate::vm::http_client::{self, parse_response};
+use crate::vm::process::LiveChild;
+use crate::vm::qemu::{Accel, DEBUG_EXIT_SUCCESS, PowerOff, QemuCommand};
+use crate::vm::served::{self, HostPorts, LISTENING_LINE};
 
 /// A new connection is tried this often until one is answered.
 const POLL_INTERVAL: Duration = Duration::from_millis(1);
@@ -137,8 +137,8 @@ pub fn measure(options: &MeasureOptions) -> Result<bool> {
 }
 
 fn command(options: &MeasureOptions, kernel: &Path, ports: &HostPorts) -> QemuCommand {
-    served_boot::served_command(
-        crate::qemu::Machine::MicrovmNoAcpi,
+    served::served_command(
+        crate::vm::qemu::Machine::MicrovmNoAcpi,
         kernel,
         options.accel,
         &options.cmdline,
@@ -170,7 +170,7 @@ fn boot_mote(options: &MeasureOptions) -> Result<MoteBoot, String> {
         .finish(Some(POWER_OFF_WITHIN))
         .map_err(|error| format!("{error:#}"))?;
     let first_ok = first_ok?;
-    let problems = served_boot::judge_power_off(&power_off, &finished, POWER_OFF_WITHIN);
+    let problems = served::judge_power_off(&power_off, &finished, POWER_OFF_WITHIN);
     if !problems.is_empty() {
         return Err(problems.join("; "));
     }
@@ -284,7 +284,7 @@ fn first_health_ok(
         }
         child.poll().map_err(|error| format!("{error:#}"))?;
         if child.has_exited() {
-            let failures = served_boot::failure_lines(child.stdout());
+            let failures = served::failure_lines(child.stdout());
             return Err(format!(
                 "QEMU exited before answering GET /health{}",
                 if failures.is_empty() {
@@ -425,7 +425,7 @@ mod tests {
     fn polling_finds_a_server_that_starts_late() {
         use std::net::TcpListener;
         // The port is known before anything listens, as with QEMU starting up.
-        let port = served_boot::pick_free_tcp_port().unwrap();
+        let port = served::pick_free_tcp_port().unwrap();
         let address: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         let mut child = LiveChild::spawn(
             std::process::Command::new("sleep").arg("10"),

@@ -7,8 +7,8 @@ use std::time::Duration;
 use anyhow::Result;
 use regex::Regex;
 
-use crate::process::{self, Finished, Output};
-use crate::workspace;
+use crate::env::workspace;
+use crate::vm::process::{self, Finished, Output};
 
 /// Building and running every host test binary takes well under this.
 const HOST_TEST_TIMEOUT: Duration = Duration::from_secs(20 * 60);

@@ -7,14 +7,14 @@ use std::time::Duration;
 
 use anyhow::Result;
 
-use crate::build;
-use crate::deps;
-use crate::images::{self, RUN_DISK_SIZE};
-use crate::measure::{self, MeasureOptions};
-use crate::process::{LineWait, LiveChild};
-use crate::qemu::{self, AccelChoice, Machine, PowerOff, QemuCommand};
-use crate::served_boot::{self, HostPorts, LISTENING_LINE, STATIC_IP_PARAMETER};
-use crate::workspace;
+use crate::env::build;
+use crate::env::deps;
+use crate::env::images::{self, RUN_DISK_SIZE};
+use crate::env::workspace;
+use crate::measure::bench::served::{self as served_boots, MeasureOptions};
+use crate::vm::process::{LineWait, LiveChild};
+use crate::vm::qemu::{self, AccelChoice, Machine, PowerOff, QemuCommand};
+use crate::vm::served::{self, HostPorts, LISTENING_LINE, STATIC_IP_PARAMETER};
 
 /// The command line `run` boots with before `--append`.
 pub const DEFAULT_CMDLINE: &str = "console=ttyS0 mote.exit=ready";
@@ -87,7 +87,7 @@ pub fn with_append(base: &str, append: Option<&str>) -> String {
 pub fn run(options: RunOptions) -> Result<bool> {
     let setup = Setup::prepare(options.kernel.as_deref(), options.accel)?;
     let base = if options.serve || options.measure.is_some() {
-        served_boot::served_cmdline(STATIC_IP_PARAMETER)
+        served::served_cmdline(STATIC_IP_PARAMETER)
     } else {
         DEFAULT_CMDLINE.to_owned()
     };
@@ -98,11 +98,11 @@ pub fn run(options: RunOptions) -> Result<bool> {
                 "--measure boots a fixed configuration; extra QEMU arguments are not supported"
             );
         }
-        return measure::measure(&MeasureOptions {
+        return served_boots::measure(&MeasureOptions {
             runs,
             accel: setup.accel,
             kernel: setup.kernel,
-            null_guest: crate::bench::null_guest::build()?,
+            null_guest: crate::env::null_guest::build()?,
             disk: setup.disk,
             cmdline,
             timeout: options.timeout,
@@ -119,7 +119,7 @@ pub fn run(options: RunOptions) -> Result<bool> {
         println!("cd {} && {}", qemu::shell_quote(&root), qemu.command_line());
     }
 
-    println!("{}", served_boot::describe_ports(&ports));
+    println!("{}", served::describe_ports(&ports));
     if options.serve {
         return serve(&qemu, &ports, options.timeout);
     }

@@ -6,12 +6,12 @@ use std::time::Duration;
 
 use anyhow::Result;
 
-use crate::checks::Check;
-use crate::images::{self, MIB};
-use crate::qemu::{Accel, Machine};
-use crate::report;
-use crate::tslog::{self, Trace};
-use crate::workspace;
+use crate::env::images::{self, MIB};
+use crate::env::workspace;
+use crate::guest_output::report;
+use crate::guest_output::tslog::{self, Trace};
+use crate::test::checks::Check;
+use crate::vm::qemu::{Accel, Machine};
 
 const GIB: u64 = 1024 * MIB;
 

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use anyhow::Result;
 
-use crate::process::{self, Finished, Output, TimedFinished};
-use crate::workspace;
+use crate::env::workspace;
+use crate::vm::process::{self, Finished, Output, TimedFinished};
 
 pub const QEMU_BINARY: &str = "qemu-system-x86_64";
 

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
-use crate::process::{self, Output};
-use crate::workspace::{self, KERNEL_TARGET};
+use crate::env::workspace::{self, KERNEL_TARGET};
+use crate::vm::process::{self, Output};
 
 const PACKAGE: &str = "mote-boot";
 const BINARY: &str = "null_guest";

@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
-use crate::qemu::{AccelChoice, PowerOff};
-use crate::run::{self, DEFAULT_CMDLINE};
-use crate::tslog::{self, Trace};
-use crate::workspace;
+use crate::env::workspace;
+use crate::guest_output::tslog::{self, Trace};
+use crate::vm::qemu::{AccelChoice, PowerOff};
+use crate::vm::run::{self, DEFAULT_CMDLINE};
 
 pub struct TraceOptions {
     pub accel: AccelChoice,

@@ -10,11 +10,11 @@ use anyhow::Result;
 
 use super::configuration::{Configuration, Guest};
 use super::results::{PhaseTime, Sample};
-use crate::process::TimedFinished;
-use crate::qemu::{self, DEBUG_EXIT_SUCCESS, Machine, PowerOff, QemuCommand};
-use crate::report::BootReport;
-use crate::run::DEFAULT_CMDLINE;
-use crate::tslog::{self, Trace};
+use crate::guest_output::report::BootReport;
+use crate::guest_output::tslog::{self, Trace};
+use crate::vm::process::TimedFinished;
+use crate::vm::qemu::{self, DEBUG_EXIT_SUCCESS, Machine, PowerOff, QemuCommand};
+use crate::vm::run::DEFAULT_CMDLINE;
 
 /// How often the child is polled: well under the figures measured, cheap
 /// next to QEMU's own work. The exit figure comes from stdout closing anyway.
@@ -298,10 +298,10 @@ impl Progress {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bench::configuration::{self, BenchAccel};
-    use crate::process::Finished;
+    use crate::measure::bench::configuration::{self, BenchAccel};
+    use crate::vm::process::Finished;
 
-    const TCG_DUMP: &str = include_str!("../../testdata/tslog-tcg.txt");
+    const TCG_DUMP: &str = include_str!("../../../testdata/tslog-tcg.txt");
 
     #[test]
     fn rounds_rotate_their_starting_configuration() {

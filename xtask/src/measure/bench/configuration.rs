@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
-use crate::qemu::Accel;
+use crate::vm::qemu::Accel;
 
 /// The guest memory every configuration gets unless told otherwise
 /// (what `cargo xtask run` uses).
@@ -176,7 +176,7 @@ impl Configuration {
     /// The `-cpu` model.
     pub fn cpu_model(&self) -> &'static str {
         match (self.accel, self.invtsc) {
-            (BenchAccel::Kvm, true) => crate::qemu::KVM_CPU,
+            (BenchAccel::Kvm, true) => crate::vm::qemu::KVM_CPU,
             (BenchAccel::Kvm, false) => "host,-arch-capabilities",
             (BenchAccel::Tcg, true) => "max",
             (BenchAccel::Tcg, false) => "max,-invtsc",

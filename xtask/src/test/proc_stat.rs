@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
-use crate::process;
+use crate::vm::process;
 
 /// `sysconf(_SC_CLK_TCK)` on every Linux architecture that matters; used
 /// only if `getconf CLK_TCK` cannot be run.

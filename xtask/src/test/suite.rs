@@ -5,13 +5,13 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 
-use crate::boot_cases::{self, BootCase, Fixtures};
-use crate::boot_tests::{self, CaseResult};
-use crate::build;
-use crate::deps;
-use crate::host_tests;
-use crate::net_tests;
-use crate::qemu::{self, Accel, AccelChoice};
+use crate::env::build;
+use crate::env::deps;
+use crate::test::boot_cases::{self, BootCase, Fixtures};
+use crate::test::boot_runner::{self, CaseResult};
+use crate::test::host_tests;
+use crate::test::net_cases;
+use crate::vm::qemu::{self, Accel, AccelChoice};
 
 /// QEMUs running at once: enough to overlap, few enough that TCG timings stay honest.
 const PARALLEL_BOOTS: usize = 2;
@@ -121,14 +121,14 @@ impl KernelForBoots {
 
 /// Runs the selected network cases (after the boot cases, one at a time).
 fn run_net_tests(options: &TestOptions, kernel: &mut KernelForBoots) -> Vec<CaseResult> {
-    let cases = net_tests::selected(options.filter.as_deref());
+    let cases = net_cases::selected(options.filter.as_deref());
     if cases.is_empty() {
         return Vec::new();
     }
     match kernel.get(options) {
         Ok((kernel, accel)) => {
             println!("xtask: {} network boot tests under {accel}", cases.len());
-            net_tests::run_cases(&cases, accel, &kernel)
+            net_cases::run_cases(&cases, accel, &kernel)
         }
         Err(reason) => cases
             .iter()
@@ -163,7 +163,7 @@ fn run_boot_tests(options: &TestOptions, kernel: &mut KernelForBoots) -> (Vec<Ca
     };
     let cases = selected(boot_cases::boot_cases(&fixtures), options.filter.as_deref());
     if cases.is_empty() {
-        if net_tests::selected(options.filter.as_deref()).is_empty() {
+        if net_cases::selected(options.filter.as_deref()).is_empty() {
             println!(
                 "xtask: no boot case name contains {:?}",
                 options.filter.as_deref().unwrap_or_default()
@@ -188,7 +188,7 @@ fn run_boot_tests(options: &TestOptions, kernel: &mut KernelForBoots) -> (Vec<Ca
         }
     }
     (
-        boot_tests::run_cases(&cases, accel, &kernel, PARALLEL_BOOTS),
+        boot_runner::run_cases(&cases, accel, &kernel, PARALLEL_BOOTS),
         other.len() as u64,
     )
 }

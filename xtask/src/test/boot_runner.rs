@@ -6,10 +6,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::Duration;
 
-use crate::boot_cases::{BootCase, ExpectedExit};
-use crate::process::Finished;
-use crate::qemu::{Accel, PowerOff, QemuCommand};
-use crate::report::BootReport;
+use crate::guest_output::report::BootReport;
+use crate::test::boot_cases::{BootCase, ExpectedExit};
+use crate::vm::process::Finished;
+use crate::vm::qemu::{Accel, PowerOff, QemuCommand};
 
 /// How many lines of serial output a failure shows.
 const FAILURE_TAIL_LINES: usize = 30;
@@ -161,7 +161,7 @@ pub fn judge(case: &BootCase, finished: &Finished) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::checks::Check;
+    use crate::test::checks::Check;
 
     fn finished(exit_code: i32, stdout: &[&str]) -> Finished {
         Finished {

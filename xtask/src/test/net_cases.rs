@@ -10,14 +10,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::boot_tests::CaseResult;
-use crate::http_client::{self, Response};
-use crate::proc_stat;
-use crate::qemu::{Accel, Machine};
-use crate::report::BootReport;
-use crate::served_boot::{self, DHCP_IP_PARAMETER, STATIC_IP_PARAMETER, ServedBoot};
-use crate::stats;
-use crate::tslog::{self, Trace};
+use crate::guest_output::report::BootReport;
+use crate::guest_output::tslog::{self, Trace};
+use crate::measure::stats;
+use crate::test::boot_runner::CaseResult;
+use crate::test::proc_stat;
+use crate::vm::http_client::{self, Response};
+use crate::vm::qemu::{Accel, Machine};
+use crate::vm::served::{self, DHCP_IP_PARAMETER, STATIC_IP_PARAMETER, ServedBoot};
 
 /// How many lines of output a failure shows.
 const FAILURE_TAIL_LINES: usize = 30;
@@ -161,7 +161,7 @@ pub fn run_cases(cases: &[NetCase], accel: Accel, kernel: &Path) -> Vec<CaseResu
 
 fn run_case(case: &NetCase, accel: Accel, kernel: &Path) -> (CaseResult, Vec<String>) {
     let start = Instant::now();
-    let cmdline = served_boot::served_cmdline(case.ip_parameter);
+    let cmdline = served::served_cmdline(case.ip_parameter);
     let mut boot = match ServedBoot::start(
         case.machine,
         kernel,
@@ -187,7 +187,7 @@ fn run_case(case: &NetCase, accel: Accel, kernel: &Path) -> (CaseResult, Vec<Str
     };
     let command_line = boot.command_line.clone();
     let mut findings = Findings::default();
-    if let Err(error) = served_boot::check_net_line(boot.stdout()) {
+    if let Err(error) = served::check_net_line(boot.stdout()) {
         findings.fail(format!("{error:#}"));
     }
     (case.traffic)(&mut boot, &mut findings);
@@ -195,7 +195,7 @@ fn run_case(case: &NetCase, accel: Accel, kernel: &Path) -> (CaseResult, Vec<Str
     let (failures, tail) = match boot.power_off(REQUEST_TIMEOUT, POWER_OFF_WITHIN) {
         Ok(run) => {
             let mut failures = findings.failures;
-            failures.extend(served_boot::judge_power_off(
+            failures.extend(served::judge_power_off(
                 &run.response,
                 &run.finished,
                 POWER_OFF_WITHIN,
@@ -786,7 +786,7 @@ fn load(boot: &mut ServedBoot, findings: &mut Findings) {
     if expect_status(address, "/health", 200, findings).is_some() {
         findings.note("afterwards: GET /health 200");
     }
-    let failure_lines = served_boot::failure_lines(boot.stdout());
+    let failure_lines = served::failure_lines(boot.stdout());
     if !failure_lines.is_empty() {
         findings.fail(format!("after the load: {}", failure_lines.join("; ")));
     }

@@ -13,7 +13,7 @@ use plotters::prelude::*;
 
 use super::configuration::Guest;
 use super::results::{BenchRun, Figure};
-use crate::stats;
+use crate::measure::stats;
 
 const WIDTH: u32 = 1100;
 const ROW_HEIGHT: u32 = 34;

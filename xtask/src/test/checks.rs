@@ -4,7 +4,7 @@ use std::fmt;
 
 use regex::Regex;
 
-use crate::report::BootReport;
+use crate::guest_output::report::BootReport;
 
 /// A custom assertion: `Err` carries the reason it failed.
 pub type CheckFn = fn(&[String], &BootReport) -> Result<(), String>;

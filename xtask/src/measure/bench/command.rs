@@ -11,16 +11,16 @@ use super::chart;
 use super::configuration::{
     self, AccelRequest, BenchAccel, Configuration, Guest, Matrix, Switch, VirtioMode,
 };
-use super::machine::Machine;
-use super::null_guest;
+use super::host::Machine;
 use super::results::{BenchRun, ConfigurationRecord, FORMAT_VERSION};
 use super::runner::{self, Images};
 use super::table;
-use crate::build;
-use crate::deps;
-use crate::images::{self, RUN_DISK_SIZE};
-use crate::qemu::{self, AccelChoice};
-use crate::workspace;
+use crate::env::build;
+use crate::env::deps;
+use crate::env::images::{self, RUN_DISK_SIZE};
+use crate::env::null_guest;
+use crate::env::workspace;
+use crate::vm::qemu::{self, AccelChoice};
 
 /// `cargo xtask bench`'s command line.
 #[derive(Debug, clap::Args)]

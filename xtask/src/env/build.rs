@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
-use crate::process::{self, Output};
-use crate::workspace::{self, KERNEL_TARGET};
+use crate::env::workspace::{self, KERNEL_TARGET};
+use crate::vm::process::{self, Output};
 
 /// The kernel's package and binary names (kernel/Cargo.toml).
 const KERNEL_PACKAGE: &str = "mote-kernel";
