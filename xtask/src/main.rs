@@ -18,7 +18,7 @@ use clap::{Parser, Subcommand};
 use crate::env::{build, deps};
 use crate::measure::{bench, trace};
 use crate::test::suite as test_suite;
-use crate::vm::qemu::AccelChoice;
+use crate::vm::accel::AccelChoice;
 use crate::vm::run;
 
 #[derive(Parser)]

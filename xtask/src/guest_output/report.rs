@@ -7,6 +7,12 @@ use regex::Regex;
 /// Every report line starts with this.
 pub const REPORT_PREFIX: &str = "mote: ";
 
+/// The report line that says the network services are up.
+pub(crate) const LISTENING_LINE: &str = "mote: listening http 80 udp-echo 7";
+
+/// Report lines that mean the kernel failed.
+pub(crate) const FAILURE_PREFIXES: [&str; 3] = ["mote: PANIC", "mote: EXCEPTION", "mote: FATAL"];
+
 /// The `mote: memory` line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Memory {
@@ -206,6 +212,50 @@ pub fn escape_cmdline(bytes: &[u8]) -> String {
     quoted
 }
 
+/// The `mote: net0 mac … ip …` line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct NetLine {
+    pub(crate) mac: String,
+    /// `a.b.c.d/prefix`.
+    pub(crate) address: String,
+}
+
+static NET_LINE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(
+        r"^mote: net0 mac ([0-9a-f]{2}(?::[0-9a-f]{2}){5}) ip (\d{1,3}(?:\.\d{1,3}){3}/\d{1,2})$",
+    )
+    .unwrap()
+});
+
+/// The `mote: net0` line in `output`, if any; `Err` for one with the wrong shape.
+pub(crate) fn find_net_line<S: AsRef<str>>(output: &[S]) -> Option<Result<NetLine, String>> {
+    let line = output
+        .iter()
+        .map(AsRef::as_ref)
+        .find(|line| line.starts_with("mote: net0 "))?;
+    Some(match NET_LINE.captures(line) {
+        Some(captures) => Ok(NetLine {
+            mac: captures[1].to_owned(),
+            address: captures[2].to_owned(),
+        }),
+        None => Err(format!("{line:?} does not match {}", NET_LINE.as_str())),
+    })
+}
+
+/// The kernel's failure lines in `output`.
+pub(crate) fn failure_lines<S: AsRef<str>>(output: &[S]) -> Vec<String> {
+    output
+        .iter()
+        .map(AsRef::as_ref)
+        .filter(|line| {
+            FAILURE_PREFIXES
+                .iter()
+                .any(|prefix| line.starts_with(prefix))
+        })
+        .map(str::to_owned)
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -292,5 +342,43 @@ mod tests {
         for bad in [r"\q", r"\x4", r"\xzz", "\\", "a\"b"] {
             assert!(unescape_cmdline(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn reads_the_net_line() {
+        let output = [
+            "mote: ready 5000 us after entry",
+            "mote: net0 mac 52:54:00:12:34:56 ip 10.0.2.15/24",
+            LISTENING_LINE,
+        ];
+        assert_eq!(
+            find_net_line(&output),
+            Some(Ok(NetLine {
+                mac: "52:54:00:12:34:56".to_owned(),
+                address: "10.0.2.15/24".to_owned()
+            }))
+        );
+        assert!(find_net_line(&["mote: ready 1 us after entry"]).is_none());
+        assert!(matches!(
+            find_net_line(&["mote: net0 mac 52:54:00:12:34 ip 10.0.2.15/24"]),
+            Some(Err(_))
+        ));
+    }
+
+    #[test]
+    fn finds_failure_lines() {
+        let output = [
+            "mote: ready 1 us after entry",
+            "mote: PANIC at kernel/src/net.rs:10: oops",
+            "[INFO ] mote: EXCEPTION in a log line does not count",
+            "mote: EXCEPTION page fault",
+        ];
+        assert_eq!(
+            failure_lines(&output),
+            [
+                "mote: PANIC at kernel/src/net.rs:10: oops",
+                "mote: EXCEPTION page fault"
+            ]
+        );
     }
 }

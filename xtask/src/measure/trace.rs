@@ -10,8 +10,10 @@ use anyhow::{Context, Result, bail};
 
 use crate::env::workspace;
 use crate::guest_output::tslog::{self, Trace};
-use crate::vm::qemu::{AccelChoice, PowerOff};
-use crate::vm::run::{self, DEFAULT_CMDLINE};
+use crate::vm::accel::AccelChoice;
+use crate::vm::cmdline;
+use crate::vm::power_off::PowerOff;
+use crate::vm::run;
 
 pub struct TraceOptions {
     pub accel: AccelChoice,
@@ -93,10 +95,7 @@ pub fn trace(options: TraceOptions) -> Result<bool> {
 /// Boots like `cargo xtask run`, with `mote.tslog=1`, and returns the output.
 fn boot_with_dump(options: &TraceOptions) -> Result<(String, String)> {
     let setup = run::Setup::prepare(options.kernel.as_deref(), options.accel)?;
-    let cmdline = run::with_append(
-        &format!("{DEFAULT_CMDLINE} mote.tslog=1"),
-        options.append.as_deref(),
-    );
+    let cmdline = cmdline::with_append(&cmdline::traced_cmdline(), options.append.as_deref());
     let accel = setup.accel;
     let qemu = setup.command(&cmdline, &[], &options.qemu_args);
     println!("{}", qemu.command_line());

@@ -11,7 +11,8 @@ use crate::env::workspace;
 use crate::guest_output::report;
 use crate::guest_output::tslog::{self, Trace};
 use crate::test::checks::Check;
-use crate::vm::qemu::{Accel, Machine};
+use crate::vm::accel::Accel;
+use crate::vm::qemu::Machine;
 
 const GIB: u64 = 1024 * MIB;
 

@@ -8,8 +8,10 @@ use std::time::Duration;
 
 use crate::guest_output::report::BootReport;
 use crate::test::boot_cases::{BootCase, ExpectedExit};
+use crate::vm::accel::Accel;
+use crate::vm::power_off::PowerOff;
 use crate::vm::process::Finished;
-use crate::vm::qemu::{Accel, PowerOff, QemuCommand};
+use crate::vm::qemu::QemuCommand;
 
 /// How many lines of serial output a failure shows.
 const FAILURE_TAIL_LINES: usize = 30;

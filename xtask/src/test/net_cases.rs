@@ -10,14 +10,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::guest_output::report::BootReport;
+use crate::guest_output::report::{self, BootReport};
 use crate::guest_output::tslog::{self, Trace};
 use crate::measure::stats;
 use crate::test::boot_runner::CaseResult;
 use crate::test::proc_stat;
+use crate::vm::accel::Accel;
+use crate::vm::cmdline::{self, DHCP_IP_PARAMETER, STATIC_IP_PARAMETER};
 use crate::vm::http_client::{self, Response};
-use crate::vm::qemu::{Accel, Machine};
-use crate::vm::served::{self, DHCP_IP_PARAMETER, STATIC_IP_PARAMETER, ServedBoot};
+use crate::vm::qemu::Machine;
+use crate::vm::served::{self, ServedBoot};
 
 /// How many lines of output a failure shows.
 const FAILURE_TAIL_LINES: usize = 30;
@@ -161,7 +163,7 @@ pub fn run_cases(cases: &[NetCase], accel: Accel, kernel: &Path) -> Vec<CaseResu
 
 fn run_case(case: &NetCase, accel: Accel, kernel: &Path) -> (CaseResult, Vec<String>) {
     let start = Instant::now();
-    let cmdline = served::served_cmdline(case.ip_parameter);
+    let cmdline = cmdline::served_cmdline(case.ip_parameter);
     let mut boot = match ServedBoot::start(
         case.machine,
         kernel,
@@ -786,7 +788,7 @@ fn load(boot: &mut ServedBoot, findings: &mut Findings) {
     if expect_status(address, "/health", 200, findings).is_some() {
         findings.note("afterwards: GET /health 200");
     }
-    let failure_lines = served::failure_lines(boot.stdout());
+    let failure_lines = report::failure_lines(boot.stdout());
     if !failure_lines.is_empty() {
         findings.fail(format!("after the load: {}", failure_lines.join("; ")));
     }

@@ -11,7 +11,7 @@ use crate::test::boot_cases::{self, BootCase, Fixtures};
 use crate::test::boot_runner::{self, CaseResult};
 use crate::test::host_tests;
 use crate::test::net_cases;
-use crate::vm::qemu::{self, Accel, AccelChoice};
+use crate::vm::accel::{self, Accel, AccelChoice};
 
 /// QEMUs running at once: enough to overlap, few enough that TCG timings stay honest.
 const PARALLEL_BOOTS: usize = 2;
@@ -110,7 +110,7 @@ impl KernelForBoots {
             .get_or_insert_with(|| {
                 build::prebuilt_or_release(options.kernel.as_deref())
                     .map(|kernel| {
-                        let accel = qemu::resolve_accel(options.accel, &kernel);
+                        let accel = accel::resolve(options.accel, &kernel);
                         (kernel, accel)
                     })
                     .map_err(|error| format!("kernel build failed: {error:#}"))

@@ -1,27 +1,21 @@
-//! The QEMU `microvm` command line, accelerator choice and exit-code protocol.
+//! The QEMU `microvm` command line: the machine, the accelerator's CPU
+//! model, devices, and the line printed for a user to paste.
 
-use std::fmt;
-use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use anyhow::Result;
 
+use super::accel::Accel;
+use super::network::{HostForward, Transport};
+use super::process::{self, Finished, Output, TimedFinished};
 use crate::env::workspace;
-use crate::vm::process::{self, Finished, Output, TimedFinished};
 
-pub const QEMU_BINARY: &str = "qemu-system-x86_64";
+pub(crate) const QEMU_BINARY: &str = "qemu-system-x86_64";
 
-/// QEMU's exit status for a write of `value` to isa-debug-exit is
-/// `(value << 1) | 1` (hw/misc/debugexit.c). The kernel writes 0x10 for
-/// success and 0x11 for failure.
-pub const DEBUG_EXIT_SUCCESS: i32 = (0x10 << 1) | 1;
-pub const DEBUG_EXIT_FAILURE: i32 = (0x11 << 1) | 1;
-
-/// The isa-debug-exit device at the port the kernel writes (0xf4, 4 bytes wide;
-/// QEMU's default would be 0x501/2).
+/// The isa-debug-exit device at the port the kernel writes (0xf4, 4 bytes
+/// wide; QEMU's default would be 0x501/2). Its exit codes: `power_off.rs`.
 const DEBUG_EXIT_DEVICE: &str = "isa-debug-exit,iobase=0xf4,iosize=4";
 
 /// microvm trimmed as in the NetBSD MICROVM example: no option ROMs, no ACPI,
@@ -40,46 +34,18 @@ pub fn microvm_options(acpi: bool) -> &'static str {
     }
 }
 
-/// The CPU model under KVM (see `Accel::arguments`).
+/// The CPU model under KVM (see [`accel_arguments`]).
 pub const KVM_CPU: &str = "host,+invtsc,-arch-capabilities";
 
-/// The accelerator the user asked for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum AccelChoice {
-    /// KVM if /dev/kvm is usable and a probe boot succeeds, else TCG.
-    Auto,
-    /// KVM (`-cpu host,+invtsc,-arch-capabilities`).
-    Kvm,
-    /// QEMU's emulator (`-cpu max`); works everywhere.
-    Tcg,
-}
-
-/// The accelerator QEMU will run with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Accel {
-    Kvm,
-    Tcg,
-}
-
-impl Accel {
-    fn arguments(self) -> [&'static str; 4] {
-        match self {
-            // invtsc lets the guest trust the TSC; with KVM, `host` also
-            // exposes the CPUID 0x40000010 timing leaf. Some nested KVMs
-            // (this workplace's) cannot set MSR 0x10a (ARCH_CAPABILITIES)
-            // and QEMU aborts; mote never reads it, so it is hidden.
-            Accel::Kvm => ["-accel", "kvm", "-cpu", KVM_CPU],
-            Accel::Tcg => ["-accel", "tcg", "-cpu", "max"],
-        }
-    }
-}
-
-impl fmt::Display for Accel {
-    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        formatter.write_str(match self {
-            Accel::Kvm => "kvm",
-            Accel::Tcg => "tcg",
-        })
+/// The accelerator's arguments: `-accel` and the `-cpu` model.
+fn accel_arguments(accel: Accel) -> [&'static str; 4] {
+    match accel {
+        // invtsc lets the guest trust the TSC; with KVM, `host` also exposes
+        // the CPUID 0x40000010 timing leaf. Some nested KVMs cannot set MSR
+        // 0x10a (ARCH_CAPABILITIES) and QEMU aborts; mote never reads it, so
+        // it is hidden.
+        Accel::Kvm => ["-accel", "kvm", "-cpu", KVM_CPU],
+        Accel::Tcg => ["-accel", "tcg", "-cpu", "max"],
     }
 }
 
@@ -138,8 +104,8 @@ impl QemuCommand {
     }
 
     /// The accelerator's arguments with the `-cpu` override applied.
-    fn accel_arguments(&self) -> [&str; 4] {
-        let mut arguments: [&str; 4] = self.accel.arguments();
+    fn accel_and_cpu(&self) -> [&str; 4] {
+        let mut arguments: [&str; 4] = accel_arguments(self.accel);
         if let Some(cpu) = &self.cpu {
             arguments[3] = cpu;
         }
@@ -179,6 +145,13 @@ impl QemuCommand {
         ])
     }
 
+    /// The isa-debug-exit device, for [`Machine::MicrovmDefaults`], which
+    /// lacks it: the kernel tries it before ACPI, so the verdict reaches
+    /// QEMU's exit status.
+    pub fn debug_exit_device(self) -> Self {
+        self.args(["-device", DEBUG_EXIT_DEVICE])
+    }
+
     /// A user-mode (slirp) network as a virtio-net device.
     pub fn virtio_net_user(self, id: &str) -> Self {
         self.virtio_net_user_forwarded(id, &[])
@@ -191,7 +164,7 @@ impl QemuCommand {
     pub fn virtio_net_user_forwarded(self, id: &str, forwards: &[HostForward]) -> Self {
         let mut netdev = format!("user,id={id}");
         for forward in forwards {
-            netdev.push_str(&format!(",hostfwd={forward}"));
+            netdev.push_str(&format!(",hostfwd={}", hostfwd_rule(forward)));
         }
         self.args([
             "-netdev".to_owned(),
@@ -212,7 +185,7 @@ impl QemuCommand {
                     "-M",
                     self.machine_options.as_deref().unwrap_or(MICROVM_NO_ACPI),
                 ]);
-                push(&self.accel_arguments());
+                push(&self.accel_and_cpu());
                 if let Some(memory) = &self.memory {
                     push(&["-m", memory]);
                 }
@@ -234,7 +207,7 @@ impl QemuCommand {
             }
             Machine::MicrovmDefaults => {
                 push(&["-M", "microvm"]);
-                push(&self.accel_arguments());
+                push(&self.accel_and_cpu());
                 if let Some(memory) = &self.memory {
                     push(&["-m", memory]);
                 }
@@ -288,36 +261,19 @@ impl QemuCommand {
     }
 }
 
-/// The transport of a [`HostForward`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Transport {
-    Tcp,
-    Udp,
-}
-
-/// One slirp `hostfwd` rule: connections to `127.0.0.1:<host_port>` on the
-/// host reach `<guest_port>` on the guest's address.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct HostForward {
-    pub transport: Transport,
-    pub host_port: u16,
-    pub guest_port: u16,
-}
-
-impl fmt::Display for HostForward {
-    /// QEMU's syntax (`docs/system/net.rst`, `-netdev user,hostfwd=`): the
-    /// empty guest address means the first DHCP address, 10.0.2.15.
-    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let transport = match self.transport {
-            Transport::Tcp => "tcp",
-            Transport::Udp => "udp",
-        };
-        write!(
-            formatter,
-            "{transport}:127.0.0.1:{}-:{}",
-            self.host_port, self.guest_port
-        )
-    }
+/// One `hostfwd=` rule in QEMU's syntax (`docs/system/net.rst`,
+/// `-netdev user,hostfwd=`), bound to the loopback address only, so nothing
+/// outside this machine can reach the guest; the empty guest address means
+/// the first DHCP address, 10.0.2.15.
+fn hostfwd_rule(forward: &HostForward) -> String {
+    let transport = match forward.transport {
+        Transport::Tcp => "tcp",
+        Transport::Udp => "udp",
+    };
+    format!(
+        "{transport}:127.0.0.1:{}-:{}",
+        forward.host_port, forward.guest_port
+    )
 }
 
 /// Quotes `argument` for a POSIX shell unless it is made of plainly safe characters.
@@ -331,162 +287,9 @@ pub fn shell_quote(argument: &str) -> String {
     }
 }
 
-/// How the guest ended, read from QEMU's exit status.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PowerOff {
-    /// isa-debug-exit with the success value (QEMU exit 33).
-    Success,
-    /// isa-debug-exit with the failure value (QEMU exit 35).
-    Failure,
-    /// Anything else: another exit code, a signal, or our timeout.
-    Abnormal(String),
-}
-
-impl PowerOff {
-    pub fn from_exit(finished: &Finished, timeout: Duration) -> Self {
-        if finished.timed_out {
-            return PowerOff::Abnormal(format!(
-                "QEMU did not exit within {} s and was killed",
-                timeout.as_secs_f64()
-            ));
-        }
-        match finished.exit_code {
-            Some(DEBUG_EXIT_SUCCESS) => PowerOff::Success,
-            Some(DEBUG_EXIT_FAILURE) => PowerOff::Failure,
-            Some(0) => PowerOff::Abnormal(format!(
-                "QEMU exited with code 0, not {DEBUG_EXIT_SUCCESS} (kernel success) or \
-                 {DEBUG_EXIT_FAILURE} (kernel failure): an ACPI power-off, a triple \
-                 fault under -no-reboot, or QEMU told to quit"
-            )),
-            Some(code) => PowerOff::Abnormal(format!(
-                "QEMU exited with code {code}, which is neither {DEBUG_EXIT_SUCCESS} \
-                 (kernel success) nor {DEBUG_EXIT_FAILURE} (kernel failure)"
-            )),
-            None => PowerOff::Abnormal(match finished.signal {
-                Some(signal) => format!("QEMU was killed by signal {signal}"),
-                None => "QEMU ended without an exit code".to_owned(),
-            }),
-        }
-    }
-
-    pub fn is_success(&self) -> bool {
-        *self == PowerOff::Success
-    }
-}
-
-impl fmt::Display for PowerOff {
-    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            PowerOff::Success => write!(
-                formatter,
-                "kernel powered off with success (QEMU exit {DEBUG_EXIT_SUCCESS})"
-            ),
-            PowerOff::Failure => write!(
-                formatter,
-                "kernel powered off with failure (QEMU exit {DEBUG_EXIT_FAILURE})"
-            ),
-            PowerOff::Abnormal(reason) => formatter.write_str(reason),
-        }
-    }
-}
-
-/// How long the KVM probe boot may take.
-const KVM_PROBE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Turns the user's choice into an accelerator. `Auto` probes KVM once per
-/// process by booting `kernel` with `mote.exit=ready` (this machine's KVM is
-/// nested and cannot run every guest, so /dev/kvm alone proves nothing).
-pub fn resolve_accel(choice: AccelChoice, kernel: &Path) -> Accel {
-    static AUTO: OnceLock<Accel> = OnceLock::new();
-    match choice {
-        AccelChoice::Kvm => Accel::Kvm,
-        AccelChoice::Tcg => Accel::Tcg,
-        AccelChoice::Auto => *AUTO.get_or_init(|| {
-            let (accel, reason) = probe_kvm(kernel);
-            println!("xtask: --accel auto chose {accel}: {reason}");
-            accel
-        }),
-    }
-}
-
-fn probe_kvm(kernel: &Path) -> (Accel, String) {
-    if OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/kvm")
-        .is_err()
-    {
-        return (
-            Accel::Tcg,
-            "/dev/kvm is not readable and writable".to_owned(),
-        );
-    }
-    let probe = QemuCommand::new(Machine::MicrovmNoAcpi, Accel::Kvm, kernel)
-        .append("console=ttyS0 mote.exit=ready");
-    match probe.run(KVM_PROBE_TIMEOUT, false) {
-        Ok(finished) => match PowerOff::from_exit(&finished, KVM_PROBE_TIMEOUT) {
-            PowerOff::Success => (
-                Accel::Kvm,
-                format!(
-                    "a probe boot under KVM succeeded in {:.2} s",
-                    finished.elapsed.as_secs_f64()
-                ),
-            ),
-            outcome => {
-                let detail = finished
-                    .stderr
-                    .last()
-                    .map(|line| format!(" ({line})"))
-                    .unwrap_or_default();
-                (
-                    Accel::Tcg,
-                    format!("a probe boot under KVM failed: {outcome}{detail}"),
-                )
-            }
-        },
-        Err(error) => (
-            Accel::Tcg,
-            format!("could not start the KVM probe: {error:#}"),
-        ),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn finished(exit_code: Option<i32>, timed_out: bool) -> Finished {
-        Finished {
-            exit_code,
-            timed_out,
-            signal: if exit_code.is_none() { Some(9) } else { None },
-            ..Finished::default()
-        }
-    }
-
-    #[test]
-    fn maps_debug_exit_codes() {
-        let timeout = Duration::from_secs(30);
-        assert_eq!(
-            PowerOff::from_exit(&finished(Some(33), false), timeout),
-            PowerOff::Success
-        );
-        assert_eq!(
-            PowerOff::from_exit(&finished(Some(35), false), timeout),
-            PowerOff::Failure
-        );
-        for (code, timed_out, expected) in [
-            (Some(0), false, "code 0"),
-            (Some(1), false, "code 1"),
-            (None, false, "signal 9"),
-            (None, true, "within 30 s"),
-        ] {
-            match PowerOff::from_exit(&finished(code, timed_out), timeout) {
-                PowerOff::Abnormal(reason) => assert!(reason.contains(expected), "{reason}"),
-                other => panic!("{code:?} mapped to {other:?}"),
-            }
-        }
-    }
 
     #[test]
     fn base_command_line_matches_the_microvm_example() {

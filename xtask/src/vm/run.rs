@@ -11,17 +11,18 @@ use crate::env::build;
 use crate::env::deps;
 use crate::env::images::{self, RUN_DISK_SIZE};
 use crate::env::workspace;
+use crate::guest_output::report::LISTENING_LINE;
 use crate::measure::bench::served::{self as served_boots, MeasureOptions};
+use crate::vm::accel::{self, AccelChoice};
+use crate::vm::cmdline::{self, READY_CMDLINE, STATIC_IP_PARAMETER};
+use crate::vm::network::{HostForward, HostPorts};
+use crate::vm::power_off::PowerOff;
 use crate::vm::process::{LineWait, LiveChild};
-use crate::vm::qemu::{self, AccelChoice, Machine, PowerOff, QemuCommand};
-use crate::vm::served::{self, HostPorts, LISTENING_LINE, STATIC_IP_PARAMETER};
-
-/// The command line `run` boots with before `--append`.
-pub const DEFAULT_CMDLINE: &str = "console=ttyS0 mote.exit=ready";
+use crate::vm::qemu::{self, Machine, QemuCommand};
 
 pub struct RunOptions {
     pub accel: AccelChoice,
-    /// Appended to [`DEFAULT_CMDLINE`] after a space.
+    /// Appended to [`READY_CMDLINE`] after a space.
     pub append: Option<String>,
     pub timeout: Duration,
     /// A prebuilt image to boot instead of building one.
@@ -39,7 +40,7 @@ pub struct RunOptions {
 /// accelerator, and the disk image attached as virtio-blk.
 pub struct Setup {
     pub kernel: PathBuf,
-    pub accel: qemu::Accel,
+    pub accel: accel::Accel,
     pub disk: PathBuf,
 }
 
@@ -49,7 +50,7 @@ impl Setup {
     pub fn prepare(kernel: Option<&std::path::Path>, accel: AccelChoice) -> Result<Self> {
         deps::ensure_all()?;
         let kernel = build::prebuilt_or_release(kernel)?;
-        let accel = qemu::resolve_accel(accel, &kernel);
+        let accel = accel::resolve(accel, &kernel);
         let disk = workspace::target_dir().join("disk.img");
         images::ensure_disk_image(&disk, RUN_DISK_SIZE)?;
         Ok(Self {
@@ -64,7 +65,7 @@ impl Setup {
     pub fn command(
         &self,
         cmdline: &str,
-        forwards: &[qemu::HostForward],
+        forwards: &[HostForward],
         qemu_args: &[String],
     ) -> QemuCommand {
         QemuCommand::new(Machine::MicrovmNoAcpi, self.accel, &self.kernel)
@@ -75,23 +76,15 @@ impl Setup {
     }
 }
 
-/// `base`, then the user's `--append` text after a space, if any.
-pub fn with_append(base: &str, append: Option<&str>) -> String {
-    match append {
-        Some(extra) if !extra.is_empty() => format!("{base} {extra}"),
-        _ => base.to_owned(),
-    }
-}
-
 /// Returns whether the kernel powered off with success.
 pub fn run(options: RunOptions) -> Result<bool> {
     let setup = Setup::prepare(options.kernel.as_deref(), options.accel)?;
     let base = if options.serve || options.measure.is_some() {
-        served::served_cmdline(STATIC_IP_PARAMETER)
+        cmdline::served_cmdline(STATIC_IP_PARAMETER)
     } else {
-        DEFAULT_CMDLINE.to_owned()
+        READY_CMDLINE.to_owned()
     };
-    let cmdline = with_append(&base, options.append.as_deref());
+    let cmdline = cmdline::with_append(&base, options.append.as_deref());
     if let Some(runs) = options.measure {
         if !options.qemu_args.is_empty() {
             anyhow::bail!(
@@ -119,7 +112,7 @@ pub fn run(options: RunOptions) -> Result<bool> {
         println!("cd {} && {}", qemu::shell_quote(&root), qemu.command_line());
     }
 
-    println!("{}", served::describe_ports(&ports));
+    println!("{}", ports.describe());
     if options.serve {
         return serve(&qemu, &ports, options.timeout);
     }

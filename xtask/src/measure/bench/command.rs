@@ -20,7 +20,8 @@ use crate::env::deps;
 use crate::env::images::{self, RUN_DISK_SIZE};
 use crate::env::null_guest;
 use crate::env::workspace;
-use crate::vm::qemu::{self, AccelChoice};
+use crate::vm::accel::{self, Accel, AccelChoice};
+use crate::vm::qemu;
 
 /// `cargo xtask bench`'s command line.
 #[derive(Debug, clap::Args)]
@@ -206,9 +207,9 @@ fn compare(before: &Path, after: &Path, pairs: &[String]) -> Result<bool> {
 
 /// KVM and TCG when KVM works here (a probe boot of `kernel`), else TCG.
 fn working_accels(kernel: &Path) -> Vec<BenchAccel> {
-    match qemu::resolve_accel(AccelChoice::Auto, kernel) {
-        qemu::Accel::Kvm => vec![BenchAccel::Kvm, BenchAccel::Tcg],
-        qemu::Accel::Tcg => vec![BenchAccel::Tcg],
+    match accel::resolve(AccelChoice::Auto, kernel) {
+        Accel::Kvm => vec![BenchAccel::Kvm, BenchAccel::Tcg],
+        Accel::Tcg => vec![BenchAccel::Tcg],
     }
 }
 

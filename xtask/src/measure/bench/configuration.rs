@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
-use crate::vm::qemu::Accel;
+use crate::vm::accel::Accel;
 
 /// The guest memory every configuration gets unless told otherwise
 /// (what `cargo xtask run` uses).

@@ -12,18 +12,14 @@ use super::configuration::{Configuration, Guest};
 use super::results::{PhaseTime, Sample};
 use crate::guest_output::report::BootReport;
 use crate::guest_output::tslog::{self, Trace};
+use crate::vm::cmdline;
+use crate::vm::power_off::{DEBUG_EXIT_SUCCESS, PowerOff};
 use crate::vm::process::TimedFinished;
-use crate::vm::qemu::{self, DEBUG_EXIT_SUCCESS, Machine, PowerOff, QemuCommand};
-use crate::vm::run::DEFAULT_CMDLINE;
+use crate::vm::qemu::{self, Machine, QemuCommand};
 
 /// How often the child is polled: well under the figures measured, cheap
 /// next to QEMU's own work. The exit figure comes from stdout closing anyway.
 const POLL_INTERVAL: Duration = Duration::from_millis(1);
-
-/// The command line mote and the null guest boot with, before `append`.
-pub fn bench_cmdline() -> String {
-    format!("{DEFAULT_CMDLINE} mote.tslog=1")
-}
 
 /// What the configurations boot.
 pub struct Images {
@@ -34,26 +30,19 @@ pub struct Images {
 
 /// The QEMU invocation for one configuration.
 pub fn qemu_command(configuration: &Configuration, images: &Images) -> QemuCommand {
-    let join = |base: String, extra: &str| {
-        if extra.is_empty() {
-            base
-        } else {
-            format!("{base} {extra}")
-        }
-    };
+    let join = |base: &str, extra: &str| cmdline::with_append(base, Some(extra));
     let (kernel, cmdline): (&Path, String) = match &configuration.guest {
         Guest::Mote => (
             &images.mote,
-            join(bench_cmdline(), &configuration.kernel_args),
+            join(&cmdline::traced_cmdline(), &configuration.kernel_args),
         ),
         Guest::Null => (
             &images.null,
-            join(bench_cmdline(), &configuration.kernel_args),
+            join(&cmdline::traced_cmdline(), &configuration.kernel_args),
         ),
-        Guest::External { kernel, .. } => (
-            kernel,
-            join("console=ttyS0".to_owned(), &configuration.kernel_args),
-        ),
+        Guest::External { kernel, .. } => {
+            (kernel, join("console=ttyS0", &configuration.kernel_args))
+        }
     };
     let mut command = QemuCommand::new(Machine::MicrovmNoAcpi, configuration.accel.qemu(), kernel)
         .machine_options(qemu::microvm_options(configuration.acpi))

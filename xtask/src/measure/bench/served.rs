@@ -10,11 +10,15 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
 
+use crate::guest_output::report::{self, LISTENING_LINE};
 use crate::measure::stats::{self, Summary};
+use crate::vm::accel::Accel;
 use crate::vm::http_client::{self, parse_response};
+use crate::vm::network::HostPorts;
+use crate::vm::power_off::{DEBUG_EXIT_SUCCESS, PowerOff};
 use crate::vm::process::LiveChild;
-use crate::vm::qemu::{Accel, DEBUG_EXIT_SUCCESS, PowerOff, QemuCommand};
-use crate::vm::served::{self, HostPorts, LISTENING_LINE};
+use crate::vm::qemu::QemuCommand;
+use crate::vm::served;
 
 /// A new connection is tried this often until one is answered.
 const POLL_INTERVAL: Duration = Duration::from_millis(1);
@@ -284,7 +288,7 @@ fn first_health_ok(
         }
         child.poll().map_err(|error| format!("{error:#}"))?;
         if child.has_exited() {
-            let failures = served::failure_lines(child.stdout());
+            let failures = report::failure_lines(child.stdout());
             return Err(format!(
                 "QEMU exited before answering GET /health{}",
                 if failures.is_empty() {
@@ -425,7 +429,7 @@ mod tests {
     fn polling_finds_a_server_that_starts_late() {
         use std::net::TcpListener;
         // The port is known before anything listens, as with QEMU starting up.
-        let port = served::pick_free_tcp_port().unwrap();
+        let port = crate::vm::network::pick_free_tcp_port().unwrap();
         let address: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         let mut child = LiveChild::spawn(
             std::process::Command::new("sleep").arg("10"),
