@@ -21,13 +21,13 @@ const QUERY_TIMEOUT: Duration = Duration::from_secs(60);
 const INSTALL_TIMEOUT: Duration = Duration::from_secs(20 * 60);
 
 /// Everything `build`, `run` and `test` need.
-pub fn ensure_all() -> Result<()> {
+pub(crate) fn ensure_all() -> Result<()> {
     ensure_rust_target()?;
     ensure_qemu()
 }
 
 /// Makes sure the kernel's Rust target is installed for the pinned toolchain.
-pub fn ensure_rust_target() -> Result<()> {
+pub(crate) fn ensure_rust_target() -> Result<()> {
     let add_command = format!("rustup target add {KERNEL_TARGET}");
     if workspace::find_on_path("rustup").is_none() {
         if target_in_sysroot()? {
@@ -82,7 +82,7 @@ fn target_in_sysroot() -> Result<bool> {
 }
 
 /// Makes sure `qemu-system-x86_64` is on `PATH`, installing it with apt-get as root.
-pub fn ensure_qemu() -> Result<()> {
+pub(crate) fn ensure_qemu() -> Result<()> {
     if workspace::find_on_path(QEMU_BINARY).is_some() {
         return Ok(());
     }

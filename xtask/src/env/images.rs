@@ -6,21 +6,21 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
-pub const MIB: u64 = 1024 * 1024;
+pub(crate) const MIB: u64 = 1024 * 1024;
 
 /// The size of `target/disk.img`, the disk `cargo xtask run` attaches.
-pub const RUN_DISK_SIZE: u64 = 16 * MIB;
+pub(crate) const RUN_DISK_SIZE: u64 = 16 * MIB;
 
 /// The byte at `offset` of every disk image: `offset % 251 + 1`. Never zero
 /// (an unread buffer is told apart from data), and 251 is prime, so no two
 /// 512-byte sectors within 251 sectors look alike: a read of the wrong sector shows.
-pub fn disk_pattern_byte(offset: u64) -> u8 {
+pub(crate) fn disk_pattern_byte(offset: u64) -> u8 {
     u8::try_from(offset % 251).expect("a remainder of 251 fits in a byte") + 1
 }
 
 /// Creates a disk image of `size` bytes filled with [`disk_pattern_byte`],
 /// unless a file already exists at `path` (the guest may have written to it).
-pub fn ensure_disk_image(path: &Path, size: u64) -> Result<()> {
+pub(crate) fn ensure_disk_image(path: &Path, size: u64) -> Result<()> {
     if path.exists() {
         return Ok(());
     }
@@ -35,7 +35,7 @@ pub fn ensure_disk_image(path: &Path, size: u64) -> Result<()> {
 }
 
 /// `length` bytes of xorshift64* output from `seed`: the same bytes on every machine.
-pub fn pseudo_random_bytes(length: u64, seed: u64) -> Vec<u8> {
+pub(crate) fn pseudo_random_bytes(length: u64, seed: u64) -> Vec<u8> {
     let length = usize::try_from(length).expect("a test file fits in memory");
     let mut state = seed | 1;
     let mut bytes = Vec::with_capacity(length + 8);
@@ -50,7 +50,7 @@ pub fn pseudo_random_bytes(length: u64, seed: u64) -> Vec<u8> {
 }
 
 /// Writes `contents` to `path` unless the file already holds exactly that.
-pub fn write_if_changed(path: &Path, contents: &[u8]) -> Result<()> {
+pub(crate) fn write_if_changed(path: &Path, contents: &[u8]) -> Result<()> {
     if fs::read(path).is_ok_and(|existing| existing == contents) {
         return Ok(());
     }

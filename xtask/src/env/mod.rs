@@ -2,8 +2,8 @@
 //! installed, how the kernel and the null guest are built, and the disk and
 //! initrd images handed to guests.
 
-pub mod build;
-pub mod deps;
-pub mod images;
-pub mod null_guest;
-pub mod workspace;
+pub(crate) mod boot_files;
+pub(crate) mod build;
+pub(crate) mod deps;
+pub(crate) mod images;
+pub(crate) mod workspace;

@@ -1,4 +1,4 @@
 //! What the guest prints, parsed: the boot report and the tslog dump.
 
-pub mod report;
-pub mod tslog;
+pub(crate) mod report;
+pub(crate) mod tslog;

@@ -5,7 +5,7 @@ use std::sync::LazyLock;
 use regex::Regex;
 
 /// Every report line starts with this.
-pub const REPORT_PREFIX: &str = "mote: ";
+pub(crate) const REPORT_PREFIX: &str = "mote: ";
 
 /// The report line that says the network services are up.
 pub(crate) const LISTENING_LINE: &str = "mote: listening http 80 udp-echo 7";
@@ -15,43 +15,43 @@ pub(crate) const FAILURE_PREFIXES: [&str; 3] = ["mote: PANIC", "mote: EXCEPTION"
 
 /// The `mote: memory` line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Memory {
-    pub usable_bytes: u64,
-    pub regions: u32,
+pub(crate) struct Memory {
+    pub(crate) usable_bytes: u64,
+    pub(crate) regions: u32,
 }
 
 /// A `mote: module` line (e.g. the initrd).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Module {
-    pub index: u32,
-    pub address: u64,
-    pub size: u64,
+pub(crate) struct Module {
+    pub(crate) index: u32,
+    pub(crate) address: u64,
+    pub(crate) size: u64,
 }
 
 /// The `mote: tsc` line.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Tsc {
-    pub hz: u64,
-    pub source: String,
+pub(crate) struct Tsc {
+    pub(crate) hz: u64,
+    pub(crate) source: String,
 }
 
 /// What a boot report says. Facts missing from the output are `None`/empty;
 /// a line that names a known fact but does not have its shape is a `problem`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct BootReport {
-    pub start_info_version: Option<u32>,
+pub(crate) struct BootReport {
+    pub(crate) start_info_version: Option<u32>,
     /// The command line with the kernel's escapes undone.
-    pub cmdline: Option<Vec<u8>>,
-    pub memory: Option<Memory>,
-    pub modules: Vec<Module>,
-    pub tsc: Option<Tsc>,
-    pub ready_microseconds: Option<u64>,
+    pub(crate) cmdline: Option<Vec<u8>>,
+    pub(crate) memory: Option<Memory>,
+    pub(crate) modules: Vec<Module>,
+    pub(crate) tsc: Option<Tsc>,
+    pub(crate) ready_microseconds: Option<u64>,
     /// From the last `mote: poweroff` line: `Some(true)` for success.
-    pub poweroff_success: Option<bool>,
+    pub(crate) poweroff_success: Option<bool>,
     /// Every `mote: ` line, in order, prefix included.
-    pub lines: Vec<String>,
+    pub(crate) lines: Vec<String>,
     /// Report lines that could not be parsed, with the reason.
-    pub problems: Vec<String>,
+    pub(crate) problems: Vec<String>,
 }
 
 /// Per fact: its keyword, the prefix that claims a line for it, and its full shape.
@@ -87,7 +87,7 @@ static FACTS: LazyLock<[(&str, Regex, Regex); 6]> = LazyLock::new(|| {
 
 impl BootReport {
     /// Collects the report from captured serial output.
-    pub fn parse<S: AsRef<str>>(output: &[S]) -> Self {
+    pub(crate) fn parse<S: AsRef<str>>(output: &[S]) -> Self {
         let mut report = BootReport::default();
         for line in output.iter().map(AsRef::as_ref) {
             let Some(fact) = line.strip_prefix(REPORT_PREFIX) else {
@@ -158,19 +158,19 @@ impl BootReport {
     }
 
     /// The command line as text (lossy for non-UTF-8 bytes).
-    pub fn cmdline_text(&self) -> Option<String> {
+    pub(crate) fn cmdline_text(&self) -> Option<String> {
         self.cmdline
             .as_ref()
             .map(|bytes| String::from_utf8_lossy(bytes).into_owned())
     }
 
-    pub fn last_line(&self) -> Option<&str> {
+    pub(crate) fn last_line(&self) -> Option<&str> {
         self.lines.last().map(String::as_str)
     }
 }
 
 /// Undoes the kernel's quoting: `\"`, `\\` and `\xNN`; a bare `"` is an error.
-pub fn unescape_cmdline(quoted: &str) -> Result<Vec<u8>, String> {
+pub(crate) fn unescape_cmdline(quoted: &str) -> Result<Vec<u8>, String> {
     let mut bytes = Vec::with_capacity(quoted.len());
     let mut input = quoted.bytes();
     while let Some(byte) = input.next() {
@@ -199,7 +199,7 @@ pub fn unescape_cmdline(quoted: &str) -> Result<Vec<u8>, String> {
 }
 
 /// The kernel's quoting, for building expected lines: the inverse of [`unescape_cmdline`].
-pub fn escape_cmdline(bytes: &[u8]) -> String {
+pub(crate) fn escape_cmdline(bytes: &[u8]) -> String {
     let mut quoted = String::with_capacity(bytes.len());
     for &byte in bytes {
         match byte {

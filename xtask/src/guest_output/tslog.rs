@@ -7,13 +7,13 @@ use std::fmt::Write as _;
 
 use anyhow::{Result, bail};
 
-pub const BEGIN_PREFIX: &str = "mote: tslog begin";
-pub const END_LINE: &str = "mote: tslog end";
+pub(crate) const BEGIN_PREFIX: &str = "mote: tslog begin";
+pub(crate) const END_LINE: &str = "mote: tslog end";
 /// The root frame of every folded stack: entry → ready.
-pub const ROOT: &str = "boot";
+pub(crate) const ROOT: &str = "boot";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Kind {
+pub(crate) enum Kind {
     Enter,
     Exit,
     Event,
@@ -21,32 +21,32 @@ pub enum Kind {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Record {
-    pub thread: String,
-    pub tsc: u64,
-    pub kind: Kind,
-    pub function: String,
-    pub detail: Option<String>,
+pub(crate) struct Record {
+    pub(crate) thread: String,
+    pub(crate) tsc: u64,
+    pub(crate) kind: Kind,
+    pub(crate) function: String,
+    pub(crate) detail: Option<String>,
 }
 
 /// A parsed dump.
 #[derive(Debug, Default)]
-pub struct Dump {
+pub(crate) struct Dump {
     /// From the frame line; `None` for an unframed dump.
-    pub tsc_hz: Option<u64>,
+    pub(crate) tsc_hz: Option<u64>,
     /// Records the kernel says it dropped because its buffer was full.
-    pub dropped: u64,
+    pub(crate) dropped: u64,
     /// Records the frame announced, to detect a truncated capture.
-    pub announced: Option<usize>,
-    pub records: Vec<Record>,
+    pub(crate) announced: Option<usize>,
+    pub(crate) records: Vec<Record>,
     /// Lines inside the dump that are not records (serial noise, cut lines).
-    pub garbage: Vec<String>,
+    pub(crate) garbage: Vec<String>,
     /// The frame's end line was seen (false: the capture was cut short).
-    pub complete: bool,
+    pub(crate) complete: bool,
 }
 
 /// Parses one `debug.tslog` line: `<thread> <tsc> <KIND> <function>[ <detail>]`.
-pub fn parse_record(line: &str) -> Option<Record> {
+pub(crate) fn parse_record(line: &str) -> Option<Record> {
     let mut fields = line.trim_end_matches('\r').splitn(5, ' ');
     let thread = fields.next()?;
     if !thread.starts_with("0x") {
@@ -76,7 +76,7 @@ pub fn parse_record(line: &str) -> Option<Record> {
 /// Finds the dump in captured output. With a frame, only lines inside it
 /// count; without one (a FreeBSD `sysctl debug.tslog` capture), every line
 /// that parses as a record does, and `tsc_hz` must come from the caller.
-pub fn parse_dump(text: &str) -> Result<Dump> {
+pub(crate) fn parse_dump(text: &str) -> Result<Dump> {
     let mut dump = Dump::default();
     let lines: Vec<&str> = text.lines().map(|l| l.trim_end_matches('\r')).collect();
     let begin = lines.iter().position(|l| l.starts_with(BEGIN_PREFIX));
@@ -119,40 +119,40 @@ pub fn parse_dump(text: &str) -> Result<Dump> {
 
 /// One span: an ENTER and its EXIT.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Span {
-    pub name: String,
-    pub start: u64,
-    pub end: u64,
-    pub depth: usize,
-    pub children: Vec<usize>,
+pub(crate) struct Span {
+    pub(crate) name: String,
+    pub(crate) start: u64,
+    pub(crate) end: u64,
+    pub(crate) depth: usize,
+    pub(crate) children: Vec<usize>,
     /// Closed by the analysis, not by an EXIT record.
-    pub unclosed: bool,
+    pub(crate) unclosed: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Event {
-    pub tsc: u64,
-    pub name: String,
-    pub detail: Option<String>,
+pub(crate) struct Event {
+    pub(crate) tsc: u64,
+    pub(crate) name: String,
+    pub(crate) detail: Option<String>,
 }
 
 /// Spans nested by their ENTER/EXIT order.
 #[derive(Debug, Default)]
-pub struct Trace {
-    pub spans: Vec<Span>,
-    pub roots: Vec<usize>,
-    pub events: Vec<Event>,
+pub(crate) struct Trace {
+    pub(crate) spans: Vec<Span>,
+    pub(crate) roots: Vec<usize>,
+    pub(crate) events: Vec<Event>,
     /// The first record's TSC: the entry stub's first instruction.
-    pub start: u64,
+    pub(crate) start: u64,
     /// The `ready` event, when there is one; else the last record.
-    pub end: u64,
-    pub ready_seen: bool,
+    pub(crate) end: u64,
+    pub(crate) ready_seen: bool,
     /// What did not add up (EXIT without ENTER, spans never closed, …).
-    pub problems: Vec<String>,
+    pub(crate) problems: Vec<String>,
 }
 
 impl Trace {
-    pub fn build(records: &[Record]) -> Trace {
+    pub(crate) fn build(records: &[Record]) -> Trace {
         let mut trace = Trace::default();
         let Some(first) = records.first() else {
             return trace;
@@ -238,7 +238,7 @@ impl Trace {
     }
 
     /// Cycles from entry to ready.
-    pub fn total(&self) -> u64 {
+    pub(crate) fn total(&self) -> u64 {
         self.end.saturating_sub(self.start)
     }
 
@@ -251,7 +251,7 @@ impl Trace {
     }
 
     /// Cycles of the window covered by top-level spans.
-    pub fn covered(&self) -> u64 {
+    pub(crate) fn covered(&self) -> u64 {
         self.roots
             .iter()
             .map(|&root| {
@@ -263,7 +263,7 @@ impl Trace {
 
     /// Folded stacks in time order (`boot;a;b <cycles>`), one line per stretch
     /// of self time: flamegraph.pl's input, and a flamechart when not merged.
-    pub fn folded(&self) -> Vec<String> {
+    pub(crate) fn folded(&self) -> Vec<String> {
         let mut lines = Vec::new();
         let mut cursor = self.start;
         for &root in &self.roots {
@@ -298,7 +298,7 @@ impl Trace {
 
     /// The per-phase table: each span's time and share of entry → ready,
     /// nested by depth, then the coverage line.
-    pub fn table(&self, tsc_hz: u64) -> String {
+    pub(crate) fn table(&self, tsc_hz: u64) -> String {
         let total = self.total().max(1);
         let micros = |cycles: u64| cycles as f64 * 1e6 / tsc_hz as f64;
         let percent = |cycles: u64| cycles as f64 * 100.0 / total as f64;
@@ -366,7 +366,7 @@ fn push_folded(lines: &mut Vec<String>, path: &str, cycles: u64) {
 /// Renders time-ordered folded lines as a flamechart SVG (not merged, time
 /// running left to right). inferno's flame-chart mode reverses its input,
 /// expecting newest first as `perf script` prints, so it gets them reversed.
-pub fn flamechart_svg(folded: &[String], title: &str) -> Result<Vec<u8>> {
+pub(crate) fn flamechart_svg(folded: &[String], title: &str) -> Result<Vec<u8>> {
     let mut options = inferno::flamegraph::Options::default();
     options.flame_chart = true;
     options.title = title.to_owned();

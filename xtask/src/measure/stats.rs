@@ -3,14 +3,14 @@
 //! over sorted copies; no distribution is assumed.
 
 /// Two-sided p-value below which a difference is called larger than the noise.
-pub const SIGNIFICANCE_LEVEL: f64 = 0.01;
+pub(crate) const SIGNIFICANCE_LEVEL: f64 = 0.01;
 
 /// Tukey's fence: values further than this many IQRs outside the quartiles are outliers.
-pub const OUTLIER_FENCE_IQRS: f64 = 1.5;
+pub(crate) const OUTLIER_FENCE_IQRS: f64 = 1.5;
 
 /// The `p`-th percentile (0-100) of sorted data, linearly interpolated
 /// between closest ranks (Hyndman & Fan type 7, the default of R and NumPy).
-pub fn percentile(sorted: &[f64], p: f64) -> f64 {
+pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
     assert!(!sorted.is_empty(), "percentile of no data");
     let rank = (p / 100.0).clamp(0.0, 1.0) * (sorted.len() - 1) as f64;
     let below = rank.floor() as usize;
@@ -24,30 +24,30 @@ fn sorted(values: &[f64]) -> Vec<f64> {
     sorted
 }
 
-pub fn median(values: &[f64]) -> f64 {
+pub(crate) fn median(values: &[f64]) -> f64 {
     percentile(&sorted(values), 50.0)
 }
 
 /// What the tables print for one figure.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Summary {
-    pub count: usize,
-    pub min: f64,
-    pub median: f64,
-    pub p90: f64,
-    pub max: f64,
-    pub q1: f64,
-    pub q3: f64,
+pub(crate) struct Summary {
+    pub(crate) count: usize,
+    pub(crate) min: f64,
+    pub(crate) median: f64,
+    pub(crate) p90: f64,
+    pub(crate) max: f64,
+    pub(crate) q1: f64,
+    pub(crate) q3: f64,
     /// Interquartile range, q3 − q1.
-    pub iqr: f64,
+    pub(crate) iqr: f64,
     /// Median absolute deviation from the median (unscaled).
-    pub mad: f64,
+    pub(crate) mad: f64,
     /// Values beyond [`OUTLIER_FENCE_IQRS`] × IQR outside the quartiles, in sample order.
-    pub outliers: Vec<f64>,
+    pub(crate) outliers: Vec<f64>,
 }
 
 /// `None` for no data.
-pub fn summarize(values: &[f64]) -> Option<Summary> {
+pub(crate) fn summarize(values: &[f64]) -> Option<Summary> {
     if values.is_empty() {
         return None;
     }
@@ -78,16 +78,16 @@ pub fn summarize(values: &[f64]) -> Option<Summary> {
 
 /// The result of a two-sided Mann-Whitney U test.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct MannWhitney {
+pub(crate) struct MannWhitney {
     /// U of the first sample: pairs (a, b) with a > b, ties counted one half.
-    pub u: f64,
+    pub(crate) u: f64,
     /// The normal approximation's z, with tie and continuity corrections.
-    pub z: f64,
-    pub p_value: f64,
+    pub(crate) z: f64,
+    pub(crate) p_value: f64,
 }
 
 impl MannWhitney {
-    pub fn significant(&self) -> bool {
+    pub(crate) fn significant(&self) -> bool {
         self.p_value < SIGNIFICANCE_LEVEL
     }
 }
@@ -96,7 +96,7 @@ impl MannWhitney {
 /// larger than the other, two-sided, by the normal approximation with the
 /// tie correction and a continuity correction of 0.5 (adequate from about
 /// 8 values per sample; bench takes 20). `None` if a sample is empty.
-pub fn mann_whitney_u(first: &[f64], second: &[f64]) -> Option<MannWhitney> {
+pub(crate) fn mann_whitney_u(first: &[f64], second: &[f64]) -> Option<MannWhitney> {
     if first.is_empty() || second.is_empty() {
         return None;
     }

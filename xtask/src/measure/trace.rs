@@ -4,36 +4,36 @@
 
 use std::fs;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
 use crate::env::workspace;
 use crate::guest_output::tslog::{self, Trace};
-use crate::vm::accel::AccelChoice;
+use crate::vm::args::BootArgs;
 use crate::vm::cmdline;
 use crate::vm::power_off::PowerOff;
 use crate::vm::run;
 
-pub struct TraceOptions {
-    pub accel: AccelChoice,
-    pub append: Option<String>,
-    pub timeout: Duration,
-    pub kernel: Option<PathBuf>,
-    /// Analyse this captured output instead of booting.
-    pub from: Option<PathBuf>,
-    /// TSC frequency for a dump without mote's frame line.
-    pub tsc_hz: Option<u64>,
-    pub qemu_args: Vec<String>,
+/// `cargo xtask trace`'s command line.
+#[derive(Debug, clap::Args)]
+pub(crate) struct TraceArgs {
+    #[command(flatten)]
+    boot: BootArgs,
+    /// Analyse a dump captured elsewhere (a saved log, another VMM) instead of booting.
+    #[arg(long, value_name = "FILE")]
+    from: Option<PathBuf>,
+    /// TSC frequency, for a dump without mote's `tslog begin` line.
+    #[arg(long, value_name = "HZ")]
+    tsc_hz: Option<u64>,
 }
 
-pub fn trace(options: TraceOptions) -> Result<bool> {
+pub(crate) fn trace(options: &TraceArgs) -> Result<bool> {
     let (text, source) = match &options.from {
         Some(path) => (
             fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?,
             path.display().to_string(),
         ),
-        None => boot_with_dump(&options)?,
+        None => boot_with_dump(&options.boot)?,
     };
     let dump = tslog::parse_dump(&text)?;
     let Some(tsc_hz) = dump.tsc_hz.or(options.tsc_hz) else {
@@ -93,13 +93,13 @@ pub fn trace(options: TraceOptions) -> Result<bool> {
 }
 
 /// Boots like `cargo xtask run`, with `mote.tslog=1`, and returns the output.
-fn boot_with_dump(options: &TraceOptions) -> Result<(String, String)> {
-    let setup = run::Setup::prepare(options.kernel.as_deref(), options.accel)?;
-    let cmdline = cmdline::with_append(&cmdline::traced_cmdline(), options.append.as_deref());
+fn boot_with_dump(boot: &BootArgs) -> Result<(String, String)> {
+    let setup = run::Setup::prepare(boot)?;
+    let cmdline = cmdline::with_append(&cmdline::traced_cmdline(), boot.append.as_deref());
     let accel = setup.accel;
-    let qemu = setup.command(&cmdline, &[], &options.qemu_args);
+    let qemu = setup.command(&cmdline, &[], &boot.qemu_args);
     println!("{}", qemu.command_line());
-    let finished = qemu.run(options.timeout, false)?;
+    let finished = qemu.run(boot.timeout(), false)?;
     for line in finished
         .stdout
         .iter()
@@ -109,7 +109,7 @@ fn boot_with_dump(options: &TraceOptions) -> Result<(String, String)> {
             println!("{line}");
         }
     }
-    let power_off = PowerOff::from_exit(&finished, options.timeout);
+    let power_off = PowerOff::from_exit(&finished, boot.timeout());
     if !power_off.is_success() {
         for line in finished.tail(30) {
             eprintln!("  | {line}");

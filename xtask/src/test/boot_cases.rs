@@ -32,7 +32,7 @@ const READY_LINE: &str = r"^mote: ready \d+ us after entry$";
 
 /// How QEMU must exit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ExpectedExit {
+pub(crate) enum ExpectedExit {
     /// The kernel powered off through isa-debug-exit with success (QEMU exit 33).
     Success,
     /// The kernel powered off through isa-debug-exit with failure (QEMU exit 35).
@@ -43,28 +43,28 @@ pub enum ExpectedExit {
 
 /// One boot of the kernel under QEMU and what it must print.
 #[derive(Clone)]
-pub struct BootCase {
-    pub name: &'static str,
-    pub machine: Machine,
+pub(crate) struct BootCase {
+    pub(crate) name: &'static str,
+    pub(crate) machine: Machine,
     /// `-m` size; `None` keeps the machine's default.
-    pub memory: Option<&'static str>,
+    pub(crate) memory: Option<&'static str>,
     /// Extra QEMU arguments after the machine's own.
-    pub qemu_args: Vec<String>,
+    pub(crate) qemu_args: Vec<String>,
     /// The whole kernel command line.
-    pub append: String,
-    pub expected_exit: ExpectedExit,
+    pub(crate) append: String,
+    pub(crate) expected_exit: ExpectedExit,
     /// QEMU is killed after this long, and the case fails.
-    pub timeout: Duration,
+    pub(crate) timeout: Duration,
     /// The case fails if QEMU ran longer than this (a fault must not wait for a timeout).
-    pub must_finish_within: Option<Duration>,
-    pub checks: Vec<Check>,
+    pub(crate) must_finish_within: Option<Duration>,
+    pub(crate) checks: Vec<Check>,
     /// Run only under this accelerator; skipped (and said so) otherwise.
-    pub only_under: Option<Accel>,
+    pub(crate) only_under: Option<Accel>,
 }
 
 impl BootCase {
     /// A case on the base microvm line that must power off with success.
-    pub fn new(name: &'static str, append: impl Into<String>) -> Self {
+    pub(crate) fn new(name: &'static str, append: impl Into<String>) -> Self {
         Self {
             name,
             machine: Machine::MicrovmNoAcpi,
@@ -79,69 +79,72 @@ impl BootCase {
         }
     }
 
-    pub fn only_under(mut self, accel: Accel) -> Self {
+    pub(crate) fn only_under(mut self, accel: Accel) -> Self {
         self.only_under = Some(accel);
         self
     }
 
-    pub fn machine(mut self, machine: Machine) -> Self {
+    pub(crate) fn machine(mut self, machine: Machine) -> Self {
         self.machine = machine;
         self
     }
 
-    pub fn memory(mut self, size: &'static str) -> Self {
+    pub(crate) fn memory(mut self, size: &'static str) -> Self {
         self.memory = Some(size);
         self
     }
 
-    pub fn qemu_args<S: Into<String>>(mut self, arguments: impl IntoIterator<Item = S>) -> Self {
+    pub(crate) fn qemu_args<S: Into<String>>(
+        mut self,
+        arguments: impl IntoIterator<Item = S>,
+    ) -> Self {
         self.qemu_args.extend(arguments.into_iter().map(Into::into));
         self
     }
 
-    pub fn expect_exit(mut self, expected: ExpectedExit) -> Self {
+    pub(crate) fn expect_exit(mut self, expected: ExpectedExit) -> Self {
         self.expected_exit = expected;
         self
     }
 
-    pub fn timeout(mut self, timeout: Duration) -> Self {
+    pub(crate) fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
     }
 
-    pub fn must_finish_within(mut self, limit: Duration) -> Self {
+    pub(crate) fn must_finish_within(mut self, limit: Duration) -> Self {
         self.must_finish_within = Some(limit);
         self
     }
 
-    pub fn check(mut self, check: Check) -> Self {
+    pub(crate) fn check(mut self, check: Check) -> Self {
         self.checks.push(check);
         self
     }
 
-    pub fn checks(mut self, checks: impl IntoIterator<Item = Check>) -> Self {
+    pub(crate) fn checks(mut self, checks: impl IntoIterator<Item = Check>) -> Self {
         self.checks.extend(checks);
         self
     }
 }
 
 /// Files the cases hand to QEMU, created under `target/test/` before the run.
-pub struct Fixtures {
-    pub initrd: PathBuf,
-    pub small_disk: PathBuf,
+pub(crate) struct Fixtures {
+    pub(crate) initrd: PathBuf,
+    pub(crate) small_disk: PathBuf,
     /// 64 MiB of pseudo-random data, for the verify checksum.
-    pub random_disk: PathBuf,
+    pub(crate) random_disk: PathBuf,
     /// Three small random disks (8, 4 and 2 MiB), for ACPI discovery.
-    pub three_disks: [PathBuf; 3],
+    pub(crate) three_disks: [PathBuf; 3],
     /// A fresh copy of `write_base` for the guest to write into.
-    pub write_disk: PathBuf,
+    pub(crate) write_disk: PathBuf,
     /// One image per remaining disk case: cases run in parallel, and QEMU
     /// locks an image against a second opener.
-    pub modern_disk: PathBuf,
-    pub readonly_disk: PathBuf,
-    pub bench_disk: PathBuf,
-    pub gzip_initrd: PathBuf,
-    pub png_initrd: PathBuf,
+    pub(crate) modern_disk: PathBuf,
+    pub(crate) readonly_disk: PathBuf,
+    pub(crate) bench_disk: PathBuf,
+    pub(crate) gzip_initrd: PathBuf,
+    pub(crate) png_initrd: PathBuf,
 }
 
 /// Where the write test's images live (checks re-read them after QEMU exits).
@@ -188,7 +191,7 @@ fn png_bytes() -> Vec<u8> {
 }
 
 impl Fixtures {
-    pub fn create() -> Result<Self> {
+    pub(crate) fn create() -> Result<Self> {
         let directory = workspace::test_fixture_dir();
         let initrd = directory.join("initrd.bin");
         images::write_if_changed(
@@ -264,7 +267,7 @@ fn crash_report() -> Vec<Check> {
 }
 
 /// `prefix` followed by `pad=xxx…`, exactly `length` bytes in all (no NUL counted).
-pub fn cmdline_of_length(prefix: &str, length: usize) -> String {
+pub(crate) fn cmdline_of_length(prefix: &str, length: usize) -> String {
     let mut cmdline = format!("{prefix}pad=");
     assert!(
         cmdline.len() <= length,
@@ -423,7 +426,7 @@ fn written_region_is_exactly_the_pattern(
 }
 
 /// Every boot test, in the order they start.
-pub fn boot_cases(fixtures: &Fixtures) -> Vec<BootCase> {
+pub(crate) fn boot_cases(fixtures: &Fixtures) -> Vec<BootCase> {
     let cmdline_2k = cmdline_of_length(&format!("{READY_CMDLINE} "), 2048);
     let path = |path: &PathBuf| workspace::relative_to_root(path).display().to_string();
     vec![

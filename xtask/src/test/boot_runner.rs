@@ -18,23 +18,23 @@ const FAILURE_TAIL_LINES: usize = 30;
 
 /// The outcome of one case.
 #[derive(Debug, Clone)]
-pub struct CaseResult {
-    pub name: &'static str,
-    pub elapsed: Duration,
+pub(crate) struct CaseResult {
+    pub(crate) name: &'static str,
+    pub(crate) elapsed: Duration,
     /// Empty if the case passed.
-    pub failures: Vec<String>,
-    pub command_line: String,
+    pub(crate) failures: Vec<String>,
+    pub(crate) command_line: String,
     /// The end of the output, kept for failures.
-    pub tail: Vec<String>,
+    pub(crate) tail: Vec<String>,
 }
 
 impl CaseResult {
-    pub fn passed(&self) -> bool {
+    pub(crate) fn passed(&self) -> bool {
         self.failures.is_empty()
     }
 
     /// A case that could not run at all.
-    pub fn not_run(name: &'static str, reason: String) -> Self {
+    pub(crate) fn not_run(name: &'static str, reason: String) -> Self {
         Self {
             name,
             elapsed: Duration::ZERO,
@@ -45,7 +45,7 @@ impl CaseResult {
     }
 
     /// `ok   name (1.23 s)`, or `FAIL name: reason` followed by the command and output tail.
-    pub fn print(&self) {
+    pub(crate) fn print(&self) {
         if self.passed() {
             println!("ok   {} ({:.2} s)", self.name, self.elapsed.as_secs_f64());
             return;
@@ -63,7 +63,7 @@ impl CaseResult {
 
 /// Runs `cases` with at most `parallel` QEMUs at once, printing each result as
 /// it arrives; returns the results in table order.
-pub fn run_cases(
+pub(crate) fn run_cases(
     cases: &[BootCase],
     accel: Accel,
     kernel: &Path,
@@ -120,7 +120,7 @@ fn run_case(case: &BootCase, accel: Accel, kernel: &Path) -> CaseResult {
 }
 
 /// Every way `finished` falls short of `case`; empty if it passed.
-pub fn judge(case: &BootCase, finished: &Finished) -> Vec<String> {
+pub(crate) fn judge(case: &BootCase, finished: &Finished) -> Vec<String> {
     let mut failures = Vec::new();
     let power_off = PowerOff::from_exit(finished, case.timeout);
     let exit_ok = match case.expected_exit {

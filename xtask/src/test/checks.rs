@@ -7,11 +7,11 @@ use regex::Regex;
 use crate::guest_output::report::BootReport;
 
 /// A custom assertion: `Err` carries the reason it failed.
-pub type CheckFn = fn(&[String], &BootReport) -> Result<(), String>;
+pub(crate) type CheckFn = fn(&[String], &BootReport) -> Result<(), String>;
 
 /// One assertion about a boot. Regexes apply to single lines.
 #[derive(Clone)]
-pub enum Check {
+pub(crate) enum Check {
     /// Some output line is exactly this text.
     LineEquals(String),
     /// Some output line matches.
@@ -41,40 +41,40 @@ pub enum Check {
 
 impl Check {
     /// `LineMatches` for a regex literal; panics on a malformed regex (a bug in the table).
-    pub fn line_matches(pattern: &str) -> Self {
+    pub(crate) fn line_matches(pattern: &str) -> Self {
         Check::LineMatches(compile(pattern))
     }
 
-    pub fn no_line_matches(pattern: &str) -> Self {
+    pub(crate) fn no_line_matches(pattern: &str) -> Self {
         Check::NoLineMatches(compile(pattern))
     }
 
-    pub fn line_equals(line: impl Into<String>) -> Self {
+    pub(crate) fn line_equals(line: impl Into<String>) -> Self {
         Check::LineEquals(line.into())
     }
 
-    pub fn contains(text: impl Into<String>) -> Self {
+    pub(crate) fn contains(text: impl Into<String>) -> Self {
         Check::Contains(text.into())
     }
 
-    pub fn not_contains(text: impl Into<String>) -> Self {
+    pub(crate) fn not_contains(text: impl Into<String>) -> Self {
         Check::NotContains(text.into())
     }
 
-    pub fn cmdline_equals(cmdline: impl Into<String>) -> Self {
+    pub(crate) fn cmdline_equals(cmdline: impl Into<String>) -> Self {
         Check::CmdlineEquals(cmdline.into())
     }
 
-    pub fn cmdline_contains(text: impl Into<String>) -> Self {
+    pub(crate) fn cmdline_contains(text: impl Into<String>) -> Self {
         Check::CmdlineContains(text.into())
     }
 
-    pub fn last_report_line(line: impl Into<String>) -> Self {
+    pub(crate) fn last_report_line(line: impl Into<String>) -> Self {
         Check::LastReportLine(line.into())
     }
 
     /// `Ok` if the assertion holds for `output` and its parsed `report`.
-    pub fn evaluate(&self, output: &[String], report: &BootReport) -> Result<(), String> {
+    pub(crate) fn evaluate(&self, output: &[String], report: &BootReport) -> Result<(), String> {
         let any_line = |predicate: &dyn Fn(&str) -> bool| output.iter().any(|line| predicate(line));
         let holds = match self {
             Check::LineEquals(expected) => any_line(&|line| line == expected),

@@ -15,18 +15,18 @@ const HOST_TEST_TIMEOUT: Duration = Duration::from_secs(20 * 60);
 
 /// `passed` and `failed` summed over every `test result:` line.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct TestCounts {
-    pub passed: u64,
-    pub failed: u64,
+pub(crate) struct TestCounts {
+    pub(crate) passed: u64,
+    pub(crate) failed: u64,
     /// How many `test result:` lines there were (one per test binary and doc-test run).
-    pub binaries: u64,
+    pub(crate) binaries: u64,
 }
 
 static TEST_RESULT: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^test result: \w+\. (\d+) passed; (\d+) failed;").unwrap());
 
 /// Sums libtest's summary lines.
-pub fn count_test_results<S: AsRef<str>>(output: &[S]) -> TestCounts {
+pub(crate) fn count_test_results<S: AsRef<str>>(output: &[S]) -> TestCounts {
     output
         .iter()
         .filter_map(|line| TEST_RESULT.captures(line.as_ref()))
@@ -39,7 +39,7 @@ pub fn count_test_results<S: AsRef<str>>(output: &[S]) -> TestCounts {
 
 /// libtest's `failures:` blocks (each failed test's output and the list of
 /// failed names), up to each binary's `test result:` line.
-pub fn failure_sections<S: AsRef<str>>(output: &[S]) -> Vec<String> {
+pub(crate) fn failure_sections<S: AsRef<str>>(output: &[S]) -> Vec<String> {
     let mut sections = Vec::new();
     let mut inside = false;
     for line in output.iter().map(AsRef::as_ref) {
@@ -57,15 +57,15 @@ pub fn failure_sections<S: AsRef<str>>(output: &[S]) -> Vec<String> {
 }
 
 /// The host tests' outcome.
-pub struct HostTests {
-    pub counts: TestCounts,
-    pub finished: Finished,
+pub(crate) struct HostTests {
+    pub(crate) counts: TestCounts,
+    pub(crate) finished: Finished,
     /// Why the run as a whole failed even if no test did (compile error, timeout).
-    pub run_failure: Option<String>,
+    pub(crate) run_failure: Option<String>,
 }
 
 /// Runs `cargo test --workspace --no-fail-fast` for the host, output captured.
-pub fn run_host_tests() -> Result<HostTests> {
+pub(crate) fn run_host_tests() -> Result<HostTests> {
     let mut cargo = Command::new(workspace::cargo());
     cargo
         .current_dir(workspace::root())

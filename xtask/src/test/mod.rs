@@ -1,10 +1,10 @@
 //! `cargo xtask test`: the host unit tests, the boot cases and the network
 //! cases, and the assertions they make.
 
-pub mod boot_cases;
-pub mod boot_runner;
-pub mod checks;
-pub mod host_tests;
-pub mod net_cases;
-pub mod proc_stat;
-pub mod suite;
+pub(crate) mod boot_cases;
+pub(crate) mod boot_runner;
+pub(crate) mod checks;
+pub(crate) mod host_tests;
+pub(crate) mod net_cases;
+pub(crate) mod proc_stat;
+pub(crate) mod suite;

@@ -101,8 +101,8 @@ impl Findings {
 }
 
 /// One served boot and the traffic it must survive.
-pub struct NetCase {
-    pub name: &'static str,
+pub(crate) struct NetCase {
+    pub(crate) name: &'static str,
     /// The `ip=` word of the command line.
     ip_parameter: &'static str,
     machine: Machine,
@@ -111,7 +111,7 @@ pub struct NetCase {
     traffic: fn(&mut ServedBoot, &mut Findings),
 }
 
-pub fn net_cases() -> Vec<NetCase> {
+pub(crate) fn net_cases() -> Vec<NetCase> {
     let case = |name, traffic, timeout_seconds| NetCase {
         name,
         ip_parameter: STATIC_IP_PARAMETER,
@@ -138,7 +138,7 @@ pub fn net_cases() -> Vec<NetCase> {
 }
 
 /// The cases whose name contains `filter` (all without one).
-pub fn selected(filter: Option<&str>) -> Vec<NetCase> {
+pub(crate) fn selected(filter: Option<&str>) -> Vec<NetCase> {
     net_cases()
         .into_iter()
         .filter(|case| filter.is_none_or(|filter| case.name.contains(filter)))
@@ -147,7 +147,7 @@ pub fn selected(filter: Option<&str>) -> Vec<NetCase> {
 
 /// Runs `cases` one after another (the load and CPU figures need the
 /// machine to themselves), printing each result as it arrives.
-pub fn run_cases(cases: &[NetCase], accel: Accel, kernel: &Path) -> Vec<CaseResult> {
+pub(crate) fn run_cases(cases: &[NetCase], accel: Accel, kernel: &Path) -> Vec<CaseResult> {
     cases
         .iter()
         .map(|case| {

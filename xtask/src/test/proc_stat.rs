@@ -16,7 +16,7 @@ const FALLBACK_CLOCK_TICKS_PER_SECOND: u64 = 100;
 /// utime + stime of a `/proc/<pid>/stat` line, in clock ticks: fields 14 and
 /// 15 (1-based). Field 2, the command name, is in parentheses and may hold
 /// spaces and parentheses itself, so fields are counted after its last `)`.
-pub fn cpu_ticks_from_stat(line: &str) -> Result<u64> {
+pub(crate) fn cpu_ticks_from_stat(line: &str) -> Result<u64> {
     let after_name = line
         .rfind(')')
         .map(|end| &line[end + 1..])
@@ -34,14 +34,14 @@ pub fn cpu_ticks_from_stat(line: &str) -> Result<u64> {
 }
 
 /// The CPU time `pid` has used so far (all its threads), in clock ticks.
-pub fn cpu_ticks(pid: u32) -> Result<u64> {
+pub(crate) fn cpu_ticks(pid: u32) -> Result<u64> {
     let path = format!("/proc/{pid}/stat");
     let line = fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
     cpu_ticks_from_stat(&line).with_context(|| format!("parsing {path}"))
 }
 
 /// Clock ticks per second (`getconf CLK_TCK`), asked once per process.
-pub fn clock_ticks_per_second() -> u64 {
+pub(crate) fn clock_ticks_per_second() -> u64 {
     static TICKS: OnceLock<u64> = OnceLock::new();
     *TICKS.get_or_init(|| {
         let mut getconf = Command::new("getconf");
@@ -55,7 +55,11 @@ pub fn clock_ticks_per_second() -> u64 {
 }
 
 /// CPU used over a wall-clock window, as a percentage of one core.
-pub fn percent_of_one_core(ticks: u64, ticks_per_second: u64, wall: Duration) -> Result<f64> {
+pub(crate) fn percent_of_one_core(
+    ticks: u64,
+    ticks_per_second: u64,
+    wall: Duration,
+) -> Result<f64> {
     if ticks_per_second == 0 || wall.is_zero() {
         bail!("no clock rate or no time elapsed");
     }

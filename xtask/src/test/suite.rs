@@ -11,7 +11,8 @@ use crate::test::boot_cases::{self, BootCase, Fixtures};
 use crate::test::boot_runner::{self, CaseResult};
 use crate::test::host_tests;
 use crate::test::net_cases;
-use crate::vm::accel::{self, Accel, AccelChoice};
+use crate::vm::accel::{self, Accel};
+use crate::vm::args::VmArgs;
 
 /// QEMUs running at once: enough to overlap, few enough that TCG timings stay honest.
 const PARALLEL_BOOTS: usize = 2;
@@ -19,18 +20,22 @@ const PARALLEL_BOOTS: usize = 2;
 /// Output lines shown when the host tests fail.
 const HOST_FAILURE_TAIL_LINES: usize = 30;
 
-pub struct TestOptions {
-    pub accel: AccelChoice,
-    /// Run only boot cases whose name contains this.
-    pub filter: Option<String>,
+/// `cargo xtask test`'s command line.
+#[derive(Debug, clap::Args)]
+#[command(mut_arg("accel", |arg| arg.default_value("tcg")))]
+pub(crate) struct TestArgs {
+    #[command(flatten)]
+    vm: VmArgs,
+    /// Run only the boot cases whose name contains this.
+    #[arg(long, value_name = "SUBSTR")]
+    filter: Option<String>,
     /// Skip `cargo test --workspace`.
-    pub no_host: bool,
-    /// A prebuilt image to boot instead of building one.
-    pub kernel: Option<PathBuf>,
+    #[arg(long)]
+    no_host: bool,
 }
 
 /// Returns whether everything passed. The last line printed is always `N passed, N failed`.
-pub fn test(options: TestOptions) -> Result<bool> {
+pub(crate) fn test(options: &TestArgs) -> Result<bool> {
     deps::ensure_all()?;
     let mut passed: u64 = 0;
     let mut failed: u64 = 0;
@@ -42,8 +47,8 @@ pub fn test(options: TestOptions) -> Result<bool> {
     }
 
     let mut kernel = KernelForBoots::default();
-    let (mut results, skipped) = run_boot_tests(&options, &mut kernel);
-    results.extend(run_net_tests(&options, &mut kernel));
+    let (mut results, skipped) = run_boot_tests(options, &mut kernel);
+    results.extend(run_net_tests(options, &mut kernel));
     for result in &results {
         if result.passed() {
             passed += 1;
@@ -105,12 +110,12 @@ struct KernelForBoots {
 }
 
 impl KernelForBoots {
-    fn get(&mut self, options: &TestOptions) -> Result<(PathBuf, Accel), String> {
+    fn get(&mut self, options: &TestArgs) -> Result<(PathBuf, Accel), String> {
         self.resolved
             .get_or_insert_with(|| {
-                build::prebuilt_or_release(options.kernel.as_deref())
+                build::prebuilt_or_release(options.vm.kernel.as_deref())
                     .map(|kernel| {
-                        let accel = accel::resolve(options.accel, &kernel);
+                        let accel = accel::resolve(options.vm.accel, &kernel);
                         (kernel, accel)
                     })
                     .map_err(|error| format!("kernel build failed: {error:#}"))
@@ -120,7 +125,7 @@ impl KernelForBoots {
 }
 
 /// Runs the selected network cases (after the boot cases, one at a time).
-fn run_net_tests(options: &TestOptions, kernel: &mut KernelForBoots) -> Vec<CaseResult> {
+fn run_net_tests(options: &TestArgs, kernel: &mut KernelForBoots) -> Vec<CaseResult> {
     let cases = net_cases::selected(options.filter.as_deref());
     if cases.is_empty() {
         return Vec::new();
@@ -141,7 +146,7 @@ fn run_net_tests(options: &TestOptions, kernel: &mut KernelForBoots) -> Vec<Case
 /// Builds the kernel and runs the selected cases; a build or setup failure
 /// fails every selected case, so the summary still counts them.
 /// Also returns how many cases were skipped for needing another accelerator.
-fn run_boot_tests(options: &TestOptions, kernel: &mut KernelForBoots) -> (Vec<CaseResult>, u64) {
+fn run_boot_tests(options: &TestArgs, kernel: &mut KernelForBoots) -> (Vec<CaseResult>, u64) {
     let not_run = |names: Vec<&'static str>, reason: String| -> Vec<CaseResult> {
         names
             .into_iter()

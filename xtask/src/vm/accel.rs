@@ -22,8 +22,9 @@ pub(crate) enum AccelChoice {
     Tcg,
 }
 
-/// The accelerator a VM runs with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The accelerator a VM runs with (as bench results record it, too).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub(crate) enum Accel {
     Kvm,
     Tcg,

@@ -9,24 +9,24 @@ use std::time::{Duration, Instant};
 
 /// The most a response may hold; the largest the guest sends (the tslog
 /// dump) is tens of KiB.
-pub const MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
+pub(crate) const MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
 
 /// A read timeout of zero means "block forever" to the OS; never ask for less.
 const MIN_IO_TIMEOUT: Duration = Duration::from_millis(1);
 
 /// A parsed response.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Response {
-    pub status: u16,
-    pub reason: String,
+pub(crate) struct Response {
+    pub(crate) status: u16,
+    pub(crate) reason: String,
     /// In order, names as sent.
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) body: Vec<u8>,
 }
 
 impl Response {
     /// The first header called `name` (case-insensitive).
-    pub fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
             .find(|(header, _)| header.eq_ignore_ascii_case(name))
@@ -34,14 +34,14 @@ impl Response {
     }
 
     /// The body as text, invalid UTF-8 replaced.
-    pub fn body_text(&self) -> String {
+    pub(crate) fn body_text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
 }
 
 /// Why bytes are not (yet) a response.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ResponseError {
+pub(crate) enum ResponseError {
     /// More bytes are needed (the header block or the body is cut short).
     Incomplete,
     /// The bytes are not an HTTP/1.x response.
@@ -59,7 +59,7 @@ impl fmt::Display for ResponseError {
 
 /// Parses a whole response. `at_eof`: the server has closed, so a response
 /// without `Content-Length` ends here, and a short one is malformed.
-pub fn parse_response(bytes: &[u8], at_eof: bool) -> Result<Response, ResponseError> {
+pub(crate) fn parse_response(bytes: &[u8], at_eof: bool) -> Result<Response, ResponseError> {
     let incomplete = |what: &str| {
         if at_eof {
             ResponseError::Malformed(format!("connection closed {what}"))
@@ -156,7 +156,7 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 
 /// The bytes of a well-formed request: `Host`, `Connection: close`, and a
 /// `Content-Length` whenever there is a body or the method usually has one.
-pub fn request_bytes(method: &str, path: &str, host: SocketAddr, body: &[u8]) -> Vec<u8> {
+pub(crate) fn request_bytes(method: &str, path: &str, host: SocketAddr, body: &[u8]) -> Vec<u8> {
     let mut request =
         format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n").into_bytes();
     if !body.is_empty() || matches!(method, "POST" | "PUT") {
@@ -170,18 +170,18 @@ pub fn request_bytes(method: &str, path: &str, host: SocketAddr, body: &[u8]) ->
 /// What came back for raw bytes sent: the parsed response (or why not), the
 /// bytes, and whether the server closed the connection within the deadline.
 #[derive(Debug)]
-pub struct Exchange {
-    pub response: Result<Response, ResponseError>,
-    pub received: Vec<u8>,
+pub(crate) struct Exchange {
+    pub(crate) response: Result<Response, ResponseError>,
+    pub(crate) received: Vec<u8>,
     /// End-of-file or a reset was seen (the server closed).
-    pub closed: bool,
+    pub(crate) closed: bool,
     /// Writing failed part-way (the server closed before reading everything).
-    pub write_error: Option<String>,
-    pub elapsed: Duration,
+    pub(crate) write_error: Option<String>,
+    pub(crate) elapsed: Duration,
 }
 
 /// Opens a connection with `timeout` for the connect itself.
-pub fn connect(address: SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
+pub(crate) fn connect(address: SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
     let stream = TcpStream::connect_timeout(&address, timeout.max(MIN_IO_TIMEOUT))?;
     stream.set_nodelay(true)?;
     Ok(stream)
@@ -190,7 +190,11 @@ pub fn connect(address: SocketAddr, timeout: Duration) -> io::Result<TcpStream> 
 /// Sends `request` and reads until the server closes or `timeout` (from the
 /// connect on) passes; never returns later than that. An `Err` means the
 /// connection could not be made at all.
-pub fn exchange(address: SocketAddr, request: &[u8], timeout: Duration) -> io::Result<Exchange> {
+pub(crate) fn exchange(
+    address: SocketAddr,
+    request: &[u8],
+    timeout: Duration,
+) -> io::Result<Exchange> {
     let start = Instant::now();
     let deadline = start + timeout;
     let mut stream = connect(address, timeout)?;
@@ -201,7 +205,7 @@ pub fn exchange(address: SocketAddr, request: &[u8], timeout: Duration) -> io::R
 }
 
 /// Reads from `stream` until end-of-file, a reset or `deadline`.
-pub fn read_until_closed(
+pub(crate) fn read_until_closed(
     mut stream: TcpStream,
     start: Instant,
     deadline: Instant,
@@ -251,7 +255,11 @@ pub fn read_until_closed(
 }
 
 /// Writes all of `bytes` unless `deadline` passes or the peer goes away.
-pub fn write_all_until(stream: &mut TcpStream, bytes: &[u8], deadline: Instant) -> io::Result<()> {
+pub(crate) fn write_all_until(
+    stream: &mut TcpStream,
+    bytes: &[u8],
+    deadline: Instant,
+) -> io::Result<()> {
     let mut written = 0;
     while written < bytes.len() {
         let now = Instant::now();
@@ -273,7 +281,7 @@ pub fn write_all_until(stream: &mut TcpStream, bytes: &[u8], deadline: Instant) 
 }
 
 /// One well-formed request; the response must arrive complete before `timeout`.
-pub fn request(
+pub(crate) fn request(
     address: SocketAddr,
     method: &str,
     path: &str,
@@ -293,7 +301,7 @@ pub fn request(
     })
 }
 
-pub fn get(address: SocketAddr, path: &str, timeout: Duration) -> Result<Response, String> {
+pub(crate) fn get(address: SocketAddr, path: &str, timeout: Duration) -> Result<Response, String> {
     request(address, "GET", path, b"", timeout)
 }
 

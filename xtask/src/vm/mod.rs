@@ -2,12 +2,13 @@
 //! accelerator, child processes with hard timeouts, served boots and the
 //! host side of their network, and the `run` command.
 
-pub mod accel;
-pub mod cmdline;
-pub mod http_client;
-pub mod network;
-pub mod power_off;
-pub mod process;
-pub mod qemu;
-pub mod run;
-pub mod served;
+pub(crate) mod accel;
+pub(crate) mod args;
+pub(crate) mod cmdline;
+pub(crate) mod http_client;
+pub(crate) mod network;
+pub(crate) mod power_off;
+pub(crate) mod process;
+pub(crate) mod qemu;
+pub(crate) mod run;
+pub(crate) mod served;

@@ -26,13 +26,13 @@ const POLL_INTERVAL: Duration = Duration::from_millis(10);
 const PIPE_DRAIN_GRACE: Duration = Duration::from_secs(2);
 
 /// Owns a running child and kills (then reaps) it when dropped.
-pub struct ChildGuard {
+pub(crate) struct ChildGuard {
     child: Child,
     reaped: bool,
 }
 
 impl ChildGuard {
-    pub fn spawn(command: &mut Command) -> io::Result<Self> {
+    pub(crate) fn spawn(command: &mut Command) -> io::Result<Self> {
         let child = command.spawn()?;
         Ok(Self {
             child,
@@ -79,7 +79,7 @@ impl Drop for ChildGuard {
 
 /// What to do with the child's stdout and stderr.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Output {
+pub(crate) enum Output {
     /// Share the terminal (for cargo and apt-get progress).
     Inherit,
     /// Capture line by line; with `echo`, also copy each line to our stdout/stderr as it arrives.
@@ -88,25 +88,25 @@ pub enum Output {
 
 /// How a child ended and what it printed.
 #[derive(Debug, Clone, Default)]
-pub struct Finished {
-    pub stdout: Vec<String>,
-    pub stderr: Vec<String>,
+pub(crate) struct Finished {
+    pub(crate) stdout: Vec<String>,
+    pub(crate) stderr: Vec<String>,
     /// The exit code, `None` if the child was ended by a signal.
-    pub exit_code: Option<i32>,
+    pub(crate) exit_code: Option<i32>,
     /// The signal that ended the child, if any.
-    pub signal: Option<i32>,
-    pub elapsed: Duration,
+    pub(crate) signal: Option<i32>,
+    pub(crate) elapsed: Duration,
     /// The child was killed because it ran past its timeout.
-    pub timed_out: bool,
+    pub(crate) timed_out: bool,
 }
 
 impl Finished {
-    pub fn succeeded(&self) -> bool {
+    pub(crate) fn succeeded(&self) -> bool {
         !self.timed_out && self.exit_code == Some(0)
     }
 
     /// "exit code 3", "signal 9", "timed out after 30 s"; for error messages.
-    pub fn describe_end(&self, timeout: Duration) -> String {
+    pub(crate) fn describe_end(&self, timeout: Duration) -> String {
         if self.timed_out {
             format!("timed out after {} s and was killed", timeout.as_secs_f64())
         } else if let Some(code) = self.exit_code {
@@ -119,7 +119,7 @@ impl Finished {
     }
 
     /// The last `count` lines of stdout followed by the last `count` of stderr.
-    pub fn tail(&self, count: usize) -> Vec<String> {
+    pub(crate) fn tail(&self, count: usize) -> Vec<String> {
         let last = |lines: &[String]| lines[lines.len().saturating_sub(count)..].to_vec();
         let mut tail = last(&self.stdout);
         tail.extend(
@@ -142,7 +142,7 @@ enum Stream {
 /// Stdin is always null. A timed-out child is killed and reaped, and the
 /// result says `timed_out`; that is not an `Err`, which is kept for failing
 /// to start the child at all.
-pub fn run(command: &mut Command, timeout: Duration, output: Output) -> Result<Finished> {
+pub(crate) fn run(command: &mut Command, timeout: Duration, output: Output) -> Result<Finished> {
     let echo = matches!(output, Output::Capture { echo: true });
     // Inherit: no pipes to read, but the sender stays alive so the wait
     // loop sleeps between polls instead of seeing a closed channel.
@@ -200,15 +200,15 @@ pub fn run(command: &mut Command, timeout: Duration, output: Output) -> Result<F
 
 /// A captured run with arrival times, for measurements (`cargo xtask bench`).
 #[derive(Debug, Clone, Default)]
-pub struct TimedFinished {
-    pub finished: Finished,
+pub(crate) struct TimedFinished {
+    pub(crate) finished: Finished,
     /// Per line of `finished.stdout`, when its first byte was read, counted
     /// from just before the child was spawned.
-    pub stdout_arrivals: Vec<Duration>,
+    pub(crate) stdout_arrivals: Vec<Duration>,
     /// When stdout reached end-of-file: the child closed it, normally by
     /// exiting. Closer to the real exit than `finished.elapsed`, which is
     /// when a poll noticed it.
-    pub stdout_closed: Option<Duration>,
+    pub(crate) stdout_closed: Option<Duration>,
 }
 
 enum TimedPipeEvent {
@@ -250,7 +250,7 @@ fn spawn_with_timed_readers(
 /// A separate loop from [`run`] because its pipe readers read raw chunks
 /// instead of whole lines: a line's first byte, not its newline, is the moment
 /// that matters for "first serial output".
-pub fn run_timed(
+pub(crate) fn run_timed(
     command: &mut Command,
     timeout: Duration,
     poll: Duration,
@@ -411,7 +411,7 @@ fn spawn_timed_pipe_reader(
 /// like [`run_timed`]'s. The hard deadline is enforced whenever the caller
 /// waits on it; every other wait the caller does (a socket read, a sleep)
 /// must be bounded by its own timeout. Killed on drop, like every child.
-pub struct LiveChild {
+pub(crate) struct LiveChild {
     child: ChildGuard,
     events: mpsc::Receiver<TimedPipeEvent>,
     start: Instant,
@@ -425,7 +425,7 @@ pub struct LiveChild {
 
 /// Why [`LiveChild::wait_for_stdout`] returned without a matching line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LineWait {
+pub(crate) enum LineWait {
     /// The child exited (or was killed at its hard deadline) first.
     Exited,
     /// The wait's own limit passed; the child is still running.
@@ -435,7 +435,11 @@ pub enum LineWait {
 impl LiveChild {
     /// Spawns `command` with stdin null and stdout/stderr captured; with
     /// `echo`, each line is copied to our stdout/stderr as it is collected.
-    pub fn spawn(command: &mut Command, timeout: Option<Duration>, echo: bool) -> Result<Self> {
+    pub(crate) fn spawn(
+        command: &mut Command,
+        timeout: Option<Duration>,
+        echo: bool,
+    ) -> Result<Self> {
         let (child, events, open_pipes, start) = spawn_with_timed_readers(command)?;
         Ok(Self {
             child,
@@ -450,37 +454,37 @@ impl LiveChild {
     }
 
     /// The child's process ID (for `/proc/<pid>/stat`).
-    pub fn id(&self) -> u32 {
+    pub(crate) fn id(&self) -> u32 {
         self.child.child.id()
     }
 
     /// Just before the child was spawned: the origin of every stamp.
-    pub fn started(&self) -> Instant {
+    pub(crate) fn started(&self) -> Instant {
         self.start
     }
 
     /// Stdout lines collected so far.
-    pub fn stdout(&self) -> &[String] {
+    pub(crate) fn stdout(&self) -> &[String] {
         &self.timed.finished.stdout
     }
 
-    pub fn stderr(&self) -> &[String] {
+    pub(crate) fn stderr(&self) -> &[String] {
         &self.timed.finished.stderr
     }
 
     /// Whether the child has been reaped (it exited or was killed).
-    pub fn has_exited(&self) -> bool {
+    pub(crate) fn has_exited(&self) -> bool {
         self.status.is_some()
     }
 
     /// Collects what has arrived without waiting and notices an exit.
-    pub fn poll(&mut self) -> Result<()> {
+    pub(crate) fn poll(&mut self) -> Result<()> {
         self.pump(Duration::ZERO)
     }
 
     /// Waits up to `within` for a stdout line (already collected or new)
     /// that `matches`; returns its index in [`Self::stdout`].
-    pub fn wait_for_stdout(
+    pub(crate) fn wait_for_stdout(
         &mut self,
         matches: impl Fn(&str) -> bool,
         within: Duration,
@@ -512,7 +516,7 @@ impl LiveChild {
     /// Waits up to `within` (`None`: until the hard deadline, if any) for
     /// the child to exit, kills it if it does not (`timed_out`), drains its
     /// pipes and returns everything it printed.
-    pub fn finish(mut self, within: Option<Duration>) -> Result<TimedFinished> {
+    pub(crate) fn finish(mut self, within: Option<Duration>) -> Result<TimedFinished> {
         let limit = within.and_then(|within| Instant::now().checked_add(within));
         while self.status.is_none() {
             if limit.is_some_and(|limit| Instant::now() >= limit) {
@@ -605,7 +609,7 @@ impl LiveChild {
 }
 
 /// Runs a short query (e.g. `id -u`) and returns its trimmed stdout if it exited 0.
-pub fn query(command: &mut Command, timeout: Duration) -> Result<String> {
+pub(crate) fn query(command: &mut Command, timeout: Duration) -> Result<String> {
     let finished = run(command, timeout, Output::Capture { echo: false })?;
     if !finished.succeeded() {
         anyhow::bail!(

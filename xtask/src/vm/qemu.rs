@@ -26,7 +26,7 @@ const DEFAULT_MEMORY: &str = "256M";
 
 /// The `-M` value of the tuned base line, with ACPI off (the default) or on
 /// (QEMU's default for microvm: firmware tables, the GED power-off register).
-pub fn microvm_options(acpi: bool) -> &'static str {
+pub(crate) fn microvm_options(acpi: bool) -> &'static str {
     if acpi {
         "microvm,x-option-roms=off,rtc=on,pic=off"
     } else {
@@ -35,7 +35,7 @@ pub fn microvm_options(acpi: bool) -> &'static str {
 }
 
 /// The CPU model under KVM (see [`accel_arguments`]).
-pub const KVM_CPU: &str = "host,+invtsc,-arch-capabilities";
+pub(crate) const KVM_CPU: &str = "host,+invtsc,-arch-capabilities";
 
 /// The accelerator's arguments: `-accel` and the `-cpu` model.
 fn accel_arguments(accel: Accel) -> [&'static str; 4] {
@@ -51,7 +51,7 @@ fn accel_arguments(accel: Accel) -> [&'static str; 4] {
 
 /// Which microvm configuration to start from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Machine {
+pub(crate) enum Machine {
     /// The tuned base line: `acpi=off`, 256 MiB, isa-debug-exit, `-no-user-config`.
     MicrovmNoAcpi,
     /// A plain `-M microvm` with QEMU's defaults (ACPI on, no isa-debug-exit),
@@ -61,7 +61,7 @@ pub enum Machine {
 
 /// Builds one QEMU invocation.
 #[derive(Debug, Clone)]
-pub struct QemuCommand {
+pub(crate) struct QemuCommand {
     machine: Machine,
     accel: Accel,
     memory: Option<String>,
@@ -75,7 +75,7 @@ pub struct QemuCommand {
 }
 
 impl QemuCommand {
-    pub fn new(machine: Machine, accel: Accel, kernel: &Path) -> Self {
+    pub(crate) fn new(machine: Machine, accel: Accel, kernel: &Path) -> Self {
         Self {
             machine,
             accel,
@@ -92,13 +92,13 @@ impl QemuCommand {
     }
 
     /// The `-M` value for [`Machine::MicrovmNoAcpi`] (e.g. [`microvm_options`]`(true)`).
-    pub fn machine_options(mut self, options: &str) -> Self {
+    pub(crate) fn machine_options(mut self, options: &str) -> Self {
         self.machine_options = Some(options.to_owned());
         self
     }
 
     /// The `-cpu` model instead of the accelerator's default.
-    pub fn cpu(mut self, model: &str) -> Self {
+    pub(crate) fn cpu(mut self, model: &str) -> Self {
         self.cpu = Some(model.to_owned());
         self
     }
@@ -113,19 +113,19 @@ impl QemuCommand {
     }
 
     /// Guest RAM in QEMU's `-m` syntax (`16M`, `6G`).
-    pub fn memory(mut self, size: &str) -> Self {
+    pub(crate) fn memory(mut self, size: &str) -> Self {
         self.memory = Some(size.to_owned());
         self
     }
 
     /// The kernel command line (`-append`).
-    pub fn append(mut self, cmdline: &str) -> Self {
+    pub(crate) fn append(mut self, cmdline: &str) -> Self {
         self.append = cmdline.to_owned();
         self
     }
 
     /// Further QEMU arguments, placed after everything else.
-    pub fn args<S: AsRef<str>>(mut self, arguments: impl IntoIterator<Item = S>) -> Self {
+    pub(crate) fn args<S: AsRef<str>>(mut self, arguments: impl IntoIterator<Item = S>) -> Self {
         self.extra.extend(
             arguments
                 .into_iter()
@@ -135,7 +135,7 @@ impl QemuCommand {
     }
 
     /// A raw disk image as a virtio-blk device on a virtio-mmio transport.
-    pub fn virtio_blk(self, image: &Path, id: &str) -> Self {
+    pub(crate) fn virtio_blk(self, image: &Path, id: &str) -> Self {
         let image = workspace::relative_to_root(image);
         self.args([
             "-drive".to_owned(),
@@ -148,12 +148,12 @@ impl QemuCommand {
     /// The isa-debug-exit device, for [`Machine::MicrovmDefaults`], which
     /// lacks it: the kernel tries it before ACPI, so the verdict reaches
     /// QEMU's exit status.
-    pub fn debug_exit_device(self) -> Self {
+    pub(crate) fn debug_exit_device(self) -> Self {
         self.args(["-device", DEBUG_EXIT_DEVICE])
     }
 
     /// A user-mode (slirp) network as a virtio-net device.
-    pub fn virtio_net_user(self, id: &str) -> Self {
+    pub(crate) fn virtio_net_user(self, id: &str) -> Self {
         self.virtio_net_user_forwarded(id, &[])
     }
 
@@ -161,7 +161,7 @@ impl QemuCommand {
     /// forwarded to guest ports (`hostfwd=tcp:127.0.0.1:<host>-:<guest>`):
     /// bound to the loopback address only, so nothing outside this machine
     /// can reach the guest.
-    pub fn virtio_net_user_forwarded(self, id: &str, forwards: &[HostForward]) -> Self {
+    pub(crate) fn virtio_net_user_forwarded(self, id: &str, forwards: &[HostForward]) -> Self {
         let mut netdev = format!("user,id={id}");
         for forward in forwards {
             netdev.push_str(&format!(",hostfwd={}", hostfwd_rule(forward)));
@@ -175,7 +175,7 @@ impl QemuCommand {
     }
 
     /// The arguments after the program name.
-    pub fn arguments(&self) -> Vec<String> {
+    pub(crate) fn arguments(&self) -> Vec<String> {
         let mut arguments: Vec<String> = Vec::new();
         let mut push = |items: &[&str]| arguments.extend(items.iter().map(|&item| item.to_owned()));
         let kernel = self.kernel.to_string_lossy();
@@ -230,7 +230,7 @@ impl QemuCommand {
     }
 
     /// A `Command` that runs QEMU in the workspace root (paths are relative to it).
-    pub fn command(&self) -> Command {
+    pub(crate) fn command(&self) -> Command {
         let mut command = Command::new(QEMU_BINARY);
         command
             .current_dir(workspace::root())
@@ -239,7 +239,7 @@ impl QemuCommand {
     }
 
     /// One shell line to paste into a terminal in the workspace root.
-    pub fn command_line(&self) -> String {
+    pub(crate) fn command_line(&self) -> String {
         std::iter::once(QEMU_BINARY.to_owned())
             .chain(
                 self.arguments()
@@ -251,12 +251,12 @@ impl QemuCommand {
     }
 
     /// Boots and waits at most `timeout`, stamping each output line with its arrival.
-    pub fn run_timed(&self, timeout: Duration, poll: Duration) -> Result<TimedFinished> {
+    pub(crate) fn run_timed(&self, timeout: Duration, poll: Duration) -> Result<TimedFinished> {
         process::run_timed(&mut self.command(), timeout, poll)
     }
 
     /// Boots and waits at most `timeout`; with `echo`, serial output is copied live.
-    pub fn run(&self, timeout: Duration, echo: bool) -> Result<Finished> {
+    pub(crate) fn run(&self, timeout: Duration, echo: bool) -> Result<Finished> {
         process::run(&mut self.command(), timeout, Output::Capture { echo })
     }
 }
@@ -277,7 +277,7 @@ fn hostfwd_rule(forward: &HostForward) -> String {
 }
 
 /// Quotes `argument` for a POSIX shell unless it is made of plainly safe characters.
-pub fn shell_quote(argument: &str) -> String {
+pub(crate) fn shell_quote(argument: &str) -> String {
     let plain =
         |character: char| character.is_ascii_alphanumeric() || "_-+=,.:/@%".contains(character);
     if !argument.is_empty() && argument.chars().all(plain) {

@@ -2,128 +2,130 @@
 //! with the kernel's verdict; `--serve` keeps the VM serving until it is
 //! powered off over HTTP, `--measure` times boots to the first HTTP answer.
 
-use std::path::PathBuf;
+use std::path::Path;
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Result, bail};
 
-use crate::env::build;
-use crate::env::deps;
-use crate::env::images::{self, RUN_DISK_SIZE};
-use crate::env::workspace;
+use super::accel::{self, Accel};
+use super::args::BootArgs;
+use super::cmdline::{self, READY_CMDLINE, STATIC_IP_PARAMETER};
+use super::network::{HostForward, HostPorts};
+use super::power_off::PowerOff;
+use super::process::{LineWait, LiveChild};
+use super::qemu::{self, Machine, QemuCommand};
+use crate::env::boot_files::{self, BootFiles};
+use crate::env::{build, workspace};
 use crate::guest_output::report::LISTENING_LINE;
 use crate::measure::bench::served::{self as served_boots, MeasureOptions};
-use crate::vm::accel::{self, AccelChoice};
-use crate::vm::cmdline::{self, READY_CMDLINE, STATIC_IP_PARAMETER};
-use crate::vm::network::{HostForward, HostPorts};
-use crate::vm::power_off::PowerOff;
-use crate::vm::process::{LineWait, LiveChild};
-use crate::vm::qemu::{self, Machine, QemuCommand};
 
-pub struct RunOptions {
-    pub accel: AccelChoice,
-    /// Appended to [`READY_CMDLINE`] after a space.
-    pub append: Option<String>,
-    pub timeout: Duration,
-    /// A prebuilt image to boot instead of building one.
-    pub kernel: Option<PathBuf>,
-    /// Passed to QEMU after everything else.
-    pub qemu_args: Vec<String>,
-    /// Boot without `mote.exit=ready`, with a static address, and wait
-    /// until the VM powers off (`POST /poweroff`) or `timeout` (zero: no limit).
-    pub serve: bool,
-    /// Time this many served boots to the first `GET /health` 200, beside the null guest.
-    pub measure: Option<usize>,
+/// `cargo xtask run`'s command line.
+#[derive(Debug, clap::Args)]
+#[command(
+    mut_arg("append", |arg| arg.help(
+        "Text added to the kernel command line `console=ttyS0 mote.exit=ready` \
+         (with --serve or --measure: `console=ttyS0 ip=10.0.2.15:10.0.2.2:…`)"
+    )),
+    mut_arg("timeout", |arg| arg.help(
+        "Kill QEMU after this many seconds (with --serve, 0 means no limit; \
+         with --measure, it applies to each boot)"
+    )),
+)]
+pub(crate) struct RunArgs {
+    #[command(flatten)]
+    boot: BootArgs,
+    /// Keep the VM serving (no `mote.exit=ready`, a static address) until
+    /// it is powered off with `POST /poweroff` or --timeout passes.
+    #[arg(long, conflicts_with = "measure")]
+    serve: bool,
+    /// Boot N times (default 10) in served mode and time QEMU start → first
+    /// `GET /health` 200, beside the null guest's start → exit, interleaved.
+    #[arg(long, value_name = "N", num_args = 0..=1, default_missing_value = "10")]
+    measure: Option<usize>,
 }
 
-/// What `run` and `trace` boot: the kernel (built unless given), the
-/// accelerator, and the disk image attached as virtio-blk.
-pub struct Setup {
-    pub kernel: PathBuf,
-    pub accel: accel::Accel,
-    pub disk: PathBuf,
+/// What `run` and `trace` boot: the kernel and `run`'s disk, under the
+/// accelerator the user chose.
+pub(crate) struct Setup {
+    pub(crate) files: BootFiles,
+    pub(crate) accel: Accel,
 }
 
 impl Setup {
-    /// Installs what is missing, builds or takes the kernel, resolves the
-    /// accelerator and makes sure the disk image exists.
-    pub fn prepare(kernel: Option<&std::path::Path>, accel: AccelChoice) -> Result<Self> {
-        deps::ensure_all()?;
-        let kernel = build::prebuilt_or_release(kernel)?;
-        let accel = accel::resolve(accel, &kernel);
-        let disk = workspace::target_dir().join("disk.img");
-        images::ensure_disk_image(&disk, RUN_DISK_SIZE)?;
-        Ok(Self {
-            kernel,
-            accel,
-            disk,
-        })
+    /// Prepares the files (see [`boot_files::prepare`]) and resolves the accelerator.
+    pub(crate) fn prepare(boot: &BootArgs) -> Result<Self> {
+        let files = boot_files::prepare(boot.vm.kernel.as_deref())?;
+        let accel = accel::resolve(boot.vm.accel, &files.kernel);
+        Ok(Self { files, accel })
     }
 
     /// The microvm command with the disk and a user-mode NIC (with
     /// `forwards`), booting `cmdline`, then `qemu_args`.
-    pub fn command(
+    pub(crate) fn command(
         &self,
         cmdline: &str,
         forwards: &[HostForward],
         qemu_args: &[String],
     ) -> QemuCommand {
-        QemuCommand::new(Machine::MicrovmNoAcpi, self.accel, &self.kernel)
+        QemuCommand::new(Machine::MicrovmNoAcpi, self.accel, &self.files.kernel)
             .append(cmdline)
-            .virtio_blk(&self.disk, "disk0")
+            .virtio_blk(&self.files.disk, "disk0")
             .virtio_net_user_forwarded("net0", forwards)
             .args(qemu_args)
     }
 }
 
 /// Returns whether the kernel powered off with success.
-pub fn run(options: RunOptions) -> Result<bool> {
-    let setup = Setup::prepare(options.kernel.as_deref(), options.accel)?;
-    let base = if options.serve || options.measure.is_some() {
+pub(crate) fn run(arguments: &RunArgs) -> Result<bool> {
+    let boot = &arguments.boot;
+    let setup = Setup::prepare(boot)?;
+    let base = if arguments.serve || arguments.measure.is_some() {
         cmdline::served_cmdline(STATIC_IP_PARAMETER)
     } else {
         READY_CMDLINE.to_owned()
     };
-    let cmdline = cmdline::with_append(&base, options.append.as_deref());
-    if let Some(runs) = options.measure {
-        if !options.qemu_args.is_empty() {
-            anyhow::bail!(
-                "--measure boots a fixed configuration; extra QEMU arguments are not supported"
-            );
+    let cmdline = cmdline::with_append(&base, boot.append.as_deref());
+    if let Some(runs) = arguments.measure {
+        if !boot.qemu_args.is_empty() {
+            bail!("--measure boots a fixed configuration; extra QEMU arguments are not supported");
         }
         return served_boots::measure(&MeasureOptions {
             runs,
             accel: setup.accel,
-            kernel: setup.kernel,
-            null_guest: crate::env::null_guest::build()?,
-            disk: setup.disk,
+            kernel: setup.files.kernel,
+            null_guest: build::null_guest()?,
+            disk: setup.files.disk,
             cmdline,
-            timeout: options.timeout,
+            timeout: boot.timeout(),
         });
     }
     let ports = HostPorts::pick()?;
-    let qemu = setup.command(&cmdline, &ports.forwards(), &options.qemu_args);
-
-    let here = std::env::current_dir().ok();
-    if here.as_deref() == Some(workspace::root()) {
-        println!("{}", qemu.command_line());
-    } else {
-        let root = workspace::root().to_string_lossy();
-        println!("cd {} && {}", qemu::shell_quote(&root), qemu.command_line());
-    }
-
+    let qemu = setup.command(&cmdline, &ports.forwards(), &boot.qemu_args);
+    println!("{}", pasteable(&qemu));
     println!("{}", ports.describe());
-    if options.serve {
-        return serve(&qemu, &ports, options.timeout);
+    if arguments.serve {
+        return serve(&qemu, &ports, boot.timeout());
     }
 
-    let finished = qemu.run(options.timeout, true)?;
-    let power_off = PowerOff::from_exit(&finished, options.timeout);
+    let finished = qemu.run(boot.timeout(), true)?;
+    let power_off = PowerOff::from_exit(&finished, boot.timeout());
     eprintln!(
         "xtask: {power_off} after {:.2} s",
         finished.elapsed.as_secs_f64()
     );
     Ok(power_off.is_success())
+}
+
+/// The QEMU command line to paste, with a `cd` to the workspace root first
+/// unless we run there (its paths are relative to the root).
+fn pasteable(qemu: &QemuCommand) -> String {
+    let root: &Path = workspace::root();
+    if std::env::current_dir().ok().as_deref() == Some(root) {
+        qemu.command_line()
+    } else {
+        let root = root.to_string_lossy();
+        format!("cd {} && {}", qemu::shell_quote(&root), qemu.command_line())
+    }
 }
 
 /// Boots with the console live and waits for the VM to power off, or for

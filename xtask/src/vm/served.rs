@@ -31,7 +31,7 @@ const EXTRA_HTTP_FORWARDS: usize = 7;
 
 /// The QEMU command of a served boot: `run`'s machine, the forwards, and
 /// optionally `run`'s disk.
-pub fn served_command(
+pub(crate) fn served_command(
     machine: Machine,
     kernel: &Path,
     accel: Accel,
@@ -50,24 +50,24 @@ pub fn served_command(
 }
 
 /// A running served boot.
-pub struct ServedBoot {
+pub(crate) struct ServedBoot {
     child: LiveChild,
-    pub ports: HostPorts,
-    pub command_line: String,
+    pub(crate) ports: HostPorts,
+    pub(crate) command_line: String,
 }
 
 /// How a served boot failed to come up: the reason and the output so far.
-pub struct StartFailure {
-    pub reason: String,
-    pub command_line: String,
-    pub output: Vec<String>,
+pub(crate) struct StartFailure {
+    pub(crate) reason: String,
+    pub(crate) command_line: String,
+    pub(crate) output: Vec<String>,
 }
 
 impl ServedBoot {
     /// Boots and waits up to `listen_within` for [`LISTENING_LINE`]; QEMU is
     /// killed after `timeout` whatever happens. `extra_args` go after the
     /// machine's own (e.g. a disk is added by the caller through `disk`).
-    pub fn start(
+    pub(crate) fn start(
         machine: Machine,
         kernel: &Path,
         accel: Accel,
@@ -152,25 +152,25 @@ impl ServedBoot {
         Err(last_failure.expect("at least one attempt ran"))
     }
 
-    pub fn http_address(&self) -> SocketAddr {
+    pub(crate) fn http_address(&self) -> SocketAddr {
         self.ports.http_address()
     }
 
-    pub fn http_addresses(&self) -> Vec<SocketAddr> {
+    pub(crate) fn http_addresses(&self) -> Vec<SocketAddr> {
         self.ports.http_addresses()
     }
 
-    pub fn udp_echo_address(&self) -> SocketAddr {
+    pub(crate) fn udp_echo_address(&self) -> SocketAddr {
         self.ports.udp_echo_address()
     }
 
     /// QEMU's process ID.
-    pub fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
 
     /// Serial output so far (collects what has arrived first).
-    pub fn stdout(&mut self) -> &[String] {
+    pub(crate) fn stdout(&mut self) -> &[String] {
         let _ = self.child.poll();
         self.child.stdout()
     }
@@ -178,7 +178,7 @@ impl ServedBoot {
     /// `POST /poweroff` (from the host, which the guest sees as 10.0.2.2)
     /// and waits up to `exit_within` for QEMU to exit; QEMU is killed if it
     /// does not.
-    pub fn power_off(
+    pub(crate) fn power_off(
         self,
         request_timeout: Duration,
         exit_within: Duration,
@@ -203,20 +203,20 @@ impl ServedBoot {
 }
 
 /// What `POST /poweroff` did.
-pub struct PowerOffRun {
+pub(crate) struct PowerOffRun {
     /// The response, or why there was none.
-    pub response: Result<Response, String>,
+    pub(crate) response: Result<Response, String>,
     /// From sending the request to the server closing the connection.
-    pub answered_after: Duration,
+    pub(crate) answered_after: Duration,
     /// From sending the request to QEMU's exit being noticed.
-    pub exited_after: Duration,
-    pub finished: TimedFinished,
+    pub(crate) exited_after: Duration,
+    pub(crate) finished: TimedFinished,
 }
 
 /// Checks that a run ended the way a served boot must after POST /poweroff:
 /// 202, QEMU exit 33 within the limit, `mote: poweroff success` last, and
 /// no failure lines. Returns every problem.
-pub fn judge_power_off(
+pub(crate) fn judge_power_off(
     response: &Result<Response, String>,
     finished: &TimedFinished,
     exit_within: Duration,
@@ -252,7 +252,7 @@ pub fn judge_power_off(
 }
 
 /// Reads `mote: net0 …` and requires the slirp address.
-pub fn check_net_line<S: AsRef<str>>(output: &[S]) -> Result<NetLine> {
+pub(crate) fn check_net_line<S: AsRef<str>>(output: &[S]) -> Result<NetLine> {
     match report::find_net_line(output) {
         None => bail!("no `mote: net0 mac … ip …` line"),
         Some(Err(reason)) => bail!("{reason}"),

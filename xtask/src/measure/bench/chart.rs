@@ -27,7 +27,7 @@ struct Strip {
     values: Vec<f64>,
 }
 
-pub fn render_svg(run: &BenchRun) -> Result<String> {
+pub(crate) fn render_svg(run: &BenchRun) -> Result<String> {
     let motes: Vec<String> = run
         .mote_configurations()
         .map(|configuration| configuration.name.clone())

@@ -10,13 +10,14 @@ use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
 use crate::vm::accel::Accel;
+use crate::vm::qemu::KVM_CPU;
 
 /// The guest memory every configuration gets unless told otherwise
 /// (what `cargo xtask run` uses).
-pub const DEFAULT_MEMORY: &str = "256M";
+pub(crate) const DEFAULT_MEMORY: &str = "256M";
 
 /// Shown by `cargo xtask bench --help`.
-pub const CONFIG_FILE_HELP: &str = "\
+pub(crate) const CONFIG_FILE_HELP: &str = "\
 CONFIGURATION FILE (--configs FILE)
   One configuration per line: a short name, then key=value settings.
   `#` starts a comment; a value with spaces goes in double quotes.
@@ -62,7 +63,7 @@ STATISTICS
 /// What a configuration boots.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Guest {
+pub(crate) enum Guest {
     /// mote, built from this repository (or `--mote-kernel`).
     Mote,
     /// The null guest (`boot/src/bin/null_guest.rs`): QEMU's floor.
@@ -75,7 +76,7 @@ pub enum Guest {
 }
 
 impl Guest {
-    pub fn kind(&self) -> &'static str {
+    pub(crate) fn kind(&self) -> &'static str {
         match self {
             Guest::Mote => "mote",
             Guest::Null => "null",
@@ -84,33 +85,9 @@ impl Guest {
     }
 }
 
-/// The accelerator as the bench records it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum BenchAccel {
-    Kvm,
-    Tcg,
-}
-
-impl BenchAccel {
-    pub fn name(self) -> &'static str {
-        match self {
-            BenchAccel::Kvm => "kvm",
-            BenchAccel::Tcg => "tcg",
-        }
-    }
-
-    pub fn qemu(self) -> Accel {
-        match self {
-            BenchAccel::Kvm => Accel::Kvm,
-            BenchAccel::Tcg => Accel::Tcg,
-        }
-    }
-}
-
 /// An accelerator as asked for: `auto` is resolved once, by a probe boot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum AccelRequest {
+pub(crate) enum AccelRequest {
     /// Every accelerator that works here: KVM (if a probe boot succeeds) and TCG.
     Auto,
     Kvm,
@@ -118,7 +95,7 @@ pub enum AccelRequest {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Switch {
+pub(crate) enum Switch {
     On,
     Off,
 }
@@ -130,7 +107,7 @@ impl Switch {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum VirtioMode {
+pub(crate) enum VirtioMode {
     /// QEMU microvm's default: virtio-mmio version 1 (legacy).
     Legacy,
     /// `-global virtio-mmio.force-legacy=false`: virtio-mmio version 2.
@@ -139,25 +116,25 @@ pub enum VirtioMode {
 
 /// One bench configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Configuration {
-    pub name: String,
-    pub guest: Guest,
-    pub accel: BenchAccel,
+pub(crate) struct Configuration {
+    pub(crate) name: String,
+    pub(crate) guest: Guest,
+    pub(crate) accel: Accel,
     /// KVM: `-cpu host,+invtsc,…` vs `host,…`; TCG: `-cpu max` vs `max,-invtsc`.
-    pub invtsc: bool,
-    pub acpi: bool,
-    pub modern_virtio: bool,
-    pub blk: bool,
-    pub net: bool,
-    pub memory: String,
+    pub(crate) invtsc: bool,
+    pub(crate) acpi: bool,
+    pub(crate) modern_virtio: bool,
+    pub(crate) blk: bool,
+    pub(crate) net: bool,
+    pub(crate) memory: String,
     /// Words added to the guest's command line.
-    pub kernel_args: String,
+    pub(crate) kernel_args: String,
     /// Added to QEMU's arguments after everything else.
-    pub qemu_args: Vec<String>,
+    pub(crate) qemu_args: Vec<String>,
 }
 
 impl Configuration {
-    fn new(name: &str, guest: Guest, accel: BenchAccel) -> Self {
+    fn new(name: &str, guest: Guest, accel: Accel) -> Self {
         Self {
             name: name.to_owned(),
             guest,
@@ -174,12 +151,12 @@ impl Configuration {
     }
 
     /// The `-cpu` model.
-    pub fn cpu_model(&self) -> &'static str {
+    pub(crate) fn cpu_model(&self) -> &'static str {
         match (self.accel, self.invtsc) {
-            (BenchAccel::Kvm, true) => crate::vm::qemu::KVM_CPU,
-            (BenchAccel::Kvm, false) => "host,-arch-capabilities",
-            (BenchAccel::Tcg, true) => "max",
-            (BenchAccel::Tcg, false) => "max,-invtsc",
+            (Accel::Kvm, true) => KVM_CPU,
+            (Accel::Kvm, false) => "host,-arch-capabilities",
+            (Accel::Tcg, true) => "max",
+            (Accel::Tcg, false) => "max,-invtsc",
         }
     }
 
@@ -199,9 +176,9 @@ impl Configuration {
     }
 
     /// One line for table headers: `kvm, invtsc, no ACPI, legacy virtio, blk, net, 256M`.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         let mut parts = vec![
-            self.accel.name().to_owned(),
+            self.accel.to_string(),
             format!("-cpu {}", self.cpu_model()),
             if self.acpi { "ACPI" } else { "no ACPI" }.to_owned(),
             if self.modern_virtio {
@@ -231,18 +208,44 @@ impl Configuration {
     }
 }
 
-/// The flag matrix, before `auto` is resolved.
-#[derive(Debug, Clone)]
-pub struct Matrix {
-    pub accels: Vec<BenchAccel>,
-    pub invtsc: Vec<Switch>,
-    pub acpi: Vec<Switch>,
-    pub virtio: Vec<VirtioMode>,
-    pub blk: Vec<Switch>,
-    pub net: Vec<Switch>,
-    pub memory: Vec<String>,
-    pub kernel_args: String,
-    pub qemu_args: Vec<String>,
+/// The flag matrix: every combination is one mote configuration.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct MatrixArgs {
+    /// Accelerators (auto: KVM if a probe boot works, and TCG).
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "auto")]
+    pub(crate) accel: Vec<AccelRequest>,
+    /// +invtsc in the CPU model.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "on")]
+    pub(crate) invtsc: Vec<Switch>,
+    /// ACPI tables (microvm acpi=on/off).
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "off")]
+    pub(crate) acpi: Vec<Switch>,
+    /// virtio-mmio legacy (version 1) or modern (force-legacy=false).
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "legacy")]
+    pub(crate) virtio: Vec<VirtioMode>,
+    /// A virtio-blk disk (target/disk.img).
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "on")]
+    pub(crate) blk: Vec<Switch>,
+    /// A virtio-net card (user-mode network).
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "on")]
+    pub(crate) net: Vec<Switch>,
+    /// Guest memory sizes, QEMU -m syntax.
+    #[arg(
+        long,
+        value_name = "SIZE",
+        value_delimiter = ',',
+        default_value = "256M"
+    )]
+    pub(crate) memory: Vec<String>,
+    /// Words added to mote's command line `console=ttyS0 mote.exit=ready mote.tslog=1`.
+    #[arg(long)]
+    pub(crate) append: Option<String>,
+    /// A QEMU argument for every configuration (repeat it; or put them after `--`).
+    #[arg(long = "qemu-arg", value_name = "ARG", allow_hyphen_values = true)]
+    pub(crate) qemu_arg: Vec<String>,
+    /// Extra QEMU arguments for every configuration, after `--`.
+    #[arg(last = true)]
+    pub(crate) qemu_args: Vec<String>,
 }
 
 /// Removes repeats, keeping the first of each.
@@ -256,17 +259,25 @@ fn unique<T: PartialEq + Clone>(values: &[T]) -> Vec<T> {
     kept
 }
 
-/// Every combination of the matrix, as mote configurations.
-pub fn expand_matrix(matrix: &Matrix) -> Vec<Configuration> {
+/// Every combination of the matrix under `accels` (its `--accel` list,
+/// resolved), as mote configurations.
+pub(crate) fn expand_matrix(matrix: &MatrixArgs, accels: &[Accel]) -> Vec<Configuration> {
+    let kernel_args = matrix.append.clone().unwrap_or_default();
+    let qemu_args: Vec<String> = matrix
+        .qemu_arg
+        .iter()
+        .chain(&matrix.qemu_args)
+        .cloned()
+        .collect();
     let mut configurations = Vec::new();
-    for &accel in &unique(&matrix.accels) {
+    for &accel in &unique(accels) {
         for &invtsc in &unique(&matrix.invtsc) {
             for &acpi in &unique(&matrix.acpi) {
                 for &virtio in &unique(&matrix.virtio) {
                     for &blk in &unique(&matrix.blk) {
                         for &net in &unique(&matrix.net) {
                             for memory in &unique(&matrix.memory) {
-                                let mut name = format!("mote-{}", accel.name());
+                                let mut name = format!("mote-{accel}");
                                 let mut configuration = Configuration::new("", Guest::Mote, accel);
                                 configuration.invtsc = invtsc.is_on();
                                 configuration.acpi = acpi.is_on();
@@ -274,8 +285,8 @@ pub fn expand_matrix(matrix: &Matrix) -> Vec<Configuration> {
                                 configuration.blk = blk.is_on();
                                 configuration.net = net.is_on();
                                 configuration.memory = memory.clone();
-                                configuration.kernel_args = matrix.kernel_args.clone();
-                                configuration.qemu_args = matrix.qemu_args.clone();
+                                configuration.kernel_args = kernel_args.clone();
+                                configuration.qemu_args = qemu_args.clone();
                                 for (part, wanted) in [
                                     ("-noinvtsc", !configuration.invtsc),
                                     ("-acpi", configuration.acpi),
@@ -305,14 +316,14 @@ pub fn expand_matrix(matrix: &Matrix) -> Vec<Configuration> {
 
 /// A configuration line's accelerator before `auto` is resolved.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FileConfiguration {
-    pub configuration: Configuration,
+pub(crate) struct FileConfiguration {
+    pub(crate) configuration: Configuration,
     /// `accel=auto` (or no accel key): take KVM if it works, else TCG.
-    pub accel_auto: bool,
+    pub(crate) accel_auto: bool,
 }
 
 /// Parses a configuration file (format in [`CONFIG_FILE_HELP`]).
-pub fn parse_config_file(text: &str) -> Result<Vec<FileConfiguration>> {
+pub(crate) fn parse_config_file(text: &str) -> Result<Vec<FileConfiguration>> {
     let mut parsed: Vec<FileConfiguration> = Vec::new();
     for (index, line) in text.lines().enumerate() {
         let number = index + 1;
@@ -330,7 +341,7 @@ pub fn parse_config_file(text: &str) -> Result<Vec<FileConfiguration>> {
         if parsed.iter().any(|entry| entry.configuration.name == *name) {
             bail!("line {number}: the name {name:?} is used twice");
         }
-        let mut configuration = Configuration::new(name, Guest::Mote, BenchAccel::Tcg);
+        let mut configuration = Configuration::new(name, Guest::Mote, Accel::Tcg);
         let mut accel_auto = true;
         let mut initrd = None;
         for setting in settings {
@@ -356,9 +367,9 @@ pub fn parse_config_file(text: &str) -> Result<Vec<FileConfiguration>> {
                 "initrd" => initrd = Some(PathBuf::from(value)),
                 "accel" => {
                     (accel_auto, configuration.accel) = match value {
-                        "auto" => (true, BenchAccel::Tcg),
-                        "kvm" => (false, BenchAccel::Kvm),
-                        "tcg" => (false, BenchAccel::Tcg),
+                        "auto" => (true, Accel::Tcg),
+                        "kvm" => (false, Accel::Kvm),
+                        "tcg" => (false, Accel::Tcg),
                         _ => bail!("line {number}: accel takes kvm, tcg or auto, got {value:?}"),
                     }
                 }
@@ -440,7 +451,7 @@ fn twin_name(prefix: &str, name: &str) -> String {
 /// Adds `--kernel` twins (when given) and null-guest twins, so that every
 /// mote and external configuration has a null guest with the same QEMU
 /// settings, and returns the list with names checked for uniqueness.
-pub fn add_twins(
+pub(crate) fn add_twins(
     mut configurations: Vec<Configuration>,
     external: Option<(PathBuf, Option<PathBuf>, String)>,
 ) -> Result<Vec<Configuration>> {
@@ -498,7 +509,7 @@ pub fn add_twins(
 }
 
 /// The null guest with the same QEMU settings as `configuration`, if any.
-pub fn baseline_of<'list>(
+pub(crate) fn baseline_of<'list>(
     configuration: &Configuration,
     configurations: &'list [Configuration],
 ) -> Option<&'list Configuration> {
@@ -507,22 +518,25 @@ pub fn baseline_of<'list>(
     })
 }
 
+/// The default matrix (`cargo xtask bench` without flags), for tests.
+#[cfg(test)]
+pub(crate) fn test_matrix() -> MatrixArgs {
+    use clap::Parser;
+    #[derive(clap::Parser)]
+    struct Wrapper {
+        #[command(flatten)]
+        matrix: MatrixArgs,
+    }
+    Wrapper::parse_from(["bench"]).matrix
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn matrix() -> Matrix {
-        Matrix {
-            accels: vec![BenchAccel::Kvm, BenchAccel::Tcg],
-            invtsc: vec![Switch::On],
-            acpi: vec![Switch::Off],
-            virtio: vec![VirtioMode::Legacy],
-            blk: vec![Switch::On],
-            net: vec![Switch::On],
-            memory: vec![DEFAULT_MEMORY.to_owned()],
-            kernel_args: String::new(),
-            qemu_args: Vec::new(),
-        }
+    /// The default matrix under KVM and TCG.
+    fn matrix() -> (MatrixArgs, Vec<Accel>) {
+        (test_matrix(), vec![Accel::Kvm, Accel::Tcg])
     }
 
     fn names(configurations: &[Configuration]) -> Vec<&str> {
@@ -534,7 +548,8 @@ mod tests {
 
     #[test]
     fn default_matrix_is_mote_and_null_per_accelerator() {
-        let configurations = add_twins(expand_matrix(&matrix()), None).unwrap();
+        let (matrix, accels) = matrix();
+        let configurations = add_twins(expand_matrix(&matrix, &accels), None).unwrap();
         assert_eq!(
             names(&configurations),
             [
@@ -546,7 +561,7 @@ mod tests {
         );
         let null = &configurations[2];
         assert_eq!(null.guest, Guest::Null);
-        assert_eq!(null.accel, BenchAccel::Kvm);
+        assert_eq!(null.accel, Accel::Kvm);
         assert!(null.blk && null.net && null.invtsc && !null.acpi);
         assert_eq!(
             baseline_of(&configurations[1], &configurations).map(|c| c.name.as_str()),
@@ -556,16 +571,16 @@ mod tests {
 
     #[test]
     fn matrix_expands_every_combination_once() {
-        let mut matrix = matrix();
-        matrix.accels = vec![BenchAccel::Kvm, BenchAccel::Kvm];
+        let (mut matrix, _) = matrix();
+        let accels = [Accel::Kvm, Accel::Kvm];
         matrix.invtsc = vec![Switch::On, Switch::Off];
         matrix.acpi = vec![Switch::Off, Switch::On];
         matrix.virtio = vec![VirtioMode::Modern];
         matrix.blk = vec![Switch::Off];
         matrix.net = vec![Switch::On, Switch::Off];
         matrix.memory = vec!["256M".into(), "1G".into()];
-        matrix.kernel_args = "quiet".into();
-        let configurations = expand_matrix(&matrix);
+        matrix.append = Some("quiet".into());
+        let configurations = expand_matrix(&matrix, &accels);
         assert_eq!(configurations.len(), 2 * 2 * 2 * 2);
         assert_eq!(configurations[0].name, "mote-kvm-modern-net");
         assert_eq!(configurations[1].name, "mote-kvm-modern-net-1g");
@@ -585,8 +600,9 @@ mod tests {
 
     #[test]
     fn external_kernel_gets_one_twin_per_qemu_shape() {
+        let (matrix, accels) = matrix();
         let all = add_twins(
-            expand_matrix(&matrix()),
+            expand_matrix(&matrix, &accels),
             Some((
                 PathBuf::from("/k/vmlinux"),
                 Some(PathBuf::from("/k/initrd")),
@@ -622,7 +638,7 @@ linux  guest=/boot/vmlinux initrd=/boot/initrd.img accel=tcg
         assert_eq!(parsed.len(), 5);
         let fast = &parsed[0];
         assert!(!fast.accel_auto);
-        assert_eq!(fast.configuration.accel, BenchAccel::Kvm);
+        assert_eq!(fast.configuration.accel, Accel::Kvm);
         assert!(!fast.configuration.blk && !fast.configuration.net);
         let slow = &parsed[1].configuration;
         assert!(!slow.invtsc && slow.acpi && slow.modern_virtio);
@@ -684,8 +700,8 @@ linux  guest=/boot/vmlinux initrd=/boot/initrd.img accel=tcg
             assert!(error.contains(expected), "{text:?}: {error}");
         }
         let clash = vec![
-            Configuration::new("null-x", Guest::Null, BenchAccel::Kvm),
-            Configuration::new("null-x", Guest::Mote, BenchAccel::Tcg),
+            Configuration::new("null-x", Guest::Null, Accel::Kvm),
+            Configuration::new("null-x", Guest::Mote, Accel::Tcg),
         ];
         assert!(add_twins(clash, None).is_err());
     }

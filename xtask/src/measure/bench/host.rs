@@ -11,20 +11,20 @@ use crate::vm::process;
 use crate::vm::qemu::QEMU_BINARY;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Machine {
-    pub hostname: String,
-    pub cpu_model: String,
+pub(crate) struct Machine {
+    pub(crate) hostname: String,
+    pub(crate) cpu_model: String,
     /// Logical CPUs the bench could use.
-    pub cores: usize,
+    pub(crate) cores: usize,
     /// `uname -r`, then `uname -v`.
-    pub kernel: String,
+    pub(crate) kernel: String,
     /// The first line of `qemu-system-x86_64 --version`.
-    pub qemu_version: String,
+    pub(crate) qemu_version: String,
 }
 
 impl Machine {
     /// Reads the facts; what cannot be read is recorded as `unknown`.
-    pub fn current() -> Self {
+    pub(crate) fn current() -> Self {
         let read = |path: &str| {
             fs::read_to_string(path)
                 .map(|text| text.trim().to_owned())
@@ -60,7 +60,7 @@ impl Machine {
     }
 
     /// One line for the report header.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         format!(
             "{}: {}, {} cores, Linux {}; {}",
             self.hostname, self.cpu_model, self.cores, self.kernel, self.qemu_version

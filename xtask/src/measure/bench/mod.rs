@@ -7,8 +7,8 @@ mod configuration;
 mod host;
 mod results;
 mod runner;
-pub mod served;
+pub(crate) mod served;
 mod table;
 
-pub use command::{BenchArgs, bench};
-pub use configuration::CONFIG_FILE_HELP;
+pub(crate) use command::{BenchArgs, bench};
+pub(crate) use configuration::CONFIG_FILE_HELP;

@@ -12,73 +12,73 @@ use super::host::Machine;
 use crate::measure::stats::{self, Summary};
 
 /// Bumped when the JSON changes shape.
-pub const FORMAT_VERSION: u32 = 1;
+pub(crate) const FORMAT_VERSION: u32 = 1;
 
 /// One whole bench run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct BenchRun {
-    pub format: u32,
+pub(crate) struct BenchRun {
+    pub(crate) format: u32,
     /// Seconds since the Unix epoch when the run began.
-    pub started_unix: u64,
+    pub(crate) started_unix: u64,
     /// Wall time of the whole run, builds excluded.
-    pub wall_seconds: f64,
+    pub(crate) wall_seconds: f64,
     /// The command that produced it, for the record.
-    pub command: String,
-    pub machine: Machine,
-    pub runs: usize,
-    pub warmups: usize,
-    pub timeout_seconds: f64,
-    pub configurations: Vec<ConfigurationRecord>,
+    pub(crate) command: String,
+    pub(crate) machine: Machine,
+    pub(crate) runs: usize,
+    pub(crate) warmups: usize,
+    pub(crate) timeout_seconds: f64,
+    pub(crate) configurations: Vec<ConfigurationRecord>,
     /// Every boot, warm-ups and failures included, in the order they ran.
-    pub samples: Vec<Sample>,
+    pub(crate) samples: Vec<Sample>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ConfigurationRecord {
+pub(crate) struct ConfigurationRecord {
     #[serde(flatten)]
-    pub configuration: Configuration,
+    pub(crate) configuration: Configuration,
     /// The exact QEMU command line (paths relative to the workspace root).
-    pub qemu_command: String,
+    pub(crate) qemu_command: String,
 }
 
 /// One boot.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Sample {
-    pub configuration: String,
+pub(crate) struct Sample {
+    pub(crate) configuration: String,
     /// 0-based; rounds below `warmups` are warm-ups.
-    pub round: usize,
-    pub warmup: bool,
+    pub(crate) round: usize,
+    pub(crate) warmup: bool,
     /// `None` when the boot counts; else why it does not.
-    pub failure: Option<String>,
-    pub exit_code: Option<i32>,
+    pub(crate) failure: Option<String>,
+    pub(crate) exit_code: Option<i32>,
     /// Host side, microseconds from just before QEMU was spawned.
-    pub start_to_first_byte_us: Option<f64>,
-    pub start_to_ready_line_us: Option<f64>,
-    pub start_to_exit_us: f64,
+    pub(crate) start_to_first_byte_us: Option<f64>,
+    pub(crate) start_to_ready_line_us: Option<f64>,
+    pub(crate) start_to_exit_us: f64,
     /// Guest side: the `mote: ready <us> us after entry` line.
-    pub entry_to_ready_us: Option<f64>,
-    pub tsc_hz: Option<u64>,
+    pub(crate) entry_to_ready_us: Option<f64>,
+    pub(crate) tsc_hz: Option<u64>,
     /// tslog spans inside entry → ready, in trace order.
-    pub phases: Vec<PhaseTime>,
+    pub(crate) phases: Vec<PhaseTime>,
 }
 
 impl Sample {
-    pub fn counts(&self) -> bool {
+    pub(crate) fn counts(&self) -> bool {
         !self.warmup && self.failure.is_none()
     }
 }
 
 /// One tslog span's duration (repeats of a path within a boot are summed).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PhaseTime {
+pub(crate) struct PhaseTime {
     /// `parent;child`, as in folded stacks.
-    pub path: String,
-    pub us: f64,
+    pub(crate) path: String,
+    pub(crate) us: f64,
 }
 
 /// A row of the tables: one measured quantity.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Figure {
+pub(crate) enum Figure {
     FirstByte,
     ReadyLine,
     Exit,
@@ -87,7 +87,7 @@ pub enum Figure {
 }
 
 impl Figure {
-    pub fn label(&self) -> String {
+    pub(crate) fn label(&self) -> String {
         match self {
             Figure::FirstByte => "host: start -> first byte".to_owned(),
             Figure::ReadyLine => "host: start -> ready line".to_owned(),
@@ -102,7 +102,7 @@ impl Figure {
     }
 
     /// Host figures are printed in milliseconds, guest ones in microseconds.
-    pub fn unit(&self) -> Unit {
+    pub(crate) fn unit(&self) -> Unit {
         match self {
             Figure::FirstByte | Figure::ReadyLine | Figure::Exit => Unit::Milliseconds,
             Figure::EntryToReady | Figure::Phase(_) => Unit::Microseconds,
@@ -110,7 +110,7 @@ impl Figure {
     }
 
     /// The value in microseconds, if this sample has it.
-    pub fn value(&self, sample: &Sample) -> Option<f64> {
+    pub(crate) fn value(&self, sample: &Sample) -> Option<f64> {
         match self {
             Figure::FirstByte => sample.start_to_first_byte_us,
             Figure::ReadyLine => sample.start_to_ready_line_us,
@@ -124,19 +124,19 @@ impl Figure {
         }
     }
 
-    pub fn is_top_level_phase(&self) -> bool {
+    pub(crate) fn is_top_level_phase(&self) -> bool {
         matches!(self, Figure::Phase(path) if !path.contains(';'))
     }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Unit {
+pub(crate) enum Unit {
     Milliseconds,
     Microseconds,
 }
 
 impl Unit {
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Unit::Milliseconds => "ms",
             Unit::Microseconds => "us",
@@ -144,7 +144,7 @@ impl Unit {
     }
 
     /// Formats a value given in microseconds.
-    pub fn format(self, us: f64) -> String {
+    pub(crate) fn format(self, us: f64) -> String {
         match self {
             Unit::Milliseconds => format!("{:.2}", us / 1000.0),
             Unit::Microseconds => format!("{us:.1}"),
@@ -154,21 +154,24 @@ impl Unit {
 
 /// One figure of one configuration: its counted values and their summary.
 #[derive(Debug, Clone)]
-pub struct FigureSeries {
-    pub figure: Figure,
-    pub values: Vec<f64>,
-    pub summary: Summary,
+pub(crate) struct FigureSeries {
+    pub(crate) figure: Figure,
+    pub(crate) values: Vec<f64>,
+    pub(crate) summary: Summary,
 }
 
 impl BenchRun {
-    pub fn configuration(&self, name: &str) -> Option<&Configuration> {
+    pub(crate) fn configuration(&self, name: &str) -> Option<&Configuration> {
         self.configurations
             .iter()
             .map(|record| &record.configuration)
             .find(|configuration| configuration.name == name)
     }
 
-    pub fn samples_of<'run>(&'run self, name: &'run str) -> impl Iterator<Item = &'run Sample> {
+    pub(crate) fn samples_of<'run>(
+        &'run self,
+        name: &'run str,
+    ) -> impl Iterator<Item = &'run Sample> {
         self.samples
             .iter()
             .filter(move |sample| sample.configuration == name)
@@ -176,7 +179,7 @@ impl BenchRun {
 
     /// Every figure of `name` that at least one counted boot has, host
     /// figures first, phases in trace order.
-    pub fn series(&self, name: &str) -> Vec<FigureSeries> {
+    pub(crate) fn series(&self, name: &str) -> Vec<FigureSeries> {
         let counted: Vec<&Sample> = self.samples_of(name).filter(|s| s.counts()).collect();
         let mut figures = vec![
             Figure::FirstByte,
@@ -210,26 +213,26 @@ impl BenchRun {
     }
 
     /// The counted values of one figure.
-    pub fn values(&self, name: &str, figure: &Figure) -> Vec<f64> {
+    pub(crate) fn values(&self, name: &str, figure: &Figure) -> Vec<f64> {
         self.samples_of(name)
             .filter(|sample| sample.counts())
             .filter_map(|sample| figure.value(sample))
             .collect()
     }
 
-    pub fn median(&self, name: &str, figure: &Figure) -> Option<f64> {
+    pub(crate) fn median(&self, name: &str, figure: &Figure) -> Option<f64> {
         let values = self.values(name, figure);
         (!values.is_empty()).then(|| stats::median(&values))
     }
 
-    pub fn mote_configurations(&self) -> impl Iterator<Item = &Configuration> {
+    pub(crate) fn mote_configurations(&self) -> impl Iterator<Item = &Configuration> {
         self.configurations
             .iter()
             .map(|record| &record.configuration)
             .filter(|configuration| configuration.guest == Guest::Mote)
     }
 
-    pub fn write_json(&self, path: &Path) -> Result<()> {
+    pub(crate) fn write_json(&self, path: &Path) -> Result<()> {
         if let Some(parent) = path.parent() {
             fs::create_dir_all(parent)?;
         }
@@ -237,7 +240,7 @@ impl BenchRun {
         fs::write(path, json + "\n").with_context(|| format!("writing {}", path.display()))
     }
 
-    pub fn read_json(path: &Path) -> Result<Self> {
+    pub(crate) fn read_json(path: &Path) -> Result<Self> {
         let text =
             fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         let run: BenchRun = serde_json::from_str(&text)

@@ -22,14 +22,14 @@ use crate::vm::qemu::{self, Machine, QemuCommand};
 const POLL_INTERVAL: Duration = Duration::from_millis(1);
 
 /// What the configurations boot.
-pub struct Images {
-    pub mote: PathBuf,
-    pub null: PathBuf,
-    pub disk: PathBuf,
+pub(crate) struct Images {
+    pub(crate) mote: PathBuf,
+    pub(crate) null: PathBuf,
+    pub(crate) disk: PathBuf,
 }
 
 /// The QEMU invocation for one configuration.
-pub fn qemu_command(configuration: &Configuration, images: &Images) -> QemuCommand {
+pub(crate) fn qemu_command(configuration: &Configuration, images: &Images) -> QemuCommand {
     let join = |base: &str, extra: &str| cmdline::with_append(base, Some(extra));
     let (kernel, cmdline): (&Path, String) = match &configuration.guest {
         Guest::Mote => (
@@ -44,7 +44,7 @@ pub fn qemu_command(configuration: &Configuration, images: &Images) -> QemuComma
             (kernel, join("console=ttyS0", &configuration.kernel_args))
         }
     };
-    let mut command = QemuCommand::new(Machine::MicrovmNoAcpi, configuration.accel.qemu(), kernel)
+    let mut command = QemuCommand::new(Machine::MicrovmNoAcpi, configuration.accel, kernel)
         .machine_options(qemu::microvm_options(configuration.acpi))
         .cpu(configuration.cpu_model())
         .memory(&configuration.memory)
@@ -71,14 +71,14 @@ pub fn qemu_command(configuration: &Configuration, images: &Images) -> QemuComma
 /// The order of round `round`: every configuration once, starting one later
 /// each round (A B C, B C A, C A B, …) so no configuration always follows
 /// the same one.
-pub fn round_order(configurations: usize, round: usize) -> Vec<usize> {
+pub(crate) fn round_order(configurations: usize, round: usize) -> Vec<usize> {
     (0..configurations)
         .map(|position| (position + round) % configurations.max(1))
         .collect()
 }
 
 /// Boots `warmups + runs` rounds and returns every sample in boot order.
-pub fn run_rounds(
+pub(crate) fn run_rounds(
     configurations: &[Configuration],
     commands: &[QemuCommand],
     runs: usize,
@@ -104,7 +104,7 @@ pub fn run_rounds(
 
 /// Reads one boot: host timings from the arrival stamps, guest ones from
 /// the report and the tslog dump; says why the boot does not count, if so.
-pub fn sample_from_boot(
+pub(crate) fn sample_from_boot(
     configuration: &Configuration,
     round: usize,
     warmup: bool,
@@ -175,7 +175,7 @@ pub fn sample_from_boot(
 
 /// The tslog spans inside entry → ready: their duration in microseconds
 /// (clipped to the window; repeats of a path summed), in trace order.
-pub fn guest_phases(output: &str) -> Result<(u64, Vec<PhaseTime>), String> {
+pub(crate) fn guest_phases(output: &str) -> Result<(u64, Vec<PhaseTime>), String> {
     let dump = tslog::parse_dump(output).map_err(|error| format!("tslog: {error:#}"))?;
     let Some(tsc_hz) = dump.tsc_hz else {
         return Err("tslog: the dump gives no TSC frequency".to_owned());
@@ -287,7 +287,8 @@ impl Progress {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::measure::bench::configuration::{self, BenchAccel};
+    use crate::measure::bench::configuration;
+    use crate::vm::accel::Accel;
     use crate::vm::process::Finished;
 
     const TCG_DUMP: &str = include_str!("../../../testdata/tslog-tcg.txt");
@@ -322,18 +323,7 @@ mod tests {
 
     fn configuration(guest: Guest) -> Configuration {
         let mut configuration =
-            super::super::configuration::expand_matrix(&super::super::configuration::Matrix {
-                accels: vec![BenchAccel::Tcg],
-                invtsc: vec![configuration::Switch::On],
-                acpi: vec![configuration::Switch::Off],
-                virtio: vec![configuration::VirtioMode::Legacy],
-                blk: vec![configuration::Switch::On],
-                net: vec![configuration::Switch::On],
-                memory: vec!["256M".into()],
-                kernel_args: String::new(),
-                qemu_args: Vec::new(),
-            })
-            .remove(0);
+            configuration::expand_matrix(&configuration::test_matrix(), &[Accel::Tcg]).remove(0);
         configuration.guest = guest;
         configuration
     }

@@ -35,28 +35,28 @@ const ATTEMPT_LIFETIME: Duration = Duration::from_millis(250);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 const POWER_OFF_WITHIN: Duration = Duration::from_secs(10);
 /// Uncounted rounds first (cold page cache, first QEMU start).
-pub const WARMUP_ROUNDS: usize = 1;
+pub(crate) const WARMUP_ROUNDS: usize = 1;
 /// How often the null guest's exit is polled; its figure comes from stdout closing anyway.
 const EXIT_POLL: Duration = Duration::from_millis(1);
 
-pub struct MeasureOptions {
-    pub runs: usize,
-    pub accel: Accel,
-    pub kernel: PathBuf,
-    pub null_guest: PathBuf,
-    pub disk: PathBuf,
-    pub cmdline: String,
+pub(crate) struct MeasureOptions {
+    pub(crate) runs: usize,
+    pub(crate) accel: Accel,
+    pub(crate) kernel: PathBuf,
+    pub(crate) null_guest: PathBuf,
+    pub(crate) disk: PathBuf,
+    pub(crate) cmdline: String,
     /// Each boot is killed after this long.
-    pub timeout: Duration,
+    pub(crate) timeout: Duration,
 }
 
 /// Every counted figure, in milliseconds, and the boots that failed.
 #[derive(Debug, Default, Clone, PartialEq)]
-pub struct Measurement {
-    pub listening_line_ms: Vec<f64>,
-    pub first_ok_ms: Vec<f64>,
-    pub floor_ms: Vec<f64>,
-    pub failures: Vec<String>,
+pub(crate) struct Measurement {
+    pub(crate) listening_line_ms: Vec<f64>,
+    pub(crate) first_ok_ms: Vec<f64>,
+    pub(crate) floor_ms: Vec<f64>,
+    pub(crate) failures: Vec<String>,
 }
 
 /// One mote boot's figures.
@@ -67,7 +67,7 @@ struct MoteBoot {
 
 /// Boots mote and the null guest `runs` times each, interleaved (mote
 /// first in even rounds, the null guest in odd ones), and prints the table.
-pub fn measure(options: &MeasureOptions) -> Result<bool> {
+pub(crate) fn measure(options: &MeasureOptions) -> Result<bool> {
     if options.runs == 0 {
         bail!("--measure needs at least 1 run");
     }
@@ -324,7 +324,7 @@ fn first_health_ok(
 }
 
 /// Median of `numerator` over median of `denominator`; `None` without data.
-pub fn ratio_of_medians(numerator: &[f64], denominator: &[f64]) -> Option<f64> {
+pub(crate) fn ratio_of_medians(numerator: &[f64], denominator: &[f64]) -> Option<f64> {
     if numerator.is_empty() || denominator.is_empty() {
         return None;
     }
@@ -333,7 +333,7 @@ pub fn ratio_of_medians(numerator: &[f64], denominator: &[f64]) -> Option<f64> {
 }
 
 /// The summary table, the ratio and the failures, one line each.
-pub fn table(measurement: &Measurement) -> String {
+pub(crate) fn table(measurement: &Measurement) -> String {
     let mut text = format!(
         "{:<44} {:>3} {:>9} {:>9} {:>9} {:>9}\n",
         "figure (ms)", "n", "min", "median", "p90", "max"

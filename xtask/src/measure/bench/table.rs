@@ -6,14 +6,15 @@ use std::fmt::Write as _;
 use super::configuration::{Configuration, Guest, baseline_of};
 use super::results::{BenchRun, Figure, Unit};
 use crate::measure::stats::{self, OUTLIER_FENCE_IQRS, SIGNIFICANCE_LEVEL};
+use crate::vm::accel::Accel;
 
 /// Target (a): entry → ready median of mote with blk and net under KVM.
-pub const ENTRY_TO_READY_TARGET_US: f64 = 1000.0;
+pub(crate) const ENTRY_TO_READY_TARGET_US: f64 = 1000.0;
 /// Target (b): mote's start → ready over the null guest's start → exit.
-pub const FLOOR_RATIO_TARGET: f64 = 1.10;
+pub(crate) const FLOOR_RATIO_TARGET: f64 = 1.10;
 
 /// `2025-11-22 17:30:05 UTC` and `20251122-173005` for a Unix time.
-pub fn utc_timestamp(unix: u64) -> (String, String) {
+pub(crate) fn utc_timestamp(unix: u64) -> (String, String) {
     let days = (unix / 86_400) as i64;
     let seconds = unix % 86_400;
     // Howard Hinnant's civil_from_days.
@@ -55,7 +56,7 @@ fn header(run: &BenchRun) -> String {
 }
 
 /// The full report of a run.
-pub fn render_report(run: &BenchRun) -> String {
+pub(crate) fn render_report(run: &BenchRun) -> String {
     let mut out = header(run);
     let mut outliers = Vec::new();
     for record in &run.configurations {
@@ -207,7 +208,7 @@ fn targets_section(run: &BenchRun) -> String {
     let mut any = false;
     for configuration in run
         .mote_configurations()
-        .filter(|c| c.accel == super::configuration::BenchAccel::Kvm && c.blk && c.net)
+        .filter(|c| c.accel == Accel::Kvm && c.blk && c.net)
     {
         if let Some(median) = run.median(&configuration.name, &Figure::EntryToReady) {
             any = true;
@@ -252,7 +253,7 @@ fn targets_section(run: &BenchRun) -> String {
 
 /// Before/after: configurations paired by name (or by `pairs`, `A=B`), every
 /// figure both have, B/A medians and the Mann-Whitney verdict.
-pub fn render_comparison(
+pub(crate) fn render_comparison(
     before: &BenchRun,
     after: &BenchRun,
     pairs: &[(String, String)],
@@ -371,7 +372,7 @@ pub fn render_comparison(
 mod tests {
     use super::*;
     use crate::measure::bench::chart;
-    use crate::measure::bench::configuration::{self as config, Matrix, Switch, VirtioMode};
+    use crate::measure::bench::configuration as config;
     use crate::measure::bench::host::Machine;
     use crate::measure::bench::results::{ConfigurationRecord, FORMAT_VERSION, PhaseTime, Sample};
 
@@ -379,17 +380,7 @@ mod tests {
     /// guest figures, `seed` varies the noise.
     fn fixture(slowdown: f64, seed: u64) -> BenchRun {
         let configurations = config::add_twins(
-            config::expand_matrix(&Matrix {
-                accels: vec![config::BenchAccel::Kvm],
-                invtsc: vec![Switch::On],
-                acpi: vec![Switch::Off],
-                virtio: vec![VirtioMode::Legacy],
-                blk: vec![Switch::On],
-                net: vec![Switch::On],
-                memory: vec!["256M".into()],
-                kernel_args: String::new(),
-                qemu_args: Vec::new(),
-            }),
+            config::expand_matrix(&config::test_matrix(), &[Accel::Kvm]),
             None,
         )
         .unwrap();
