@@ -209,7 +209,7 @@ fn run_case(case: &NetCase, accel: Accel, kernel: &Path) -> (CaseResult, Vec<Str
                     run.exited_after.as_secs_f64() * 1e3
                 ));
             }
-            (failures, run.finished.finished.tail(FAILURE_TAIL_LINES))
+            (failures, run.finished.tail(FAILURE_TAIL_LINES))
         }
         Err(error) => {
             let mut failures = findings.failures;

@@ -1,79 +1,67 @@
 //! Child processes that can neither hang xtask nor outlive it.
 //!
-//! Every child runs under a hard timeout (polled with `try_wait`, then killed
-//! and reaped) and inside a [`ChildGuard`] that kills it on drop, which a
-//! panic unwinds through too. Ctrl-C in a terminal reaches QEMU directly
-//! (same process group), and QEMU quits on SIGINT.
+//! Every child lives in a [`ChildGuard`], which kills and reaps it when
+//! dropped: on every return, every `?` and every panic (xtask unwinds). Every
+//! wait has a hard limit: `wait-timeout` sleeps until the child exits
+//! (SIGCHLD) or the limit passes, and then the child is killed. Ctrl-C in a
+//! terminal reaches the children directly (one process group), and QEMU quits
+//! on SIGINT.
 //!
-//! Output is read on one thread per pipe; the threads end at end-of-file,
-//! which the kernel delivers when the child dies, and the waiting side gives
-//! them a short grace period instead of joining them, so a pipe inherited by
-//! some grandchild cannot hang us either.
+//! Output is read on one thread per pipe, each line stamped with the arrival
+//! of its first byte. The threads end at end-of-file, which the kernel
+//! delivers when the child dies; the waiting side gives them a short grace
+//! period instead of joining them, so a pipe inherited by some grandchild
+//! cannot hang us either.
 
 use std::io::{self, Read};
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc::{self, RecvTimeoutError, Sender};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, TryRecvError};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-
-/// How often the runner checks whether the child has exited.
-const POLL_INTERVAL: Duration = Duration::from_millis(10);
+use wait_timeout::ChildExt;
 
 /// How long to wait for the output pipes to reach end-of-file after the child exited.
 const PIPE_DRAIN_GRACE: Duration = Duration::from_secs(2);
 
 /// Owns a running child and kills (then reaps) it when dropped.
-pub(crate) struct ChildGuard {
+struct ChildGuard {
     child: Child,
-    reaped: bool,
 }
 
 impl ChildGuard {
-    pub(crate) fn spawn(command: &mut Command) -> io::Result<Self> {
-        let child = command.spawn()?;
-        Ok(Self {
-            child,
-            reaped: false,
-        })
+    fn spawn(command: &mut Command) -> Result<Self> {
+        let child = command.spawn().with_context(|| {
+            format!(
+                "failed to start `{}`",
+                command.get_program().to_string_lossy()
+            )
+        })?;
+        Ok(Self { child })
     }
 
-    fn take_stdout(&mut self) -> Option<std::process::ChildStdout> {
-        self.child.stdout.take()
-    }
-
-    fn take_stderr(&mut self) -> Option<std::process::ChildStderr> {
-        self.child.stderr.take()
-    }
-
-    fn try_wait(&mut self) -> io::Result<Option<ExitStatus>> {
-        let status = self.child.try_wait()?;
-        if status.is_some() {
-            self.mark_reaped();
+    /// Waits up to `within` (`None`: without limit) for the child to exit.
+    fn wait_for(&mut self, within: Option<Duration>) -> io::Result<Option<ExitStatus>> {
+        match within {
+            Some(within) => self.child.wait_timeout(within),
+            None => self.child.wait().map(Some),
         }
-        Ok(status)
     }
 
     fn kill_and_wait(&mut self) -> io::Result<ExitStatus> {
         // `kill` fails only if the child already exited; `wait` reaps it either way.
         let _ = self.child.kill();
-        let status = self.child.wait()?;
-        self.mark_reaped();
-        Ok(status)
-    }
-
-    fn mark_reaped(&mut self) {
-        self.reaped = true;
+        self.child.wait()
     }
 }
 
 impl Drop for ChildGuard {
     fn drop(&mut self) {
-        if !self.reaped {
-            let _ = self.kill_and_wait();
-        }
+        // A child already reaped is not signalled again: `Child` keeps its
+        // status and `kill` returns at once, so no recycled PID is hit.
+        let _ = self.kill_and_wait();
     }
 }
 
@@ -91,10 +79,17 @@ pub(crate) enum Output {
 pub(crate) struct Finished {
     pub(crate) stdout: Vec<String>,
     pub(crate) stderr: Vec<String>,
+    /// Per line of `stdout`, when its first byte was read, counted from
+    /// just before the child was spawned.
+    pub(crate) stdout_arrivals: Vec<Duration>,
+    /// When stdout reached end-of-file: the child closed it, normally by
+    /// exiting.
+    pub(crate) stdout_closed: Option<Duration>,
     /// The exit code, `None` if the child was ended by a signal.
     pub(crate) exit_code: Option<i32>,
     /// The signal that ended the child, if any.
     pub(crate) signal: Option<i32>,
+    /// From spawning the child to reaping it.
     pub(crate) elapsed: Duration,
     /// The child was killed because it ran past its timeout.
     pub(crate) timed_out: bool,
@@ -129,6 +124,12 @@ impl Finished {
         );
         tail
     }
+
+    /// The start → exit time: stdout closing when that came first (a
+    /// closer mark of the exit than the reaping), else the reaping.
+    pub(crate) fn exit_time(&self) -> Duration {
+        self.stdout_closed.unwrap_or(self.elapsed).min(self.elapsed)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -137,230 +138,172 @@ enum Stream {
     Stderr,
 }
 
+enum PipeEvent {
+    Line(Stream, Instant, String),
+    Closed(Stream, Instant),
+}
+
+/// A spawned child, its pipe readers' events and what has been collected.
+struct Running {
+    child: ChildGuard,
+    events: Receiver<PipeEvent>,
+    open_pipes: usize,
+    /// Just before the child was spawned: the origin of every stamp.
+    start: Instant,
+    exited: bool,
+    finished: Finished,
+}
+
+impl Running {
+    /// Spawns `command` with stdin closed and its output as `output` says.
+    fn spawn(command: &mut Command, output: Output) -> Result<Self> {
+        command.stdin(Stdio::null());
+        let echo = match output {
+            Output::Inherit => {
+                command.stdout(Stdio::inherit()).stderr(Stdio::inherit());
+                false
+            }
+            Output::Capture { echo } => {
+                command.stdout(Stdio::piped()).stderr(Stdio::piped());
+                echo
+            }
+        };
+        let start = Instant::now();
+        let mut child = ChildGuard::spawn(command)?;
+        let (sender, events) = mpsc::channel();
+        let mut open_pipes = 0;
+        if let Some(stdout) = child.child.stdout.take() {
+            spawn_pipe_reader(stdout, Stream::Stdout, echo, sender.clone());
+            open_pipes += 1;
+        }
+        if let Some(stderr) = child.child.stderr.take() {
+            spawn_pipe_reader(stderr, Stream::Stderr, echo, sender);
+            open_pipes += 1;
+        }
+        Ok(Self {
+            child,
+            events,
+            open_pipes,
+            start,
+            exited: false,
+            finished: Finished::default(),
+        })
+    }
+
+    fn since_start(&self, at: Instant) -> Duration {
+        at.saturating_duration_since(self.start)
+    }
+
+    fn collect(&mut self, event: PipeEvent) {
+        match event {
+            PipeEvent::Line(Stream::Stdout, at, line) => {
+                self.finished.stdout.push(line);
+                let arrival = self.since_start(at);
+                self.finished.stdout_arrivals.push(arrival);
+            }
+            PipeEvent::Line(Stream::Stderr, _, line) => self.finished.stderr.push(line),
+            PipeEvent::Closed(stream, at) => {
+                self.open_pipes = self.open_pipes.saturating_sub(1);
+                if stream == Stream::Stdout {
+                    self.finished.stdout_closed = Some(self.since_start(at));
+                }
+            }
+        }
+    }
+
+    /// Collects every event already queued, without waiting.
+    fn collect_queued(&mut self) {
+        while self.open_pipes > 0 {
+            match self.events.try_recv() {
+                Ok(event) => self.collect(event),
+                Err(TryRecvError::Empty) => return,
+                Err(TryRecvError::Disconnected) => self.open_pipes = 0,
+            }
+        }
+    }
+
+    /// Waits up to `within` for one event, then takes whatever else is queued.
+    fn collect_within(&mut self, within: Duration) {
+        match self.events.recv_timeout(within) {
+            Ok(event) => {
+                self.collect(event);
+                self.collect_queued();
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => self.open_pipes = 0,
+        }
+    }
+
+    fn reaped(&mut self, status: ExitStatus, timed_out: bool) {
+        self.exited = true;
+        self.finished.exit_code = status.code();
+        self.finished.signal = status.signal();
+        self.finished.elapsed = self.start.elapsed();
+        self.finished.timed_out = timed_out;
+    }
+
+    /// Waits up to `within` (`None`: without limit) for the child to exit,
+    /// and kills it if it does not.
+    fn wait_or_kill(&mut self, within: Option<Duration>) -> io::Result<()> {
+        if self.exited {
+            return Ok(());
+        }
+        match self.child.wait_for(within)? {
+            Some(status) => self.reaped(status, false),
+            None => {
+                let status = self.child.kill_and_wait()?;
+                self.reaped(status, true);
+            }
+        }
+        Ok(())
+    }
+
+    /// Notices an exit without waiting.
+    fn try_reap(&mut self) -> io::Result<()> {
+        if !self.exited
+            && let Some(status) = self.child.child.try_wait()?
+        {
+            self.reaped(status, false);
+        }
+        Ok(())
+    }
+
+    /// After the exit: collects output until the pipes close or the grace passes.
+    fn drain(&mut self) {
+        let grace_end = Instant::now() + PIPE_DRAIN_GRACE;
+        while self.open_pipes > 0 {
+            let left = grace_end.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            self.collect_within(left);
+        }
+        self.collect_queued();
+    }
+}
+
 /// Runs `command` to completion or until `timeout`, whichever comes first.
 ///
 /// Stdin is always null. A timed-out child is killed and reaped, and the
 /// result says `timed_out`; that is not an `Err`, which is kept for failing
 /// to start the child at all.
 pub(crate) fn run(command: &mut Command, timeout: Duration, output: Output) -> Result<Finished> {
-    let echo = matches!(output, Output::Capture { echo: true });
-    // Inherit: no pipes to read, but the sender stays alive so the wait
-    // loop sleeps between polls instead of seeing a closed channel.
-    let (mut child, receiver, open_pipes, start, _sender) = match output {
-        Output::Inherit => {
-            command
-                .stdin(Stdio::null())
-                .stdout(Stdio::inherit())
-                .stderr(Stdio::inherit());
-            let program = command.get_program().to_string_lossy().into_owned();
-            let start = Instant::now();
-            let child = ChildGuard::spawn(command)
-                .with_context(|| format!("failed to start `{program}`"))?;
-            let (sender, receiver) = mpsc::channel();
-            (child, receiver, 0, start, Some(sender))
-        }
-        Output::Capture { .. } => {
-            let (child, receiver, open_pipes, start) = spawn_with_timed_readers(command)?;
-            (child, receiver, open_pipes, start, None)
-        }
-    };
-    let mut stdout = Vec::new();
-    let mut stderr = Vec::new();
-    let waited = wait_and_collect(
-        &mut child,
-        &receiver,
-        open_pipes,
-        start,
-        timeout,
-        POLL_INTERVAL,
-        |stream, _, line| match stream {
-            Stream::Stdout => {
-                if echo {
-                    println!("{line}");
-                }
-                stdout.push(line);
-            }
-            Stream::Stderr => {
-                if echo {
-                    eprintln!("{line}");
-                }
-                stderr.push(line);
-            }
-        },
-    )?;
-    Ok(Finished {
-        stdout,
-        stderr,
-        exit_code: waited.status.code(),
-        signal: waited.status.signal(),
-        elapsed: waited.elapsed,
-        timed_out: waited.timed_out,
-    })
-}
-
-/// A captured run with arrival times, for measurements (`cargo xtask bench`).
-#[derive(Debug, Clone, Default)]
-pub(crate) struct TimedFinished {
-    pub(crate) finished: Finished,
-    /// Per line of `finished.stdout`, when its first byte was read, counted
-    /// from just before the child was spawned.
-    pub(crate) stdout_arrivals: Vec<Duration>,
-    /// When stdout reached end-of-file: the child closed it, normally by
-    /// exiting. Closer to the real exit than `finished.elapsed`, which is
-    /// when a poll noticed it.
-    pub(crate) stdout_closed: Option<Duration>,
-}
-
-enum TimedPipeEvent {
-    Line(Stream, Instant, String),
-    Closed(Stream, Instant),
-}
-
-/// Spawns `command` with stdin closed and stdout and stderr each read by a
-/// timed pipe reader; returns the guarded child, the readers' events, how
-/// many pipes are open and when the child was spawned.
-fn spawn_with_timed_readers(
-    command: &mut Command,
-) -> Result<(ChildGuard, mpsc::Receiver<TimedPipeEvent>, usize, Instant)> {
-    command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let program = command.get_program().to_string_lossy().into_owned();
-    let start = Instant::now();
-    let mut child =
-        ChildGuard::spawn(command).with_context(|| format!("failed to start `{program}`"))?;
-    let (sender, events) = mpsc::channel();
-    let mut open_pipes = 0;
-    if let Some(stdout) = child.take_stdout() {
-        spawn_timed_pipe_reader(stdout, Stream::Stdout, sender.clone());
-        open_pipes += 1;
-    }
-    if let Some(stderr) = child.take_stderr() {
-        spawn_timed_pipe_reader(stderr, Stream::Stderr, sender);
-        open_pipes += 1;
-    }
-    Ok((child, events, open_pipes, start))
-}
-
-/// Like [`run`] with `Output::Capture { echo: false }`, but stamps each
-/// output line with the arrival of its first byte and polls the child every
-/// `poll` (a short one, e.g. 1 ms, so the exit is noticed promptly).
-///
-/// A separate loop from [`run`] because its pipe readers read raw chunks
-/// instead of whole lines: a line's first byte, not its newline, is the moment
-/// that matters for "first serial output".
-pub(crate) fn run_timed(
-    command: &mut Command,
-    timeout: Duration,
-    poll: Duration,
-) -> Result<TimedFinished> {
-    let (mut child, receiver, open_pipes, start) = spawn_with_timed_readers(command)?;
-    let mut timed = TimedFinished::default();
-    let waited = wait_and_collect(
-        &mut child,
-        &receiver,
-        open_pipes,
-        start,
-        timeout,
-        poll,
-        |stream, at, line| match stream {
-            Stream::Stdout => {
-                timed.finished.stdout.push(line);
-                timed
-                    .stdout_arrivals
-                    .push(at.saturating_duration_since(start));
-            }
-            Stream::Stderr => timed.finished.stderr.push(line),
-        },
-    )?;
-    timed.finished.exit_code = waited.status.code();
-    timed.finished.signal = waited.status.signal();
-    timed.finished.elapsed = waited.elapsed;
-    timed.finished.timed_out = waited.timed_out;
-    timed.stdout_closed = waited.stdout_closed;
-    Ok(timed)
-}
-
-/// How a child ended, as [`wait_and_collect`] saw it.
-struct Waited {
-    status: ExitStatus,
-    timed_out: bool,
-    /// When a poll found the child reaped, from `start`.
-    elapsed: Duration,
-    /// When stdout reached end-of-file, from `start`.
-    stdout_closed: Option<Duration>,
-}
-
-/// Waits for `child`, killing it at `start + timeout`, and hands each line
-/// the pipe readers send to `on_line` with the moment its first byte was
-/// read. After the child is reaped the pipes get `PIPE_DRAIN_GRACE` to
-/// close, so a grandchild holding one cannot hang the caller.
-fn wait_and_collect(
-    child: &mut ChildGuard,
-    receiver: &mpsc::Receiver<TimedPipeEvent>,
-    mut open_pipes: usize,
-    start: Instant,
-    timeout: Duration,
-    poll: Duration,
-    mut on_line: impl FnMut(Stream, Instant, String),
-) -> Result<Waited> {
-    let deadline = start + timeout;
-    let mut status: Option<ExitStatus> = None;
-    let mut timed_out = false;
-    let mut elapsed = Duration::ZERO;
-    let mut stdout_closed = None;
-    let mut drain_deadline = None;
-    loop {
-        let now = Instant::now();
-        if status.is_none() {
-            if let Some(exited) = child.try_wait()? {
-                status = Some(exited);
-            } else if now >= deadline {
-                status = Some(child.kill_and_wait()?);
-                timed_out = true;
-            }
-            if status.is_some() {
-                elapsed = start.elapsed();
-                drain_deadline = Some(Instant::now() + PIPE_DRAIN_GRACE);
-            }
-        }
-        if let Some(drain_deadline) = drain_deadline
-            && (open_pipes == 0 || Instant::now() >= drain_deadline)
-        {
-            break;
-        }
-        let wait = if status.is_some() {
-            poll
-        } else {
-            poll.min(deadline.saturating_duration_since(now))
-        };
-        match receiver.recv_timeout(wait) {
-            Ok(TimedPipeEvent::Line(stream, at, line)) => on_line(stream, at, line),
-            Ok(TimedPipeEvent::Closed(stream, at)) => {
-                open_pipes = open_pipes.saturating_sub(1);
-                if stream == Stream::Stdout {
-                    stdout_closed = Some(at.saturating_duration_since(start));
-                }
-            }
-            Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => open_pipes = 0,
-        }
-    }
-    Ok(Waited {
-        status: status.expect("the loop only ends after the child was reaped"),
-        timed_out,
-        elapsed,
-        stdout_closed,
-    })
+    let mut running = Running::spawn(command, output)?;
+    running.wait_or_kill(Some(timeout))?;
+    running.drain();
+    Ok(running.finished)
 }
 
 /// Forwards `pipe` as lines (lossy UTF-8, `\r\n` or `\n` stripped), each
-/// stamped with the instant its first byte was read, until end-of-file.
-fn spawn_timed_pipe_reader(
+/// stamped with the instant its first byte was read, until end-of-file;
+/// with `echo`, copies each line to our own stream as it completes. Reads
+/// raw chunks, not lines: a line's first byte, not its newline, is the
+/// moment that matters for "first serial output".
+fn spawn_pipe_reader(
     mut pipe: impl Read + Send + 'static,
     stream: Stream,
-    sender: Sender<TimedPipeEvent>,
+    echo: bool,
+    sender: Sender<PipeEvent>,
 ) {
     thread::spawn(move || {
         let mut chunk = [0u8; 4096];
@@ -373,9 +316,13 @@ fn spawn_timed_pipe_reader(
                 .trim_end_matches('\r')
                 .to_owned();
             line.clear();
-            sender
-                .send(TimedPipeEvent::Line(stream, started, text))
-                .is_ok()
+            if echo {
+                match stream {
+                    Stream::Stdout => println!("{text}"),
+                    Stream::Stderr => eprintln!("{text}"),
+                }
+            }
+            sender.send(PipeEvent::Line(stream, started, text)).is_ok()
         };
         loop {
             let count = match pipe.read(&mut chunk) {
@@ -402,25 +349,21 @@ fn spawn_timed_pipe_reader(
         {
             return;
         }
-        let _ = sender.send(TimedPipeEvent::Closed(stream, closed));
+        let _ = sender.send(PipeEvent::Closed(stream, closed));
     });
 }
 
 /// A child the caller talks to while it runs (a VM serving HTTP): output is
-/// collected in the background and read on demand, each stdout line stamped
-/// like [`run_timed`]'s. The hard deadline is enforced whenever the caller
-/// waits on it; every other wait the caller does (a socket read, a sleep)
-/// must be bounded by its own timeout. Killed on drop, like every child.
+/// collected in the background and read on demand. The hard deadline is
+/// enforced whenever the caller waits on it; every other wait the caller
+/// does (a socket read, a sleep) must be bounded by its own timeout. Killed
+/// on drop, like every child.
 pub(crate) struct LiveChild {
-    child: ChildGuard,
-    events: mpsc::Receiver<TimedPipeEvent>,
-    start: Instant,
+    running: Running,
     /// `None`: no limit (an interactive session the user ends).
     deadline: Option<Instant>,
-    echo: bool,
-    open_pipes: usize,
-    status: Option<ExitStatus>,
-    timed: TimedFinished,
+    /// When the exit was noticed, for the drain's grace period.
+    exit_seen: Option<Instant>,
 }
 
 /// Why [`LiveChild::wait_for_stdout`] returned without a matching line.
@@ -434,52 +377,73 @@ pub(crate) enum LineWait {
 
 impl LiveChild {
     /// Spawns `command` with stdin null and stdout/stderr captured; with
-    /// `echo`, each line is copied to our stdout/stderr as it is collected.
+    /// `echo`, each line is copied to our stdout/stderr as it arrives.
     pub(crate) fn spawn(
         command: &mut Command,
         timeout: Option<Duration>,
         echo: bool,
     ) -> Result<Self> {
-        let (child, events, open_pipes, start) = spawn_with_timed_readers(command)?;
+        let running = Running::spawn(command, Output::Capture { echo })?;
+        let deadline = timeout.and_then(|timeout| running.start.checked_add(timeout));
         Ok(Self {
-            child,
-            events,
-            start,
-            deadline: timeout.and_then(|timeout| start.checked_add(timeout)),
-            echo,
-            open_pipes,
-            status: None,
-            timed: TimedFinished::default(),
+            running,
+            deadline,
+            exit_seen: None,
         })
     }
 
     /// The child's process ID (for `/proc/<pid>/stat`).
     pub(crate) fn id(&self) -> u32 {
-        self.child.child.id()
+        self.running.child.child.id()
     }
 
     /// Just before the child was spawned: the origin of every stamp.
     pub(crate) fn started(&self) -> Instant {
-        self.start
+        self.running.start
     }
 
     /// Stdout lines collected so far.
     pub(crate) fn stdout(&self) -> &[String] {
-        &self.timed.finished.stdout
+        &self.running.finished.stdout
     }
 
     pub(crate) fn stderr(&self) -> &[String] {
-        &self.timed.finished.stderr
+        &self.running.finished.stderr
     }
 
     /// Whether the child has been reaped (it exited or was killed).
     pub(crate) fn has_exited(&self) -> bool {
-        self.status.is_some()
+        self.running.exited
     }
 
-    /// Collects what has arrived without waiting and notices an exit.
+    /// Collects what has arrived without waiting, notices an exit, and
+    /// kills the child if its hard deadline has passed.
     pub(crate) fn poll(&mut self) -> Result<()> {
-        self.pump(Duration::ZERO)
+        self.running.collect_queued();
+        self.running.try_reap()?;
+        if !self.running.exited && self.left_until_deadline() == Some(Duration::ZERO) {
+            self.running.wait_or_kill(Some(Duration::ZERO))?;
+        }
+        self.note_exit();
+        Ok(())
+    }
+
+    fn left_until_deadline(&self) -> Option<Duration> {
+        self.deadline
+            .map(|deadline| deadline.saturating_duration_since(Instant::now()))
+    }
+
+    fn note_exit(&mut self) {
+        if self.running.exited && self.exit_seen.is_none() {
+            self.exit_seen = Some(Instant::now());
+        }
+    }
+
+    /// Output is over: the child was reaped and its pipes closed (or the
+    /// grace for them passed).
+    fn output_over(&self) -> bool {
+        self.exit_seen
+            .is_some_and(|seen| self.running.open_pipes == 0 || seen.elapsed() >= PIPE_DRAIN_GRACE)
     }
 
     /// Waits up to `within` for a stdout line (already collected or new)
@@ -493,118 +457,58 @@ impl LiveChild {
         let limit = Instant::now().checked_add(within);
         let mut searched = 0;
         loop {
-            let lines = &self.timed.finished.stdout;
+            let lines = self.stdout();
             if let Some(offset) = lines[searched..].iter().position(|line| matches(line)) {
                 return Ok(Ok(searched + offset));
             }
             searched = lines.len();
-            if self.status.is_some() && self.open_pipes == 0 {
+            if self.output_over() {
                 return Ok(Err(LineWait::Exited));
             }
-            let now = Instant::now();
-            if limit.is_some_and(|limit| now >= limit) {
+            let left = limit.map(|limit| limit.saturating_duration_since(Instant::now()));
+            if left == Some(Duration::ZERO) {
                 return Ok(Err(LineWait::TimedOut));
             }
-            let left = limit.map_or(POLL_INTERVAL, |limit| limit - now);
-            self.pump(POLL_INTERVAL.min(left))?;
-            if self.status.is_some() && self.drain_expired() {
-                self.open_pipes = 0;
+            let left = match (left, self.left_until_deadline()) {
+                (Some(left), Some(deadline)) => Some(left.min(deadline)),
+                (left, deadline) => left.or(deadline),
+            };
+            self.step(left)?;
+        }
+    }
+
+    /// Waits up to `within` (`None`: without limit) for something to happen:
+    /// output, the pipes closing, the exit; kills the child at its deadline.
+    fn step(&mut self, within: Option<Duration>) -> Result<()> {
+        if self.running.open_pipes > 0 {
+            // The pipes close when the child exits: that wakes us too.
+            self.running
+                .collect_within(within.unwrap_or(PIPE_DRAIN_GRACE));
+            self.running.try_reap()?;
+        } else if !self.running.exited {
+            // Its output closed but it still runs: wait for the exit itself.
+            if let Some(status) = self.running.child.wait_for(within)? {
+                self.running.reaped(status, false);
             }
         }
+        if !self.running.exited && self.left_until_deadline() == Some(Duration::ZERO) {
+            self.running.wait_or_kill(Some(Duration::ZERO))?;
+        }
+        self.note_exit();
+        Ok(())
     }
 
     /// Waits up to `within` (`None`: until the hard deadline, if any) for
     /// the child to exit, kills it if it does not (`timed_out`), drains its
     /// pipes and returns everything it printed.
-    pub(crate) fn finish(mut self, within: Option<Duration>) -> Result<TimedFinished> {
-        let limit = within.and_then(|within| Instant::now().checked_add(within));
-        while self.status.is_none() {
-            if limit.is_some_and(|limit| Instant::now() >= limit) {
-                self.kill_for_timeout()?;
-                break;
-            }
-            self.pump(POLL_INTERVAL)?;
-        }
-        while self.open_pipes > 0 && !self.drain_expired() {
-            self.pump(POLL_INTERVAL)?;
-        }
-        let status = self
-            .status
-            .expect("the loop only ends after the child was reaped");
-        self.timed.finished.exit_code = status.code();
-        self.timed.finished.signal = status.signal();
-        Ok(std::mem::take(&mut self.timed))
-    }
-
-    fn drain_expired(&self) -> bool {
-        // `finished.elapsed` is set when the exit was noticed.
-        self.start.elapsed() >= self.timed.finished.elapsed + PIPE_DRAIN_GRACE
-    }
-
-    fn kill_for_timeout(&mut self) -> Result<()> {
-        self.status = Some(self.child.kill_and_wait()?);
-        self.timed.finished.timed_out = true;
-        self.timed.finished.elapsed = self.start.elapsed();
-        Ok(())
-    }
-
-    /// Collects output for up to `wait` (returning early on a line), and
-    /// notices the child's exit or kills it at its hard deadline.
-    fn pump(&mut self, wait: Duration) -> Result<()> {
-        if self.status.is_none() {
-            if let Some(exited) = self.child.try_wait()? {
-                self.status = Some(exited);
-                self.timed.finished.elapsed = self.start.elapsed();
-            } else if self
-                .deadline
-                .is_some_and(|deadline| Instant::now() >= deadline)
-            {
-                self.kill_for_timeout()?;
-            }
-        }
-        if self.open_pipes == 0 {
-            return Ok(());
-        }
-        let event = if wait.is_zero() {
-            self.events.try_recv().map_err(|error| match error {
-                mpsc::TryRecvError::Empty => RecvTimeoutError::Timeout,
-                mpsc::TryRecvError::Disconnected => RecvTimeoutError::Disconnected,
-            })
-        } else {
-            self.events.recv_timeout(wait)
+    pub(crate) fn finish(mut self, within: Option<Duration>) -> Result<Finished> {
+        let limit = match (within, self.left_until_deadline()) {
+            (Some(within), Some(deadline)) => Some(within.min(deadline)),
+            (within, deadline) => within.or(deadline),
         };
-        match event {
-            Ok(TimedPipeEvent::Line(stream, at, line)) => {
-                if self.echo {
-                    match stream {
-                        Stream::Stdout => println!("{line}"),
-                        Stream::Stderr => eprintln!("{line}"),
-                    }
-                }
-                match stream {
-                    Stream::Stdout => {
-                        self.timed.finished.stdout.push(line);
-                        self.timed
-                            .stdout_arrivals
-                            .push(at.saturating_duration_since(self.start));
-                    }
-                    Stream::Stderr => self.timed.finished.stderr.push(line),
-                }
-                // Take whatever else is already queued, without waiting.
-                if !wait.is_zero() {
-                    self.pump(Duration::ZERO)?;
-                }
-            }
-            Ok(TimedPipeEvent::Closed(stream, at)) => {
-                self.open_pipes -= 1;
-                if stream == Stream::Stdout {
-                    self.timed.stdout_closed = Some(at.saturating_duration_since(self.start));
-                }
-            }
-            Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => self.open_pipes = 0,
-        }
-        Ok(())
+        self.running.wait_or_kill(limit)?;
+        self.running.drain();
+        Ok(std::mem::take(&mut self.running.finished))
     }
 }
 
@@ -632,14 +536,16 @@ mod tests {
         command
     }
 
+    fn capture(script: &str, timeout: Duration) -> Finished {
+        run(&mut shell(script), timeout, Output::Capture { echo: false }).unwrap()
+    }
+
     #[test]
     fn captures_lines_and_exit_code() {
-        let finished = run(
-            &mut shell("printf 'one\\r\\ntwo\\nthree'; echo oops >&2; exit 3"),
+        let finished = capture(
+            "printf 'one\\r\\ntwo\\nthree'; echo oops >&2; exit 3",
             Duration::from_secs(10),
-            Output::Capture { echo: false },
-        )
-        .unwrap();
+        );
         assert_eq!(finished.stdout, ["one", "two", "three"]);
         assert_eq!(finished.stderr, ["oops"]);
         assert_eq!(finished.exit_code, Some(3));
@@ -648,12 +554,7 @@ mod tests {
 
     #[test]
     fn kills_a_child_that_runs_past_its_timeout() {
-        let finished = run(
-            &mut shell("echo started; exec sleep 30"),
-            Duration::from_millis(300),
-            Output::Capture { echo: false },
-        )
-        .unwrap();
+        let finished = capture("echo started; exec sleep 30", Duration::from_millis(300));
         assert!(finished.timed_out);
         assert_eq!(finished.stdout, ["started"]);
         assert_eq!(finished.signal, Some(9));
@@ -661,36 +562,42 @@ mod tests {
     }
 
     #[test]
-    fn timed_run_stamps_each_line_in_order() {
-        let timed = run_timed(
-            &mut shell("printf 'one\\r\\n'; sleep 0.2; printf 'tw'; sleep 0.1; printf 'o\\nend'"),
+    fn stamps_each_line_in_order() {
+        let finished = capture(
+            "printf 'one\\r\\n'; sleep 0.2; printf 'tw'; sleep 0.1; printf 'o\\nend'",
             Duration::from_secs(10),
-            Duration::from_millis(1),
-        )
-        .unwrap();
-        assert_eq!(timed.finished.stdout, ["one", "two", "end"]);
-        assert_eq!(timed.stdout_arrivals.len(), 3);
-        let [one, two, end] = timed.stdout_arrivals[..] else {
+        );
+        assert_eq!(finished.stdout, ["one", "two", "end"]);
+        assert_eq!(finished.stdout_arrivals.len(), 3);
+        let [one, two, end] = finished.stdout_arrivals[..] else {
             unreachable!()
         };
         // "two" is stamped when "tw" arrived, before the 0.1 s pause.
         assert!(two >= one + Duration::from_millis(150), "{one:?} {two:?}");
         assert!(end >= two + Duration::from_millis(80), "{two:?} {end:?}");
-        let closed = timed.stdout_closed.unwrap();
-        assert!(closed >= end && closed <= timed.finished.elapsed + Duration::from_millis(50));
-        assert_eq!(timed.finished.exit_code, Some(0));
+        let closed = finished.stdout_closed.unwrap();
+        assert!(closed >= end && closed <= finished.elapsed + Duration::from_millis(50));
+        assert!(finished.exit_time() <= finished.elapsed);
+        assert_eq!(finished.exit_code, Some(0));
+    }
+
+    /// Whether `pid` still names a process (a zombie counts: not reaped).
+    fn process_exists(pid: u32) -> bool {
+        std::path::Path::new(&format!("/proc/{pid}")).exists()
     }
 
     #[test]
-    fn timed_run_kills_at_its_timeout() {
-        let timed = run_timed(
-            &mut shell("echo started; exec sleep 30"),
-            Duration::from_millis(300),
-            Duration::from_millis(1),
-        )
-        .unwrap();
-        assert!(timed.finished.timed_out);
-        assert_eq!(timed.finished.stdout, ["started"]);
+    fn a_panic_kills_and_reaps_the_child() {
+        let mut pid = 0;
+        let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let child = LiveChild::spawn(&mut shell("exec sleep 30"), None, false).unwrap();
+            pid = child.id();
+            assert!(process_exists(pid));
+            panic!("a failing check while the child runs");
+        }));
+        assert!(unwound.is_err());
+        assert_ne!(pid, 0);
+        assert!(!process_exists(pid), "process {pid} outlived the panic");
     }
 
     #[test]
@@ -713,11 +620,11 @@ mod tests {
                 .unwrap(),
             Err(LineWait::TimedOut)
         );
-        let timed = child.finish(Some(Duration::from_secs(5))).unwrap();
-        assert_eq!(timed.finished.stdout, ["booting", "listening", "bye"]);
-        assert!(timed.stdout_arrivals[1] >= Duration::from_millis(150));
-        assert_eq!(timed.finished.exit_code, Some(33));
-        assert!(!timed.finished.timed_out);
+        let finished = child.finish(Some(Duration::from_secs(5))).unwrap();
+        assert_eq!(finished.stdout, ["booting", "listening", "bye"]);
+        assert!(finished.stdout_arrivals[1] >= Duration::from_millis(150));
+        assert_eq!(finished.exit_code, Some(33));
+        assert!(!finished.timed_out);
     }
 
     #[test]
@@ -748,27 +655,36 @@ mod tests {
             .wait_for_stdout(|line| line == "never", Duration::from_secs(5))
             .unwrap();
         assert_eq!(wait, Err(LineWait::Exited));
-        let timed = child.finish(None).unwrap();
-        assert!(timed.finished.timed_out);
-        assert!(timed.finished.elapsed < Duration::from_secs(3));
+        let finished = child.finish(None).unwrap();
+        assert!(finished.timed_out);
+        assert!(finished.elapsed < Duration::from_secs(3));
 
         let child = LiveChild::spawn(&mut shell("exec sleep 30"), None, false).unwrap();
         let start = Instant::now();
-        let timed = child.finish(Some(Duration::from_millis(200))).unwrap();
-        assert!(timed.finished.timed_out);
-        assert_eq!(timed.finished.signal, Some(9));
+        let finished = child.finish(Some(Duration::from_millis(200))).unwrap();
+        assert!(finished.timed_out);
+        assert_eq!(finished.signal, Some(9));
         assert!(start.elapsed() < Duration::from_secs(3));
+    }
+
+    #[test]
+    fn live_child_poll_kills_at_the_deadline() {
+        let mut child = LiveChild::spawn(
+            &mut shell("exec sleep 30"),
+            Some(Duration::from_millis(100)),
+            false,
+        )
+        .unwrap();
+        thread::sleep(Duration::from_millis(150));
+        child.poll().unwrap();
+        assert!(child.has_exited());
+        assert!(child.finish(None).unwrap().timed_out);
     }
 
     #[test]
     fn does_not_hang_when_a_grandchild_keeps_the_pipe_open() {
         let start = Instant::now();
-        let finished = run(
-            &mut shell("sleep 5 & exit 0"),
-            Duration::from_secs(10),
-            Output::Capture { echo: false },
-        )
-        .unwrap();
+        let finished = capture("sleep 5 & exit 0", Duration::from_secs(10));
         assert_eq!(finished.exit_code, Some(0));
         assert!(start.elapsed() < Duration::from_secs(4));
     }

@@ -9,7 +9,7 @@ use anyhow::Result;
 
 use super::accel::Accel;
 use super::network::{HostForward, Transport};
-use super::process::{self, Finished, Output, TimedFinished};
+use super::process::{self, Finished, Output};
 use crate::env::workspace;
 
 pub(crate) const QEMU_BINARY: &str = "qemu-system-x86_64";
@@ -250,12 +250,8 @@ impl QemuCommand {
             .join(" ")
     }
 
-    /// Boots and waits at most `timeout`, stamping each output line with its arrival.
-    pub(crate) fn run_timed(&self, timeout: Duration, poll: Duration) -> Result<TimedFinished> {
-        process::run_timed(&mut self.command(), timeout, poll)
-    }
-
-    /// Boots and waits at most `timeout`; with `echo`, serial output is copied live.
+    /// Boots and waits at most `timeout`, stamping each output line with its
+    /// arrival; with `echo`, serial output is copied live.
     pub(crate) fn run(&self, timeout: Duration, echo: bool) -> Result<Finished> {
         process::run(&mut self.command(), timeout, Output::Capture { echo })
     }

@@ -148,7 +148,7 @@ fn serve(qemu: &QemuCommand, ports: &HostPorts, timeout: Duration) -> Result<boo
         }
         Err(LineWait::TimedOut) => {}
     }
-    let finished = child.finish(None)?.finished;
+    let finished = child.finish(None)?;
     let power_off = PowerOff::from_exit(&finished, timeout);
     eprintln!(
         "xtask: {power_off} after {:.2} s",

@@ -12,7 +12,7 @@ use super::accel::Accel;
 use super::http_client::{self, Response};
 use super::network::{EXPECTED_GUEST_ADDRESS, HostPorts};
 use super::power_off::PowerOff;
-use super::process::{LineWait, LiveChild, TimedFinished};
+use super::process::{Finished, LineWait, LiveChild};
 use super::qemu::{Machine, QemuCommand};
 use crate::guest_output::report::{self, BootReport, LISTENING_LINE, NetLine};
 
@@ -134,7 +134,7 @@ impl ServedBoot {
                     };
                     let finished = child.finish(Some(Duration::ZERO)).ok();
                     let end = finished
-                        .map(|timed| timed.finished.describe_end(timeout))
+                        .map(|finished| finished.describe_end(timeout))
                         .unwrap_or_default();
                     return Err(failure(format!("{reason} ({end})"), output));
                 }
@@ -210,7 +210,7 @@ pub(crate) struct PowerOffRun {
     pub(crate) answered_after: Duration,
     /// From sending the request to QEMU's exit being noticed.
     pub(crate) exited_after: Duration,
-    pub(crate) finished: TimedFinished,
+    pub(crate) finished: Finished,
 }
 
 /// Checks that a run ended the way a served boot must after POST /poweroff:
@@ -218,7 +218,7 @@ pub(crate) struct PowerOffRun {
 /// no failure lines. Returns every problem.
 pub(crate) fn judge_power_off(
     response: &Result<Response, String>,
-    finished: &TimedFinished,
+    finished: &Finished,
     exit_within: Duration,
 ) -> Vec<String> {
     let mut problems = Vec::new();
@@ -230,18 +230,18 @@ pub(crate) fn judge_power_off(
         )),
         Err(reason) => problems.push(reason.clone()),
     }
-    let power_off = PowerOff::from_exit(&finished.finished, exit_within);
+    let power_off = PowerOff::from_exit(finished, exit_within);
     if !power_off.is_success() {
         problems.push(format!("after POST /poweroff: {power_off}"));
     }
-    let report = BootReport::parse(&finished.finished.stdout);
+    let report = BootReport::parse(&finished.stdout);
     problems.extend(
         report
             .problems
             .iter()
             .map(|problem| format!("malformed report line {problem}")),
     );
-    problems.extend(report::failure_lines(&finished.finished.stdout));
+    problems.extend(report::failure_lines(&finished.stdout));
     if report.poweroff_success != Some(true) {
         problems.push(format!(
             "the last report line is {:?}, not `mote: poweroff success`",

@@ -14,12 +14,8 @@ use crate::guest_output::report::BootReport;
 use crate::guest_output::tslog::{self, Trace};
 use crate::vm::cmdline;
 use crate::vm::power_off::{DEBUG_EXIT_SUCCESS, PowerOff};
-use crate::vm::process::TimedFinished;
+use crate::vm::process::Finished;
 use crate::vm::qemu::{self, Machine, QemuCommand};
-
-/// How often the child is polled: well under the figures measured, cheap
-/// next to QEMU's own work. The exit figure comes from stdout closing anyway.
-const POLL_INTERVAL: Duration = Duration::from_millis(1);
 
 /// What the configurations boot.
 pub(crate) struct Images {
@@ -92,8 +88,9 @@ pub(crate) fn run_rounds(
     for round in 0..rounds {
         for index in round_order(configurations.len(), round) {
             let configuration = &configurations[index];
-            let timed = commands[index].run_timed(timeout, POLL_INTERVAL)?;
-            let sample = sample_from_boot(configuration, round, round < warmups, &timed, timeout);
+            let finished = commands[index].run(timeout, false)?;
+            let sample =
+                sample_from_boot(configuration, round, round < warmups, &finished, timeout);
             progress.update(round, rounds, warmups, &sample);
             samples.push(sample);
         }
@@ -108,11 +105,11 @@ pub(crate) fn sample_from_boot(
     configuration: &Configuration,
     round: usize,
     warmup: bool,
-    timed: &TimedFinished,
+    finished: &Finished,
     timeout: Duration,
 ) -> Sample {
     let micros = |duration: Duration| duration.as_secs_f64() * 1e6;
-    let stdout = &timed.finished.stdout;
+    let stdout = &finished.stdout;
     let ready_line = stdout
         .iter()
         .position(|line| line.starts_with("mote: ready "));
@@ -121,24 +118,19 @@ pub(crate) fn sample_from_boot(
         round,
         warmup,
         failure: None,
-        exit_code: timed.finished.exit_code,
+        exit_code: finished.exit_code,
         // The first line's first byte: the first serial byte, to within one
         // pipe read.
-        start_to_first_byte_us: timed.stdout_arrivals.first().copied().map(micros),
+        start_to_first_byte_us: finished.stdout_arrivals.first().copied().map(micros),
         start_to_ready_line_us: ready_line
-            .and_then(|index| timed.stdout_arrivals.get(index).copied())
+            .and_then(|index| finished.stdout_arrivals.get(index).copied())
             .map(micros),
-        start_to_exit_us: micros(
-            timed
-                .stdout_closed
-                .unwrap_or(timed.finished.elapsed)
-                .min(timed.finished.elapsed),
-        ),
+        start_to_exit_us: micros(finished.exit_time()),
         entry_to_ready_us: None,
         tsc_hz: None,
         phases: Vec::new(),
     };
-    if timed.finished.timed_out {
+    if finished.timed_out {
         sample.failure = Some(format!(
             "timed out after {} s and was killed",
             timeout.as_secs_f64()
@@ -148,12 +140,12 @@ pub(crate) fn sample_from_boot(
     match configuration.guest {
         Guest::External { .. } => {}
         Guest::Null => {
-            if timed.finished.exit_code != Some(DEBUG_EXIT_SUCCESS) {
-                sample.failure = Some(PowerOff::from_exit(&timed.finished, timeout).to_string());
+            if finished.exit_code != Some(DEBUG_EXIT_SUCCESS) {
+                sample.failure = Some(PowerOff::from_exit(finished, timeout).to_string());
             }
         }
         Guest::Mote => {
-            let power_off = PowerOff::from_exit(&timed.finished, timeout);
+            let power_off = PowerOff::from_exit(finished, timeout);
             let report = BootReport::parse(stdout);
             sample.entry_to_ready_us = report.ready_microseconds.map(|us| us as f64);
             match guest_phases(&stdout.join("\n")) {
@@ -289,7 +281,6 @@ mod tests {
     use super::*;
     use crate::measure::bench::configuration;
     use crate::vm::accel::Accel;
-    use crate::vm::process::Finished;
 
     const TCG_DUMP: &str = include_str!("../../../testdata/tslog-tcg.txt");
 
@@ -338,18 +329,16 @@ mod tests {
         let arrivals = (0..stdout.len())
             .map(|line| Duration::from_millis(40 + line as u64))
             .collect();
-        let timed = TimedFinished {
-            finished: Finished {
-                stdout,
-                exit_code: Some(DEBUG_EXIT_SUCCESS),
-                elapsed: Duration::from_millis(200),
-                ..Finished::default()
-            },
+        let finished = Finished {
+            stdout,
+            exit_code: Some(DEBUG_EXIT_SUCCESS),
+            elapsed: Duration::from_millis(200),
             stdout_arrivals: arrivals,
             stdout_closed: Some(Duration::from_millis(190)),
+            ..Finished::default()
         };
         let timeout = Duration::from_secs(5);
-        let sample = sample_from_boot(&configuration(Guest::Mote), 3, false, &timed, timeout);
+        let sample = sample_from_boot(&configuration(Guest::Mote), 3, false, &finished, timeout);
         assert_eq!(sample.failure, None, "{sample:?}");
         assert_eq!(sample.start_to_first_byte_us, Some(40_000.0));
         assert_eq!(
@@ -361,18 +350,15 @@ mod tests {
         assert_eq!(sample.entry_to_ready_us, Some(9936.0));
         assert!(!sample.phases.is_empty());
 
-        let mut failed = timed.clone();
-        failed.finished.exit_code = Some(35);
+        let mut failed = finished.clone();
+        failed.exit_code = Some(35);
         let sample = sample_from_boot(&configuration(Guest::Mote), 0, false, &failed, timeout);
         assert!(sample.failure.unwrap().contains("failure"));
 
-        let null = TimedFinished {
-            finished: Finished {
-                exit_code: Some(DEBUG_EXIT_SUCCESS),
-                elapsed: Duration::from_millis(45),
-                ..Finished::default()
-            },
-            ..TimedFinished::default()
+        let null = Finished {
+            exit_code: Some(DEBUG_EXIT_SUCCESS),
+            elapsed: Duration::from_millis(45),
+            ..Finished::default()
         };
         let sample = sample_from_boot(&configuration(Guest::Null), 0, true, &null, timeout);
         assert_eq!(sample.failure, None);

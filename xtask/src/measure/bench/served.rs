@@ -36,8 +36,6 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 const POWER_OFF_WITHIN: Duration = Duration::from_secs(10);
 /// Uncounted rounds first (cold page cache, first QEMU start).
 pub(crate) const WARMUP_ROUNDS: usize = 1;
-/// How often the null guest's exit is polled; its figure comes from stdout closing anyway.
-const EXIT_POLL: Duration = Duration::from_millis(1);
 
 pub(crate) struct MeasureOptions {
     pub(crate) runs: usize,
@@ -179,7 +177,6 @@ fn boot_mote(options: &MeasureOptions) -> Result<MoteBoot, String> {
         return Err(problems.join("; "));
     }
     let listening_line_ms = finished
-        .finished
         .stdout
         .iter()
         .position(|line| line == LISTENING_LINE)
@@ -195,15 +192,12 @@ fn boot_mote(options: &MeasureOptions) -> Result<MoteBoot, String> {
 fn boot_null_guest(options: &MeasureOptions) -> Result<f64, String> {
     let ports = HostPorts::pick().map_err(|error| format!("{error:#}"))?;
     let timed = command(options, &options.null_guest, &ports)
-        .run_timed(options.timeout, EXIT_POLL)
+        .run(options.timeout, false)
         .map_err(|error| format!("{error:#}"))?;
-    if timed.finished.exit_code != Some(DEBUG_EXIT_SUCCESS) {
-        return Err(PowerOff::from_exit(&timed.finished, options.timeout).to_string());
+    if timed.exit_code != Some(DEBUG_EXIT_SUCCESS) {
+        return Err(PowerOff::from_exit(&timed, options.timeout).to_string());
     }
-    let exit = timed
-        .stdout_closed
-        .unwrap_or(timed.finished.elapsed)
-        .min(timed.finished.elapsed);
+    let exit = timed.exit_time();
     Ok(milliseconds(exit))
 }
 
