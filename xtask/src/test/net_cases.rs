@@ -169,7 +169,6 @@ fn run_case(case: &NetCase, accel: Accel, kernel: &Path) -> (CaseResult, Vec<Str
         kernel,
         accel,
         &cmdline,
-        None,
         case.timeout,
         LISTEN_WITHIN,
     ) {

@@ -152,11 +152,6 @@ impl QemuCommand {
         self.args(["-device", DEBUG_EXIT_DEVICE])
     }
 
-    /// A user-mode (slirp) network as a virtio-net device.
-    pub(crate) fn virtio_net_user(self, id: &str) -> Self {
-        self.virtio_net_user_forwarded(id, &[])
-    }
-
     /// A user-mode (slirp) network as a virtio-net device, with host ports
     /// forwarded to guest ports (`hostfwd=tcp:127.0.0.1:<host>-:<guest>`):
     /// bound to the loopback address only, so nothing outside this machine

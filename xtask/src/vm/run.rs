@@ -1,11 +1,11 @@
 //! `cargo xtask run`: build, boot once with the serial console live, exit
 //! with the kernel's verdict; `--serve` keeps the VM serving until it is
-//! powered off over HTTP, `--measure` times boots to the first HTTP answer.
+//! powered off over HTTP. (`cargo xtask bench --served` times served boots.)
 
 use std::path::Path;
 use std::time::Duration;
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 
 use super::accel::{self, Accel};
 use super::args::BootArgs;
@@ -15,20 +15,18 @@ use super::power_off::PowerOff;
 use super::process::{LineWait, LiveChild};
 use super::qemu::{self, Machine, QemuCommand};
 use crate::env::boot_files::{self, BootFiles};
-use crate::env::{build, workspace};
+use crate::env::workspace;
 use crate::guest_output::report::LISTENING_LINE;
-use crate::measure::bench::served::{self as served_boots, MeasureOptions};
 
 /// `cargo xtask run`'s command line.
 #[derive(Debug, clap::Args)]
 #[command(
     mut_arg("append", |arg| arg.help(
         "Text added to the kernel command line `console=ttyS0 mote.exit=ready` \
-         (with --serve or --measure: `console=ttyS0 ip=10.0.2.15:10.0.2.2:…`)"
+         (with --serve: `console=ttyS0 ip=10.0.2.15:10.0.2.2:…`)"
     )),
     mut_arg("timeout", |arg| arg.help(
-        "Kill QEMU after this many seconds (with --serve, 0 means no limit; \
-         with --measure, it applies to each boot)"
+        "Kill QEMU after this many seconds (with --serve, 0 means no limit)"
     )),
 )]
 pub(crate) struct RunArgs {
@@ -36,12 +34,8 @@ pub(crate) struct RunArgs {
     boot: BootArgs,
     /// Keep the VM serving (no `mote.exit=ready`, a static address) until
     /// it is powered off with `POST /poweroff` or --timeout passes.
-    #[arg(long, conflicts_with = "measure")]
+    #[arg(long)]
     serve: bool,
-    /// Boot N times (default 10) in served mode and time QEMU start → first
-    /// `GET /health` 200, beside the null guest's start → exit, interleaved.
-    #[arg(long, value_name = "N", num_args = 0..=1, default_missing_value = "10")]
-    measure: Option<usize>,
 }
 
 /// What `run` and `trace` boot: the kernel and `run`'s disk, under the
@@ -79,26 +73,12 @@ impl Setup {
 pub(crate) fn run(arguments: &RunArgs) -> Result<bool> {
     let boot = &arguments.boot;
     let setup = Setup::prepare(boot)?;
-    let base = if arguments.serve || arguments.measure.is_some() {
+    let base = if arguments.serve {
         cmdline::served_cmdline(STATIC_IP_PARAMETER)
     } else {
         READY_CMDLINE.to_owned()
     };
     let cmdline = cmdline::with_append(&base, boot.append.as_deref());
-    if let Some(runs) = arguments.measure {
-        if !boot.qemu_args.is_empty() {
-            bail!("--measure boots a fixed configuration; extra QEMU arguments are not supported");
-        }
-        return served_boots::measure(&MeasureOptions {
-            runs,
-            accel: setup.accel,
-            kernel: setup.files.kernel,
-            null_guest: build::null_guest()?,
-            disk: setup.files.disk,
-            cmdline,
-            timeout: boot.timeout(),
-        });
-    }
     let ports = HostPorts::pick()?;
     let qemu = setup.command(&cmdline, &ports.forwards(), &boot.qemu_args);
     println!("{}", pasteable(&qemu));

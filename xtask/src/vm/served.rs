@@ -29,22 +29,17 @@ const PORT_CONFLICT_ATTEMPTS: usize = 3;
 /// `net_cases::CONCURRENT_REQUEST_TIMEOUT`); the guest sees them all on 80.
 const EXTRA_HTTP_FORWARDS: usize = 7;
 
-/// The QEMU command of a served boot: `run`'s machine, the forwards, and
-/// optionally `run`'s disk.
-pub(crate) fn served_command(
+/// The QEMU command of a served boot: the machine and the forwards.
+fn served_command(
     machine: Machine,
     kernel: &Path,
     accel: Accel,
     cmdline: &str,
     ports: &HostPorts,
-    disk: Option<&Path>,
 ) -> QemuCommand {
     let mut command = QemuCommand::new(machine, accel, kernel).append(cmdline);
     if machine == Machine::MicrovmDefaults {
         command = command.debug_exit_device();
-    }
-    if let Some(disk) = disk {
-        command = command.virtio_blk(disk, "disk0");
     }
     command.virtio_net_user_forwarded("net0", &ports.forwards())
 }
@@ -65,14 +60,12 @@ pub(crate) struct StartFailure {
 
 impl ServedBoot {
     /// Boots and waits up to `listen_within` for [`LISTENING_LINE`]; QEMU is
-    /// killed after `timeout` whatever happens. `extra_args` go after the
-    /// machine's own (e.g. a disk is added by the caller through `disk`).
+    /// killed after `timeout` whatever happens.
     pub(crate) fn start(
         machine: Machine,
         kernel: &Path,
         accel: Accel,
         cmdline: &str,
-        disk: Option<&Path>,
         timeout: Duration,
         listen_within: Duration,
     ) -> Result<Self, StartFailure> {
@@ -85,7 +78,7 @@ impl ServedBoot {
                     output: Vec::new(),
                 }
             })?;
-            let command = served_command(machine, kernel, accel, cmdline, &ports, disk);
+            let command = served_command(machine, kernel, accel, cmdline, &ports);
             let command_line = command.command_line();
             let failure = |reason: String, output: Vec<String>| StartFailure {
                 reason,
@@ -301,7 +294,6 @@ mod tests {
             Accel::Tcg,
             &cmdline,
             &ports,
-            None,
         )
         .command_line();
         assert!(!line.contains("mote.exit"), "{line}");

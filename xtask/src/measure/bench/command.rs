@@ -16,6 +16,7 @@ use super::table;
 use crate::env::boot_files;
 use crate::env::{build, workspace};
 use crate::vm::accel::{self, Accel, AccelChoice};
+use crate::vm::network::HostPorts;
 use crate::vm::qemu;
 
 /// `cargo xtask bench`'s command line.
@@ -180,6 +181,8 @@ fn measure(options: &BenchArgs) -> Result<bool> {
             }
         }
     }
+    // Served boots get fresh ports each boot; these only show the shape.
+    let example_ports = HostPorts::pick()?;
     let images = Images {
         mote: files.kernel,
         null,
@@ -187,7 +190,14 @@ fn measure(options: &BenchArgs) -> Result<bool> {
     };
     let commands: Vec<_> = configurations
         .iter()
-        .map(|configuration| runner::qemu_command(configuration, &images))
+        .map(|configuration| {
+            let forwards = if configuration.served {
+                example_ports.forwards()
+            } else {
+                Vec::new()
+            };
+            runner::qemu_command(configuration, &images, &forwards)
+        })
         .collect();
     println!(
         "bench: {} configurations x ({} runs + {} warm-ups), interleaved; each boot killed after {} s",
@@ -199,6 +209,14 @@ fn measure(options: &BenchArgs) -> Result<bool> {
     for (configuration, command) in configurations.iter().zip(&commands) {
         println!("  {}: {}", configuration.name, command.command_line());
     }
+    if configurations
+        .iter()
+        .any(|configuration| configuration.served)
+    {
+        println!(
+            "  (served: fresh host ports each boot; mote is polled with GET /health every 1 ms, then POST /poweroff)"
+        );
+    }
 
     let machine = Machine::current();
     let started_unix = SystemTime::now()
@@ -207,7 +225,7 @@ fn measure(options: &BenchArgs) -> Result<bool> {
     let started = Instant::now();
     let samples = runner::run_rounds(
         &configurations,
-        &commands,
+        &images,
         options.runs,
         options.warmup,
         options.timeout(),

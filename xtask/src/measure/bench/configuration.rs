@@ -31,7 +31,8 @@ CONFIGURATION FILE (--configs FILE)
   keys: guest=mote|null|PATH (mote), initrd=PATH, accel=kvm|tcg|auto (auto),
         invtsc=on|off (on), acpi=on|off (off), virtio=legacy|modern (legacy),
         blk=on|off (on), net=on|off (on), memory=SIZE (256M),
-        append=\"kernel words\", qemu=\"QEMU arguments\"
+        served=on|off (off; needs net=on), append=\"kernel words\",
+        qemu=\"QEMU arguments\"
   A PATH guest is another PVH kernel: judged by its first serial byte and
   QEMU's exit, booted with `console=ttyS0` plus append.
 
@@ -41,15 +42,21 @@ CONFIGURATION FILE (--configs FILE)
 MATRIX (without --configs)
   --accel, --invtsc, --acpi, --virtio, --blk, --net and --memory each take a
   comma-separated list; every combination is one mote configuration, named
-  mote-<accel>[-noinvtsc][-acpi][-modern][-blk][-net][-<memory>]. --append and
-  --qemu-arg apply to all of them. Default: mote with blk and net under each
-  working accelerator (KVM only if a probe boot succeeds), plus null twins.
+  mote-<accel>[-noinvtsc][-acpi][-modern][-blk][-net][-<memory>][-served].
+  --append, --qemu-arg and --served apply to all of them. Default: mote with
+  blk and net under each working accelerator (KVM only if a probe boot
+  succeeds), plus null twins.
 
 FIGURES
   Host side, from just before QEMU is spawned: the first byte on QEMU's
   stdout (the serial console), the `mote: ready` line, QEMU's exit (its
   stdout closing). Guest side: entry -> ready from `mote: ready <us> us after
   entry`, and every tslog span (mote.tslog=1), nested as in `cargo xtask trace`.
+  Served (--served, served=on): mote boots with a static ip= and without
+  mote.exit=ready or the tslog dump; the host polls GET /health every 1 ms
+  from QEMU's start and records the `mote: listening` line and the first
+  200, then ends the VM with POST /poweroff. Its null twin gets the same
+  forwarded ports, so the floor is measured in the same QEMU configuration.
   Runs are interleaved (A B C A B C ...), each round starting one
   configuration later, and the first --warmup rounds are not counted.
 
@@ -126,6 +133,9 @@ pub(crate) struct Configuration {
     pub(crate) modern_virtio: bool,
     pub(crate) blk: bool,
     pub(crate) net: bool,
+    /// Boots mote served and times the first HTTP answer (see `served.rs`).
+    #[serde(default)]
+    pub(crate) served: bool,
     pub(crate) memory: String,
     /// Words added to the guest's command line.
     pub(crate) kernel_args: String,
@@ -144,6 +154,7 @@ impl Configuration {
             modern_virtio: false,
             blk: true,
             net: true,
+            served: false,
             memory: DEFAULT_MEMORY.to_owned(),
             kernel_args: String::new(),
             qemu_args: Vec::new(),
@@ -170,6 +181,7 @@ impl Configuration {
             self.modern_virtio,
             self.blk,
             self.net,
+            self.served,
             &self.memory,
             &self.qemu_args,
         )
@@ -193,6 +205,9 @@ impl Configuration {
         }
         if self.net {
             parts.push("net".to_owned());
+        }
+        if self.served {
+            parts.push("served".to_owned());
         }
         parts.push(self.memory.clone());
         if !self.kernel_args.is_empty() {
@@ -229,6 +244,10 @@ pub(crate) struct MatrixArgs {
     /// A virtio-net card (user-mode network).
     #[arg(long, value_enum, value_delimiter = ',', default_value = "on")]
     pub(crate) net: Vec<Switch>,
+    /// Boot mote served (static ip=, no mote.exit=ready) and time the first
+    /// `GET /health` 200 from the host; needs --net on.
+    #[arg(long)]
+    pub(crate) served: bool,
     /// Guest memory sizes, QEMU -m syntax.
     #[arg(
         long,
@@ -284,6 +303,7 @@ pub(crate) fn expand_matrix(matrix: &MatrixArgs, accels: &[Accel]) -> Vec<Config
                                 configuration.modern_virtio = virtio == VirtioMode::Modern;
                                 configuration.blk = blk.is_on();
                                 configuration.net = net.is_on();
+                                configuration.served = matrix.served;
                                 configuration.memory = memory.clone();
                                 configuration.kernel_args = kernel_args.clone();
                                 configuration.qemu_args = qemu_args.clone();
@@ -301,6 +321,9 @@ pub(crate) fn expand_matrix(matrix: &MatrixArgs, accels: &[Accel]) -> Vec<Config
                                 if memory != DEFAULT_MEMORY {
                                     name.push('-');
                                     name.push_str(&memory.to_ascii_lowercase());
+                                }
+                                if configuration.served {
+                                    name.push_str("-served");
                                 }
                                 configuration.name = name;
                                 configurations.push(configuration);
@@ -377,6 +400,7 @@ pub(crate) fn parse_config_file(text: &str) -> Result<Vec<FileConfiguration>> {
                 "acpi" => configuration.acpi = switch()?,
                 "blk" => configuration.blk = switch()?,
                 "net" => configuration.net = switch()?,
+                "served" => configuration.served = switch()?,
                 "virtio" => {
                     configuration.modern_virtio = match value {
                         "legacy" => false,
@@ -476,6 +500,8 @@ pub(crate) fn add_twins(
                 initrd: initrd.clone(),
             };
             twin.kernel_args = kernel_args.clone();
+            // Another kernel is judged by its first byte and exit, not served.
+            twin.served = false;
             added.push(twin);
         }
         configurations.extend(added);
@@ -496,6 +522,15 @@ pub(crate) fn add_twins(
         nulls.push(twin);
     }
     configurations.extend(nulls);
+    if let Some(unserved) = configurations
+        .iter()
+        .find(|configuration| configuration.served && !configuration.net)
+    {
+        bail!(
+            "{}: a served boot needs a network card (net=on)",
+            unserved.name
+        );
+    }
     let mut seen = BTreeSet::new();
     for configuration in &configurations {
         if !seen.insert(configuration.name.as_str()) {
@@ -596,6 +631,24 @@ mod tests {
         let all = add_twins(configurations, None).unwrap();
         assert_eq!(all.len(), 32);
         assert!(all.iter().any(|c| c.name == "null-kvm-modern-net-1g"));
+    }
+
+    #[test]
+    fn served_configurations_are_named_twinned_and_need_a_nic() {
+        let (mut matrix, _) = matrix();
+        matrix.served = true;
+        let all = add_twins(expand_matrix(&matrix, &[Accel::Tcg]), None).unwrap();
+        assert_eq!(
+            names(&all),
+            ["mote-tcg-blk-net-served", "null-tcg-blk-net-served"]
+        );
+        assert!(all.iter().all(|configuration| configuration.served));
+        assert!(all[0].describe().contains("served"));
+        matrix.net = vec![Switch::Off];
+        let error = add_twins(expand_matrix(&matrix, &[Accel::Tcg]), None).unwrap_err();
+        assert!(format!("{error:#}").contains("net=on"), "{error:#}");
+        let parsed = parse_config_file("web accel=tcg served=on").unwrap();
+        assert!(parsed[0].configuration.served);
     }
 
     #[test]

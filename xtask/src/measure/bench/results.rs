@@ -54,6 +54,13 @@ pub(crate) struct Sample {
     /// Host side, microseconds from just before QEMU was spawned.
     pub(crate) start_to_first_byte_us: Option<f64>,
     pub(crate) start_to_ready_line_us: Option<f64>,
+    /// Served boots only: the `mote: listening` line, and the first 200 for
+    /// `GET /health`, as the host saw it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) start_to_listening_line_us: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) start_to_first_ok_us: Option<f64>,
+    /// Served boots end with `POST /poweroff`, so this is no boot figure there.
     pub(crate) start_to_exit_us: f64,
     /// Guest side: the `mote: ready <us> us after entry` line.
     pub(crate) entry_to_ready_us: Option<f64>,
@@ -81,6 +88,8 @@ pub(crate) struct PhaseTime {
 pub(crate) enum Figure {
     FirstByte,
     ReadyLine,
+    ListeningLine,
+    FirstOk,
     Exit,
     EntryToReady,
     Phase(String),
@@ -91,6 +100,8 @@ impl Figure {
         match self {
             Figure::FirstByte => "host: start -> first byte".to_owned(),
             Figure::ReadyLine => "host: start -> ready line".to_owned(),
+            Figure::ListeningLine => "host: start -> listening line".to_owned(),
+            Figure::FirstOk => "host: start -> first GET /health 200".to_owned(),
             Figure::Exit => "host: start -> QEMU exit".to_owned(),
             Figure::EntryToReady => "guest: entry -> ready".to_owned(),
             Figure::Phase(path) => {
@@ -104,7 +115,11 @@ impl Figure {
     /// Host figures are printed in milliseconds, guest ones in microseconds.
     pub(crate) fn unit(&self) -> Unit {
         match self {
-            Figure::FirstByte | Figure::ReadyLine | Figure::Exit => Unit::Milliseconds,
+            Figure::FirstByte
+            | Figure::ReadyLine
+            | Figure::ListeningLine
+            | Figure::FirstOk
+            | Figure::Exit => Unit::Milliseconds,
             Figure::EntryToReady | Figure::Phase(_) => Unit::Microseconds,
         }
     }
@@ -114,6 +129,8 @@ impl Figure {
         match self {
             Figure::FirstByte => sample.start_to_first_byte_us,
             Figure::ReadyLine => sample.start_to_ready_line_us,
+            Figure::ListeningLine => sample.start_to_listening_line_us,
+            Figure::FirstOk => sample.start_to_first_ok_us,
             Figure::Exit => Some(sample.start_to_exit_us),
             Figure::EntryToReady => sample.entry_to_ready_us,
             Figure::Phase(path) => sample
@@ -184,6 +201,8 @@ impl BenchRun {
         let mut figures = vec![
             Figure::FirstByte,
             Figure::ReadyLine,
+            Figure::ListeningLine,
+            Figure::FirstOk,
             Figure::Exit,
             Figure::EntryToReady,
         ];

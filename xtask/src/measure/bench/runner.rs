@@ -10,9 +10,11 @@ use anyhow::Result;
 
 use super::configuration::{Configuration, Guest};
 use super::results::{PhaseTime, Sample};
-use crate::guest_output::report::BootReport;
+use super::served::{self, ServedRun};
+use crate::guest_output::report::{BootReport, LISTENING_LINE};
 use crate::guest_output::tslog::{self, Trace};
-use crate::vm::cmdline;
+use crate::vm::cmdline::{self, STATIC_IP_PARAMETER};
+use crate::vm::network::{HostForward, HostPorts};
 use crate::vm::power_off::{DEBUG_EXIT_SUCCESS, PowerOff};
 use crate::vm::process::Finished;
 use crate::vm::qemu::{self, Machine, QemuCommand};
@@ -24,10 +26,22 @@ pub(crate) struct Images {
     pub(crate) disk: PathBuf,
 }
 
-/// The QEMU invocation for one configuration.
-pub(crate) fn qemu_command(configuration: &Configuration, images: &Images) -> QemuCommand {
+/// The QEMU invocation for one configuration; a served one's NIC forwards
+/// `forwards` (fresh ports each boot).
+pub(crate) fn qemu_command(
+    configuration: &Configuration,
+    images: &Images,
+    forwards: &[HostForward],
+) -> QemuCommand {
     let join = |base: &str, extra: &str| cmdline::with_append(base, Some(extra));
     let (kernel, cmdline): (&Path, String) = match &configuration.guest {
+        Guest::Mote if configuration.served => (
+            &images.mote,
+            join(
+                &cmdline::served_cmdline(STATIC_IP_PARAMETER),
+                &configuration.kernel_args,
+            ),
+        ),
         Guest::Mote => (
             &images.mote,
             join(&cmdline::traced_cmdline(), &configuration.kernel_args),
@@ -52,7 +66,7 @@ pub(crate) fn qemu_command(configuration: &Configuration, images: &Images) -> Qe
         command = command.virtio_blk(&images.disk, "disk0");
     }
     if configuration.net {
-        command = command.virtio_net_user("net0");
+        command = command.virtio_net_user_forwarded("net0", forwards);
     }
     if let Guest::External {
         initrd: Some(initrd),
@@ -76,7 +90,7 @@ pub(crate) fn round_order(configurations: usize, round: usize) -> Vec<usize> {
 /// Boots `warmups + runs` rounds and returns every sample in boot order.
 pub(crate) fn run_rounds(
     configurations: &[Configuration],
-    commands: &[QemuCommand],
+    images: &Images,
     runs: usize,
     warmups: usize,
     timeout: Duration,
@@ -88,9 +102,12 @@ pub(crate) fn run_rounds(
     for round in 0..rounds {
         for index in round_order(configurations.len(), round) {
             let configuration = &configurations[index];
-            let finished = commands[index].run(timeout, false)?;
-            let sample =
-                sample_from_boot(configuration, round, round < warmups, &finished, timeout);
+            let sample = boot(configuration, images, timeout)?.sample(
+                configuration,
+                round,
+                round < warmups,
+                timeout,
+            );
             progress.update(round, rounds, warmups, &sample);
             samples.push(sample);
         }
@@ -99,8 +116,68 @@ pub(crate) fn run_rounds(
     Ok(samples)
 }
 
+/// What one boot gave: its output, and for a served mote boot what the
+/// host saw over HTTP.
+enum Boot {
+    Plain(Finished),
+    Served(ServedRun),
+}
+
+/// Boots `configuration` once; a served one gets fresh forwarded ports.
+fn boot(configuration: &Configuration, images: &Images, timeout: Duration) -> Result<Boot> {
+    if !configuration.served {
+        let command = qemu_command(configuration, images, &[]);
+        return Ok(Boot::Plain(command.run(timeout, false)?));
+    }
+    let ports = HostPorts::pick()?;
+    let command = qemu_command(configuration, images, &ports.forwards());
+    Ok(match configuration.guest {
+        Guest::Mote => Boot::Served(served::boot(&command, &ports, timeout)?),
+        Guest::Null | Guest::External { .. } => Boot::Plain(command.run(timeout, false)?),
+    })
+}
+
+impl Boot {
+    fn sample(
+        &self,
+        configuration: &Configuration,
+        round: usize,
+        warmup: bool,
+        timeout: Duration,
+    ) -> Sample {
+        match self {
+            Boot::Plain(finished) => {
+                sample_from_boot(configuration, round, warmup, finished, timeout)
+            }
+            Boot::Served(served) => {
+                let finished = &served.finished;
+                let mut sample = sample_from_boot(configuration, round, warmup, finished, timeout);
+                sample.start_to_listening_line_us = finished
+                    .stdout
+                    .iter()
+                    .position(|line| line == LISTENING_LINE)
+                    .and_then(|index| finished.stdout_arrivals.get(index))
+                    .map(|&arrival| micros(arrival));
+                match &served.first_ok {
+                    Ok(first_ok) => sample.start_to_first_ok_us = Some(micros(*first_ok)),
+                    Err(reason) => sample.failure = Some(reason.clone()),
+                }
+                if sample.failure.is_none() && !served.problems.is_empty() {
+                    sample.failure = Some(served.problems.join("; "));
+                }
+                sample
+            }
+        }
+    }
+}
+
+fn micros(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1e6
+}
+
 /// Reads one boot: host timings from the arrival stamps, guest ones from
-/// the report and the tslog dump; says why the boot does not count, if so.
+/// the report and (unless served) the tslog dump; says why the boot does
+/// not count, if so.
 pub(crate) fn sample_from_boot(
     configuration: &Configuration,
     round: usize,
@@ -108,7 +185,6 @@ pub(crate) fn sample_from_boot(
     finished: &Finished,
     timeout: Duration,
 ) -> Sample {
-    let micros = |duration: Duration| duration.as_secs_f64() * 1e6;
     let stdout = &finished.stdout;
     let ready_line = stdout
         .iter()
@@ -125,6 +201,8 @@ pub(crate) fn sample_from_boot(
         start_to_ready_line_us: ready_line
             .and_then(|index| finished.stdout_arrivals.get(index).copied())
             .map(micros),
+        start_to_listening_line_us: None,
+        start_to_first_ok_us: None,
         start_to_exit_us: micros(finished.exit_time()),
         entry_to_ready_us: None,
         tsc_hz: None,
@@ -148,12 +226,15 @@ pub(crate) fn sample_from_boot(
             let power_off = PowerOff::from_exit(finished, timeout);
             let report = BootReport::parse(stdout);
             sample.entry_to_ready_us = report.ready_microseconds.map(|us| us as f64);
-            match guest_phases(&stdout.join("\n")) {
-                Ok((tsc_hz, phases)) => {
-                    sample.tsc_hz = Some(tsc_hz);
-                    sample.phases = phases;
+            // A served boot has no tslog dump: its serial bytes would delay the services.
+            if !configuration.served {
+                match guest_phases(&stdout.join("\n")) {
+                    Ok((tsc_hz, phases)) => {
+                        sample.tsc_hz = Some(tsc_hz);
+                        sample.phases = phases;
+                    }
+                    Err(reason) => sample.failure = Some(reason),
                 }
-                Err(reason) => sample.failure = Some(reason),
             }
             if !power_off.is_success() {
                 sample.failure = Some(power_off.to_string());
@@ -378,7 +459,7 @@ mod tests {
         mote.modern_virtio = true;
         mote.invtsc = false;
         mote.kernel_args = "quiet".into();
-        let line = qemu_command(&mote, &images).command_line();
+        let line = qemu_command(&mote, &images, &[]).command_line();
         assert!(
             line.starts_with(
                 "qemu-system-x86_64 -M microvm,x-option-roms=off,rtc=on,pic=off -accel tcg -cpu max,-invtsc -m 256M"
@@ -395,14 +476,14 @@ mod tests {
         assert!(line.contains("virtio-blk-device") && line.contains("virtio-net-device"));
         let mut null = configuration(Guest::Null);
         null.blk = false;
-        let line = qemu_command(&null, &images).command_line();
+        let line = qemu_command(&null, &images, &[]).command_line();
         assert!(line.contains("-kernel target/null-guest"));
         assert!(!line.contains("virtio-blk-device"));
         let external = configuration(Guest::External {
             kernel: "/k/vmlinux".into(),
             initrd: Some("/k/initrd".into()),
         });
-        let line = qemu_command(&external, &images).command_line();
+        let line = qemu_command(&external, &images, &[]).command_line();
         assert!(
             line.contains("-kernel /k/vmlinux -append console=ttyS0"),
             "{line}"

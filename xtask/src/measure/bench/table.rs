@@ -129,22 +129,60 @@ pub(crate) fn render_report(run: &BenchRun) -> String {
     out
 }
 
+/// `value` over `floor`: the one ratio every table of the bench prints,
+/// where the floor is the median start → exit of the null guest with the
+/// same QEMU settings, measured in the same run.
+fn ratio_to_floor(value: Option<f64>, floor: Option<f64>) -> Option<f64> {
+    match (value, floor) {
+        (Some(value), Some(floor)) if floor > 0.0 => Some(value / floor),
+        _ => None,
+    }
+}
+
+/// `ratio` as `1.23x`, or `-` without one.
+fn ratio_cell(ratio: Option<f64>) -> String {
+    ratio.map_or_else(|| "-".to_owned(), |ratio| format!("{ratio:.2}x"))
+}
+
+/// A median in microseconds as milliseconds, or `-`.
+fn milliseconds_cell(value: Option<f64>) -> String {
+    value.map_or_else(|| "-".to_owned(), |us| format!("{:.2}", us / 1000.0))
+}
+
+/// Every configuration but the null guests, each with its floor's median exit.
+fn with_floors(run: &BenchRun) -> Vec<(&Configuration, &Configuration, Option<f64>)> {
+    let owned: Vec<Configuration> = run
+        .configurations
+        .iter()
+        .map(|record| record.configuration.clone())
+        .collect();
+    run.configurations
+        .iter()
+        .map(|record| &record.configuration)
+        .filter(|configuration| configuration.guest != Guest::Null)
+        .filter_map(|configuration| {
+            let baseline = baseline_of(configuration, &owned)?;
+            let baseline = run.configuration(&baseline.name)?;
+            Some((
+                configuration,
+                baseline,
+                run.median(&baseline.name, &Figure::Exit),
+            ))
+        })
+        .collect()
+}
+
 /// mote (and external kernels) against the null guest with the same QEMU settings.
 fn floor_section(run: &BenchRun) -> String {
     let mut out = String::new();
-    let configurations: Vec<&Configuration> = run
-        .configurations
-        .iter()
-        .map(|record| &record.configuration)
-        .collect();
-    let owned: Vec<Configuration> = configurations.iter().map(|c| (*c).clone()).collect();
     let _ = writeln!(
         out,
         "\n== cost above QEMU's floor (medians, ms; floor = null guest, same QEMU settings, same run)"
     );
-    let width = configurations
+    let width = run
+        .configurations
         .iter()
-        .map(|configuration| configuration.name.len())
+        .map(|record| record.configuration.name.len())
         .max()
         .unwrap_or(0)
         .max("configuration".len());
@@ -160,31 +198,22 @@ fn floor_section(run: &BenchRun) -> String {
         "ready/fl",
         "exit/fl"
     );
-    for configuration in configurations.iter().filter(|c| c.guest != Guest::Null) {
+    for (configuration, baseline, floor) in with_floors(run) {
         let name = &configuration.name;
-        let Some(baseline) = baseline_of(configuration, &owned) else {
-            continue;
-        };
-        let floor = run.median(&baseline.name, &Figure::Exit);
-        let cell = |value: Option<f64>| {
-            value.map_or_else(|| "-".to_owned(), |us| format!("{:.2}", us / 1000.0))
-        };
+        let first_byte = run.median(name, &Figure::FirstByte);
         let ready = run.median(name, &Figure::ReadyLine);
-        let ratio = |value: Option<f64>| match (value, floor) {
-            (Some(value), Some(floor)) if floor > 0.0 => format!("{:.2}x", value / floor),
-            _ => "-".to_owned(),
-        };
+        let exit = run.median(name, &Figure::Exit);
         let _ = writeln!(
             out,
             "{:<width$} {:<width$} {:>10} {:>10} {:>10} {:>10} {:>9} {:>9}",
             name,
             baseline.name,
-            cell(run.median(name, &Figure::FirstByte)),
-            cell(ready),
-            cell(run.median(name, &Figure::Exit)),
-            cell(floor),
-            ratio(ready.or(run.median(name, &Figure::FirstByte))),
-            ratio(run.median(name, &Figure::Exit))
+            milliseconds_cell(first_byte),
+            milliseconds_cell(ready),
+            milliseconds_cell(exit),
+            milliseconds_cell(floor),
+            ratio_cell(ratio_to_floor(ready.or(first_byte), floor)),
+            ratio_cell(ratio_to_floor(exit, floor))
         );
     }
     let _ = writeln!(
@@ -192,17 +221,55 @@ fn floor_section(run: &BenchRun) -> String {
         "(ready/fl: start -> ready line over the floor's start -> exit, or start -> first byte for \
          a kernel without a ready line; exit/fl: start -> exit over the same)"
     );
+    out.push_str(&served_section(run, width));
+    out
+}
+
+/// Served mote boots: the host's first `GET /health` 200 over the floor.
+/// Empty when the run has none.
+fn served_section(run: &BenchRun, width: usize) -> String {
+    let served: Vec<_> = with_floors(run)
+        .into_iter()
+        .filter(|(configuration, _, _)| configuration.served && configuration.guest == Guest::Mote)
+        .collect();
+    if served.is_empty() {
+        return String::new();
+    }
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "\n== served boots: first GET /health 200 over QEMU's floor (medians, ms)"
+    );
+    let _ = writeln!(
+        out,
+        "{:<width$} {:<width$} {:>10} {:>10} {:>10} {:>9}",
+        "configuration", "floor", "listening", "first 200", "floor exit", "200/fl"
+    );
+    for (configuration, baseline, floor) in served {
+        let name = &configuration.name;
+        let first_ok = run.median(name, &Figure::FirstOk);
+        let _ = writeln!(
+            out,
+            "{:<width$} {:<width$} {:>10} {:>10} {:>10} {:>9}",
+            name,
+            baseline.name,
+            milliseconds_cell(run.median(name, &Figure::ListeningLine)),
+            milliseconds_cell(first_ok),
+            milliseconds_cell(floor),
+            ratio_cell(ratio_to_floor(first_ok, floor))
+        );
+    }
+    let _ = writeln!(
+        out,
+        "(served: no mote.exit=ready, a static ip=; GET /health every 1 ms from QEMU's start, \
+         then POST /poweroff, so exit is not a boot figure there)"
+    );
     out
 }
 
 /// The performance targets, as figures with PASS/MISS; never asserted.
 fn targets_section(run: &BenchRun) -> String {
     let mut out = String::new();
-    let owned: Vec<Configuration> = run
-        .configurations
-        .iter()
-        .map(|record| record.configuration.clone())
-        .collect();
     let verdict = |pass: bool| if pass { "PASS" } else { "MISS" };
     let _ = writeln!(out, "\n== targets (printed, never asserted)");
     let mut any = false;
@@ -228,15 +295,14 @@ fn targets_section(run: &BenchRun) -> String {
             "(a) entry -> ready: not measured (no mote configuration with blk and net under KVM)"
         );
     }
-    for configuration in run.mote_configurations() {
-        let Some(baseline) = baseline_of(configuration, &owned) else {
+    for (configuration, _, floor) in with_floors(run) {
+        if configuration.guest != Guest::Mote {
             continue;
-        };
-        if let (Some(ready), Some(floor)) = (
-            run.median(&configuration.name, &Figure::ReadyLine),
-            run.median(&baseline.name, &Figure::Exit),
-        ) {
-            let ratio = ready / floor;
+        }
+        let ready = run.median(&configuration.name, &Figure::ReadyLine);
+        if let (Some(ratio), Some(ready), Some(floor)) =
+            (ratio_to_floor(ready, floor), ready, floor)
+        {
             let _ = writeln!(
                 out,
                 "(b) start -> ready / null start -> exit, {}: {:.2} ms / {:.2} ms = {ratio:.2}, \
@@ -398,6 +464,8 @@ mod tests {
                 exit_code: Some(33),
                 start_to_first_byte_us: Some(60_000.0 + entry + 1000.0 * noise),
                 start_to_ready_line_us: Some(60_000.0 + entry + 1000.0 * noise + spike),
+                start_to_listening_line_us: None,
+                start_to_first_ok_us: None,
                 start_to_exit_us: 150_000.0 + 3000.0 * noise,
                 entry_to_ready_us: Some(entry.round()),
                 tsc_hz: Some(2_300_000_000),
@@ -424,6 +492,8 @@ mod tests {
                 exit_code: Some(33),
                 start_to_first_byte_us: None,
                 start_to_ready_line_us: None,
+                start_to_listening_line_us: None,
+                start_to_first_ok_us: None,
                 start_to_exit_us: 45_000.0 + 2000.0 * noise,
                 entry_to_ready_us: None,
                 tsc_hz: None,
@@ -454,6 +524,101 @@ mod tests {
                 .collect(),
             samples,
         }
+    }
+
+    /// A served run: mote's first 200 at 40, 44 and 42 ms, its listening
+    /// line at 30, 32 and 34 ms, the null twin's exit at 20, 21 and 22 ms.
+    fn served_fixture() -> BenchRun {
+        let mut matrix = config::test_matrix();
+        matrix.served = true;
+        let mut run = fixture(1.0, 1);
+        let configurations =
+            config::add_twins(config::expand_matrix(&matrix, &[Accel::Tcg]), None).unwrap();
+        run.configurations = configurations
+            .into_iter()
+            .map(|configuration| ConfigurationRecord {
+                configuration,
+                qemu_command: "qemu-system-x86_64 …".into(),
+            })
+            .collect();
+        let sample = |configuration: &str, round| Sample {
+            configuration: configuration.into(),
+            round,
+            warmup: false,
+            failure: None,
+            exit_code: Some(33),
+            start_to_first_byte_us: None,
+            start_to_ready_line_us: None,
+            start_to_listening_line_us: None,
+            start_to_first_ok_us: None,
+            start_to_exit_us: 0.0,
+            entry_to_ready_us: None,
+            tsc_hz: None,
+            phases: Vec::new(),
+        };
+        run.samples = (0..3)
+            .flat_map(|round| {
+                let ms = |values: [f64; 3]| values[round] * 1000.0;
+                [
+                    Sample {
+                        start_to_ready_line_us: Some(ms([25.0, 26.0, 27.0])),
+                        start_to_listening_line_us: Some(ms([30.0, 32.0, 34.0])),
+                        start_to_first_ok_us: Some(ms([40.0, 44.0, 42.0])),
+                        start_to_exit_us: ms([90.0, 95.0, 99.0]),
+                        ..sample("mote-tcg-blk-net-served", round)
+                    },
+                    Sample {
+                        start_to_exit_us: ms([20.0, 21.0, 22.0]),
+                        ..sample("null-tcg-blk-net-served", round)
+                    },
+                ]
+            })
+            .collect();
+        run
+    }
+
+    #[test]
+    fn served_boots_show_the_first_answer_over_the_floor() {
+        let report = render_report(&served_fixture());
+        let row = |label: &str| {
+            report
+                .lines()
+                .find(|line| line.starts_with(label))
+                .unwrap_or_else(|| panic!("no {label:?} row in\n{report}"))
+                .to_owned()
+        };
+        let listening = row("host: start -> listening line");
+        assert!(
+            listening.contains("     30.00     32.00     33.60     34.00"),
+            "{listening}"
+        );
+        assert!(row("host: start -> first GET /health 200").contains(" 42.00 "));
+        assert!(
+            report.contains("== served boots: first GET /health 200 over QEMU's floor"),
+            "{report}"
+        );
+        let served = report
+            .lines()
+            .skip_while(|line| !line.starts_with("== served boots"))
+            .find(|line| line.starts_with("mote-tcg-blk-net-served null-tcg-blk-net-served"))
+            .unwrap_or_else(|| panic!("no served row in\n{report}"));
+        assert!(
+            served.ends_with("     32.00      42.00      21.00     2.00x"),
+            "{served}"
+        );
+        // An unserved run has no served section and no served rows.
+        let plain = render_report(&fixture(1.0, 1));
+        assert!(!plain.contains("served boots") && !plain.contains("listening line"));
+    }
+
+    #[test]
+    fn ratio_to_the_floor_needs_both_medians() {
+        assert_eq!(ratio_to_floor(Some(50.0), Some(25.0)), Some(2.0));
+        assert_eq!(ratio_to_floor(None, Some(25.0)), None);
+        assert_eq!(ratio_to_floor(Some(1.0), None), None);
+        assert_eq!(ratio_to_floor(Some(1.0), Some(0.0)), None);
+        assert_eq!(ratio_cell(Some(1.834)), "1.83x");
+        assert_eq!(ratio_cell(None), "-");
     }
 
     #[test]
