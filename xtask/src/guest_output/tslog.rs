@@ -1,16 +1,13 @@
 //! Reading a tslog dump (FreeBSD `debug.tslog` lines, optionally framed by
-//! mote's `mote: tslog begin …` / `mote: tslog end`), nesting its spans, and
-//! turning them into a per-phase table and folded stacks for a flamechart.
+//! mote's `mote: tslog begin …` / `mote: tslog end`) and nesting its spans
+//! into a [`Trace`] of entry → ready.
 
 use std::collections::HashMap;
-use std::fmt::Write as _;
 
 use anyhow::{Result, bail};
 
 pub(crate) const BEGIN_PREFIX: &str = "mote: tslog begin";
 pub(crate) const END_LINE: &str = "mote: tslog end";
-/// The root frame of every folded stack: entry → ready.
-pub(crate) const ROOT: &str = "boot";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Kind {
@@ -243,7 +240,7 @@ impl Trace {
     }
 
     /// The part of `span` inside the entry → ready window.
-    fn clipped(&self, span: &Span) -> (u64, u64) {
+    pub(crate) fn clipped(&self, span: &Span) -> (u64, u64) {
         (
             span.start.max(self.start).min(self.end),
             span.end.max(self.start).min(self.end),
@@ -260,138 +257,26 @@ impl Trace {
             })
             .sum()
     }
-
-    /// Folded stacks in time order (`boot;a;b <cycles>`), one line per stretch
-    /// of self time: flamegraph.pl's input, and a flamechart when not merged.
-    pub(crate) fn folded(&self) -> Vec<String> {
-        let mut lines = Vec::new();
-        let mut cursor = self.start;
-        for &root in &self.roots {
-            let (start, end) = self.clipped(&self.spans[root]);
-            if start >= end {
-                continue;
-            }
-            push_folded(&mut lines, ROOT, start.saturating_sub(cursor));
-            self.fold_span(root, ROOT, &mut lines);
-            cursor = cursor.max(end);
-        }
-        push_folded(&mut lines, ROOT, self.end.saturating_sub(cursor));
-        lines
-    }
-
-    fn fold_span(&self, index: usize, parent_path: &str, lines: &mut Vec<String>) {
-        let span = &self.spans[index];
-        let path = format!("{parent_path};{}", span.name);
-        let (start, end) = self.clipped(span);
-        let mut cursor = start;
-        for &child in &span.children {
-            let (child_start, child_end) = self.clipped(&self.spans[child]);
-            if child_start >= child_end {
-                continue;
-            }
-            push_folded(lines, &path, child_start.saturating_sub(cursor));
-            self.fold_span(child, &path, lines);
-            cursor = cursor.max(child_end);
-        }
-        push_folded(lines, &path, end.saturating_sub(cursor));
-    }
-
-    /// The per-phase table: each span's time and share of entry → ready,
-    /// nested by depth, then the coverage line.
-    pub(crate) fn table(&self, tsc_hz: u64) -> String {
-        let total = self.total().max(1);
-        let micros = |cycles: u64| cycles as f64 * 1e6 / tsc_hz as f64;
-        let percent = |cycles: u64| cycles as f64 * 100.0 / total as f64;
-        let mut out = String::new();
-        let _ = writeln!(out, "{:<40} {:>12} {:>7}", "phase", "us", "%");
-        let mut order = Vec::new();
-        for &root in &self.roots {
-            self.preorder(root, &mut order);
-        }
-        for index in order {
-            let span = &self.spans[index];
-            let (start, end) = self.clipped(span);
-            if start >= end && span.start >= self.end {
-                continue; // entirely after ready (the report, the dump)
-            }
-            let name = format!(
-                "{}{}{}",
-                "  ".repeat(span.depth),
-                span.name,
-                if span.unclosed { " (unclosed)" } else { "" }
-            );
-            let _ = writeln!(
-                out,
-                "{name:<40} {:>12.1} {:>6.1}%",
-                micros(end - start),
-                percent(end - start)
-            );
-        }
-        let covered = self.covered();
-        let _ = writeln!(
-            out,
-            "{:<40} {:>12.1} {:>6.1}%",
-            "(between top-level spans)",
-            micros(self.total() - covered.min(self.total())),
-            percent(self.total() - covered.min(self.total()))
-        );
-        let _ = writeln!(
-            out,
-            "{:<40} {:>12.1} {:>6.1}%",
-            if self.ready_seen {
-                "entry -> ready"
-            } else {
-                "entry -> last record"
-            },
-            micros(self.total()),
-            100.0
-        );
-        out
-    }
-
-    fn preorder(&self, index: usize, order: &mut Vec<usize>) {
-        order.push(index);
-        for &child in &self.spans[index].children {
-            self.preorder(child, order);
-        }
-    }
 }
 
-fn push_folded(lines: &mut Vec<String>, path: &str, cycles: u64) {
-    if cycles > 0 {
-        lines.push(format!("{path} {cycles}"));
-    }
-}
+/// A real dump from a TCG boot, with serial noise around it, for tests.
+#[cfg(test)]
+pub(crate) const TCG_DUMP: &str = include_str!("../../testdata/tslog-tcg.txt");
 
-/// Renders time-ordered folded lines as a flamechart SVG (not merged, time
-/// running left to right). inferno's flame-chart mode reverses its input,
-/// expecting newest first as `perf script` prints, so it gets them reversed.
-pub(crate) fn flamechart_svg(folded: &[String], title: &str) -> Result<Vec<u8>> {
-    let mut options = inferno::flamegraph::Options::default();
-    options.flame_chart = true;
-    options.title = title.to_owned();
-    options.count_name = "cycles".to_owned();
-    options.min_width = 0.0;
-    let mut svg = Vec::new();
-    inferno::flamegraph::from_lines(
-        &mut options,
-        folded.iter().rev().map(String::as_str),
-        &mut svg,
-    )?;
-    Ok(svg)
+/// `body` framed as mote frames a dump (1 MHz TSC), for tests.
+#[cfg(test)]
+pub(crate) fn framed_dump(body: &str) -> String {
+    format!(
+        "mote: ready 5 us after entry\n{BEGIN_PREFIX} tsc_hz=1000000 records=9 dropped=0\n{body}{END_LINE}\nmote: poweroff success\n"
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// A real dump from this machine (TCG), with serial noise around it.
-    const TCG_DUMP: &str = include_str!("../../testdata/tslog-tcg.txt");
-
     fn dump(body: &str) -> String {
-        format!(
-            "mote: ready 5 us after entry\n{BEGIN_PREFIX} tsc_hz=1000000 records=9 dropped=0\n{body}{END_LINE}\nmote: poweroff success\n"
-        )
+        framed_dump(body)
     }
 
     #[test]
@@ -435,47 +320,18 @@ mod tests {
             trace.covered() * 100 / trace.total() >= 95,
             "top-level spans cover >= 95 %"
         );
-        // The folded self times add up to the whole window, exactly.
-        let folded_total: u64 = trace
-            .folded()
-            .iter()
-            .map(|line| line.rsplit_once(' ').unwrap().1.parse::<u64>().unwrap())
-            .sum();
-        assert_eq!(folded_total, trace.total());
-        let table = trace.table(dump.tsc_hz.unwrap());
-        assert!(table.contains("  zero_bss"), "{table}");
-        assert!(table.lines().last().unwrap().contains("100.0%"));
     }
 
     #[test]
-    fn nested_spans_fold_into_self_time() {
+    fn nested_spans_cover_the_window() {
         let text = dump(
             "0x0 0 ENTER a\n0x0 10 ENTER b\n0x0 30 EXIT b\n0x0 40 EXIT a\n0x0 45 ENTER c\n0x0 50 EXIT c\n0x0 60 EVENT ready\n",
         );
         let trace = Trace::build(&parse_dump(&text).unwrap().records);
-        assert_eq!(
-            trace.folded(),
-            [
-                "boot;a 10",
-                "boot;a;b 20",
-                "boot;a 10",
-                "boot 5",
-                "boot;c 5",
-                "boot 10"
-            ]
-        );
+        assert_eq!(trace.roots.len(), 2);
+        assert_eq!(trace.spans[trace.roots[0]].children.len(), 1);
         assert_eq!(trace.total(), 60);
         assert_eq!(trace.covered(), 45);
-        let table = trace.table(1_000_000);
-        assert!(table.contains("  b "), "{table}");
-        let gap = table
-            .lines()
-            .find(|line| line.starts_with("(between top-level spans)"))
-            .unwrap();
-        assert_eq!(
-            gap.split_whitespace().rev().take(2).collect::<Vec<_>>(),
-            ["25.0%", "15.0"]
-        );
     }
 
     #[test]
@@ -490,7 +346,6 @@ mod tests {
         assert!(trace.spans.iter().all(|span| span.unclosed));
         assert!(!trace.ready_seen);
         assert!(trace.problems.iter().any(|p| p.contains("ready")));
-        assert!(trace.table(1000).contains("(unclosed)"));
     }
 
     #[test]
@@ -525,34 +380,5 @@ mod tests {
         assert_eq!(dump.tsc_hz, None);
         assert_eq!(dump.records.len(), 2);
         assert!(parse_dump("nothing here\n").is_err());
-    }
-
-    /// The x coordinate of the frame whose tooltip starts with `name`.
-    fn frame_x(svg: &str, name: &str) -> f64 {
-        let at = svg
-            .find(&format!("<title>{name} ("))
-            .expect("frame present");
-        let rest = &svg[at..];
-        let x = rest.find(" x=\"").expect("rect after title") + 4;
-        let value = &rest[x..];
-        value[..value.find('"').unwrap()]
-            .trim_end_matches('%')
-            .parse()
-            .unwrap()
-    }
-
-    #[test]
-    fn flamechart_runs_left_to_right() {
-        let folded = [
-            "boot;first 10".into(),
-            "boot 5".into(),
-            "boot;second 10".into(),
-        ];
-        let svg = String::from_utf8(flamechart_svg(&folded, "t").unwrap()).unwrap();
-        assert!(svg.starts_with("<?xml"));
-        assert!(
-            frame_x(&svg, "first") < frame_x(&svg, "second"),
-            "time flows left to right"
-        );
     }
 }

@@ -363,7 +363,7 @@ mod tests {
     use crate::measure::bench::configuration;
     use crate::vm::accel::Accel;
 
-    const TCG_DUMP: &str = include_str!("../../../testdata/tslog-tcg.txt");
+    use crate::guest_output::tslog::TCG_DUMP;
 
     #[test]
     fn rounds_rotate_their_starting_configuration() {

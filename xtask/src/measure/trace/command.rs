@@ -7,6 +7,8 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 
+use super::flamechart::{flamechart_svg, folded_stacks};
+use super::phase_table::phase_table;
 use crate::env::workspace;
 use crate::guest_output::tslog::{self, Trace};
 use crate::vm::args::BootArgs;
@@ -63,11 +65,11 @@ pub(crate) fn trace(options: &TraceArgs) -> Result<bool> {
         eprintln!("xtask: warning: {problem}");
     }
     println!("\nboot trace from {source} (TSC {tsc_hz} Hz):\n");
-    print!("{}", trace.table(tsc_hz));
+    print!("{}", phase_table(&trace, tsc_hz));
 
     let out = workspace::target_dir();
     fs::create_dir_all(&out)?;
-    let folded = trace.folded();
+    let folded = folded_stacks(&trace);
     let folded_path = out.join("tslog.folded");
     fs::write(&folded_path, folded.join("\n") + "\n")?;
     let title = format!(
@@ -75,7 +77,7 @@ pub(crate) fn trace(options: &TraceArgs) -> Result<bool> {
         trace.total() as f64 * 1e6 / tsc_hz as f64
     );
     let svg_path = out.join("tslog.svg");
-    fs::write(&svg_path, tslog::flamechart_svg(&folded, &title)?)?;
+    fs::write(&svg_path, flamechart_svg(&folded, &title)?)?;
     let dump_path = out.join("tslog.txt");
     if options.from.is_none() {
         fs::write(&dump_path, &text)?;

@@ -1,0 +1,8 @@
+//! `cargo xtask trace`: one boot's tslog dump as a per-phase table, folded
+//! stacks and a flamechart. `command.rs` is the entry point.
+
+mod command;
+mod flamechart;
+mod phase_table;
+
+pub(crate) use command::{TraceArgs, trace};
