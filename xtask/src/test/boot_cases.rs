@@ -1,244 +1,27 @@
 //! The boot tests: one [`BootCase`] per QEMU configuration, each with the
 //! report content it must produce. To add a test, add an entry to [`boot_cases`].
 
-use std::path::PathBuf;
+use std::path::Path;
 use std::time::Duration;
 
-use anyhow::Result;
-
-use crate::env::images::{self, MIB};
-use crate::env::workspace;
+use super::boot_case::{BootCase, ExpectedExit};
+use super::checks::Check;
+use super::fixtures::{
+    Fixtures, INITRD_SIZE, WRITE_LBA, WRITE_SECTORS, WRITE_SEED, write_base_path, write_disk_path,
+};
+use crate::env::images::MIB;
 use crate::guest_output::report;
 use crate::guest_output::tslog::{self, Trace};
-use crate::test::checks::Check;
 use crate::vm::accel::Accel;
-use crate::vm::qemu::Machine;
+use crate::vm::cmdline::READY_CMDLINE;
+use crate::vm::qemu::{Disk, Machine};
 
 const GIB: u64 = 1024 * MIB;
-
-/// The default time a case may run before QEMU is killed.
-const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// The command line most cases boot with: report, then power off.
-const READY_CMDLINE: &str = "console=ttyS0 mote.exit=ready";
-
-/// The initrd's size: odd, so that it is not page-aligned.
-const INITRD_SIZE: u64 = 123_457;
 
 /// Sources of timekeeping the kernel may report (`mote: tsc <hz> Hz from <source>`).
 const TSC_LINE: &str = r"^mote: tsc \d+ Hz from (cpuid-0x40000010|kvmclock|cpuid-0x15|calibrated)$";
 const MEMORY_LINE: &str = r"^mote: memory (\d+) bytes usable in (\d+) regions$";
 const READY_LINE: &str = r"^mote: ready \d+ us after entry$";
-
-/// How QEMU must exit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum ExpectedExit {
-    /// The kernel powered off through isa-debug-exit with success (QEMU exit 33).
-    Success,
-    /// The kernel powered off through isa-debug-exit with failure (QEMU exit 35).
-    Failure,
-    /// QEMU itself exits with this code (e.g. 0 after an ACPI power-off).
-    QemuExitCode(i32),
-}
-
-/// One boot of the kernel under QEMU and what it must print.
-#[derive(Clone)]
-pub(crate) struct BootCase {
-    pub(crate) name: &'static str,
-    pub(crate) machine: Machine,
-    /// `-m` size; `None` keeps the machine's default.
-    pub(crate) memory: Option<&'static str>,
-    /// Extra QEMU arguments after the machine's own.
-    pub(crate) qemu_args: Vec<String>,
-    /// The whole kernel command line.
-    pub(crate) append: String,
-    pub(crate) expected_exit: ExpectedExit,
-    /// QEMU is killed after this long, and the case fails.
-    pub(crate) timeout: Duration,
-    /// The case fails if QEMU ran longer than this (a fault must not wait for a timeout).
-    pub(crate) must_finish_within: Option<Duration>,
-    pub(crate) checks: Vec<Check>,
-    /// Run only under this accelerator; skipped (and said so) otherwise.
-    pub(crate) only_under: Option<Accel>,
-}
-
-impl BootCase {
-    /// A case on the base microvm line that must power off with success.
-    pub(crate) fn new(name: &'static str, append: impl Into<String>) -> Self {
-        Self {
-            name,
-            machine: Machine::MicrovmNoAcpi,
-            memory: None,
-            qemu_args: Vec::new(),
-            append: append.into(),
-            expected_exit: ExpectedExit::Success,
-            timeout: DEFAULT_TIMEOUT,
-            must_finish_within: None,
-            checks: Vec::new(),
-            only_under: None,
-        }
-    }
-
-    pub(crate) fn only_under(mut self, accel: Accel) -> Self {
-        self.only_under = Some(accel);
-        self
-    }
-
-    pub(crate) fn machine(mut self, machine: Machine) -> Self {
-        self.machine = machine;
-        self
-    }
-
-    pub(crate) fn memory(mut self, size: &'static str) -> Self {
-        self.memory = Some(size);
-        self
-    }
-
-    pub(crate) fn qemu_args<S: Into<String>>(
-        mut self,
-        arguments: impl IntoIterator<Item = S>,
-    ) -> Self {
-        self.qemu_args.extend(arguments.into_iter().map(Into::into));
-        self
-    }
-
-    pub(crate) fn expect_exit(mut self, expected: ExpectedExit) -> Self {
-        self.expected_exit = expected;
-        self
-    }
-
-    pub(crate) fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
-        self
-    }
-
-    pub(crate) fn must_finish_within(mut self, limit: Duration) -> Self {
-        self.must_finish_within = Some(limit);
-        self
-    }
-
-    pub(crate) fn check(mut self, check: Check) -> Self {
-        self.checks.push(check);
-        self
-    }
-
-    pub(crate) fn checks(mut self, checks: impl IntoIterator<Item = Check>) -> Self {
-        self.checks.extend(checks);
-        self
-    }
-}
-
-/// Files the cases hand to QEMU, created under `target/test/` before the run.
-pub(crate) struct Fixtures {
-    pub(crate) initrd: PathBuf,
-    pub(crate) small_disk: PathBuf,
-    /// 64 MiB of pseudo-random data, for the verify checksum.
-    pub(crate) random_disk: PathBuf,
-    /// Three small random disks (8, 4 and 2 MiB), for ACPI discovery.
-    pub(crate) three_disks: [PathBuf; 3],
-    /// A fresh copy of `write_base` for the guest to write into.
-    pub(crate) write_disk: PathBuf,
-    /// One image per remaining disk case: cases run in parallel, and QEMU
-    /// locks an image against a second opener.
-    pub(crate) modern_disk: PathBuf,
-    pub(crate) readonly_disk: PathBuf,
-    pub(crate) bench_disk: PathBuf,
-    pub(crate) gzip_initrd: PathBuf,
-    pub(crate) png_initrd: PathBuf,
-}
-
-/// Where the write test's images live (checks re-read them after QEMU exits).
-fn write_base_path() -> PathBuf {
-    workspace::test_fixture_dir().join("write-base.img")
-}
-
-fn write_disk_path() -> PathBuf {
-    workspace::test_fixture_dir().join("write.img")
-}
-
-const WRITE_DISK_SIZE: u64 = 8 * MIB;
-const WRITE_LBA: u64 = 2048;
-const WRITE_SECTORS: u64 = 64;
-const WRITE_SEED: u64 = 0x1234_5678;
-
-/// A real gzip stream (the kernel only looks at its first bytes).
-fn gzip_bytes() -> Vec<u8> {
-    use std::io::Write;
-    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    let _ = encoder.write_all(&images::pseudo_random_bytes(10_000, 7));
-    encoder.finish().unwrap_or_default()
-}
-
-/// A valid 1x1 grey PNG: signature, IHDR, IDAT (zlib), IEND, with CRCs.
-fn png_bytes() -> Vec<u8> {
-    use std::io::Write;
-    fn chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
-        out.extend_from_slice(&(data.len() as u32).to_be_bytes());
-        let mut hasher = crc32fast::Hasher::new();
-        hasher.update(kind);
-        hasher.update(data);
-        out.extend_from_slice(kind);
-        out.extend_from_slice(data);
-        out.extend_from_slice(&hasher.finalize().to_be_bytes());
-    }
-    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
-    chunk(&mut png, b"IHDR", &[0, 0, 0, 1, 0, 0, 0, 1, 8, 0, 0, 0, 0]);
-    let mut zlib = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
-    let _ = zlib.write_all(&[0, 0x80]);
-    chunk(&mut png, b"IDAT", &zlib.finish().unwrap_or_default());
-    chunk(&mut png, b"IEND", &[]);
-    png
-}
-
-impl Fixtures {
-    pub(crate) fn create() -> Result<Self> {
-        let directory = workspace::test_fixture_dir();
-        let initrd = directory.join("initrd.bin");
-        images::write_if_changed(
-            &initrd,
-            &images::pseudo_random_bytes(INITRD_SIZE, 0x6d6f_7465),
-        )?;
-        let small_disk = directory.join("small-disk.img");
-        images::ensure_disk_image(&small_disk, MIB)?;
-        let random_disk = directory.join("random-64M.img");
-        images::write_if_changed(&random_disk, &images::pseudo_random_bytes(64 * MIB, 0x64))?;
-        let three_disks = [8, 4, 2].map(|mib| directory.join(format!("random-{mib}M.img")));
-        for (disk, mib) in three_disks.iter().zip([8u64, 4, 2]) {
-            images::write_if_changed(disk, &images::pseudo_random_bytes(mib * MIB, mib))?;
-        }
-        let base = images::pseudo_random_bytes(WRITE_DISK_SIZE, 0x77);
-        images::write_if_changed(&write_base_path(), &base)?;
-        // Always a fresh copy: the guest writes into it.
-        std::fs::write(write_disk_path(), &base)?;
-        let [modern_disk, readonly_disk, bench_disk] = [
-            ("modern", 2, 0x21),
-            ("readonly", 2, 0x22),
-            ("bench", 8, 0x23),
-        ]
-        .map(|(name, mib, seed)| {
-            let disk = directory.join(format!("{name}-{mib}M.img"));
-            images::write_if_changed(&disk, &images::pseudo_random_bytes(mib * MIB, seed))
-                .map(|()| disk)
-        });
-        let (modern_disk, readonly_disk, bench_disk) = (modern_disk?, readonly_disk?, bench_disk?);
-        let gzip_initrd = directory.join("initrd.gz");
-        images::write_if_changed(&gzip_initrd, &gzip_bytes())?;
-        let png_initrd = directory.join("initrd.png");
-        images::write_if_changed(&png_initrd, &png_bytes())?;
-        Ok(Self {
-            initrd,
-            small_disk,
-            random_disk,
-            three_disks,
-            write_disk: write_disk_path(),
-            modern_disk,
-            readonly_disk,
-            bench_disk,
-            gzip_initrd,
-            png_initrd,
-        })
-    }
-}
 
 /// The complete report of a boot that got to `mote.exit=ready`.
 fn complete_report(cmdline: &str) -> Vec<Check> {
@@ -370,18 +153,8 @@ fn tsc_check(report: &report::BootReport, source: &str, tolerance: f64) -> Resul
     Ok(())
 }
 
-/// `-drive`/`-device` arguments for a virtio-blk disk.
-fn disk_args(path: &str, id: &str, extra: &str) -> [String; 4] {
-    [
-        "-drive".to_owned(),
-        format!("file={path},format=raw,if=none,id={id}{extra}"),
-        "-device".to_owned(),
-        format!("virtio-blk-device,drive={id}"),
-    ]
-}
-
 /// The zlib CRC-32 of a file, as 8 hex digits.
-fn file_crc(path: &std::path::Path) -> String {
+fn file_crc(path: &Path) -> String {
     format!(
         "{:08x}",
         crc32fast::hash(&std::fs::read(path).unwrap_or_default())
@@ -428,7 +201,6 @@ fn written_region_is_exactly_the_pattern(
 /// Every boot test, in the order they start.
 pub(crate) fn boot_cases(fixtures: &Fixtures) -> Vec<BootCase> {
     let cmdline_2k = cmdline_of_length(&format!("{READY_CMDLINE} "), 2048);
-    let path = |path: &PathBuf| workspace::relative_to_root(path).display().to_string();
     vec![
         BootCase::new("default-report", READY_CMDLINE)
             .check(start_info_line(READY_CMDLINE))
@@ -462,7 +234,7 @@ pub(crate) fn boot_cases(fixtures: &Fixtures) -> Vec<BootCase> {
                 },
             }),
         BootCase::new("initrd", READY_CMDLINE)
-            .qemu_args(["-initrd".to_owned(), path(&fixtures.initrd)])
+            .initrd(&fixtures.initrd)
             .checks(complete_report(READY_CMDLINE))
             .check(Check::line_matches(&format!(
                 r"^mote: module 0 at 0x[0-9a-f]+ size {INITRD_SIZE}$"
@@ -477,15 +249,7 @@ pub(crate) fn boot_cases(fixtures: &Fixtures) -> Vec<BootCase> {
         // With acpi=off, QEMU appends the virtio-mmio transport of each device
         // to the command line; the first device takes the highest slot (7).
         BootCase::new("acpi-off-virtio-cmdline", READY_CMDLINE)
-            .qemu_args([
-                "-drive".to_owned(),
-                format!(
-                    "file={},format=raw,if=none,id=disk0",
-                    path(&fixtures.small_disk)
-                ),
-                "-device".to_owned(),
-                "virtio-blk-device,drive=disk0".to_owned(),
-            ])
+            .disk(Disk::writable(&fixtures.small_disk))
             .check(Check::cmdline_contains(
                 "virtio_mmio.device=512@0xfeb00e00:12",
             ))
@@ -556,7 +320,7 @@ pub(crate) fn boot_cases(fixtures: &Fixtures) -> Vec<BootCase> {
         // One disk named on the command line (acpi=off), legacy transport:
         // the guest's CRC of all 64 MiB equals zlib's on the host.
         BootCase::new("blk-verify-cmdline", format!("{READY_CMDLINE} mote.blk=verify"))
-            .qemu_args(disk_args(&path(&fixtures.random_disk), "disk0", ""))
+            .disk(Disk::writable(&fixtures.random_disk))
             .timeout(Duration::from_secs(60))
             .check(Check::line_equals("mote: virtio-mmio 0xfeb00e00 irq 12 block v1 cmdline"))
             .check(Check::line_equals("mote: blk0 131072 sectors rw"))
@@ -567,9 +331,9 @@ pub(crate) fn boot_cases(fixtures: &Fixtures) -> Vec<BootCase> {
         BootCase::new("blk-acpi-three-disks", "console=ttyS0 mote.blk=verify")
             .machine(Machine::MicrovmDefaults)
             .expect_exit(ExpectedExit::QemuExitCode(0))
-            .qemu_args(disk_args(&path(&fixtures.three_disks[0]), "d0", ""))
-            .qemu_args(disk_args(&path(&fixtures.three_disks[1]), "d1", ""))
-            .qemu_args(disk_args(&path(&fixtures.three_disks[2]), "d2", ""))
+            .disk(Disk::writable(&fixtures.three_disks[0]))
+            .disk(Disk::writable(&fixtures.three_disks[1]))
+            .disk(Disk::writable(&fixtures.three_disks[2]))
             .check(Check::line_equals("mote: virtio-mmio 0xfeb02e00 irq 47 block v1 acpi"))
             .check(Check::line_equals("mote: virtio-mmio 0xfeb02c00 irq 46 block v1 acpi"))
             .check(Check::line_equals("mote: virtio-mmio 0xfeb02a00 irq 45 block v1 acpi"))
@@ -582,12 +346,12 @@ pub(crate) fn boot_cases(fixtures: &Fixtures) -> Vec<BootCase> {
             .check(Check::last_report_line("mote: poweroff success")),
         BootCase::new("blk-modern-transport", format!("{READY_CMDLINE} mote.blk=verify"))
             .qemu_args(["-global", "virtio-mmio.force-legacy=false"])
-            .qemu_args(disk_args(&path(&fixtures.modern_disk), "disk0", ""))
+            .disk(Disk::writable(&fixtures.modern_disk))
             .check(Check::line_equals("mote: virtio-mmio 0xfeb00e00 irq 12 block v2 cmdline"))
             .check(Check::line_equals(format!("mote: blk0 crc32 {}", file_crc(&fixtures.modern_disk))))
             .check(Check::last_report_line("mote: poweroff success")),
         BootCase::new("blk-readonly-refuses-write", format!("{READY_CMDLINE} mote.blk.write=16+8"))
-            .qemu_args(disk_args(&path(&fixtures.readonly_disk), "disk0", ",readonly=on"))
+            .disk(Disk::read_only(&fixtures.readonly_disk))
             .expect_exit(ExpectedExit::Failure)
             .check(Check::line_equals("mote: blk0 4096 sectors ro"))
             .check(Check::line_equals("mote: blk0 write refused: the device is read-only"))
@@ -597,21 +361,21 @@ pub(crate) fn boot_cases(fixtures: &Fixtures) -> Vec<BootCase> {
             "blk-write-pattern",
             format!("{READY_CMDLINE} mote.blk.write={WRITE_LBA}+{WRITE_SECTORS} mote.blk.seed={WRITE_SEED:#x}"),
         )
-        .qemu_args(disk_args(&path(&fixtures.write_disk), "disk0", ""))
+        .disk(Disk::writable(&fixtures.write_disk))
         .check(Check::last_report_line("mote: poweroff success"))
         .check(Check::Custom {
             description: "the image holds exactly the pattern in the range, and nothing else changed",
             check: written_region_is_exactly_the_pattern,
         }),
         BootCase::new("blk-bench", format!("{READY_CMDLINE} mote.blk=bench"))
-            .qemu_args(disk_args(&path(&fixtures.bench_disk), "disk0", ""))
+            .disk(Disk::writable(&fixtures.bench_disk))
             .timeout(Duration::from_secs(60))
             .check(Check::line_matches(r"^mote: blk0 bench read 4096 bytes qd 8: \d+\.\d MiB/s \(8 MiB in [\d.]+ ms\)$"))
             .check(Check::line_matches(r"^mote: blk0 bench read 65536 bytes qd 8: \d+\.\d MiB/s"))
             .check(Check::line_matches(r"^mote: blk0 bench read 262144 bytes qd 8: \d+\.\d MiB/s"))
             .check(Check::last_report_line("mote: poweroff success")),
         BootCase::new("initrd-gzip", format!("{READY_CMDLINE} mote.blk=verify"))
-            .qemu_args(["-initrd".to_owned(), path(&fixtures.gzip_initrd)])
+            .initrd(&fixtures.gzip_initrd)
             .check(Check::line_equals(format!(
                 "mote: ramdisk0 {} bytes gzip",
                 std::fs::metadata(&fixtures.gzip_initrd).map_or(0, |m| m.len())
@@ -619,7 +383,7 @@ pub(crate) fn boot_cases(fixtures: &Fixtures) -> Vec<BootCase> {
             .check(Check::line_equals(format!("mote: ramdisk0 crc32 {}", file_crc(&fixtures.gzip_initrd))))
             .check(Check::last_report_line("mote: poweroff success")),
         BootCase::new("initrd-png", READY_CMDLINE)
-            .qemu_args(["-initrd".to_owned(), path(&fixtures.png_initrd)])
+            .initrd(&fixtures.png_initrd)
             .check(Check::line_equals(format!(
                 "mote: ramdisk0 {} bytes png",
                 std::fs::metadata(&fixtures.png_initrd).map_or(0, |m| m.len())
@@ -633,6 +397,8 @@ pub(crate) fn boot_cases(fixtures: &Fixtures) -> Vec<BootCase> {
 
 #[cfg(test)]
 mod tests {
+    use std::path::PathBuf;
+
     use super::*;
 
     fn fixtures() -> Fixtures {
@@ -672,9 +438,9 @@ mod tests {
         names.dedup();
         assert_eq!(names.len(), cases.len(), "case names must be unique");
         // Cases run in parallel and QEMU locks images: no two share one.
-        let mut images: Vec<&String> = cases
+        let mut images: Vec<&Path> = cases
             .iter()
-            .flat_map(|case| case.qemu_args.iter().filter(|arg| arg.starts_with("file=")))
+            .flat_map(|case| case.disks.iter().map(|disk| disk.image.as_path()))
             .collect();
         let count = images.len();
         images.sort();

@@ -7,7 +7,7 @@ use std::thread;
 use std::time::Duration;
 
 use crate::guest_output::report::BootReport;
-use crate::test::boot_cases::{BootCase, ExpectedExit};
+use crate::test::boot_case::{BootCase, ExpectedExit};
 use crate::vm::accel::Accel;
 use crate::vm::power_off::PowerOff;
 use crate::vm::process::Finished;
@@ -97,9 +97,14 @@ pub(crate) fn run_cases(
 }
 
 fn run_case(case: &BootCase, accel: Accel, kernel: &Path) -> CaseResult {
-    let mut qemu = QemuCommand::new(case.machine, accel, kernel)
-        .append(&case.append)
-        .args(&case.qemu_args);
+    let mut qemu = QemuCommand::new(case.machine, accel, kernel).append(&case.append);
+    for (index, disk) in case.disks.iter().enumerate() {
+        qemu = qemu.virtio_blk(disk, &format!("disk{index}"));
+    }
+    if let Some(initrd) = &case.initrd {
+        qemu = qemu.initrd(initrd);
+    }
+    qemu = qemu.args(&case.qemu_args);
     if let Some(memory) = case.memory {
         qemu = qemu.memory(memory);
     }

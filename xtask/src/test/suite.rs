@@ -7,8 +7,10 @@ use anyhow::Result;
 
 use crate::env::build;
 use crate::env::deps;
-use crate::test::boot_cases::{self, BootCase, Fixtures};
+use crate::test::boot_case::BootCase;
+use crate::test::boot_cases;
 use crate::test::boot_runner::{self, CaseResult};
+use crate::test::fixtures::Fixtures;
 use crate::test::host_tests;
 use crate::test::net_cases;
 use crate::vm::accel::{self, Accel};

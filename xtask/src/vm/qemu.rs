@@ -59,6 +59,30 @@ pub(crate) enum Machine {
     MicrovmDefaults,
 }
 
+/// A raw disk image the guest sees as a block device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Disk {
+    pub(crate) image: PathBuf,
+    /// The device refuses writes (QEMU `readonly=on`).
+    pub(crate) read_only: bool,
+}
+
+impl Disk {
+    pub(crate) fn writable(image: &Path) -> Self {
+        Self {
+            image: image.to_path_buf(),
+            read_only: false,
+        }
+    }
+
+    pub(crate) fn read_only(image: &Path) -> Self {
+        Self {
+            image: image.to_path_buf(),
+            read_only: true,
+        }
+    }
+}
+
 /// Builds one QEMU invocation.
 #[derive(Debug, Clone)]
 pub(crate) struct QemuCommand {
@@ -134,15 +158,26 @@ impl QemuCommand {
         self
     }
 
-    /// A raw disk image as a virtio-blk device on a virtio-mmio transport.
-    pub(crate) fn virtio_blk(self, image: &Path, id: &str) -> Self {
-        let image = workspace::relative_to_root(image);
+    /// `disk` as a virtio-blk device on a virtio-mmio transport; `id` names
+    /// its drive. Devices take transports in the order they are added.
+    pub(crate) fn virtio_blk(self, disk: &Disk, id: &str) -> Self {
+        let image = workspace::relative_to_root(&disk.image);
+        let read_only = if disk.read_only { ",readonly=on" } else { "" };
         self.args([
             "-drive".to_owned(),
-            format!("file={},format=raw,if=none,id={id}", image.display()),
+            format!(
+                "file={},format=raw,if=none,id={id}{read_only}",
+                image.display()
+            ),
             "-device".to_owned(),
             format!("virtio-blk-device,drive={id}"),
         ])
+    }
+
+    /// An initrd (`-initrd`), which the guest gets as a PVH module.
+    pub(crate) fn initrd(self, image: &Path) -> Self {
+        let image = workspace::relative_to_root(image);
+        self.args(["-initrd".to_owned(), image.display().to_string()])
     }
 
     /// The isa-debug-exit device, for [`Machine::MicrovmDefaults`], which

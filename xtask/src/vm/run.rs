@@ -13,7 +13,7 @@ use super::cmdline::{self, READY_CMDLINE, STATIC_IP_PARAMETER};
 use super::network::{HostForward, HostPorts};
 use super::power_off::PowerOff;
 use super::process::{LineWait, LiveChild};
-use super::qemu::{self, Machine, QemuCommand};
+use super::qemu::{self, Disk, Machine, QemuCommand};
 use crate::env::boot_files::{self, BootFiles};
 use crate::env::workspace;
 use crate::guest_output::report::LISTENING_LINE;
@@ -63,7 +63,7 @@ impl Setup {
     ) -> QemuCommand {
         QemuCommand::new(Machine::MicrovmNoAcpi, self.accel, &self.files.kernel)
             .append(cmdline)
-            .virtio_blk(&self.files.disk, "disk0")
+            .virtio_blk(&Disk::writable(&self.files.disk), "disk0")
             .virtio_net_user_forwarded("net0", forwards)
             .args(qemu_args)
     }

@@ -17,7 +17,7 @@ use crate::vm::cmdline::{self, STATIC_IP_PARAMETER};
 use crate::vm::network::{HostForward, HostPorts};
 use crate::vm::power_off::{DEBUG_EXIT_SUCCESS, PowerOff};
 use crate::vm::process::Finished;
-use crate::vm::qemu::{self, Machine, QemuCommand};
+use crate::vm::qemu::{self, Disk, Machine, QemuCommand};
 
 /// What the configurations boot.
 pub(crate) struct Images {
@@ -63,7 +63,7 @@ pub(crate) fn qemu_command(
         command = command.args(["-global", "virtio-mmio.force-legacy=false"]);
     }
     if configuration.blk {
-        command = command.virtio_blk(&images.disk, "disk0");
+        command = command.virtio_blk(&Disk::writable(&images.disk), "disk0");
     }
     if configuration.net {
         command = command.virtio_net_user_forwarded("net0", forwards);
@@ -73,7 +73,7 @@ pub(crate) fn qemu_command(
         ..
     } = &configuration.guest
     {
-        command = command.args(["-initrd".to_owned(), initrd.display().to_string()]);
+        command = command.initrd(initrd);
     }
     command.args(&configuration.qemu_args)
 }
