@@ -82,7 +82,7 @@ fn target_in_sysroot() -> Result<bool> {
 }
 
 /// Makes sure `qemu-system-x86_64` is on `PATH`, installing it with apt-get as root.
-pub(crate) fn ensure_qemu() -> Result<()> {
+fn ensure_qemu() -> Result<()> {
     if workspace::find_on_path(QEMU_BINARY).is_some() {
         return Ok(());
     }

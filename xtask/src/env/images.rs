@@ -14,7 +14,7 @@ pub(crate) const RUN_DISK_SIZE: u64 = 16 * MIB;
 /// The byte at `offset` of every disk image: `offset % 251 + 1`. Never zero
 /// (an unread buffer is told apart from data), and 251 is prime, so no two
 /// 512-byte sectors within 251 sectors look alike: a read of the wrong sector shows.
-pub(crate) fn disk_pattern_byte(offset: u64) -> u8 {
+fn disk_pattern_byte(offset: u64) -> u8 {
     u8::try_from(offset % 251).expect("a remainder of 251 fits in a byte") + 1
 }
 

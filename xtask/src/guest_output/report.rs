@@ -5,13 +5,13 @@ use std::sync::LazyLock;
 use regex::Regex;
 
 /// Every report line starts with this.
-pub(crate) const REPORT_PREFIX: &str = "mote: ";
+const REPORT_PREFIX: &str = "mote: ";
 
 /// The report line that says the network services are up.
 pub(crate) const LISTENING_LINE: &str = "mote: listening http 80 udp-echo 7";
 
 /// Report lines that mean the kernel failed.
-pub(crate) const FAILURE_PREFIXES: [&str; 3] = ["mote: PANIC", "mote: EXCEPTION", "mote: FATAL"];
+const FAILURE_PREFIXES: [&str; 3] = ["mote: PANIC", "mote: EXCEPTION", "mote: FATAL"];
 
 /// The `mote: memory` line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -170,7 +170,7 @@ impl BootReport {
 }
 
 /// Undoes the kernel's quoting: `\"`, `\\` and `\xNN`; a bare `"` is an error.
-pub(crate) fn unescape_cmdline(quoted: &str) -> Result<Vec<u8>, String> {
+fn unescape_cmdline(quoted: &str) -> Result<Vec<u8>, String> {
     let mut bytes = Vec::with_capacity(quoted.len());
     let mut input = quoted.bytes();
     while let Some(byte) = input.next() {

@@ -43,7 +43,7 @@ pub(crate) struct Dump {
 }
 
 /// Parses one `debug.tslog` line: `<thread> <tsc> <KIND> <function>[ <detail>]`.
-pub(crate) fn parse_record(line: &str) -> Option<Record> {
+fn parse_record(line: &str) -> Option<Record> {
     let mut fields = line.trim_end_matches('\r').splitn(5, ' ');
     let thread = fields.next()?;
     if !thread.starts_with("0x") {

@@ -10,7 +10,7 @@ pub(crate) const OUTLIER_FENCE_IQRS: f64 = 1.5;
 
 /// The `p`-th percentile (0-100) of sorted data, linearly interpolated
 /// between closest ranks (Hyndman & Fan type 7, the default of R and NumPy).
-pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
+fn percentile(sorted: &[f64], p: f64) -> f64 {
     assert!(!sorted.is_empty(), "percentile of no data");
     let rank = (p / 100.0).clamp(0.0, 1.0) * (sorted.len() - 1) as f64;
     let below = rank.floor() as usize;

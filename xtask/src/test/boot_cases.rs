@@ -50,7 +50,7 @@ fn crash_report() -> Vec<Check> {
 }
 
 /// `prefix` followed by `pad=xxx…`, exactly `length` bytes in all (no NUL counted).
-pub(crate) fn cmdline_of_length(prefix: &str, length: usize) -> String {
+fn cmdline_of_length(prefix: &str, length: usize) -> String {
     let mut cmdline = format!("{prefix}pad=");
     assert!(
         cmdline.len() <= length,

@@ -125,7 +125,7 @@ fn run_case(case: &BootCase, accel: Accel, kernel: &Path) -> CaseResult {
 }
 
 /// Every way `finished` falls short of `case`; empty if it passed.
-pub(crate) fn judge(case: &BootCase, finished: &Finished) -> Vec<String> {
+fn judge(case: &BootCase, finished: &Finished) -> Vec<String> {
     let mut failures = Vec::new();
     let power_off = PowerOff::from_exit(finished, case.timeout);
     let exit_ok = match case.expected_exit {

@@ -26,7 +26,7 @@ static TEST_RESULT: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^test result: \w+\. (\d+) passed; (\d+) failed;").unwrap());
 
 /// Sums libtest's summary lines.
-pub(crate) fn count_test_results<S: AsRef<str>>(output: &[S]) -> TestCounts {
+fn count_test_results<S: AsRef<str>>(output: &[S]) -> TestCounts {
     output
         .iter()
         .filter_map(|line| TEST_RESULT.captures(line.as_ref()))

@@ -16,7 +16,7 @@ const FALLBACK_CLOCK_TICKS_PER_SECOND: u64 = 100;
 /// utime + stime of a `/proc/<pid>/stat` line, in clock ticks: fields 14 and
 /// 15 (1-based). Field 2, the command name, is in parentheses and may hold
 /// spaces and parentheses itself, so fields are counted after its last `)`.
-pub(crate) fn cpu_ticks_from_stat(line: &str) -> Result<u64> {
+fn cpu_ticks_from_stat(line: &str) -> Result<u64> {
     let after_name = line
         .rfind(')')
         .map(|end| &line[end + 1..])

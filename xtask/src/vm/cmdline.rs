@@ -4,7 +4,7 @@
 pub(crate) const READY_CMDLINE: &str = "console=ttyS0 mote.exit=ready";
 
 /// The kernel option that dumps the tslog trace after the report.
-pub(crate) const TSLOG_DUMP_OPTION: &str = "mote.tslog=1";
+const TSLOG_DUMP_OPTION: &str = "mote.tslog=1";
 
 /// Linux's `ip=<client>:<server>:<gateway>:<netmask>:<hostname>:<device>:<autoconf>`
 /// for QEMU's user network (docs/system/devices/net.rst): the guest is

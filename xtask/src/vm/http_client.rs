@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 /// The most a response may hold; the largest the guest sends (the tslog
 /// dump) is tens of KiB.
-pub(crate) const MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
+const MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
 
 /// A read timeout of zero means "block forever" to the OS; never ask for less.
 const MIN_IO_TIMEOUT: Duration = Duration::from_millis(1);

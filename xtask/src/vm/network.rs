@@ -7,9 +7,9 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, UdpSocket};
 use anyhow::{Context, Result};
 
 /// The guest's HTTP port (the kernel's contract).
-pub(crate) const GUEST_HTTP_PORT: u16 = 80;
+const GUEST_HTTP_PORT: u16 = 80;
 /// The guest's UDP echo port (RFC 862's echo service).
-pub(crate) const GUEST_UDP_ECHO_PORT: u16 = 7;
+const GUEST_UDP_ECHO_PORT: u16 = 7;
 
 /// The guest address under slirp, static or from its DHCP server, as the
 /// kernel reports it.

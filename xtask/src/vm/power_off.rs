@@ -10,7 +10,7 @@ use super::process::Finished;
 /// `(value << 1) | 1` (hw/misc/debugexit.c). The kernel writes 0x10 for
 /// success and 0x11 for failure.
 pub(crate) const DEBUG_EXIT_SUCCESS: i32 = (0x10 << 1) | 1;
-pub(crate) const DEBUG_EXIT_FAILURE: i32 = (0x11 << 1) | 1;
+const DEBUG_EXIT_FAILURE: i32 = (0x11 << 1) | 1;
 
 /// How the guest ended.
 #[derive(Debug, Clone, PartialEq, Eq)]

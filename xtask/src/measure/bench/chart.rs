@@ -8,7 +8,9 @@
 //! plots (every counted boot a dot) over the IQR box and the median.
 
 use anyhow::{Result, anyhow};
-use plotters::coord::ranged1d::SegmentValue;
+use plotters::coord::Shift;
+use plotters::coord::ranged1d::{SegmentValue, SegmentedCoord};
+use plotters::coord::types::{RangedCoordf64, RangedCoordusize};
 use plotters::prelude::*;
 
 use super::configuration::Guest;
@@ -101,11 +103,50 @@ fn plot_error(error: impl std::fmt::Display) -> anyhow::Error {
     anyhow!("drawing the chart: {error}")
 }
 
-fn draw_stacked_phases(
-    area: &DrawingArea<SVGBackend<'_>, plotters::coord::Shift>,
-    run: &BenchRun,
-    motes: &[String],
-) -> Result<()> {
+type Area<'backend> = DrawingArea<SVGBackend<'backend>, Shift>;
+
+type RowChart<'area, 'backend> = ChartContext<
+    'area,
+    SVGBackend<'backend>,
+    Cartesian2d<RangedCoordf64, SegmentedCoord<RangedCoordusize>>,
+>;
+
+/// A panel with one row per name, the first on top, over an x axis from 0
+/// to `x_max` in `unit`.
+fn row_chart<'area, 'backend>(
+    area: &'area Area<'backend>,
+    caption: &str,
+    unit: &str,
+    names: &[String],
+    x_max: f64,
+) -> Result<RowChart<'area, 'backend>> {
+    let rows = names.len().max(1);
+    let mut chart = ChartBuilder::on(area)
+        .caption(caption, ("sans-serif", 18))
+        .margin(12)
+        .x_label_area_size(30)
+        .y_label_area_size(LABEL_AREA)
+        .build_cartesian_2d(0.0..x_max, (0..rows - 1).into_segmented())
+        .map_err(plot_error)?;
+    chart
+        .configure_mesh()
+        .disable_y_mesh()
+        .y_labels(rows)
+        .y_label_formatter(&|value| match value {
+            SegmentValue::CenterOf(index) => {
+                names.get(rows - 1 - *index).cloned().unwrap_or_default()
+            }
+            _ => String::new(),
+        })
+        .x_desc(unit)
+        .x_label_formatter(&|value| format!("{value:.0}"))
+        .label_style(("sans-serif", 13))
+        .draw()
+        .map_err(plot_error)?;
+    Ok(chart)
+}
+
+fn draw_stacked_phases(area: &Area<'_>, run: &BenchRun, motes: &[String]) -> Result<()> {
     // Top-level phases in the order the first configuration traced them.
     let mut phases: Vec<Figure> = Vec::new();
     for name in motes {
@@ -130,31 +171,13 @@ fn draw_stacked_phases(
         .fold(0.0, f64::max)
         .max(1.0);
     let rows = motes.len().max(1);
-    let mut chart = ChartBuilder::on(area)
-        .caption(
-            "median time per top-level boot phase (tslog, us), stacked: entry -> ready",
-            ("sans-serif", 18),
-        )
-        .margin(12)
-        .x_label_area_size(30)
-        .y_label_area_size(LABEL_AREA)
-        .build_cartesian_2d(0.0..longest * 1.3, (0..rows - 1).into_segmented())
-        .map_err(plot_error)?;
-    chart
-        .configure_mesh()
-        .disable_y_mesh()
-        .y_labels(rows)
-        .y_label_formatter(&|value| match value {
-            SegmentValue::CenterOf(index) => {
-                motes.get(rows - 1 - *index).cloned().unwrap_or_default()
-            }
-            _ => String::new(),
-        })
-        .x_desc("us")
-        .x_label_formatter(&|value| format!("{value:.0}"))
-        .label_style(("sans-serif", 13))
-        .draw()
-        .map_err(plot_error)?;
+    let mut chart = row_chart(
+        area,
+        "median time per top-level boot phase (tslog, us), stacked: entry -> ready",
+        "us",
+        motes,
+        longest * 1.3,
+    )?;
     for (phase_index, phase) in phases.iter().enumerate() {
         let colour = Palette99::pick(phase_index).to_rgba();
         let bars: Vec<Rectangle<(f64, SegmentValue<usize>)>> = medians
@@ -192,41 +215,15 @@ fn draw_stacked_phases(
     Ok(())
 }
 
-fn draw_strips(
-    area: &DrawingArea<SVGBackend<'_>, plotters::coord::Shift>,
-    caption: &str,
-    unit: &str,
-    strips: &[Strip],
-) -> Result<()> {
+fn draw_strips(area: &Area<'_>, caption: &str, unit: &str, strips: &[Strip]) -> Result<()> {
     let rows = strips.len().max(1);
     let largest = strips
         .iter()
         .flat_map(|strip| strip.values.iter().copied())
         .fold(0.0, f64::max)
         .max(1e-3);
-    let mut chart = ChartBuilder::on(area)
-        .caption(caption, ("sans-serif", 18))
-        .margin(12)
-        .x_label_area_size(30)
-        .y_label_area_size(LABEL_AREA)
-        .build_cartesian_2d(0.0..largest * 1.05, (0..rows - 1).into_segmented())
-        .map_err(plot_error)?;
-    chart
-        .configure_mesh()
-        .disable_y_mesh()
-        .y_labels(rows)
-        .y_label_formatter(&|value| match value {
-            SegmentValue::CenterOf(index) => strips
-                .get(rows - 1 - *index)
-                .map(|strip| strip.name.clone())
-                .unwrap_or_default(),
-            _ => String::new(),
-        })
-        .x_desc(unit)
-        .x_label_formatter(&|value| format!("{value:.0}"))
-        .label_style(("sans-serif", 13))
-        .draw()
-        .map_err(plot_error)?;
+    let names: Vec<String> = strips.iter().map(|strip| strip.name.clone()).collect();
+    let mut chart = row_chart(area, caption, unit, &names, largest * 1.05)?;
     for (index, strip) in strips.iter().enumerate() {
         let Some(summary) = stats::summarize(&strip.values) else {
             continue;

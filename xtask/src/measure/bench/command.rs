@@ -9,7 +9,7 @@ use anyhow::{Context, Result, bail};
 
 use super::chart;
 use super::configuration::{self, AccelRequest, Configuration, Guest, MatrixArgs};
-use super::host::Machine;
+use super::host::HostMachine;
 use super::results::{BenchRun, ConfigurationRecord, FORMAT_VERSION};
 use super::runner::{self, Images};
 use super::table;
@@ -218,7 +218,7 @@ fn measure(options: &BenchArgs) -> Result<bool> {
         );
     }
 
-    let machine = Machine::current();
+    let machine = HostMachine::current();
     let started_unix = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |since| since.as_secs());

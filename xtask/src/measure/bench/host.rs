@@ -11,7 +11,7 @@ use crate::vm::process;
 use crate::vm::qemu::QEMU_BINARY;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct Machine {
+pub(crate) struct HostMachine {
     pub(crate) hostname: String,
     pub(crate) cpu_model: String,
     /// Logical CPUs the bench could use.
@@ -22,7 +22,7 @@ pub(crate) struct Machine {
     pub(crate) qemu_version: String,
 }
 
-impl Machine {
+impl HostMachine {
     /// Reads the facts; what cannot be read is recorded as `unknown`.
     pub(crate) fn current() -> Self {
         let read = |path: &str| {

@@ -7,7 +7,7 @@ mod configuration;
 mod host;
 mod results;
 mod runner;
-pub(crate) mod served;
+mod served;
 mod table;
 
 pub(crate) use command::{BenchArgs, bench};

@@ -8,7 +8,7 @@ use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
 use super::configuration::{Configuration, Guest};
-use super::host::Machine;
+use super::host::HostMachine;
 use crate::measure::stats::{self, Summary};
 
 /// Bumped when the JSON changes shape.
@@ -24,7 +24,7 @@ pub(crate) struct BenchRun {
     pub(crate) wall_seconds: f64,
     /// The command that produced it, for the record.
     pub(crate) command: String,
-    pub(crate) machine: Machine,
+    pub(crate) machine: HostMachine,
     pub(crate) runs: usize,
     pub(crate) warmups: usize,
     pub(crate) timeout_seconds: f64,

@@ -81,7 +81,7 @@ pub(crate) fn qemu_command(
 /// The order of round `round`: every configuration once, starting one later
 /// each round (A B C, B C A, C A B, …) so no configuration always follows
 /// the same one.
-pub(crate) fn round_order(configurations: usize, round: usize) -> Vec<usize> {
+fn round_order(configurations: usize, round: usize) -> Vec<usize> {
     (0..configurations)
         .map(|position| (position + round) % configurations.max(1))
         .collect()
@@ -178,7 +178,7 @@ fn micros(duration: Duration) -> f64 {
 /// Reads one boot: host timings from the arrival stamps, guest ones from
 /// the report and (unless served) the tslog dump; says why the boot does
 /// not count, if so.
-pub(crate) fn sample_from_boot(
+fn sample_from_boot(
     configuration: &Configuration,
     round: usize,
     warmup: bool,
@@ -248,7 +248,7 @@ pub(crate) fn sample_from_boot(
 
 /// The tslog spans inside entry → ready: their duration in microseconds
 /// (clipped to the window; repeats of a path summed), in trace order.
-pub(crate) fn guest_phases(output: &str) -> Result<(u64, Vec<PhaseTime>), String> {
+fn guest_phases(output: &str) -> Result<(u64, Vec<PhaseTime>), String> {
     let dump = tslog::parse_dump(output).map_err(|error| format!("tslog: {error:#}"))?;
     let Some(tsc_hz) = dump.tsc_hz else {
         return Err("tslog: the dump gives no TSC frequency".to_owned());

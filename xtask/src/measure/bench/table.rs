@@ -9,9 +9,9 @@ use crate::measure::stats::{self, OUTLIER_FENCE_IQRS, SIGNIFICANCE_LEVEL};
 use crate::vm::accel::Accel;
 
 /// Target (a): entry → ready median of mote with blk and net under KVM.
-pub(crate) const ENTRY_TO_READY_TARGET_US: f64 = 1000.0;
+const ENTRY_TO_READY_TARGET_US: f64 = 1000.0;
 /// Target (b): mote's start → ready over the null guest's start → exit.
-pub(crate) const FLOOR_RATIO_TARGET: f64 = 1.10;
+const FLOOR_RATIO_TARGET: f64 = 1.10;
 
 /// `2025-11-22 17:30:05 UTC` and `20251122-173005` for a Unix time.
 pub(crate) fn utc_timestamp(unix: u64) -> (String, String) {
@@ -172,13 +172,51 @@ fn with_floors(run: &BenchRun) -> Vec<(&Configuration, &Configuration, Option<f6
         .collect()
 }
 
-/// mote (and external kernels) against the null guest with the same QEMU settings.
+/// One row of a floor table: the configuration, its floor, then cells, each
+/// right-aligned to its column's width.
+fn write_floor_row(
+    out: &mut String,
+    width: usize,
+    name: &str,
+    floor: &str,
+    cells: &[(String, usize)],
+) {
+    let _ = write!(out, "{name:<width$} {floor:<width$}");
+    for (cell, cell_width) in cells {
+        let _ = write!(out, " {cell:>cell_width$}");
+    }
+    out.push('\n');
+}
+
+/// A floor table's title line, column headings, rows and footnote.
+fn write_floor_table(
+    out: &mut String,
+    width: usize,
+    title: &str,
+    columns: &[(&str, usize)],
+    rows: &[(&str, &str, Vec<String>)],
+    footnote: &str,
+) {
+    let _ = writeln!(out, "\n== {title}");
+    let headings: Vec<(String, usize)> = columns
+        .iter()
+        .map(|&(heading, width)| (heading.to_owned(), width))
+        .collect();
+    write_floor_row(out, width, "configuration", "floor", &headings);
+    for (name, floor, cells) in rows {
+        let cells: Vec<(String, usize)> = cells
+            .iter()
+            .cloned()
+            .zip(columns.iter().map(|&(_, width)| width))
+            .collect();
+        write_floor_row(out, width, name, floor, &cells);
+    }
+    let _ = writeln!(out, "({footnote})");
+}
+
+/// mote (and external kernels) against the null guest with the same QEMU
+/// settings, then the served boots' section when there are any.
 fn floor_section(run: &BenchRun) -> String {
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "\n== cost above QEMU's floor (medians, ms; floor = null guest, same QEMU settings, same run)"
-    );
     let width = run
         .configurations
         .iter()
@@ -186,84 +224,73 @@ fn floor_section(run: &BenchRun) -> String {
         .max()
         .unwrap_or(0)
         .max("configuration".len());
-    let _ = writeln!(
-        out,
-        "{:<width$} {:<width$} {:>10} {:>10} {:>10} {:>10} {:>9} {:>9}",
-        "configuration",
-        "floor",
-        "first byte",
-        "ready",
-        "exit",
-        "floor exit",
-        "ready/fl",
-        "exit/fl"
-    );
-    for (configuration, baseline, floor) in with_floors(run) {
-        let name = &configuration.name;
-        let first_byte = run.median(name, &Figure::FirstByte);
-        let ready = run.median(name, &Figure::ReadyLine);
-        let exit = run.median(name, &Figure::Exit);
-        let _ = writeln!(
-            out,
-            "{:<width$} {:<width$} {:>10} {:>10} {:>10} {:>10} {:>9} {:>9}",
-            name,
-            baseline.name,
-            milliseconds_cell(first_byte),
-            milliseconds_cell(ready),
-            milliseconds_cell(exit),
-            milliseconds_cell(floor),
-            ratio_cell(ratio_to_floor(ready.or(first_byte), floor)),
-            ratio_cell(ratio_to_floor(exit, floor))
-        );
-    }
-    let _ = writeln!(
-        out,
-        "(ready/fl: start -> ready line over the floor's start -> exit, or start -> first byte for \
-         a kernel without a ready line; exit/fl: start -> exit over the same)"
-    );
-    out.push_str(&served_section(run, width));
-    out
-}
-
-/// Served mote boots: the host's first `GET /health` 200 over the floor.
-/// Empty when the run has none.
-fn served_section(run: &BenchRun, width: usize) -> String {
-    let served: Vec<_> = with_floors(run)
-        .into_iter()
-        .filter(|(configuration, _, _)| configuration.served && configuration.guest == Guest::Mote)
+    let floors = with_floors(run);
+    let rows: Vec<(&str, &str, Vec<String>)> = floors
+        .iter()
+        .map(|(configuration, baseline, floor)| {
+            let name = &configuration.name;
+            let first_byte = run.median(name, &Figure::FirstByte);
+            let ready = run.median(name, &Figure::ReadyLine);
+            let exit = run.median(name, &Figure::Exit);
+            let cells = vec![
+                milliseconds_cell(first_byte),
+                milliseconds_cell(ready),
+                milliseconds_cell(exit),
+                milliseconds_cell(*floor),
+                ratio_cell(ratio_to_floor(ready.or(first_byte), *floor)),
+                ratio_cell(ratio_to_floor(exit, *floor)),
+            ];
+            (name.as_str(), baseline.name.as_str(), cells)
+        })
         .collect();
-    if served.is_empty() {
-        return String::new();
-    }
     let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "\n== served boots: first GET /health 200 over QEMU's floor (medians, ms)"
+    write_floor_table(
+        &mut out,
+        width,
+        "cost above QEMU's floor (medians, ms; floor = null guest, same QEMU settings, same run)",
+        &[
+            ("first byte", 10),
+            ("ready", 10),
+            ("exit", 10),
+            ("floor exit", 10),
+            ("ready/fl", 9),
+            ("exit/fl", 9),
+        ],
+        &rows,
+        "ready/fl: start -> ready line over the floor's start -> exit, or start -> first byte for \
+         a kernel without a ready line; exit/fl: start -> exit over the same",
     );
-    let _ = writeln!(
-        out,
-        "{:<width$} {:<width$} {:>10} {:>10} {:>10} {:>9}",
-        "configuration", "floor", "listening", "first 200", "floor exit", "200/fl"
-    );
-    for (configuration, baseline, floor) in served {
-        let name = &configuration.name;
-        let first_ok = run.median(name, &Figure::FirstOk);
-        let _ = writeln!(
-            out,
-            "{:<width$} {:<width$} {:>10} {:>10} {:>10} {:>9}",
-            name,
-            baseline.name,
-            milliseconds_cell(run.median(name, &Figure::ListeningLine)),
-            milliseconds_cell(first_ok),
-            milliseconds_cell(floor),
-            ratio_cell(ratio_to_floor(first_ok, floor))
+    let served: Vec<(&str, &str, Vec<String>)> = floors
+        .iter()
+        .filter(|(configuration, _, _)| configuration.served && configuration.guest == Guest::Mote)
+        .map(|(configuration, baseline, floor)| {
+            let name = &configuration.name;
+            let first_ok = run.median(name, &Figure::FirstOk);
+            let cells = vec![
+                milliseconds_cell(run.median(name, &Figure::ListeningLine)),
+                milliseconds_cell(first_ok),
+                milliseconds_cell(*floor),
+                ratio_cell(ratio_to_floor(first_ok, *floor)),
+            ];
+            (name.as_str(), baseline.name.as_str(), cells)
+        })
+        .collect();
+    if !served.is_empty() {
+        write_floor_table(
+            &mut out,
+            width,
+            "served boots: first GET /health 200 over QEMU's floor (medians, ms)",
+            &[
+                ("listening", 10),
+                ("first 200", 10),
+                ("floor exit", 10),
+                ("200/fl", 9),
+            ],
+            &served,
+            "served: no mote.exit=ready, a static ip=; GET /health every 1 ms from QEMU's start, \
+             then POST /poweroff, so exit is not a boot figure there",
         );
     }
-    let _ = writeln!(
-        out,
-        "(served: no mote.exit=ready, a static ip=; GET /health every 1 ms from QEMU's start, \
-         then POST /poweroff, so exit is not a boot figure there)"
-    );
     out
 }
 
@@ -439,7 +466,7 @@ mod tests {
     use super::*;
     use crate::measure::bench::chart;
     use crate::measure::bench::configuration as config;
-    use crate::measure::bench::host::Machine;
+    use crate::measure::bench::host::HostMachine;
     use crate::measure::bench::results::{ConfigurationRecord, FORMAT_VERSION, PhaseTime, Sample};
 
     /// A run of mote and its null twin under KVM; `slowdown` scales mote's
@@ -505,7 +532,7 @@ mod tests {
             started_unix: 1_763_832_605,
             wall_seconds: 12.5,
             command: "cargo xtask bench".into(),
-            machine: Machine {
+            machine: HostMachine {
                 hostname: "box".into(),
                 cpu_model: "Some CPU @ 2.30GHz".into(),
                 cores: 2,
