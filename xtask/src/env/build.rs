@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 
 use super::workspace::{self, KERNEL_TARGET};
-use crate::vm::process::{self, Output};
+use crate::vm::process;
 
 /// A cold build of a guest and its dependencies takes well under this.
 const BUILD_TIMEOUT: Duration = Duration::from_secs(30 * 60);
@@ -93,13 +93,7 @@ impl Guest {
         if profile == Profile::Release {
             cargo.arg("--release");
         }
-        let finished = process::run(&mut cargo, BUILD_TIMEOUT, Output::Inherit)?;
-        if !finished.succeeded() {
-            bail!(
-                "building {binary} failed ({})",
-                finished.describe_end(BUILD_TIMEOUT)
-            );
-        }
+        process::run_inherited(&mut cargo, BUILD_TIMEOUT, &format!("building {binary}"))?;
         let artifact = workspace::target_dir()
             .join(KERNEL_TARGET)
             .join(profile.directory())

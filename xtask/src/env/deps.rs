@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 
 use crate::env::workspace::{self, KERNEL_TARGET};
-use crate::vm::process::{self, Output};
+use crate::vm::process;
 use crate::vm::qemu::QEMU_BINARY;
 
 /// The Debian package that provides `qemu-system-x86_64`.
@@ -45,18 +45,11 @@ pub(crate) fn ensure_rust_target() -> Result<()> {
         return Ok(());
     }
     println!("xtask: installing the Rust target {KERNEL_TARGET}: {add_command}");
-    let finished = process::run(
+    process::run_inherited(
         rustup().args(["target", "add", KERNEL_TARGET]),
         INSTALL_TIMEOUT,
-        Output::Inherit,
-    )?;
-    if !finished.succeeded() {
-        bail!(
-            "`{add_command}` failed ({}); run it by hand",
-            finished.describe_end(INSTALL_TIMEOUT)
-        );
-    }
-    Ok(())
+        &format!("`{add_command}` (run it by hand)"),
+    )
 }
 
 /// rustup run in the workspace root, so `rust-toolchain.toml` picks the toolchain.
@@ -96,20 +89,13 @@ fn ensure_qemu() -> Result<()> {
     println!("xtask: {QEMU_BINARY} is missing; installing the Debian package {QEMU_PACKAGE}");
     for arguments in [&["update"][..], &["install", "-y", QEMU_PACKAGE][..]] {
         println!("xtask: apt-get {}", arguments.join(" "));
-        let finished = process::run(
+        process::run_inherited(
             Command::new("apt-get")
                 .args(arguments)
                 .env("DEBIAN_FRONTEND", "noninteractive"),
             INSTALL_TIMEOUT,
-            Output::Inherit,
+            &format!("`apt-get {}`", arguments.join(" ")),
         )?;
-        if !finished.succeeded() {
-            bail!(
-                "`apt-get {}` failed ({})",
-                arguments.join(" "),
-                finished.describe_end(INSTALL_TIMEOUT)
-            );
-        }
     }
     if workspace::find_on_path(QEMU_BINARY).is_none() {
         bail!("installed {QEMU_PACKAGE} but {QEMU_BINARY} is still not on PATH");

@@ -164,6 +164,13 @@ impl BootReport {
             .map(|bytes| String::from_utf8_lossy(bytes).into_owned())
     }
 
+    /// Each line in [`Self::problems`] as a failure message.
+    pub(crate) fn malformed_lines(&self) -> impl Iterator<Item = String> + '_ {
+        self.problems
+            .iter()
+            .map(|problem| format!("malformed report line {problem}"))
+    }
+
     pub(crate) fn last_line(&self) -> Option<&str> {
         self.lines.last().map(String::as_str)
     }

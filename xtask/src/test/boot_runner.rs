@@ -151,12 +151,7 @@ fn judge(case: &BootCase, finished: &Finished) -> Vec<String> {
         ));
     }
     let report = BootReport::parse(&finished.stdout);
-    failures.extend(
-        report
-            .problems
-            .iter()
-            .map(|problem| format!("malformed report line {problem}")),
-    );
+    failures.extend(report.malformed_lines());
     failures.extend(
         case.checks
             .iter()

@@ -512,6 +512,16 @@ impl LiveChild {
     }
 }
 
+/// Runs `command` sharing the terminal (a build, an install) and fails,
+/// naming `what` and how it ended, unless it exits 0 within `timeout`.
+pub(crate) fn run_inherited(command: &mut Command, timeout: Duration, what: &str) -> Result<()> {
+    let finished = run(command, timeout, Output::Inherit)?;
+    if !finished.succeeded() {
+        anyhow::bail!("{what} failed ({})", finished.describe_end(timeout));
+    }
+    Ok(())
+}
+
 /// Runs a short query (e.g. `id -u`) and returns its trimmed stdout if it exited 0.
 pub(crate) fn query(command: &mut Command, timeout: Duration) -> Result<String> {
     let finished = run(command, timeout, Output::Capture { echo: false })?;
@@ -534,6 +544,10 @@ mod tests {
         let mut command = Command::new("sh");
         command.args(["-c", script]);
         command
+    }
+
+    fn live(script: &str, timeout: Option<Duration>) -> LiveChild {
+        LiveChild::spawn(&mut shell(script), timeout, false).unwrap()
     }
 
     fn capture(script: &str, timeout: Duration) -> Finished {
@@ -590,7 +604,7 @@ mod tests {
     fn a_panic_kills_and_reaps_the_child() {
         let mut pid = 0;
         let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            let child = LiveChild::spawn(&mut shell("exec sleep 30"), None, false).unwrap();
+            let child = live("exec sleep 30", None);
             pid = child.id();
             assert!(process_exists(pid));
             panic!("a failing check while the child runs");
@@ -602,12 +616,10 @@ mod tests {
 
     #[test]
     fn live_child_waits_for_a_line_then_for_the_exit() {
-        let mut child = LiveChild::spawn(
-            &mut shell("echo booting; sleep 0.2; echo listening; sleep 0.2; echo bye; exit 33"),
+        let mut child = live(
+            "echo booting; sleep 0.2; echo listening; sleep 0.2; echo bye; exit 33",
             Some(Duration::from_secs(10)),
-            false,
-        )
-        .unwrap();
+        );
         assert!(child.id() > 0);
         let index = child
             .wait_for_stdout(|line| line == "listening", Duration::from_secs(5))
@@ -629,12 +641,7 @@ mod tests {
 
     #[test]
     fn live_child_reports_an_exit_before_the_line() {
-        let mut child = LiveChild::spawn(
-            &mut shell("echo only; exit 1"),
-            Some(Duration::from_secs(10)),
-            false,
-        )
-        .unwrap();
+        let mut child = live("echo only; exit 1", Some(Duration::from_secs(10)));
         let wait = child
             .wait_for_stdout(|line| line == "listening", Duration::from_secs(5))
             .unwrap();
@@ -645,12 +652,10 @@ mod tests {
 
     #[test]
     fn live_child_is_killed_at_its_deadline_or_by_finish() {
-        let mut child = LiveChild::spawn(
-            &mut shell("echo started; exec sleep 30"),
+        let mut child = live(
+            "echo started; exec sleep 30",
             Some(Duration::from_millis(300)),
-            false,
-        )
-        .unwrap();
+        );
         let wait = child
             .wait_for_stdout(|line| line == "never", Duration::from_secs(5))
             .unwrap();
@@ -659,7 +664,7 @@ mod tests {
         assert!(finished.timed_out);
         assert!(finished.elapsed < Duration::from_secs(3));
 
-        let child = LiveChild::spawn(&mut shell("exec sleep 30"), None, false).unwrap();
+        let child = live("exec sleep 30", None);
         let start = Instant::now();
         let finished = child.finish(Some(Duration::from_millis(200))).unwrap();
         assert!(finished.timed_out);
@@ -669,12 +674,7 @@ mod tests {
 
     #[test]
     fn live_child_poll_kills_at_the_deadline() {
-        let mut child = LiveChild::spawn(
-            &mut shell("exec sleep 30"),
-            Some(Duration::from_millis(100)),
-            false,
-        )
-        .unwrap();
+        let mut child = live("exec sleep 30", Some(Duration::from_millis(100)));
         thread::sleep(Duration::from_millis(150));
         child.poll().unwrap();
         assert!(child.has_exited());

@@ -209,16 +209,17 @@ impl QemuCommand {
         let mut arguments: Vec<String> = Vec::new();
         let mut push = |items: &[&str]| arguments.extend(items.iter().map(|&item| item.to_owned()));
         let kernel = self.kernel.to_string_lossy();
+        let machine = match self.machine {
+            Machine::MicrovmNoAcpi => self.machine_options.as_deref().unwrap_or(MICROVM_NO_ACPI),
+            Machine::MicrovmDefaults => "microvm",
+        };
+        push(&["-M", machine]);
+        push(&self.accel_and_cpu());
+        if let Some(memory) = &self.memory {
+            push(&["-m", memory]);
+        }
         match self.machine {
             Machine::MicrovmNoAcpi => {
-                push(&[
-                    "-M",
-                    self.machine_options.as_deref().unwrap_or(MICROVM_NO_ACPI),
-                ]);
-                push(&self.accel_and_cpu());
-                if let Some(memory) = &self.memory {
-                    push(&["-m", memory]);
-                }
                 push(&[
                     "-nodefaults",
                     "-no-user-config",
@@ -236,11 +237,6 @@ impl QemuCommand {
                 ]);
             }
             Machine::MicrovmDefaults => {
-                push(&["-M", "microvm"]);
-                push(&self.accel_and_cpu());
-                if let Some(memory) = &self.memory {
-                    push(&["-m", memory]);
-                }
                 push(&[
                     "-kernel",
                     &kernel,

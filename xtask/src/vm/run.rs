@@ -12,7 +12,7 @@ use super::args::BootArgs;
 use super::cmdline::{self, READY_CMDLINE, STATIC_IP_PARAMETER};
 use super::network::{HostForward, HostPorts};
 use super::power_off::PowerOff;
-use super::process::{LineWait, LiveChild};
+use super::process::{Finished, LineWait, LiveChild};
 use super::qemu::{self, Disk, Machine, QemuCommand};
 use crate::env::boot_files::{self, BootFiles};
 use crate::env::workspace;
@@ -88,12 +88,17 @@ pub(crate) fn run(arguments: &RunArgs) -> Result<bool> {
     }
 
     let finished = qemu.run(boot.timeout(), true)?;
-    let power_off = PowerOff::from_exit(&finished, boot.timeout());
+    Ok(verdict(&finished, boot.timeout()))
+}
+
+/// Prints how the boot ended; returns whether the kernel powered off with success.
+fn verdict(finished: &Finished, timeout: Duration) -> bool {
+    let power_off = PowerOff::from_exit(finished, timeout);
     eprintln!(
         "xtask: {power_off} after {:.2} s",
         finished.elapsed.as_secs_f64()
     );
-    Ok(power_off.is_success())
+    power_off.is_success()
 }
 
 /// The QEMU command line to paste, with a `cd` to the workspace root first
@@ -129,10 +134,5 @@ fn serve(qemu: &QemuCommand, ports: &HostPorts, timeout: Duration) -> Result<boo
         Err(LineWait::TimedOut) => {}
     }
     let finished = child.finish(None)?;
-    let power_off = PowerOff::from_exit(&finished, timeout);
-    eprintln!(
-        "xtask: {power_off} after {:.2} s",
-        finished.elapsed.as_secs_f64()
-    );
-    Ok(power_off.is_success())
+    Ok(verdict(&finished, timeout))
 }

@@ -228,12 +228,7 @@ pub(crate) fn judge_power_off(
         problems.push(format!("after POST /poweroff: {power_off}"));
     }
     let report = BootReport::parse(&finished.stdout);
-    problems.extend(
-        report
-            .problems
-            .iter()
-            .map(|problem| format!("malformed report line {problem}")),
-    );
+    problems.extend(report.malformed_lines());
     problems.extend(report::failure_lines(&finished.stdout));
     if report.poweroff_success != Some(true) {
         problems.push(format!(

@@ -469,6 +469,25 @@ mod tests {
     use crate::measure::bench::host::HostMachine;
     use crate::measure::bench::results::{ConfigurationRecord, FORMAT_VERSION, PhaseTime, Sample};
 
+    /// A counted boot that exited 33 and recorded no figure but a zero exit time.
+    fn bare_sample(configuration: &str, round: usize) -> Sample {
+        Sample {
+            configuration: configuration.into(),
+            round,
+            warmup: false,
+            failure: None,
+            exit_code: Some(33),
+            start_to_first_byte_us: None,
+            start_to_ready_line_us: None,
+            start_to_listening_line_us: None,
+            start_to_first_ok_us: None,
+            start_to_exit_us: 0.0,
+            entry_to_ready_us: None,
+            tsc_hz: None,
+            phases: Vec::new(),
+        }
+    }
+
     /// A run of mote and its null twin under KVM; `slowdown` scales mote's
     /// guest figures, `seed` varies the noise.
     fn fixture(slowdown: f64, seed: u64) -> BenchRun {
@@ -512,19 +531,9 @@ mod tests {
                 ],
             });
             samples.push(Sample {
-                configuration: "null-kvm-blk-net".into(),
-                round,
                 warmup: round < 2,
-                failure: None,
-                exit_code: Some(33),
-                start_to_first_byte_us: None,
-                start_to_ready_line_us: None,
-                start_to_listening_line_us: None,
-                start_to_first_ok_us: None,
                 start_to_exit_us: 45_000.0 + 2000.0 * noise,
-                entry_to_ready_us: None,
-                tsc_hz: None,
-                phases: Vec::new(),
+                ..bare_sample("null-kvm-blk-net", round)
             });
         }
         BenchRun {
@@ -568,21 +577,6 @@ mod tests {
                 qemu_command: "qemu-system-x86_64 …".into(),
             })
             .collect();
-        let sample = |configuration: &str, round| Sample {
-            configuration: configuration.into(),
-            round,
-            warmup: false,
-            failure: None,
-            exit_code: Some(33),
-            start_to_first_byte_us: None,
-            start_to_ready_line_us: None,
-            start_to_listening_line_us: None,
-            start_to_first_ok_us: None,
-            start_to_exit_us: 0.0,
-            entry_to_ready_us: None,
-            tsc_hz: None,
-            phases: Vec::new(),
-        };
         run.samples = (0..3)
             .flat_map(|round| {
                 let ms = |values: [f64; 3]| values[round] * 1000.0;
@@ -592,11 +586,11 @@ mod tests {
                         start_to_listening_line_us: Some(ms([30.0, 32.0, 34.0])),
                         start_to_first_ok_us: Some(ms([40.0, 44.0, 42.0])),
                         start_to_exit_us: ms([90.0, 95.0, 99.0]),
-                        ..sample("mote-tcg-blk-net-served", round)
+                        ..bare_sample("mote-tcg-blk-net-served", round)
                     },
                     Sample {
                         start_to_exit_us: ms([20.0, 21.0, 22.0]),
-                        ..sample("null-tcg-blk-net-served", round)
+                        ..bare_sample("null-tcg-blk-net-served", round)
                     },
                 ]
             })
