@@ -61,12 +61,12 @@ pub struct StartInfo<'a> {
     pub cmdline: Cmdline<'a>,
 }
 
-impl<'a> StartInfo<'a> {
-    pub const SHAPE: Shape = Shape {
-        keyword: "start_info",
-        grammar: "start_info v<version> cmdline \"<command line, \\\" \\\\ \\xNN escaped>\"",
-    };
+line_shape! {
+    impl['a] StartInfo<'a>, "start_info", "start_info v<version> cmdline \"<command line, \\\" \\\\ \\xNN escaped>\"",
+    |line, f| write!(f, "start_info v{} cmdline {}", line.version, line.cmdline)
+}
 
+impl<'a> StartInfo<'a> {
     pub fn parse(fact: &'a str) -> Result<Self, ParseError> {
         let mut fields = Fields::new(fact);
         fields.literal("start_info v", "'start_info v'")?;
@@ -84,12 +84,6 @@ impl<'a> StartInfo<'a> {
     }
 }
 
-impl fmt::Display for StartInfo<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "start_info v{} cmdline {}", self.version, self.cmdline)
-    }
-}
-
 /// `memory <bytes> bytes usable in <n> regions`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Memory {
@@ -98,12 +92,18 @@ pub struct Memory {
     pub regions: usize,
 }
 
-impl Memory {
-    pub const SHAPE: Shape = Shape {
-        keyword: "memory",
-        grammar: "memory <bytes> bytes usable in <regions> regions",
-    };
+line_shape! {
+    impl[] Memory, "memory", "memory <bytes> bytes usable in <regions> regions",
+    |line, f| {
+        write!(
+            f,
+            "memory {} bytes usable in {} regions",
+            line.usable_bytes, line.regions
+        )
+    }
+}
 
+impl Memory {
     pub fn parse(fact: &str) -> Result<Self, ParseError> {
         parse_after(fact, "memory ", "'memory '", |fields| {
             let usable_bytes = fields.decimal()?;
@@ -118,16 +118,6 @@ impl Memory {
     }
 }
 
-impl fmt::Display for Memory {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "memory {} bytes usable in {} regions",
-            self.usable_bytes, self.regions
-        )
-    }
-}
-
 /// `memory mapped up to <hex>, heap <bytes> bytes, <bytes> bytes free`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MemoryMapped {
@@ -138,11 +128,21 @@ pub struct MemoryMapped {
     pub free_bytes: u64,
 }
 
+line_shape! {
+    impl[] MemoryMapped, "memory", "memory mapped up to <hex>, heap <bytes> bytes, <bytes> bytes free",
+    |line, f| {
+        write!(
+            f,
+            "{}{:#x}, heap {} bytes, {} bytes free",
+            Self::START,
+            line.end,
+            line.heap_bytes,
+            line.free_bytes
+        )
+    }
+}
+
 impl MemoryMapped {
-    pub const SHAPE: Shape = Shape {
-        keyword: "memory",
-        grammar: "memory mapped up to <hex>, heap <bytes> bytes, <bytes> bytes free",
-    };
     pub(crate) const START: &'static str = "memory mapped up to ";
 
     pub fn parse(fact: &str) -> Result<Self, ParseError> {
@@ -162,19 +162,6 @@ impl MemoryMapped {
     }
 }
 
-impl fmt::Display for MemoryMapped {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}{:#x}, heap {} bytes, {} bytes free",
-            Self::START,
-            self.end,
-            self.heap_bytes,
-            self.free_bytes
-        )
-    }
-}
-
 /// `module <index> at <hex address> size <bytes>`: a `start_info` module.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Module {
@@ -183,12 +170,18 @@ pub struct Module {
     pub size: u64,
 }
 
-impl Module {
-    pub const SHAPE: Shape = Shape {
-        keyword: "module",
-        grammar: "module <index> at <hex address> size <bytes>",
-    };
+line_shape! {
+    impl[] Module, "module", "module <index> at <hex address> size <bytes>",
+    |line, f| {
+        write!(
+            f,
+            "module {} at {:#x} size {}",
+            line.index, line.address, line.size
+        )
+    }
+}
 
+impl Module {
     pub fn parse(fact: &str) -> Result<Self, ParseError> {
         parse_after(fact, "module ", "'module '", |fields| {
             let index = fields.decimal()?;
@@ -205,16 +198,6 @@ impl Module {
     }
 }
 
-impl fmt::Display for Module {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "module {} at {:#x} size {}",
-            self.index, self.address, self.size
-        )
-    }
-}
-
 /// `acpi rsdp <hex> sleep register <hex>`: ACPI can power the VM off.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AcpiSleepRegister {
@@ -222,19 +205,13 @@ pub struct AcpiSleepRegister {
     pub register: u64,
 }
 
-impl AcpiSleepRegister {
-    pub const SHAPE: Shape = Shape {
-        keyword: "acpi",
-        grammar: "acpi rsdp <hex> sleep register <hex>",
-    };
-}
-
-impl fmt::Display for AcpiSleepRegister {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+line_shape! {
+    impl[] AcpiSleepRegister, "acpi", "acpi rsdp <hex> sleep register <hex>",
+    |line, f| {
         write!(
             f,
             "acpi rsdp {:#x} sleep register {:#x}",
-            self.rsdp, self.register
+            line.rsdp, line.register
         )
     }
 }
@@ -246,34 +223,18 @@ pub struct AcpiUnusable<R> {
     pub reason: R,
 }
 
-impl<R> AcpiUnusable<R> {
-    pub const SHAPE: Shape = Shape {
-        keyword: "acpi",
-        grammar: "acpi rsdp <hex> unusable: <why>",
-    };
-}
-
-impl<R: fmt::Display> fmt::Display for AcpiUnusable<R> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "acpi rsdp {:#x} unusable: {}", self.rsdp, self.reason)
-    }
+line_shape! {
+    impl[R: fmt::Display] AcpiUnusable<R>, "acpi", "acpi rsdp <hex> unusable: <why>",
+    |line, f| write!(f, "acpi rsdp {:#x} unusable: {}", line.rsdp, line.reason)
 }
 
 /// `acpi none`: the loader gave no RSDP.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AcpiNone;
 
-impl AcpiNone {
-    pub const SHAPE: Shape = Shape {
-        keyword: "acpi",
-        grammar: "acpi none",
-    };
-}
-
-impl fmt::Display for AcpiNone {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("acpi none")
-    }
+line_shape! {
+    impl[] AcpiNone, "acpi", "acpi none",
+    |_, f| f.write_str("acpi none")
 }
 
 /// The three `acpi` shapes.
@@ -318,12 +279,12 @@ pub struct Tsc {
     pub source: TscSource,
 }
 
-impl Tsc {
-    pub const SHAPE: Shape = Shape {
-        keyword: "tsc",
-        grammar: "tsc <hz> Hz from cpuid-0x40000010|kvmclock|cpuid-0x15|calibrated",
-    };
+line_shape! {
+    impl[] Tsc, "tsc", "tsc <hz> Hz from cpuid-0x40000010|kvmclock|cpuid-0x15|calibrated",
+    |line, f| write!(f, "tsc {} Hz from {}", line.hz, line.source)
+}
 
+impl Tsc {
     pub fn parse(fact: &str) -> Result<Self, ParseError> {
         parse_after(fact, "tsc ", "'tsc '", |fields| {
             let hz = fields.decimal()?;
@@ -333,12 +294,6 @@ impl Tsc {
                 .ok_or_else(|| at.error("a TSC source word"))?;
             Ok(Self { hz, source })
         })
-    }
-}
-
-impl fmt::Display for Tsc {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "tsc {} Hz from {}", self.hz, self.source)
     }
 }
 
@@ -359,12 +314,12 @@ pub struct Clock {
     pub ns: u64,
 }
 
-impl Clock {
-    pub const SHAPE: Shape = Shape {
-        keyword: "clock",
-        grammar: "clock kvmclock|tsc <ns> ns at ready",
-    };
+line_shape! {
+    impl[] Clock, "clock", "clock kvmclock|tsc <ns> ns at ready",
+    |line, f| write!(f, "clock {} {} ns at ready", line.source, line.ns)
+}
 
+impl Clock {
     pub fn parse(fact: &str) -> Result<Self, ParseError> {
         parse_after(fact, "clock ", "'clock '", |fields| {
             let at = *fields;
@@ -378,12 +333,6 @@ impl Clock {
     }
 }
 
-impl fmt::Display for Clock {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "clock {} {} ns at ready", self.source, self.ns)
-    }
-}
-
 /// `tslog begin tsc_hz=<hz> records=<n> dropped=<n>`: the boot trace
 /// follows, one [`crate::protocol::tslog::Record`] per line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -394,12 +343,20 @@ pub struct TslogBegin {
     pub dropped: usize,
 }
 
-impl TslogBegin {
-    pub const SHAPE: Shape = Shape {
-        keyword: "tslog",
-        grammar: "tslog begin tsc_hz=<hz, 0 if unknown> records=<n> dropped=<n>",
-    };
+line_shape! {
+    impl[] TslogBegin, "tslog", "tslog begin tsc_hz=<hz, 0 if unknown> records=<n> dropped=<n>",
+    |line, f| {
+        write!(
+            f,
+            "tslog begin tsc_hz={} records={} dropped={}",
+            line.tsc_hz.unwrap_or(0),
+            line.records,
+            line.dropped
+        )
+    }
+}
 
+impl TslogBegin {
     pub fn parse(fact: &str) -> Result<Self, ParseError> {
         parse_after(
             fact,
@@ -421,46 +378,29 @@ impl TslogBegin {
     }
 }
 
-impl fmt::Display for TslogBegin {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "tslog begin tsc_hz={} records={} dropped={}",
-            self.tsc_hz.unwrap_or(0),
-            self.records,
-            self.dropped
-        )
-    }
-}
-
 /// `tslog end`: the last line of the trace.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TslogEnd;
 
-impl TslogEnd {
-    pub const SHAPE: Shape = Shape {
-        keyword: "tslog",
-        grammar: "tslog end",
-    };
-    pub(crate) const TEXT: &'static str = "tslog end";
+line_shape! {
+    impl[] TslogEnd, "tslog", "tslog end",
+    |_, f| f.write_str(Self::TEXT)
 }
 
-impl fmt::Display for TslogEnd {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(Self::TEXT)
-    }
+impl TslogEnd {
+    pub(crate) const TEXT: &'static str = "tslog end";
 }
 
 /// `poweroff success|failure`: always the last report line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PowerOff(pub Status);
 
-impl PowerOff {
-    pub const SHAPE: Shape = Shape {
-        keyword: "poweroff",
-        grammar: "poweroff success|failure",
-    };
+line_shape! {
+    impl[] PowerOff, "poweroff", "poweroff success|failure",
+    |line, f| write!(f, "poweroff {}", line.0.word())
+}
 
+impl PowerOff {
     pub fn parse(fact: &str) -> Result<Self, ParseError> {
         parse_after(fact, "poweroff ", "'poweroff '", |fields| {
             let at = *fields;
@@ -474,23 +414,10 @@ impl PowerOff {
     }
 }
 
-impl fmt::Display for PowerOff {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "poweroff {}", self.0.word())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Formats `value`, parses the text back with `Fact::parse`, and checks
-    /// both the value and the text survive.
-    fn round_trip(value: &dyn fmt::Display, expected_text: &str, fact: Fact<'_>) {
-        let text = value.to_string();
-        assert_eq!(text, expected_text);
-        assert_eq!(Fact::parse(&text), Some(Ok(fact)), "{text}");
-    }
+    use crate::protocol::report::testing::{malformed, round_trip};
 
     #[test]
     fn boot_facts_round_trip() {
@@ -603,7 +530,7 @@ mod tests {
 
     #[test]
     fn malformed_boot_facts_are_errors() {
-        for bad in [
+        malformed(&[
             "ready",
             "ready 12 us",
             "ready x us after entry",
@@ -627,9 +554,7 @@ mod tests {
             "tslog ended",
             "poweroff maybe",
             "poweroff",
-        ] {
-            assert!(matches!(Fact::parse(bad), Some(Err(_))), "{bad:?} parsed");
-        }
+        ]);
     }
 
     #[test]

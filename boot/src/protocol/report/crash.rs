@@ -14,11 +14,9 @@ pub struct Fatal<'a, M> {
     pub message: M,
 }
 
-impl<M> Fatal<'_, M> {
-    pub const SHAPE: Shape = Shape {
-        keyword: "FATAL",
-        grammar: "FATAL in phase <phase>: <message>",
-    };
+line_shape! {
+    impl[M: fmt::Display] Fatal<'_, M>, "FATAL", "FATAL in phase <phase>: <message>",
+    |line, f| write!(f, "FATAL in phase {}: {}", line.phase, line.message)
 }
 
 impl<'a> Fatal<'a, &'a str> {
@@ -29,12 +27,6 @@ impl<'a> Fatal<'a, &'a str> {
         fields.literal(": ", "': '")?;
         let message = fields.text()?;
         Ok(Self { phase, message })
-    }
-}
-
-impl<M: fmt::Display> fmt::Display for Fatal<'_, M> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "FATAL in phase {}: {}", self.phase, self.message)
     }
 }
 
@@ -111,12 +103,18 @@ pub struct Exception<'a> {
     pub phase: &'a str,
 }
 
-impl<'a> Exception<'a> {
-    pub const SHAPE: Shape = Shape {
-        keyword: "EXCEPTION",
-        grammar: "EXCEPTION <name> (vector <n>) in phase <phase>",
-    };
+line_shape! {
+    impl['a] Exception<'a>, "EXCEPTION", "EXCEPTION <name> (vector <n>) in phase <phase>",
+    |line, f| {
+        write!(
+            f,
+            "EXCEPTION {} (vector {}) in phase {}",
+            line.name, line.vector, line.phase
+        )
+    }
+}
 
+impl<'a> Exception<'a> {
     pub fn parse(fact: &'a str) -> Result<Self, ParseError> {
         let mut fields = Fields::new(fact);
         fields.literal("EXCEPTION ", "'EXCEPTION '")?;
@@ -133,16 +131,6 @@ impl<'a> Exception<'a> {
     }
 }
 
-impl fmt::Display for Exception<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "EXCEPTION {} (vector {}) in phase {}",
-            self.name, self.vector, self.phase
-        )
-    }
-}
-
 /// `  page fault at CR2 <0x + 16 hex>, error code <hex> (<present>, <access>, <fetch>)`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PageFault {
@@ -156,11 +144,22 @@ pub struct PageFault {
     pub instruction_fetch: bool,
 }
 
+line_shape! {
+    impl[] PageFault, "", "  page fault at CR2 <hex>, error code <hex> (protection violation|page not present, write|read, instruction fetch|data access)",
+    |line, f| {
+        write!(
+            f,
+            "  page fault at CR2 {:#018x}, error code {:#x} ({}, {}, {})",
+            line.cr2,
+            line.error_code,
+            Self::PRESENT[usize::from(line.protection_violation)],
+            Self::ACCESS[usize::from(line.write)],
+            Self::FETCH[usize::from(line.instruction_fetch)],
+        )
+    }
+}
+
 impl PageFault {
-    pub const SHAPE: Shape = Shape {
-        keyword: "",
-        grammar: "  page fault at CR2 <hex>, error code <hex> (protection violation|page not present, write|read, instruction fetch|data access)",
-    };
     const PRESENT: [&'static str; 2] = ["page not present", "protection violation"];
     const ACCESS: [&'static str; 2] = ["read", "write"];
     const FETCH: [&'static str; 2] = ["data access", "instruction fetch"];
@@ -195,35 +194,13 @@ impl PageFault {
     }
 }
 
-impl fmt::Display for PageFault {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "  page fault at CR2 {:#018x}, error code {:#x} ({}, {}, {})",
-            self.cr2,
-            self.error_code,
-            Self::PRESENT[usize::from(self.protection_violation)],
-            Self::ACCESS[usize::from(self.write)],
-            Self::FETCH[usize::from(self.instruction_fetch)],
-        )
-    }
-}
-
 /// `  error code <hex>`: any exception but a page fault.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ErrorCode(pub u64);
 
-impl ErrorCode {
-    pub const SHAPE: Shape = Shape {
-        keyword: "",
-        grammar: "  error code <hex>",
-    };
-}
-
-impl fmt::Display for ErrorCode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "  error code {:#x}", self.0)
-    }
+line_shape! {
+    impl[] ErrorCode, "", "  error code <hex>",
+    |line, f| write!(f, "  error code {:#x}", line.0)
 }
 
 /// `  RIP <hex> CS <hex> RFLAGS <hex> RSP <hex> SS <hex>`: the interrupt frame.
@@ -236,19 +213,13 @@ pub struct ControlRegisters {
     pub ss: u64,
 }
 
-impl ControlRegisters {
-    pub const SHAPE: Shape = Shape {
-        keyword: "",
-        grammar: "  RIP <hex> CS <hex> RFLAGS <hex> RSP <hex> SS <hex>",
-    };
-}
-
-impl fmt::Display for ControlRegisters {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+line_shape! {
+    impl[] ControlRegisters, "", "  RIP <hex> CS <hex> RFLAGS <hex> RSP <hex> SS <hex>",
+    |line, f| {
         write!(
             f,
             "  RIP {:#018x} CS {:#x} RFLAGS {:#x} RSP {:#018x} SS {:#x}",
-            self.rip, self.cs, self.rflags, self.rsp, self.ss
+            line.rip, line.cs, line.rflags, line.rsp, line.ss
         )
     }
 }
@@ -265,27 +236,24 @@ pub struct GeneralRegisters {
     pub rbp: u64,
 }
 
+line_shape! {
+    impl[] GeneralRegisters, "", "  RAX <hex> RBX <hex> RCX <hex> RDX <hex> RSI <hex> RDI <hex> RBP <hex>",
+    |line, f| {
+        f.write_str(" ")?;
+        for (name, value) in Self::NAMES.iter().zip(line.values()) {
+            write!(f, " {name} {value:#x}")?;
+        }
+        Ok(())
+    }
+}
+
 impl GeneralRegisters {
-    pub const SHAPE: Shape = Shape {
-        keyword: "",
-        grammar: "  RAX <hex> RBX <hex> RCX <hex> RDX <hex> RSI <hex> RDI <hex> RBP <hex>",
-    };
     const NAMES: [&'static str; 7] = ["RAX", "RBX", "RCX", "RDX", "RSI", "RDI", "RBP"];
 
     fn values(&self) -> [u64; 7] {
         [
             self.rax, self.rbx, self.rcx, self.rdx, self.rsi, self.rdi, self.rbp,
         ]
-    }
-}
-
-impl fmt::Display for GeneralRegisters {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(" ")?;
-        for (name, value) in Self::NAMES.iter().zip(self.values()) {
-            write!(f, " {name} {value:#x}")?;
-        }
-        Ok(())
     }
 }
 
@@ -345,12 +313,7 @@ pub(crate) fn parse_detail(fact: &str) -> Result<Fact<'_>, ParseError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn round_trip(value: &dyn fmt::Display, expected_text: &str, fact: Fact<'_>) {
-        let text = value.to_string();
-        assert_eq!(text, expected_text);
-        assert_eq!(Fact::parse(&text), Some(Ok(fact)), "{text}");
-    }
+    use crate::protocol::report::testing::{malformed, round_trip};
 
     #[test]
     fn failure_lines_round_trip() {
@@ -455,7 +418,7 @@ mod tests {
 
     #[test]
     fn malformed_failure_lines_are_errors() {
-        for bad in [
+        malformed(&[
             "FATAL in phase x",
             "FATAL in phase x: ",
             "PANIC in phase x at y.rs:1: boom",
@@ -467,8 +430,6 @@ mod tests {
             "  RIP 0x1 CS 0x8",
             "  RAX 0x0 RBX 0x1",
             "  something else",
-        ] {
-            assert!(matches!(Fact::parse(bad), Some(Err(_))), "{bad:?} parsed");
-        }
+        ]);
     }
 }

@@ -3,7 +3,7 @@
 
 use core::fmt;
 
-use super::{Fact, Shape, parse_after};
+use super::{Fact, parse_after};
 use crate::protocol::fields::{Fields, ParseError};
 use crate::protocol::words::words;
 
@@ -30,12 +30,18 @@ pub struct VirtioMmio<'a> {
     pub found_by: Discovery,
 }
 
-impl<'a> VirtioMmio<'a> {
-    pub const SHAPE: Shape = Shape {
-        keyword: "virtio-mmio",
-        grammar: "virtio-mmio <hex base> irq <irq> <kind> v<1|2> cmdline|acpi",
-    };
+line_shape! {
+    impl['a] VirtioMmio<'a>, "virtio-mmio", "virtio-mmio <hex base> irq <irq> <kind> v<1|2> cmdline|acpi",
+    |line, f| {
+        write!(
+            f,
+            "virtio-mmio {:#x} irq {} {} v{} {}",
+            line.base, line.irq, line.kind, line.version, line.found_by
+        )
+    }
+}
 
+impl<'a> VirtioMmio<'a> {
     pub fn parse(fact: &'a str) -> Result<Self, ParseError> {
         parse_after(fact, "virtio-mmio ", "'virtio-mmio '", |fields| {
             let base = fields.hex()?;
@@ -57,16 +63,6 @@ impl<'a> VirtioMmio<'a> {
                 found_by,
             })
         })
-    }
-}
-
-impl fmt::Display for VirtioMmio<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "virtio-mmio {:#x} irq {} {} v{} {}",
-            self.base, self.irq, self.kind, self.version, self.found_by
-        )
     }
 }
 
@@ -107,17 +103,11 @@ pub struct Disk {
     pub read_only: bool,
 }
 
-impl Disk {
-    pub const SHAPE: Shape = Shape {
-        keyword: "blk",
-        grammar: "blk<index> <sectors> sectors ro|rw",
-    };
-}
-
-impl fmt::Display for Disk {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let access = if self.read_only { "ro" } else { "rw" };
-        write!(f, "blk{} {} sectors {access}", self.index, self.sectors)
+line_shape! {
+    impl[] Disk, "blk", "blk<index> <sectors> sectors ro|rw",
+    |line, f| {
+        let access = if line.read_only { "ro" } else { "rw" };
+        write!(f, "blk{} {} sectors {access}", line.index, line.sectors)
     }
 }
 
@@ -130,19 +120,13 @@ pub struct Ramdisk<'a> {
     pub kind: &'a str,
 }
 
-impl Ramdisk<'_> {
-    pub const SHAPE: Shape = Shape {
-        keyword: "ramdisk",
-        grammar: "ramdisk<index> <bytes> bytes <kind>",
-    };
-}
-
-impl fmt::Display for Ramdisk<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+line_shape! {
+    impl[] Ramdisk<'_>, "ramdisk", "ramdisk<index> <bytes> bytes <kind>",
+    |line, f| {
         write!(
             f,
             "ramdisk{} {} bytes {}",
-            self.index, self.bytes, self.kind
+            line.index, line.bytes, line.kind
         )
     }
 }
@@ -155,17 +139,9 @@ pub struct Crc32 {
     pub crc: u32,
 }
 
-impl Crc32 {
-    pub const SHAPE: Shape = Shape {
-        keyword: "blk",
-        grammar: "blk<index>|ramdisk<index> crc32 <8 hex digits>",
-    };
-}
-
-impl fmt::Display for Crc32 {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} crc32 {:08x}", self.disk, self.crc)
-    }
+line_shape! {
+    impl[] Crc32, "blk", "blk<index>|ramdisk<index> crc32 <8 hex digits>",
+    |line, f| write!(f, "{} crc32 {:08x}", line.disk, line.crc)
 }
 
 /// `blk<index> verify failed: <why>`.
@@ -175,17 +151,9 @@ pub struct VerifyFailed<E> {
     pub error: E,
 }
 
-impl<E> VerifyFailed<E> {
-    pub const SHAPE: Shape = Shape {
-        keyword: "blk",
-        grammar: "blk<index> verify failed: <why>",
-    };
-}
-
-impl<E: fmt::Display> fmt::Display for VerifyFailed<E> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "blk{} verify failed: {}", self.index, self.error)
-    }
+line_shape! {
+    impl[E: fmt::Display] VerifyFailed<E>, "blk", "blk<index> verify failed: <why>",
+    |line, f| write!(f, "blk{} verify failed: {}", line.index, line.error)
 }
 
 /// `blk<index> wrote <sectors> sectors at <lba> crc32 <8 hex digits>`:
@@ -199,19 +167,13 @@ pub struct Wrote {
     pub crc: u32,
 }
 
-impl Wrote {
-    pub const SHAPE: Shape = Shape {
-        keyword: "blk",
-        grammar: "blk<index> wrote <sectors> sectors at <lba> crc32 <8 hex digits>",
-    };
-}
-
-impl fmt::Display for Wrote {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+line_shape! {
+    impl[] Wrote, "blk", "blk<index> wrote <sectors> sectors at <lba> crc32 <8 hex digits>",
+    |line, f| {
         write!(
             f,
             "blk{} wrote {} sectors at {} crc32 {:08x}",
-            self.index, self.sectors, self.lba, self.crc
+            line.index, line.sectors, line.lba, line.crc
         )
     }
 }
@@ -223,17 +185,9 @@ pub struct WriteRefused<E> {
     pub error: E,
 }
 
-impl<E> WriteRefused<E> {
-    pub const SHAPE: Shape = Shape {
-        keyword: "blk",
-        grammar: "blk<index> write refused: <why>",
-    };
-}
-
-impl<E: fmt::Display> fmt::Display for WriteRefused<E> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "blk{} write refused: {}", self.index, self.error)
-    }
+line_shape! {
+    impl[E: fmt::Display] WriteRefused<E>, "blk", "blk<index> write refused: <why>",
+    |line, f| write!(f, "blk{} write refused: {}", line.index, line.error)
 }
 
 /// `blk<index> bench read <bytes> bytes qd <depth>: <MiB/s> MiB/s (<MiB> MiB
@@ -253,19 +207,13 @@ pub struct BenchRead {
     pub milliseconds: f64,
 }
 
-impl BenchRead {
-    pub const SHAPE: Shape = Shape {
-        keyword: "blk",
-        grammar: "blk<index> bench read <bytes> bytes qd <depth>: <MiB/s, 1 decimal> MiB/s (<MiB, 0 decimals> MiB in <ms, 1 decimal> ms)",
-    };
-}
-
-impl fmt::Display for BenchRead {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+line_shape! {
+    impl[] BenchRead, "blk", "blk<index> bench read <bytes> bytes qd <depth>: <MiB/s, 1 decimal> MiB/s (<MiB, 0 decimals> MiB in <ms, 1 decimal> ms)",
+    |line, f| {
         write!(
             f,
             "blk{} bench read {} bytes qd {}: {:.1} MiB/s ({:.0} MiB in {:.1} ms)",
-            self.index, self.request, self.depth, self.mib_per_second, self.mib, self.milliseconds
+            line.index, line.request, line.depth, line.mib_per_second, line.mib, line.milliseconds
         )
     }
 }
@@ -278,19 +226,13 @@ pub struct BenchFailed<E> {
     pub error: E,
 }
 
-impl<E> BenchFailed<E> {
-    pub const SHAPE: Shape = Shape {
-        keyword: "blk",
-        grammar: "blk<index> bench read <bytes> bytes failed: <why>",
-    };
-}
-
-impl<E: fmt::Display> fmt::Display for BenchFailed<E> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+line_shape! {
+    impl[E: fmt::Display] BenchFailed<E>, "blk", "blk<index> bench read <bytes> bytes failed: <why>",
+    |line, f| {
         write!(
             f,
             "blk{} bench read {} bytes failed: {}",
-            self.index, self.request, self.error
+            line.index, line.request, line.error
         )
     }
 }
@@ -389,12 +331,7 @@ fn parse_blk(index: usize, mut fields: Fields<'_>) -> Result<Fact<'_>, ParseErro
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn round_trip(value: &dyn fmt::Display, expected_text: &str, fact: Fact<'_>) {
-        let text = value.to_string();
-        assert_eq!(text, expected_text);
-        assert_eq!(Fact::parse(&text), Some(Ok(fact)), "{text}");
-    }
+    use crate::protocol::report::testing::{malformed, round_trip};
 
     #[test]
     fn device_lines_round_trip() {
@@ -522,7 +459,7 @@ mod tests {
 
     #[test]
     fn malformed_device_lines_are_errors() {
-        for bad in [
+        malformed(&[
             "virtio-mmio feb00e00 irq 12 block v1 cmdline",
             "virtio-mmio 0xfeb00e00 irq 12 block v1 dhcp",
             "virtio-mmio 0xfeb00e00 irq 12 block cmdline",
@@ -537,8 +474,6 @@ mod tests {
             "blk0 frobnicated",
             "ramdisk0 12 bytes",
             "ramdisk0 12 sectors rw",
-        ] {
-            assert!(matches!(Fact::parse(bad), Some(Err(_))), "{bad:?} parsed");
-        }
+        ]);
     }
 }

@@ -5,6 +5,31 @@
 //! `parse`. [`SHAPES`] lists every line shape with its grammar, for the
 //! documentation.
 
+/// Declares a line type's [`Shape`] (as `SHAPE`) and its `Display`, the
+/// line without the prefix: `impl[generics] Type, keyword, grammar, |line,
+/// f| expression writing `line` to `f``.
+macro_rules! line_shape {
+    (
+        impl[$($generics:tt)*] $type:ty, $keyword:literal, $grammar:literal,
+        |$line:pat_param, $f:ident| $body:expr
+    ) => {
+        impl<$($generics)*> $type {
+            /// This line's keyword and grammar, as listed in `SHAPES`.
+            pub const SHAPE: $crate::protocol::report::Shape = $crate::protocol::report::Shape {
+                keyword: $keyword,
+                grammar: $grammar,
+            };
+        }
+
+        impl<$($generics)*> core::fmt::Display for $type {
+            fn fmt(&self, formatter: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+                let ($line, $f) = (self, formatter);
+                $body
+            }
+        }
+    };
+}
+
 mod boot;
 mod crash;
 mod devices;
@@ -187,6 +212,27 @@ pub(crate) fn parse_after<'a, T>(
     Ok(value)
 }
 
+/// Checks shared by the line modules' tests.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::Fact;
+
+    /// Formats `value`, parses the text back with `Fact::parse`, and checks
+    /// both the value and the text survive.
+    pub(crate) fn round_trip(value: &dyn core::fmt::Display, expected_text: &str, fact: Fact<'_>) {
+        let text = value.to_string();
+        assert_eq!(text, expected_text);
+        assert_eq!(Fact::parse(&text), Some(Ok(fact)), "{text}");
+    }
+
+    /// Each of `lines` has a known keyword but none of its shapes.
+    pub(crate) fn malformed(lines: &[&str]) {
+        for bad in lines {
+            assert!(matches!(Fact::parse(bad), Some(Err(_))), "{bad:?} parsed");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -226,6 +272,6 @@ mod tests {
             Fact::parse_line("mote: memory 12 bytes"),
             Some(Err(_))
         ));
-        assert!(matches!(Fact::parse_line("mote: blkx 1 sectors rw"), None));
+        assert!(Fact::parse_line("mote: blkx 1 sectors rw").is_none());
     }
 }
