@@ -1,6 +1,7 @@
 //! The boot report, printed after the ready mark: one fact per line, in the
 //! shapes of `mote_boot::protocol::report` (the README lists them), and the
 //! same facts for the status page.
+#![deny(unsafe_code)]
 
 extern crate alloc;
 

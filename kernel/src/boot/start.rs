@@ -1,6 +1,7 @@
 //! The boot sequence: from the PVH stub's call into Rust to the ready mark,
 //! the boot report and power-off. Each phase is a tslog span whose name a
 //! crash reports.
+#![deny(unsafe_code)]
 
 use mote_boot::protocol::exit::Status;
 use mote_boot::protocol::report::Line;

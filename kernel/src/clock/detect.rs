@@ -1,6 +1,7 @@
 //! Finding the TSC frequency without calibrating whenever the VMM will tell:
 //! CPUID 0x40000010, then kvmclock, then CPUID 0x15/0x16, and only then a
 //! short PIT measurement (docs/pvclock.md).
+#![deny(unsafe_code)]
 
 use mote_boot::protocol::report::TscSource;
 

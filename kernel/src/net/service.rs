@@ -1,6 +1,7 @@
 //! The service loop on the target: the server over virtio-net, woken by the
 //! device's interrupt (routed through the I/O APIC, level-triggered) or by
 //! the one-shot timer; with nothing to do the CPU halts.
+#![deny(unsafe_code)]
 
 use core::fmt::Write;
 

@@ -3,6 +3,7 @@
 //! smoltcp hands out a receive token and a transmit token at once, and the
 //! receive token must give its buffer back to the device after use, so
 //! both tokens share the device through a `RefCell`.
+#![deny(unsafe_code)]
 
 use core::cell::RefCell;
 

@@ -1,6 +1,7 @@
 //! The fatal-exception report: the exception's name, the boot phase, the
 //! page-fault cause or error code and the registers, as `mote:` report
 //! lines, then power-off with the failure status. No exception is handled.
+#![deny(unsafe_code)]
 
 use mote_boot::protocol::exit::Status;
 use mote_boot::protocol::report::{
