@@ -6,6 +6,8 @@
 
 use bitflags::bitflags;
 
+use crate::clock::TscFrequency;
+
 /// Local APIC registers used here, by xAPIC MMIO offset (SDM vol. 3 table 11-1).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u32)]
@@ -139,15 +141,15 @@ impl Redirection {
 }
 
 /// LAPIC timer ticks for `cycles` TSC cycles: at least 1, at most `u32::MAX`.
-pub(crate) fn timer_ticks(cycles: u64, timer_hz: u64, tsc_hz: u64) -> u32 {
-    let ticks = u128::from(cycles) * u128::from(timer_hz) / u128::from(tsc_hz.max(1));
+pub(crate) fn timer_ticks(cycles: u64, timer_hz: u64, tsc: TscFrequency) -> u32 {
+    let ticks = u128::from(cycles) * u128::from(timer_hz) / u128::from(tsc.hz());
     u32::try_from(ticks).unwrap_or(u32::MAX).max(1)
 }
 
 /// The LAPIC timer's frequency from `elapsed` ticks counted over `cycles`
 /// TSC cycles; at least 1.
-pub(crate) fn timer_hz(elapsed: u32, cycles: u64, tsc_hz: u64) -> u64 {
-    let hz = u128::from(elapsed) * u128::from(tsc_hz) / u128::from(cycles.max(1));
+pub(crate) fn timer_hz(elapsed: u32, cycles: u64, tsc: TscFrequency) -> u64 {
+    let hz = u128::from(elapsed) * u128::from(tsc.hz()) / u128::from(cycles.max(1));
     u64::try_from(hz).unwrap_or(u64::MAX).max(1)
 }
 
@@ -194,18 +196,18 @@ mod tests {
 
     #[test]
     fn timer_arithmetic() {
+        use mote_boot::protocol::report::TscSource;
+        let tsc = TscFrequency::new(2_300_000_000, TscSource::Cpuid40000010).unwrap();
+        let slow = TscFrequency::new(1, TscSource::Calibrated).unwrap();
         // 1 ms of a 2.3 GHz TSC on a 1 GHz LAPIC bus.
+        assert_eq!(timer_ticks(2_300_000, 1_000_000_000, tsc), 1_000_000);
         assert_eq!(
-            timer_ticks(2_300_000, 1_000_000_000, 2_300_000_000),
-            1_000_000
-        );
-        assert_eq!(
-            timer_ticks(0, 1_000_000_000, 2_300_000_000),
+            timer_ticks(0, 1_000_000_000, tsc),
             1,
             "never 0: 0 stops the timer"
         );
-        assert_eq!(timer_ticks(u64::MAX, u64::MAX, 1), u32::MAX);
-        assert_eq!(timer_hz(1_000_000, 2_300_000, 2_300_000_000), 1_000_000_000);
-        assert_eq!(timer_hz(0, 0, 0), 1);
+        assert_eq!(timer_ticks(u64::MAX, u64::MAX, slow), u32::MAX);
+        assert_eq!(timer_hz(1_000_000, 2_300_000, tsc), 1_000_000_000);
+        assert_eq!(timer_hz(0, 0, slow), 1);
     }
 }

@@ -51,7 +51,7 @@ impl OneShotTimer {
         self.apic.set_timer(
             Lvt::empty().entry(vectors::TIMER),
             TIMER_DIVIDE_BY_1,
-            registers::timer_ticks(cycles, timer_hz, self.tsc.hz()),
+            registers::timer_ticks(cycles, timer_hz, self.tsc),
         );
     }
 
@@ -69,6 +69,6 @@ impl OneShotTimer {
         }
         let elapsed = u32::MAX - self.apic.read(LocalRegister::TimerCurrentCount);
         let cycles = cpu::rdtsc().wrapping_sub(start);
-        registers::timer_hz(elapsed, cycles, self.tsc.hz())
+        registers::timer_hz(elapsed, cycles, self.tsc)
     }
 }
