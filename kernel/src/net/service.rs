@@ -44,6 +44,7 @@ pub(crate) struct Network {
     /// The one-shot timer, when there is a local APIC.
     timer: Option<OneShotTimer>,
     clock: &'static Clock,
+    tsc: TscFrequency,
 }
 
 /// Routes the device's interrupt (or falls back to polling), configures the
@@ -87,6 +88,7 @@ pub(crate) fn start(
         line,
         timer,
         clock,
+        tsc,
     })
 }
 
@@ -133,10 +135,8 @@ impl Network {
 
     /// Serves until an allowed `POST /poweroff` has been answered.
     pub(crate) fn serve(&mut self, pages: &dyn Pages) {
-        let tsc = self.clock.tsc();
         loop {
-            let Some(tsc) = tsc else { return };
-            let now = now(self.clock, tsc);
+            let now = now(self.clock, self.tsc);
             let (pending, _timer_fired) = EVENTS.take();
             let irq = self
                 .line
@@ -171,7 +171,7 @@ impl Network {
                 continue;
             };
             if let Some(wakeup) = wakeup {
-                timer.arm(tsc.cycles_for_micros(wakeup.total_micros()));
+                timer.arm(self.tsc.cycles_for_micros(wakeup.total_micros()));
             }
             interrupts::wait_for_interrupt();
             log_odd_interrupts();

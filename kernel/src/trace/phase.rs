@@ -13,19 +13,17 @@ const UNNAMED: &str = "?";
 
 static CURRENT: AtomicU64 = AtomicU64::new(0);
 
-fn pack(name: &'static str) -> u64 {
+/// The atomic word for `name`, if its address and length fit.
+fn pack(name: &'static str) -> Option<u64> {
     let address = name.as_ptr().expose_provenance() as u64;
-    match u64::try_from(name.len()) {
-        Ok(length) if length <= 0xffff && address <= ADDRESS_MASK => {
-            (length << ADDRESS_BITS) | address
-        }
-        _ => pack(UNNAMED),
-    }
+    let length = u64::try_from(name.len()).ok()?;
+    (length <= 0xffff && address <= ADDRESS_MASK).then_some((length << ADDRESS_BITS) | address)
 }
 
 /// Records that boot has entered `name`.
 pub(crate) fn set(name: &'static str) {
-    CURRENT.store(pack(name), Ordering::Release);
+    let word = pack(name).or_else(|| pack(UNNAMED)).unwrap_or(0);
+    CURRENT.store(word, Ordering::Release);
 }
 
 /// The phase most recently entered (`entry` before the first).
