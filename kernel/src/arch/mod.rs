@@ -1,12 +1,6 @@
-//! The x86_64 hardware shell: everything here touches ports, MSRs, control
-//! registers or raw physical memory, and runs only on the target.
+//! The instruction layer: the one place the kernel executes privileged
+//! instructions (ports, MSRs, control registers, descriptor tables) and
+//! drives the interrupt controllers. Other folders reach hardware only
+//! through the safe types here or their own device type.
 
-pub mod apic;
-pub mod console;
-pub mod cpu;
-pub mod heap;
-pub mod interrupts;
-pub mod paging;
-pub mod physical;
-pub mod poweroff;
-pub mod tsc;
+pub(crate) mod x86_64;

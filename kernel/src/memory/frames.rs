@@ -1,45 +1,46 @@
 //! Physical frame allocator: the usable RAM of the memory map minus what is
 //! already in use (low memory, the kernel image, modules), handed out in
 //! contiguous runs of 4 KiB frames and taken back on free.
+#![deny(unsafe_code)]
 
 use arrayvec::ArrayVec;
 
-pub const FRAME_SIZE: u64 = 4096;
+const FRAME_SHIFT: u32 = 12;
+/// Bytes per frame, as an address step and as a buffer length.
+pub(crate) const FRAME_SIZE: u64 = 1 << FRAME_SHIFT;
+pub(crate) const FRAME_BYTES: usize = 1 << FRAME_SHIFT;
 /// Most disjoint free ranges tracked; freeing into a full table fails loudly.
-pub const MAX_FREE_RANGES: usize = 128;
+pub(crate) const MAX_FREE_RANGES: usize = 128;
 
 /// `[start, end)`, page aligned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct FrameRange {
-    pub start: u64,
-    pub end: u64,
+struct FrameRange {
+    start: u64,
+    end: u64,
 }
 
-impl FrameRange {
-    pub fn frames(&self) -> u64 {
-        (self.end - self.start) / FRAME_SIZE
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum FrameError {
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum FrameError {
     /// No free run of that many frames.
+    #[error("no free run of {frames} frames")]
     OutOfMemory { frames: u64 },
     /// The range table is full (only after heavy fragmentation).
+    #[error("the free-range table is full")]
     TooFragmented,
     /// Freed memory that was not allocated, or not page aligned.
+    #[error("{frames} frames at {start:#x} were not allocated")]
     BadFree { start: u64, frames: u64 },
 }
 
 #[derive(Clone, Debug, Default)]
-pub struct FrameAllocator {
+pub(crate) struct FrameAllocator {
     /// Sorted, disjoint, non-adjacent free ranges.
     free: ArrayVec<FrameRange, MAX_FREE_RANGES>,
 }
 
 impl FrameAllocator {
     /// An allocator with nothing to give, for statics.
-    pub const fn new_empty() -> Self {
+    pub(crate) const fn new_empty() -> Self {
         Self {
             free: ArrayVec::new_const(),
         }
@@ -47,7 +48,7 @@ impl FrameAllocator {
 
     /// Frees every whole frame inside `usable` that no `reserved` range
     /// touches. Both lists may be in any order and may overlap.
-    pub fn new(usable: &[(u64, u64)], reserved: &[(u64, u64)]) -> Self {
+    pub(crate) fn new(usable: &[(u64, u64)], reserved: &[(u64, u64)]) -> Self {
         let mut allocator = Self::default();
         for &(start, end) in usable {
             let start = align_up(start);
@@ -67,17 +68,13 @@ impl FrameAllocator {
         allocator
     }
 
-    pub fn free_ranges(&self) -> &[FrameRange] {
-        &self.free
-    }
-
-    pub fn free_bytes(&self) -> u64 {
+    pub(crate) fn free_bytes(&self) -> u64 {
         self.free.iter().map(|r| r.end - r.start).sum()
     }
 
     /// Allocates `frames` contiguous frames, the lowest that fit, aligned to
     /// `align_frames` frames (a power of two).
-    pub fn allocate(&mut self, frames: u64, align_frames: u64) -> Result<u64, FrameError> {
+    pub(crate) fn allocate(&mut self, frames: u64, align_frames: u64) -> Result<u64, FrameError> {
         let align = align_frames.max(1) * FRAME_SIZE;
         let bytes = frames * FRAME_SIZE;
         let found = self.free.iter().find_map(|range| {
@@ -95,7 +92,7 @@ impl FrameAllocator {
     }
 
     /// Returns frames obtained from [`allocate`](Self::allocate).
-    pub fn deallocate(&mut self, start: u64, frames: u64) -> Result<(), FrameError> {
+    pub(crate) fn deallocate(&mut self, start: u64, frames: u64) -> Result<(), FrameError> {
         let bad = FrameError::BadFree { start, frames };
         let end = frames
             .checked_mul(FRAME_SIZE)
@@ -178,11 +175,7 @@ mod tests {
     const MIB: u64 = 1 << 20;
 
     fn ranges(allocator: &FrameAllocator) -> Vec<(u64, u64)> {
-        allocator
-            .free_ranges()
-            .iter()
-            .map(|r| (r.start, r.end))
-            .collect()
+        allocator.free.iter().map(|r| (r.start, r.end)).collect()
     }
 
     #[test]
@@ -199,7 +192,7 @@ mod tests {
         let allocator = FrameAllocator::new(&[(0x1800, 0x5800)], &[]);
         assert_eq!(ranges(&allocator), [(0x2000, 0x5000)]);
         let allocator = FrameAllocator::new(&[(0x1800, 0x1900)], &[]);
-        assert!(allocator.free_ranges().is_empty());
+        assert!(allocator.free.is_empty());
     }
 
     #[test]
@@ -262,7 +255,7 @@ mod tests {
             .map(|&frame| allocator.deallocate(frame, 1))
             .collect();
         assert!(results.contains(&Err(FrameError::TooFragmented)));
-        assert_eq!(allocator.free_ranges().len(), MAX_FREE_RANGES);
+        assert_eq!(allocator.free.len(), MAX_FREE_RANGES);
     }
 
     #[test]

@@ -1,6 +1,9 @@
 //! A deliberately small HTTP/1.1 server core: parse one request from the
 //! bytes received so far (bounded), route it, and build a response. One
 //! request per connection; every response says `Connection: close`.
+//! Hand-written: the server needs no more than this, and an HTTP crate
+//! would bring an allocator-heavy parser into a `no_std` kernel.
+#![deny(unsafe_code)]
 
 extern crate alloc;
 
@@ -8,17 +11,17 @@ use alloc::format;
 use alloc::vec::Vec;
 
 /// Largest request head accepted (request line and headers).
-pub const MAX_HEAD: usize = 8 * 1024;
+pub(crate) const MAX_HEAD: usize = 8 * 1024;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Method {
+pub(crate) enum Method {
     Get,
     Head,
     Post,
 }
 
 #[derive(Debug, PartialEq, Eq)]
-pub enum Parse<'a> {
+pub(crate) enum Parse<'a> {
     /// No blank line yet, and still under the limit.
     Incomplete,
     Request {
@@ -32,7 +35,7 @@ pub enum Parse<'a> {
 }
 
 /// Parses the request head in `bytes` (everything received so far).
-pub fn parse_request(bytes: &[u8]) -> Parse<'_> {
+pub(crate) fn parse_request(bytes: &[u8]) -> Parse<'_> {
     let Some(end) = bytes.windows(4).position(|w| w == b"\r\n\r\n") else {
         // A bare-LF client or garbage: answer once it is clearly not HTTP.
         if bytes.len() >= MAX_HEAD {
@@ -114,7 +117,7 @@ fn trim(bytes: &[u8]) -> &[u8] {
 
 /// What the server does besides answering.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Action {
+pub(crate) enum Action {
     None,
     PowerOff,
 }
@@ -122,7 +125,7 @@ pub enum Action {
 /// The routes: `/`, `/health`, `/tslog`, `POST /poweroff`. `pages` gives
 /// the bodies of `/` and `/tslog`; `from_admin` says whether the peer is
 /// the host allowed to power off.
-pub fn route(
+pub(crate) fn route(
     method: Method,
     path: &str,
     from_admin: bool,
@@ -149,12 +152,12 @@ pub fn route(
 }
 
 /// The dynamic pages.
-pub trait Pages {
+pub(crate) trait Pages {
     fn status(&self) -> Vec<u8>;
     fn tslog(&self) -> Vec<u8>;
 }
 
-pub fn reason(status: u16) -> &'static str {
+pub(crate) fn reason(status: u16) -> &'static str {
     match status {
         200 => "OK",
         202 => "Accepted",
@@ -170,7 +173,7 @@ pub fn reason(status: u16) -> &'static str {
 }
 
 /// A whole response; `HEAD` gets the headers only.
-pub fn response(status: u16, body: &[u8], head_only: bool) -> Vec<u8> {
+pub(crate) fn response(status: u16, body: &[u8], head_only: bool) -> Vec<u8> {
     let mut out = format!(
         "HTTP/1.1 {status} {}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\nServer: mote\r\n\r\n",
         reason(status),
@@ -184,23 +187,27 @@ pub fn response(status: u16, body: &[u8], head_only: bool) -> Vec<u8> {
 }
 
 /// A rejection with a one-line body.
-pub fn error_response(status: u16) -> Vec<u8> {
+pub(crate) fn error_response(status: u16) -> Vec<u8> {
     response(status, format!("{}\n", reason(status)).as_bytes(), false)
+}
+
+/// Pages with fixed bodies, for tests.
+#[cfg(test)]
+pub(crate) struct TestPages;
+
+#[cfg(test)]
+impl Pages for TestPages {
+    fn status(&self) -> Vec<u8> {
+        b"status".to_vec()
+    }
+    fn tslog(&self) -> Vec<u8> {
+        b"dump".to_vec()
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    struct TestPages;
-    impl Pages for TestPages {
-        fn status(&self) -> Vec<u8> {
-            b"status".to_vec()
-        }
-        fn tslog(&self) -> Vec<u8> {
-            b"dump".to_vec()
-        }
-    }
 
     #[test]
     fn parses_requests() {

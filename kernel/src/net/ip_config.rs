@@ -1,71 +1,38 @@
 //! Linux's `ip=` kernel parameter (Documentation/admin-guide/nfs/nfsroot.rst):
 //! `ip=<client>:<server>:<gateway>:<netmask>:<hostname>:<device>:<autoconf>`,
 //! or `ip=dhcp`. mote uses client, gateway and netmask for its address,
-//! and `<server>` as the one host allowed to `POST /poweroff`.
+//! and `<server>` as the one host allowed to `POST /poweroff`. Addresses
+//! are `core::net::Ipv4Addr`'s dotted quads (which, unlike Linux's
+//! `in_aton`, refuse leading zeros: they mean octal elsewhere).
+#![deny(unsafe_code)]
 
-use core::fmt;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Ipv4([u8; 4]);
-
-impl Ipv4 {
-    pub const fn octets(self) -> [u8; 4] {
-        self.0
-    }
-
-    pub fn parse(text: &str) -> Option<Self> {
-        let mut octets = [0u8; 4];
-        let mut parts = text.split('.');
-        for octet in &mut octets {
-            let part = parts.next()?;
-            if part.is_empty() || part.len() > 3 || !part.bytes().all(|b| b.is_ascii_digit()) {
-                return None;
-            }
-            *octet = part.parse().ok()?;
-        }
-        parts.next().is_none().then_some(Self(octets))
-    }
-}
-
-impl fmt::Display for Ipv4 {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let [a, b, c, d] = self.0;
-        write!(f, "{a}.{b}.{c}.{d}")
-    }
-}
+use core::net::Ipv4Addr;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct StaticConfig {
-    pub client: Ipv4,
-    pub prefix: u8,
-    pub gateway: Option<Ipv4>,
+pub(crate) struct StaticConfig {
+    pub(crate) client: Ipv4Addr,
+    pub(crate) prefix: u8,
+    pub(crate) gateway: Option<Ipv4Addr>,
     /// The host allowed to power the VM off over HTTP.
-    pub server: Option<Ipv4>,
+    pub(crate) server: Option<Ipv4Addr>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum IpConfig {
+pub(crate) enum IpConfig {
     Static(StaticConfig),
     Dhcp,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum IpConfigError {
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum IpConfigError {
+    #[error("{0} is not an IPv4 address")]
     BadAddress(&'static str),
     /// A netmask whose ones are not contiguous.
+    #[error("netmask is not a contiguous mask")]
     BadNetmask,
     /// autoconf other than off/none/static/dhcp.
+    #[error("only static addresses and dhcp are supported")]
     Unsupported,
-}
-
-impl fmt::Display for IpConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::BadAddress(field) => write!(f, "{field} is not an IPv4 address"),
-            Self::BadNetmask => f.write_str("netmask is not a contiguous mask"),
-            Self::Unsupported => f.write_str("only static addresses and dhcp are supported"),
-        }
-    }
 }
 
 /// The default prefix when `ip=` gives no netmask (Linux uses the class;
@@ -73,7 +40,7 @@ impl fmt::Display for IpConfigError {
 const DEFAULT_PREFIX: u8 = 24;
 
 /// Parses the value of `ip=`; `None` for `off`/`none`, which mean no network.
-pub fn parse(value: &str) -> Result<Option<IpConfig>, IpConfigError> {
+pub(crate) fn parse(value: &str) -> Result<Option<IpConfig>, IpConfigError> {
     match value {
         "dhcp" | "on" | "any" | "both" => return Ok(Some(IpConfig::Dhcp)),
         "off" | "none" => return Ok(None),
@@ -95,12 +62,14 @@ pub fn parse(value: &str) -> Result<Option<IpConfig>, IpConfigError> {
         if text.is_empty() {
             Ok(None)
         } else {
-            Ipv4::parse(text)
+            text.parse()
                 .map(Some)
-                .ok_or(IpConfigError::BadAddress(field))
+                .map_err(|_| IpConfigError::BadAddress(field))
         }
     };
-    let client = Ipv4::parse(client).ok_or(IpConfigError::BadAddress("client"))?;
+    let client = client
+        .parse()
+        .map_err(|_| IpConfigError::BadAddress("client"))?;
     let prefix = match optional(netmask, "netmask")? {
         Some(mask) => prefix_of(mask).ok_or(IpConfigError::BadNetmask)?,
         None => DEFAULT_PREFIX,
@@ -113,18 +82,19 @@ pub fn parse(value: &str) -> Result<Option<IpConfig>, IpConfigError> {
     })))
 }
 
-fn prefix_of(mask: Ipv4) -> Option<u8> {
-    let bits = u32::from_be_bytes(mask.0);
+fn prefix_of(mask: Ipv4Addr) -> Option<u8> {
+    let bits = mask.to_bits();
     let prefix = bits.leading_ones();
-    (bits.checked_shl(prefix).unwrap_or(0) == 0).then_some(prefix as u8)
+    let contiguous = bits.checked_shl(prefix).unwrap_or(0) == 0;
+    contiguous.then(|| u8::try_from(prefix).ok()).flatten()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn ip(text: &str) -> Ipv4 {
-        Ipv4::parse(text).unwrap()
+    fn ip(text: &str) -> Ipv4Addr {
+        text.parse().unwrap()
     }
 
     #[test]
@@ -185,8 +155,11 @@ mod tests {
             Err(IpConfigError::BadNetmask)
         );
         assert_eq!(parse("1.2.3.4::::::rarp"), Err(IpConfigError::Unsupported));
-        assert_eq!(Ipv4::parse("+1.2.3.4"), None);
-        assert_eq!(Ipv4::parse("0001.2.3.4"), None);
+        assert_eq!(parse("+1.2.3.4"), Err(IpConfigError::BadAddress("client")));
+        assert_eq!(
+            parse("0001.2.3.4"),
+            Err(IpConfigError::BadAddress("client"))
+        );
     }
 
     #[test]

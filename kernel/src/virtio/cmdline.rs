@@ -5,48 +5,38 @@
 //! auto-radix, so a hex IRQ is fine; `virtio_mmio.device_N=` keys).
 //!
 //! QEMU appends `virtio_mmio.device=512@0xfeb00e00:12`; Firecracker
-//! `virtio_mmio.device=4K@0xc0001000:5`.
-
-use core::fmt;
+//! `virtio_mmio.device=4K@0xc0001000:5` (docs/virtio-mmio.md).
+#![deny(unsafe_code)]
 
 use super::{Discovery, MmioDevice};
-use crate::options::words;
+use crate::cmdline::lex::{auto_radix, memparse, words};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ParseError {
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum ParseError {
     /// A field is not a number (or overflows).
+    #[error("{0} is not a number")]
     BadNumber(&'static str),
     /// Something other than the expected separator or the end follows.
+    #[error("unexpected characters (expected <size>@<base>:<irq>[:<id>])")]
     Trailing,
     /// Size, base or IRQ is 0 (Linux and FreeBSD both refuse these).
+    #[error("{0} must not be 0")]
     Zero(&'static str),
     /// `base + size` does not fit in 64 bits.
+    #[error("base + size overflows")]
     Wraps,
-}
-
-impl fmt::Display for ParseError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::BadNumber(field) => write!(f, "{field} is not a number"),
-            Self::Trailing => {
-                f.write_str("unexpected characters (expected <size>@<base>:<irq>[:<id>])")
-            }
-            Self::Zero(field) => write!(f, "{field} must not be 0"),
-            Self::Wraps => f.write_str("base + size overflows"),
-        }
-    }
 }
 
 /// One `virtio_mmio.device=` value that could not be used.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct BadEntry<'a> {
-    pub value: &'a str,
-    pub error: ParseError,
+pub(crate) struct BadEntry<'a> {
+    pub(crate) value: &'a str,
+    pub(crate) error: ParseError,
 }
 
 /// Every `virtio_mmio.device[_N]=` entry on the command line, in order:
 /// the good ones, and the bad ones with why (reported, then skipped).
-pub fn virtio_mmio_devices_from_cmdline<'a>(
+pub(crate) fn virtio_mmio_devices_from_cmdline<'a>(
     cmdline: &'a str,
     mut good: impl FnMut(MmioDevice),
     mut bad: impl FnMut(BadEntry<'a>),
@@ -77,7 +67,7 @@ fn is_device_key(key: &str) -> bool {
 }
 
 /// Parses `<size>@<base>:<irq>[:<id>]`.
-pub fn parse_device(value: &str) -> Result<MmioDevice, ParseError> {
+fn parse_device(value: &str) -> Result<MmioDevice, ParseError> {
     let (size, rest) = memparse(value).ok_or(ParseError::BadNumber("size"))?;
     let rest = rest.strip_prefix('@').ok_or(ParseError::Trailing)?;
     let (base, rest) = auto_radix(rest).ok_or(ParseError::BadNumber("base"))?;
@@ -116,45 +106,6 @@ pub fn parse_device(value: &str) -> Result<MmioDevice, ParseError> {
         id,
         found_by: Discovery::Cmdline,
     })
-}
-
-/// Linux `memparse`: an auto-radix number and an optional K/M/G/T/P/E
-/// suffix (either case). Returns the value and the rest of the text.
-pub fn memparse(text: &str) -> Option<(u64, &str)> {
-    let (value, rest) = auto_radix(text)?;
-    let shift = match rest.as_bytes().first().map(u8::to_ascii_uppercase) {
-        Some(b'K') => 10,
-        Some(b'M') => 20,
-        Some(b'G') => 30,
-        Some(b'T') => 40,
-        Some(b'P') => 50,
-        Some(b'E') => 60,
-        _ => return Some((value, rest)),
-    };
-    let scaled = value.checked_mul(1u64 << shift)?;
-    Some((scaled, &rest[1..]))
-}
-
-/// `strtoull(text, &end, 0)`: `0x` hex, leading `0` octal, else decimal.
-/// At least one digit is required; returns the value and the rest.
-pub fn auto_radix(text: &str) -> Option<(u64, &str)> {
-    let (radix, digits) =
-        if let Some(hex) = text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {
-            (16, hex)
-        } else if text.len() > 1 && text.starts_with('0') && text.as_bytes()[1].is_ascii_digit() {
-            (8, &text[1..])
-        } else {
-            (10, text)
-        };
-    let end = digits
-        .char_indices()
-        .find(|&(_, c)| !c.is_digit(radix))
-        .map_or(digits.len(), |(index, _)| index);
-    if end == 0 {
-        return None;
-    }
-    let value = u64::from_str_radix(&digits[..end], radix).ok()?;
-    Some((value, &digits[end..]))
 }
 
 #[cfg(test)]
@@ -219,16 +170,6 @@ mod tests {
         for (text, expected) in table {
             assert_eq!(parse_device(text), Err(*expected), "{text}");
         }
-    }
-
-    #[test]
-    fn memparse_suffixes() {
-        assert_eq!(memparse("4K"), Some((4096, "")));
-        assert_eq!(memparse("2m@"), Some((2 << 20, "@")));
-        assert_eq!(memparse("1E"), Some((1 << 60, "")));
-        assert_eq!(memparse("0x10g"), Some((16 << 30, "")));
-        assert_eq!(memparse("7"), Some((7, "")));
-        assert_eq!(memparse("x"), None);
     }
 
     #[test]

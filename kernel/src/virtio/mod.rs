@@ -1,32 +1,30 @@
-//! Finding virtio-mmio transports: from the kernel command line (Linux and
-//! FreeBSD grammar) or from the ACPI DSDT (`LNRO0005` devices).
+//! virtio over MMIO: finding the transports (from the kernel command line,
+//! Linux and FreeBSD grammar, or from the ACPI DSDT's `LNRO0005` devices),
+//! opening them, the block and network drivers, and the `virtio-drivers`
+//! HAL they share. Discovery is host-tested logic; the rest is the
+//! hardware shell over `virtio-drivers` (docs/virtio-mmio.md).
 
-pub mod acpi_dsdt;
-pub mod cmdline;
+pub(crate) mod acpi;
+pub(crate) mod cmdline;
 
-/// How a transport was found; printed in the boot report.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Discovery {
-    Cmdline,
-    Acpi,
-}
+#[cfg(target_os = "none")]
+pub(crate) mod blk;
+#[cfg(target_os = "none")]
+mod hal;
+#[cfg(target_os = "none")]
+pub(crate) mod net;
+#[cfg(target_os = "none")]
+pub(crate) mod transport;
 
-impl Discovery {
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Cmdline => "cmdline",
-            Self::Acpi => "acpi",
-        }
-    }
-}
+pub(crate) use mote_boot::protocol::report::Discovery;
 
 /// One virtio-mmio transport window and its interrupt.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct MmioDevice {
-    pub base: u64,
-    pub size: u64,
-    pub irq: u32,
+pub(crate) struct MmioDevice {
+    pub(crate) base: u64,
+    pub(crate) size: u64,
+    pub(crate) irq: u32,
     /// The optional platform-device id (`:<id>`), or ACPI `_UID`.
-    pub id: Option<i64>,
-    pub found_by: Discovery,
+    pub(crate) id: Option<i64>,
+    pub(crate) found_by: Discovery,
 }

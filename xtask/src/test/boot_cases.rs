@@ -177,10 +177,10 @@ fn written_region_is_exactly_the_pattern(
             written.len()
         ));
     }
-    let sector = mote_kernel::block::SECTOR_SIZE;
+    let sector = mote_boot::protocol::disk_pattern::SECTOR_SIZE;
     let range = WRITE_LBA as usize * sector..(WRITE_LBA + WRITE_SECTORS) as usize * sector;
     let mut pattern = vec![0u8; range.len()];
-    mote_kernel::block::fill_pattern(WRITE_SEED, WRITE_LBA, &mut pattern);
+    mote_boot::protocol::disk_pattern::fill(WRITE_SEED, WRITE_LBA, &mut pattern);
     if written[range.clone()] != pattern[..] {
         return Err("the written range does not hold the pattern".to_owned());
     }

@@ -1,0 +1,277 @@
+//! The boot report: one fact per line on the serial console, each starting
+//! [`PREFIX`] and a keyword. The kernel formats every line with the types
+//! here (their `Display` writes the line without the prefix; [`Line`] adds
+//! it), and the host reads them back with [`Fact::parse`] or each type's
+//! `parse`. [`SHAPES`] lists every line shape with its grammar, for the
+//! documentation.
+
+/// Declares a line type's [`Shape`] (as `SHAPE`) and its `Display`, the
+/// line without the prefix: `impl[generics] Type, keyword, grammar, |line,
+/// f| expression writing `line` to `f``.
+macro_rules! line_shape {
+    (
+        impl[$($generics:tt)*] $type:ty, $keyword:literal, $grammar:literal,
+        |$line:pat_param, $f:ident| $body:expr
+    ) => {
+        impl<$($generics)*> $type {
+            /// This line's keyword and grammar, as listed in `SHAPES`.
+            pub const SHAPE: $crate::protocol::report::Shape = $crate::protocol::report::Shape {
+                keyword: $keyword,
+                grammar: $grammar,
+            };
+        }
+
+        impl<$($generics)*> core::fmt::Display for $type {
+            fn fmt(&self, formatter: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+                let ($line, $f) = (self, formatter);
+                $body
+            }
+        }
+    };
+}
+
+mod boot;
+mod crash;
+mod devices;
+mod net;
+mod quoted;
+
+use core::fmt;
+
+pub use self::boot::{
+    AcpiNone, AcpiSleepRegister, AcpiUnusable, Clock, ClockSource, Memory, MemoryMapped, Module,
+    PowerOff, Ready, StartInfo, Tsc, TscSource, TslogBegin, TslogEnd,
+};
+pub use self::crash::{
+    ControlRegisters, ErrorCode, Exception, Fatal, GeneralRegisters, Location, PageFault, Panic,
+};
+pub use self::devices::{
+    BenchFailed, BenchRead, Crc32, Discovery, Disk, DiskName, Ramdisk, VerifyFailed, VirtioMmio,
+    WriteRefused, Wrote,
+};
+pub use self::net::{Cidr, Listening, MacAddress, Net};
+pub use self::quoted::Cmdline;
+use super::fields::Fields;
+pub use super::fields::ParseError;
+
+/// Every report line starts with this.
+pub const PREFIX: &str = "mote: ";
+
+/// A fact as a whole report line: [`PREFIX`], then the fact.
+pub struct Line<T>(pub T);
+
+impl<T: fmt::Display> fmt::Display for Line<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{PREFIX}{}", self.0)
+    }
+}
+
+/// The fact of a report line (the line without [`PREFIX`]), or `None` for a
+/// line that is not a report line.
+pub fn body(line: &str) -> Option<&str> {
+    line.strip_prefix(PREFIX)
+}
+
+/// One line shape: the keyword that starts it and its grammar (`<field>`
+/// for a value, `a|b` for a choice, `[...]` for an optional part).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shape {
+    pub keyword: &'static str,
+    pub grammar: &'static str,
+}
+
+/// Every report line shape the kernel prints, in the order a boot prints
+/// them (device and workload lines after the boot facts, failures last).
+pub const SHAPES: &[Shape] = &[
+    Ready::MICROS_SHAPE,
+    Ready::CYCLES_SHAPE,
+    StartInfo::SHAPE,
+    Memory::SHAPE,
+    MemoryMapped::SHAPE,
+    Module::SHAPE,
+    AcpiSleepRegister::SHAPE,
+    AcpiUnusable::<&str>::SHAPE,
+    AcpiNone::SHAPE,
+    Tsc::SHAPE,
+    Clock::SHAPE,
+    VirtioMmio::SHAPE,
+    Disk::SHAPE,
+    Ramdisk::SHAPE,
+    Crc32::SHAPE,
+    VerifyFailed::<&str>::SHAPE,
+    Wrote::SHAPE,
+    WriteRefused::<&str>::SHAPE,
+    BenchRead::SHAPE,
+    BenchFailed::<&str>::SHAPE,
+    Net::SHAPE,
+    Listening::SHAPE,
+    TslogBegin::SHAPE,
+    TslogEnd::SHAPE,
+    PowerOff::SHAPE,
+    Fatal::<&str>::SHAPE,
+    Panic::<&str>::LOCATED_SHAPE,
+    Panic::<&str>::SHAPE,
+    Exception::SHAPE,
+    PageFault::SHAPE,
+    ErrorCode::SHAPE,
+    ControlRegisters::SHAPE,
+    GeneralRegisters::SHAPE,
+];
+
+/// Any report line, parsed. Free-text fields (reasons, messages) are the
+/// text as printed.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Fact<'a> {
+    Ready(Ready),
+    StartInfo(StartInfo<'a>),
+    Memory(Memory),
+    MemoryMapped(MemoryMapped),
+    Module(Module),
+    AcpiSleepRegister(AcpiSleepRegister),
+    AcpiUnusable(AcpiUnusable<&'a str>),
+    AcpiNone(AcpiNone),
+    Tsc(Tsc),
+    Clock(Clock),
+    VirtioMmio(VirtioMmio<'a>),
+    Disk(Disk),
+    Ramdisk(Ramdisk<'a>),
+    Crc32(Crc32),
+    VerifyFailed(VerifyFailed<&'a str>),
+    Wrote(Wrote),
+    WriteRefused(WriteRefused<&'a str>),
+    BenchRead(BenchRead),
+    BenchFailed(BenchFailed<&'a str>),
+    Net(Net),
+    Listening(Listening),
+    TslogBegin(TslogBegin),
+    TslogEnd(TslogEnd),
+    PowerOff(PowerOff),
+    Fatal(Fatal<'a, &'a str>),
+    Panic(Panic<'a, &'a str>),
+    Exception(Exception<'a>),
+    PageFault(PageFault),
+    ErrorCode(ErrorCode),
+    ControlRegisters(ControlRegisters),
+    GeneralRegisters(GeneralRegisters),
+}
+
+impl<'a> Fact<'a> {
+    /// Parses a fact (a report line without [`PREFIX`]). `None` when its
+    /// keyword is not one of [`SHAPES`] (a later kernel's fact, say);
+    /// `Some(Err(_))` when the keyword is known but the line does not have
+    /// any of its shapes.
+    pub fn parse(fact: &'a str) -> Option<Result<Self, ParseError>> {
+        if fact.starts_with("  ") {
+            return Some(crash::parse_detail(fact));
+        }
+        let keyword = fact.split(' ').next().unwrap_or("");
+        let numbered = keyword.trim_end_matches(|c: char| c.is_ascii_digit());
+        Some(match numbered {
+            "ready" => Ready::parse(fact).map(Self::Ready),
+            "start_info" => StartInfo::parse(fact).map(Self::StartInfo),
+            "memory" if fact.starts_with(MemoryMapped::START) => {
+                MemoryMapped::parse(fact).map(Self::MemoryMapped)
+            }
+            "memory" => Memory::parse(fact).map(Self::Memory),
+            "module" => Module::parse(fact).map(Self::Module),
+            "acpi" => boot::parse_acpi(fact),
+            "tsc" => Tsc::parse(fact).map(Self::Tsc),
+            "clock" => Clock::parse(fact).map(Self::Clock),
+            "virtio-mmio" => VirtioMmio::parse(fact).map(Self::VirtioMmio),
+            "blk" | "ramdisk" if numbered.len() < keyword.len() => devices::parse_disk_fact(fact),
+            "net" if numbered.len() < keyword.len() => Net::parse(fact).map(Self::Net),
+            "listening" => Listening::parse(fact).map(Self::Listening),
+            "tslog" if fact == TslogEnd::TEXT => Ok(Self::TslogEnd(TslogEnd)),
+            "tslog" => TslogBegin::parse(fact).map(Self::TslogBegin),
+            "poweroff" => PowerOff::parse(fact).map(Self::PowerOff),
+            "FATAL" => Fatal::parse(fact).map(Self::Fatal),
+            "PANIC" => Panic::parse(fact).map(Self::Panic),
+            "EXCEPTION" => Exception::parse(fact).map(Self::Exception),
+            _ => return None,
+        })
+    }
+
+    /// Parses a whole console line: `None` unless it is a report line with a
+    /// known keyword.
+    pub fn parse_line(line: &'a str) -> Option<Result<Self, ParseError>> {
+        Self::parse(body(line.strip_suffix('\r').unwrap_or(line))?)
+    }
+}
+
+/// Reads a fact that is `keyword` followed by the shape `read` knows.
+pub(crate) fn parse_after<'a, T>(
+    fact: &'a str,
+    keyword: &'static str,
+    expected: &'static str,
+    read: impl FnOnce(&mut Fields<'a>) -> Result<T, ParseError>,
+) -> Result<T, ParseError> {
+    let mut fields = Fields::new(fact);
+    fields.literal(keyword, expected)?;
+    let value = read(&mut fields)?;
+    fields.end()?;
+    Ok(value)
+}
+
+/// Checks shared by the line modules' tests.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::Fact;
+
+    /// Formats `value`, parses the text back with `Fact::parse`, and checks
+    /// both the value and the text survive.
+    pub(crate) fn round_trip(value: &dyn core::fmt::Display, expected_text: &str, fact: Fact<'_>) {
+        let text = value.to_string();
+        assert_eq!(text, expected_text);
+        assert_eq!(Fact::parse(&text), Some(Ok(fact)), "{text}");
+    }
+
+    /// Each of `lines` has a known keyword but none of its shapes.
+    pub(crate) fn malformed(lines: &[&str]) {
+        for bad in lines {
+            assert!(matches!(Fact::parse(bad), Some(Err(_))), "{bad:?} parsed");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_shape_has_a_keyword_and_a_grammar_starting_with_it() {
+        for shape in SHAPES {
+            assert!(
+                !shape.keyword.is_empty() || shape.grammar.starts_with("  "),
+                "{shape:?}"
+            );
+            assert!(shape.grammar.starts_with(shape.keyword), "{shape:?}");
+        }
+        let mut grammars: Vec<&str> = SHAPES.iter().map(|shape| shape.grammar).collect();
+        grammars.sort_unstable();
+        grammars.dedup();
+        assert_eq!(grammars.len(), SHAPES.len(), "each shape once");
+    }
+
+    #[test]
+    fn whole_lines_carry_the_prefix() {
+        let line = Line(PowerOff(super::super::exit::Status::Success)).to_string();
+        assert_eq!(line, "mote: poweroff success");
+        assert_eq!(
+            Fact::parse_line(&line),
+            Some(Ok(Fact::PowerOff(PowerOff(
+                super::super::exit::Status::Success
+            ))))
+        );
+        assert_eq!(Fact::parse_line("[INFO ] mote starting"), None);
+        assert_eq!(
+            Fact::parse_line("mote: frobnicated 3 widgets"),
+            None,
+            "unknown keyword"
+        );
+        assert!(matches!(
+            Fact::parse_line("mote: memory 12 bytes"),
+            Some(Err(_))
+        ));
+        assert!(Fact::parse_line("mote: blkx 1 sectors rw").is_none());
+    }
+}

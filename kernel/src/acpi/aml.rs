@@ -1,0 +1,569 @@
+//! The one AML reader: walks the static part of a DSDT (ACPI 6.5 §20) and
+//! tells a [`Visitor`] about every `Device` (with its `_HID`, `_UID` and
+//! `_CRS`) and every `Name` with constant data. `Scope`, `Device` and
+//! `Name` are read; `Method`, `Field` and every other object with a
+//! PkgLength are skipped whole; an opcode it does not know ends only the
+//! package it is in. Nothing is executed.
+//!
+//! Hand-written because the rust-osdev AML interpreters (`aml` 0.16, `acpi`
+//! 6 and 7) need nightly Rust, which mote does not use, and VMMs emit only
+//! this static subset (QEMU `hw/i386/acpi-microvm.c`, Firecracker's DSDT).
+#![deny(unsafe_code)]
+
+extern crate alloc;
+
+use alloc::string::String;
+
+/// Deepest Scope/Device nesting followed (QEMU's is 2).
+const MAX_DEPTH: usize = 16;
+
+/// AML opcodes read or skipped here (ACPI 6.5 §20.2).
+mod opcode {
+    pub(super) const ZERO: u8 = 0x00;
+    pub(super) const ONE: u8 = 0x01;
+    pub(super) const NAME: u8 = 0x08;
+    pub(super) const BYTE_PREFIX: u8 = 0x0a;
+    pub(super) const WORD_PREFIX: u8 = 0x0b;
+    pub(super) const DWORD_PREFIX: u8 = 0x0c;
+    pub(super) const STRING_PREFIX: u8 = 0x0d;
+    pub(super) const QWORD_PREFIX: u8 = 0x0e;
+    pub(super) const SCOPE: u8 = 0x10;
+    pub(super) const BUFFER: u8 = 0x11;
+    pub(super) const PACKAGE: u8 = 0x12;
+    pub(super) const VAR_PACKAGE: u8 = 0x13;
+    pub(super) const METHOD: u8 = 0x14;
+    pub(super) const DUAL_NAME_PREFIX: u8 = 0x2e;
+    pub(super) const MULTI_NAME_PREFIX: u8 = 0x2f;
+    pub(super) const EXT_PREFIX: u8 = 0x5b;
+    pub(super) const ROOT_CHAR: u8 = b'\\';
+    pub(super) const PARENT_PREFIX: u8 = b'^';
+    pub(super) const IF: u8 = 0xa0;
+    pub(super) const ELSE: u8 = 0xa1;
+    pub(super) const WHILE: u8 = 0xa2;
+    pub(super) const ONES: u8 = 0xff;
+    /// After [`EXT_PREFIX`].
+    pub(super) const EXT_OPERATION_REGION: u8 = 0x80;
+    pub(super) const EXT_DEVICE: u8 = 0x82;
+    /// Field, Processor, PowerResource, ThermalZone, IndexField, BankField.
+    pub(super) const EXT_WITH_PKG_LENGTH: [u8; 6] = [0x81, 0x83, 0x84, 0x85, 0x86, 0x87];
+}
+
+/// A PkgLength or string runs past the end of the table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the DSDT's AML is truncated at offset {offset:#x}")]
+pub(crate) struct AmlError {
+    pub(crate) offset: usize,
+}
+
+/// Constant data of a `Name`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Data<'a> {
+    Integer(u64),
+    /// A string's bytes, without the NUL.
+    String(&'a [u8]),
+    /// A buffer's bytes (a `_CRS` resource template, say).
+    Buffer(&'a [u8]),
+    /// A package and its first element when that is an integer constant
+    /// (how `\_S5` carries SLP_TYPa).
+    Package {
+        first: Option<u64>,
+    },
+    Other,
+}
+
+/// A `_HID`: an EISA ID (an integer) or a string such as `LNRO0005`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Hid<'a> {
+    String(&'a [u8]),
+    Eisa(u64),
+}
+
+/// What a Device's own `Name` objects said.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct DeviceObjects<'a> {
+    pub(crate) hid: Option<Hid<'a>>,
+    pub(crate) uid: Option<u64>,
+    pub(crate) crs: Option<&'a [u8]>,
+}
+
+/// Told about what the walk finds, in table order.
+pub(crate) trait Visitor<'a> {
+    /// A `Device` at `path` (`\_SB_.VR23` style), after its body was read.
+    fn device(&mut self, _path: &str, _objects: &DeviceObjects<'a>) {}
+    /// A `Name` at `path` with constant data.
+    fn name(&mut self, _path: &str, _data: Data<'a>) {}
+}
+
+/// Walks `aml` (a DSDT without its 36-byte header). Returns how many
+/// packages were cut short by an opcode the reader does not know.
+pub(crate) fn walk<'a>(aml: &'a [u8], visitor: &mut impl Visitor<'a>) -> Result<usize, AmlError> {
+    let mut reader = Reader {
+        aml,
+        unknown_opcodes: 0,
+    };
+    reader.term_list(0, aml.len(), "\\", None, 0, visitor)?;
+    Ok(reader.unknown_opcodes)
+}
+
+struct Reader<'a> {
+    aml: &'a [u8],
+    unknown_opcodes: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn byte(&self, at: usize) -> Result<u8, AmlError> {
+        self.aml.get(at).copied().ok_or(AmlError { offset: at })
+    }
+
+    fn bytes(&self, start: usize, end: usize) -> Result<&'a [u8], AmlError> {
+        self.aml.get(start..end).ok_or(AmlError { offset: start })
+    }
+
+    /// PkgLength at `at`: returns (end of the package, start of its body).
+    /// Bits 6-7 of the lead byte count the bytes that follow; with none,
+    /// bits 0-5 are the length, else bits 0-3 and then 8 bits per byte.
+    fn pkg_length(&self, at: usize, limit: usize) -> Result<(usize, usize), AmlError> {
+        let lead = self.byte(at)?;
+        let extra = usize::from(lead >> 6);
+        let mut length = if extra == 0 {
+            usize::from(lead & 0x3f)
+        } else {
+            usize::from(lead & 0x0f)
+        };
+        for index in 0..extra {
+            length |= usize::from(self.byte(at + 1 + index)?) << (4 + 8 * index);
+        }
+        let end = at + length;
+        if end > limit || length < 1 + extra {
+            return Err(AmlError { offset: at });
+        }
+        Ok((end, at + 1 + extra))
+    }
+
+    /// A NameString at `at`: returns the text ("\\_SB_.VR23" style, "^"
+    /// and root prefixes kept) and the offset after it.
+    fn name_string(&self, mut at: usize) -> Result<(String, usize), AmlError> {
+        let mut name = String::new();
+        while matches!(self.byte(at)?, opcode::ROOT_CHAR | opcode::PARENT_PREFIX) {
+            name.push(char::from(self.byte(at)?));
+            at += 1;
+        }
+        let segments = match self.byte(at)? {
+            opcode::ZERO => {
+                at += 1;
+                0
+            }
+            opcode::DUAL_NAME_PREFIX => {
+                at += 1;
+                2
+            }
+            opcode::MULTI_NAME_PREFIX => {
+                at += 2;
+                usize::from(self.byte(at - 1)?)
+            }
+            _ => 1,
+        };
+        for index in 0..segments {
+            let segment = self.bytes(at, at + 4)?;
+            if index > 0 {
+                name.push('.');
+            }
+            name.extend(segment.iter().map(|&b| char::from(b)));
+            at += 4;
+        }
+        Ok((name, at))
+    }
+
+    /// Reads objects in `[at, end)` in scope `scope`, telling `visitor`;
+    /// Names inside a device also go to `device`.
+    fn term_list(
+        &mut self,
+        mut at: usize,
+        end: usize,
+        scope: &str,
+        mut device: Option<&mut DeviceObjects<'a>>,
+        depth: usize,
+        visitor: &mut impl Visitor<'a>,
+    ) -> Result<(), AmlError> {
+        while at < end {
+            let op = self.byte(at)?;
+            let extended = if op == opcode::EXT_PREFIX {
+                Some(self.byte(at + 1)?)
+            } else {
+                None
+            };
+            at = match (op, extended) {
+                // ScopeOp / DeviceOp: PkgLength NameString TermList
+                (opcode::SCOPE, _) => self.scoped(at + 1, end, scope, false, depth, visitor)?,
+                (_, Some(opcode::EXT_DEVICE)) => {
+                    self.scoped(at + 2, end, scope, true, depth, visitor)?
+                }
+                // NameOp NameString DataRefObject
+                (opcode::NAME, _) => {
+                    let (name, after) = self.name_string(at + 1)?;
+                    let (data, after) = self.data(after, end)?;
+                    if let Some(objects) = device.as_deref_mut() {
+                        match (name.as_str(), data) {
+                            ("_HID", Data::String(text)) => objects.hid = Some(Hid::String(text)),
+                            ("_HID", Data::Integer(id)) => objects.hid = Some(Hid::Eisa(id)),
+                            ("_UID", Data::Integer(uid)) => objects.uid = Some(uid),
+                            ("_CRS", Data::Buffer(bytes)) => objects.crs = Some(bytes),
+                            _ => {}
+                        }
+                    }
+                    visitor.name(&resolve(scope, &name), data);
+                    after
+                }
+                // Objects with a PkgLength right after the opcode: skipped whole.
+                (
+                    opcode::METHOD
+                    | opcode::IF
+                    | opcode::ELSE
+                    | opcode::WHILE
+                    | opcode::BUFFER
+                    | opcode::PACKAGE
+                    | opcode::VAR_PACKAGE,
+                    _,
+                ) => self.pkg_length(at + 1, end)?.0,
+                (_, Some(ext)) if opcode::EXT_WITH_PKG_LENGTH.contains(&ext) => {
+                    self.pkg_length(at + 2, end)?.0
+                }
+                // OperationRegion NameString RegionSpace Offset Length.
+                (_, Some(opcode::EXT_OPERATION_REGION)) => {
+                    let (_, after) = self.name_string(at + 2)?;
+                    let after = after + 1;
+                    let (_, after) = self.integer(after)?.ok_or(AmlError { offset: after })?;
+                    let (_, after) = self.integer(after)?.ok_or(AmlError { offset: after })?;
+                    after
+                }
+                _ => {
+                    // Unknown: the rest of this package cannot be walked.
+                    self.unknown_opcodes += 1;
+                    return Ok(());
+                }
+            };
+        }
+        Ok(())
+    }
+
+    fn scoped(
+        &mut self,
+        at: usize,
+        limit: usize,
+        scope: &str,
+        is_device: bool,
+        depth: usize,
+        visitor: &mut impl Visitor<'a>,
+    ) -> Result<usize, AmlError> {
+        let (end, body) = self.pkg_length(at, limit)?;
+        let (name, body) = self.name_string(body)?;
+        let path = resolve(scope, &name);
+        if depth >= MAX_DEPTH {
+            return Ok(end);
+        }
+        if is_device {
+            let mut objects = DeviceObjects::default();
+            self.term_list(body, end, &path, Some(&mut objects), depth + 1, visitor)?;
+            visitor.device(&path, &objects);
+        } else {
+            self.term_list(body, end, &path, None, depth + 1, visitor)?;
+        }
+        Ok(end)
+    }
+
+    /// An integer constant (ZeroOp, OneOp, OnesOp, Byte/Word/DWord/QWord).
+    fn integer(&self, at: usize) -> Result<Option<(u64, usize)>, AmlError> {
+        let width = match self.byte(at)? {
+            opcode::ZERO => return Ok(Some((0, at + 1))),
+            opcode::ONE => return Ok(Some((1, at + 1))),
+            opcode::ONES => return Ok(Some((u64::MAX, at + 1))),
+            opcode::BYTE_PREFIX => 1,
+            opcode::WORD_PREFIX => 2,
+            opcode::DWORD_PREFIX => 4,
+            opcode::QWORD_PREFIX => 8,
+            _ => return Ok(None),
+        };
+        let bytes = self
+            .aml
+            .get(at + 1..at + 1 + width)
+            .ok_or(AmlError { offset: at })?;
+        let value = bytes
+            .iter()
+            .rev()
+            .fold(0u64, |value, &b| (value << 8) | u64::from(b));
+        Ok(Some((value, at + 1 + width)))
+    }
+
+    /// A DataRefObject: integer, string, buffer (its bytes), package (its
+    /// first element), or something skipped to the end of the enclosing list.
+    fn data(&self, at: usize, limit: usize) -> Result<(Data<'a>, usize), AmlError> {
+        if let Some((value, after)) = self.integer(at)? {
+            return Ok((Data::Integer(value), after));
+        }
+        match self.byte(at)? {
+            opcode::STRING_PREFIX => {
+                let text = at + 1;
+                let length = self
+                    .bytes(text, limit.min(self.aml.len()))?
+                    .iter()
+                    .position(|&b| b == 0)
+                    .ok_or(AmlError { offset: at })?;
+                Ok((
+                    Data::String(self.bytes(text, text + length)?),
+                    text + length + 1,
+                ))
+            }
+            opcode::BUFFER => {
+                let (end, body) = self.pkg_length(at + 1, limit)?;
+                // BufferSize is a TermArg, an integer constant in practice.
+                let (size, bytes) = self.integer(body)?.ok_or(AmlError { offset: body })?;
+                let stop = bytes
+                    .saturating_add(usize::try_from(size).unwrap_or(usize::MAX))
+                    .min(end);
+                Ok((Data::Buffer(self.bytes(bytes, stop)?), end))
+            }
+            opcode::PACKAGE => {
+                let (end, body) = self.pkg_length(at + 1, limit)?;
+                // NumElements, then the elements.
+                let first = if body + 1 < end {
+                    self.integer(body + 1)?.map(|(value, _)| value)
+                } else {
+                    None
+                };
+                Ok((Data::Package { first }, end))
+            }
+            opcode::VAR_PACKAGE => Ok((Data::Other, self.pkg_length(at + 1, limit)?.0)),
+            _ => Ok((Data::Other, limit)),
+        }
+    }
+}
+
+/// The absolute path of `name` used in `scope`.
+fn resolve(scope: &str, name: &str) -> String {
+    if name.starts_with('\\') {
+        return name.into();
+    }
+    let mut base = String::from(scope);
+    let mut rest = name;
+    while let Some(stripped) = rest.strip_prefix('^') {
+        rest = stripped;
+        match base.rfind('.') {
+            Some(dot) => base.truncate(dot),
+            None => base = "\\".into(),
+        }
+    }
+    if base.ends_with('\\') {
+        base + rest
+    } else {
+        base + "." + rest
+    }
+}
+
+/// AML built the way QEMU's `hw/i386/acpi-microvm.c` builds it, for tests
+/// of the reader and of what reads it.
+#[cfg(test)]
+pub(crate) mod build {
+    /// PkgLength encoding for a body of `len` bytes (the length byte(s)
+    /// count themselves).
+    pub(crate) fn pkg_length(len: usize) -> Vec<u8> {
+        if len + 1 < 0x40 {
+            vec![u8::try_from(len + 1).unwrap()]
+        } else {
+            let total = len + 2;
+            assert!(total < 0x1000);
+            vec![
+                0x40 | u8::try_from(total & 0xf).unwrap(),
+                u8::try_from(total >> 4).unwrap(),
+            ]
+        }
+    }
+
+    /// `Name (name, value)`.
+    pub(crate) fn name(name: &str, value: &[u8]) -> Vec<u8> {
+        let mut out = vec![0x08];
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(value);
+        out
+    }
+
+    /// `opcode PkgLength body`.
+    pub(crate) fn package_like(opcode: &[u8], body: &[u8]) -> Vec<u8> {
+        let mut out = opcode.to_vec();
+        out.extend(pkg_length(body.len()));
+        out.extend_from_slice(body);
+        out
+    }
+
+    /// `Device (name) { children }`.
+    pub(crate) fn device(name: &str, children: &[Vec<u8>]) -> Vec<u8> {
+        let mut body = name.as_bytes().to_vec();
+        children
+            .iter()
+            .for_each(|child| body.extend_from_slice(child));
+        package_like(&[0x5b, 0x82], &body)
+    }
+
+    /// `Scope (name) { children }`; `name` may be `\` (root).
+    pub(crate) fn scope(name: &[u8], children: &[Vec<u8>]) -> Vec<u8> {
+        let mut body = name.to_vec();
+        children
+            .iter()
+            .for_each(|child| body.extend_from_slice(child));
+        package_like(&[0x10], &body)
+    }
+
+    /// `Device (VRnn)` exactly as QEMU's acpi-microvm.c builds it.
+    pub(crate) fn virtio_device(slot: u8, base: u32, gsi: u32) -> Vec<u8> {
+        let mut hid = vec![0x0d];
+        hid.extend_from_slice(b"LNRO0005\0");
+        let mut template = vec![0x86, 0x09, 0x00, 0x01];
+        template.extend_from_slice(&base.to_le_bytes());
+        template.extend_from_slice(&0x200u32.to_le_bytes());
+        // Extended interrupt: consumer, level, active-high, exclusive; one GSI.
+        template.extend_from_slice(&[0x89, 0x06, 0x00, 0x01, 0x01]);
+        template.extend_from_slice(&gsi.to_le_bytes());
+        template.extend_from_slice(&[0x79, 0x00]);
+        let mut buffer = vec![0x0a, u8::try_from(template.len()).unwrap()];
+        buffer.extend(template);
+        device(
+            &format!("VR{slot:02}"),
+            &[
+                name("_HID", &hid),
+                name("_UID", &[0x0a, slot]),
+                name("_CCA", &[0x01]),
+                name("_CRS", &package_like(&[0x11], &buffer)),
+            ],
+        )
+    }
+
+    /// `Scope (\) { Name (_S5, Package (4) { 5, 0, 0, 0 }) }`, QEMU's `\_S5`.
+    pub(crate) fn s5_scope(sleep_type: u8) -> Vec<u8> {
+        let package = package_like(&[0x12], &[0x04, 0x0a, sleep_type, 0x00, 0x00, 0x00]);
+        scope(b"\\\0", &[name("_S5_", &package)])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::build::*;
+    use super::*;
+
+    /// Everything the walk reports, as text.
+    #[derive(Default)]
+    struct Record(Vec<String>);
+
+    impl<'a> Visitor<'a> for Record {
+        fn device(&mut self, path: &str, objects: &DeviceObjects<'a>) {
+            self.0.push(format!(
+                "device {path} {:?} uid {:?}",
+                objects.hid, objects.uid
+            ));
+        }
+        fn name(&mut self, path: &str, data: Data<'a>) {
+            self.0.push(format!("name {path} {data:?}"));
+        }
+    }
+
+    fn walked(aml: &[u8]) -> (Vec<String>, usize) {
+        let mut record = Record::default();
+        let unknown = walk(aml, &mut record).unwrap();
+        (record.0, unknown)
+    }
+
+    #[test]
+    fn names_and_devices_with_their_paths() {
+        let aml = [
+            s5_scope(5),
+            scope(b"_SB_", &[virtio_device(23, 0xfeb0_2e00, 47)]),
+        ]
+        .concat();
+        let (seen, unknown) = walked(&aml);
+        assert_eq!(unknown, 0);
+        assert_eq!(seen[0], "name \\_S5_ Package { first: Some(5) }");
+        assert!(
+            seen.contains(&"name \\_SB_.VR23._UID Integer(23)".to_owned()),
+            "{seen:?}"
+        );
+        assert_eq!(
+            seen.last().unwrap(),
+            "device \\_SB_.VR23 Some(String([76, 78, 82, 79, 48, 48, 48, 53])) uid Some(23)"
+        );
+    }
+
+    #[test]
+    fn package_first_elements() {
+        let first = |package: &[u8]| {
+            let (seen, _) = walked(&name("_S5_", package));
+            seen[0].clone()
+        };
+        assert_eq!(
+            first(b"\x12\x06\x04\x0a\x05\x00\x00"),
+            "name \\_S5_ Package { first: Some(5) }"
+        );
+        assert_eq!(
+            first(b"\x12\x05\x04\x00\x00\x00"),
+            "name \\_S5_ Package { first: Some(0) }"
+        );
+        assert_eq!(
+            first(b"\x12\x04\x04\x01\x00"),
+            "name \\_S5_ Package { first: Some(1) }"
+        );
+        let two_byte = [&[0x12, 0x45, 0x01, 0x04, 0x01][..], &[0; 17]].concat();
+        assert_eq!(
+            first(&two_byte),
+            "name \\_S5_ Package { first: Some(1) }",
+            "2-byte PkgLength"
+        );
+        assert_eq!(
+            first(b"\x12\x02\x00"),
+            "name \\_S5_ Package { first: None }"
+        );
+    }
+
+    #[test]
+    fn parent_prefixes_and_multi_segment_names_resolve() {
+        assert_eq!(resolve("\\_SB_.PCI0", "^DEV0"), "\\_SB_.DEV0");
+        assert_eq!(resolve("\\_SB_", "^^X"), "\\X");
+        assert_eq!(resolve("\\", "_S5_"), "\\_S5_");
+        assert_eq!(resolve("\\_SB_", "\\_GPE"), "\\_GPE");
+        let reader = Reader {
+            aml: b"\x2f\x03_SB_PCI0DEV0",
+            unknown_opcodes: 0,
+        };
+        assert_eq!(reader.name_string(0).unwrap().0, "_SB_.PCI0.DEV0");
+    }
+
+    #[test]
+    fn unknown_opcode_ends_only_its_package() {
+        let weird = device("WRD_", &[vec![0x70]]);
+        let aml = scope(b"_SB_", &[weird, virtio_device(3, 0xfeb0_0600, 8)]);
+        let (seen, unknown) = walked(&aml);
+        assert_eq!(unknown, 1);
+        assert!(
+            seen.iter()
+                .any(|line| line.starts_with("device \\_SB_.VR03")),
+            "{seen:?}"
+        );
+    }
+
+    #[test]
+    fn truncated_and_garbage_aml_are_errors_not_panics() {
+        let mut record = Record::default();
+        assert!(walk(&[0x5b, 0x82, 0xff, 0xff, 0x00], &mut record).is_err());
+        assert!(walk(&[0x10, 0x4f], &mut record).is_err());
+        assert_eq!(
+            walk(&[0x08, b'_', b'H'], &mut record),
+            Err(AmlError { offset: 1 })
+        );
+        assert_eq!(walk(&[], &mut record), Ok(0));
+        // Every prefix of a real table: never a panic.
+        let aml = [
+            s5_scope(5),
+            scope(b"_SB_", &[virtio_device(23, 0xfeb0_2e00, 47)]),
+        ]
+        .concat();
+        for cut in 0..aml.len() {
+            let _ = walk(&aml[..cut], &mut record);
+        }
+    }
+}

@@ -1,0 +1,153 @@
+//! The local APIC: enabled once, in x2APIC mode when the CPU offers it
+//! (registers are MSRs) and else in xAPIC mode (registers are MMIO in a
+//! page the identity map covers). The legacy PICs are masked on the way.
+
+use core::ptr::NonNull;
+
+use spin::Once;
+use volatile::VolatilePtr;
+use x86_64::instructions::port::PortWriteOnly;
+use x86_64::registers::model_specific::Msr;
+
+use super::registers::{
+    APIC_BASE_ADDRESS_MASK, ApicBase, Features, LocalRegister, Lvt, MSR_APIC_BASE, Svr,
+};
+use super::vectors;
+use crate::arch::x86_64::cpu;
+
+/// The 8259 PICs' data (mask) ports: all lines masked so nothing arrives
+/// through LINT0 (IBM PC/AT layout, QEMU `hw/intc/i8259.c`).
+const PIC1_DATA: u16 = 0x21;
+const PIC2_DATA: u16 = 0xa1;
+
+#[derive(Clone, Copy)]
+enum Access {
+    X2Apic,
+    /// The xAPIC page's address, checked to be in the identity map.
+    XApic {
+        base: usize,
+    },
+}
+
+/// This CPU's local APIC, enabled. Only [`init`] makes one.
+pub(crate) struct LocalApic {
+    access: Access,
+    tsc_deadline: bool,
+}
+
+/// The one `LocalApic`: written by [`init`] through `Once`, read lock-free
+/// by the interrupt handler for EOI. (With SMP each CPU has its own APIC
+/// at the same address or MSRs, so this holds the mode, not a CPU's state.)
+static LOCAL_APIC: Once<Option<LocalApic>> = Once::new();
+
+/// Enables the local APIC, masks the PICs and LINT pins. `None` without an
+/// APIC; later calls return the first result.
+pub(crate) fn init() -> Option<&'static LocalApic> {
+    LOCAL_APIC.call_once(enable).as_ref()
+}
+
+fn enable() -> Option<LocalApic> {
+    let leaf = cpu::cpuid(1, 0);
+    let features = Features::from_cpuid(leaf.ecx, leaf.edx);
+    if !features.contains(Features::APIC) {
+        return None;
+    }
+    for port in [PIC1_DATA, PIC2_DATA] {
+        // SAFETY: masking every line of a PIC only stops interrupts that
+        // nothing here handles; no memory is involved.
+        unsafe { PortWriteOnly::<u8>::new(port).write(0xff) };
+    }
+    let mut base_msr = Msr::new(MSR_APIC_BASE);
+    // SAFETY: CPUID.1 said the APIC, hence IA32_APIC_BASE, exists.
+    let base = ApicBase::from_bits_retain(unsafe { base_msr.read() });
+    let access = if features.contains(Features::X2APIC) {
+        // SAFETY: CPUID said x2APIC mode exists; enabling it only changes how
+        // the APIC's registers are reached (MSRs instead of MMIO).
+        unsafe {
+            base_msr.write((base | ApicBase::GLOBAL_ENABLE | ApicBase::X2APIC_ENABLE).bits())
+        };
+        Access::X2Apic
+    } else {
+        // SAFETY: setting the global enable bit of an APIC the CPU has.
+        unsafe { base_msr.write((base | ApicBase::GLOBAL_ENABLE).bits()) };
+        let base = usize::try_from(base.bits() & APIC_BASE_ADDRESS_MASK).ok()?;
+        Access::XApic { base }
+    };
+    let apic = LocalApic {
+        access,
+        tsc_deadline: features.contains(Features::TSC_DEADLINE),
+    };
+    apic.write(LocalRegister::TaskPriority, 0);
+    apic.write(LocalRegister::LvtLint0, Lvt::MASKED.bits());
+    apic.write(LocalRegister::LvtLint1, Lvt::MASKED.bits());
+    apic.write(LocalRegister::LvtError, Lvt::MASKED.bits());
+    apic.write(LocalRegister::LvtTimer, Lvt::MASKED.entry(vectors::TIMER));
+    apic.write(
+        LocalRegister::SpuriousVector,
+        Svr::APIC_ENABLE.bits() | u32::from(vectors::SPURIOUS),
+    );
+    Some(apic)
+}
+
+/// End of interrupt from a handler, without waiting for anything.
+pub(crate) fn eoi_from_handler() {
+    if let Some(Some(apic)) = LOCAL_APIC.get() {
+        apic.eoi();
+    }
+}
+
+impl LocalApic {
+    /// Whether the timer can fire at a TSC deadline.
+    pub(crate) fn has_tsc_deadline(&self) -> bool {
+        self.tsc_deadline
+    }
+
+    /// The word the status page uses for the timer this APIC drives.
+    pub(crate) fn timer_kind(&self) -> &'static str {
+        if self.tsc_deadline {
+            "tsc-deadline"
+        } else {
+            "lapic-oneshot"
+        }
+    }
+
+    /// End of interrupt, for every vector except the spurious one.
+    pub(crate) fn eoi(&self) {
+        self.write(LocalRegister::EndOfInterrupt, 0);
+    }
+
+    pub(super) fn write(&self, register: LocalRegister, value: u32) {
+        match self.access {
+            // SAFETY: x2APIC mode is on, so the register's MSR exists; the
+            // values written are the SDM's for that register.
+            Access::X2Apic => unsafe { Msr::new(register.msr()).write(u64::from(value)) },
+            Access::XApic { base } => self.mmio(base, register).write(value),
+        }
+    }
+
+    pub(super) fn read(&self, register: LocalRegister) -> u32 {
+        match self.access {
+            // SAFETY: as in `write`; x2APIC registers are 32 bits in the
+            // MSR's low half, so truncating drops nothing.
+            #[allow(clippy::cast_possible_truncation)]
+            Access::X2Apic => unsafe { Msr::new(register.msr()).read() as u32 },
+            Access::XApic { base } => self.mmio(base, register).read(),
+        }
+    }
+
+    fn mmio(&self, base: usize, register: LocalRegister) -> VolatilePtr<'_, u32> {
+        let address =
+            NonNull::new((base + register.offset()) as *mut u32).unwrap_or(NonNull::dangling());
+        // SAFETY: `base` is the xAPIC page from IA32_APIC_BASE, below 4 GiB
+        // and so identity mapped, and `register` one of its 16-byte aligned
+        // 32-bit registers.
+        unsafe { VolatilePtr::new(address) }
+    }
+
+    /// Programs the timer: divide, LVT, then the count (0 stops it).
+    pub(super) fn set_timer(&self, lvt: u32, divide: u32, initial_count: u32) {
+        self.write(LocalRegister::TimerDivide, divide);
+        self.write(LocalRegister::LvtTimer, lvt);
+        self.write(LocalRegister::TimerInitialCount, initial_count);
+    }
+}

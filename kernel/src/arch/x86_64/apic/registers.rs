@@ -1,0 +1,213 @@
+//! APIC register layouts: local APIC register offsets and their x2APIC MSR
+//! numbers, the LVT, SVR, APIC-base and redirection-entry bits (Intel SDM
+//! vol. 3 chapter 11; the I/O APIC from Intel's 82093AA datasheet), and the
+//! arithmetic around them. No hardware access: tested on the host.
+#![deny(unsafe_code)]
+
+use bitflags::bitflags;
+
+use crate::clock::TscFrequency;
+
+/// Local APIC registers used here, by xAPIC MMIO offset (SDM vol. 3 table 11-1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
+pub(crate) enum LocalRegister {
+    TaskPriority = 0x80,
+    EndOfInterrupt = 0xb0,
+    SpuriousVector = 0xf0,
+    LvtTimer = 0x320,
+    LvtLint0 = 0x350,
+    LvtLint1 = 0x360,
+    LvtError = 0x370,
+    TimerInitialCount = 0x380,
+    TimerCurrentCount = 0x390,
+    TimerDivide = 0x3e0,
+}
+
+/// x2APIC registers are MSRs from 0x800, one per 16-byte xAPIC slot
+/// (SDM vol. 3 §11.12.1.2).
+const X2APIC_MSR_BASE: u32 = 0x800;
+
+impl LocalRegister {
+    /// The offset into the xAPIC page.
+    pub(crate) fn offset(self) -> usize {
+        self as usize
+    }
+
+    /// The MSR that holds it in x2APIC mode.
+    pub(crate) fn msr(self) -> u32 {
+        X2APIC_MSR_BASE + (self as u32 >> 4)
+    }
+}
+
+/// `IA32_APIC_BASE` (SDM vol. 3 §11.4.4, x2APIC §11.12.1).
+pub(crate) const MSR_APIC_BASE: u32 = 0x1b;
+/// `IA32_TSC_DEADLINE` (SDM vol. 3 §11.5.4.1).
+pub(crate) const MSR_TSC_DEADLINE: u32 = 0x6e0;
+/// Bits 12-31 of `IA32_APIC_BASE`: the xAPIC page (below 4 GiB on every VMM mote runs on).
+pub(crate) const APIC_BASE_ADDRESS_MASK: u64 = 0xffff_f000;
+
+bitflags! {
+    /// `IA32_APIC_BASE` control bits.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub(crate) struct ApicBase: u64 {
+        const X2APIC_ENABLE = 1 << 10;
+        const GLOBAL_ENABLE = 1 << 11;
+        const _ = !0;
+    }
+}
+
+bitflags! {
+    /// Local vector table entry bits above the vector (SDM vol. 3 figure 11-8).
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub(crate) struct Lvt: u32 {
+        const MASKED = 1 << 16;
+        /// Timer mode 0b10 in bits 17-18; 0 is one-shot.
+        const TIMER_TSC_DEADLINE = 0b10 << 17;
+    }
+}
+
+impl Lvt {
+    /// An LVT entry delivering `vector` with these bits.
+    pub(crate) fn entry(self, vector: u8) -> u32 {
+        self.bits() | u32::from(vector)
+    }
+}
+
+bitflags! {
+    /// Spurious-interrupt vector register bits above the vector (SDM vol. 3 §11.9).
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub(crate) struct Svr: u32 {
+        const APIC_ENABLE = 1 << 8;
+    }
+}
+
+/// Timer divide configuration for "divide by 1" (SDM vol. 3 figure 11-10).
+pub(crate) const TIMER_DIVIDE_BY_1: u32 = 0b1011;
+
+bitflags! {
+    /// CPUID.1 bits that matter here (SDM vol. 2A table 3-10/3-11).
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub(crate) struct Features: u64 {
+        /// EDX bit 9, shifted up by 32: an on-chip APIC.
+        const APIC = 1 << (32 + 9);
+        /// ECX bit 21: x2APIC mode.
+        const X2APIC = 1 << 21;
+        /// ECX bit 24: the TSC-deadline timer.
+        const TSC_DEADLINE = 1 << 24;
+        const _ = !0;
+    }
+}
+
+impl Features {
+    pub(crate) fn from_cpuid(ecx: u32, edx: u32) -> Self {
+        Self::from_bits_retain((u64::from(edx) << 32) | u64::from(ecx))
+    }
+}
+
+/// I/O APIC register select and window, as offsets from its base.
+pub(crate) const IO_REGISTER_SELECT: usize = 0x00;
+pub(crate) const IO_WINDOW: usize = 0x10;
+/// I/O APIC version register: bits 16-23 hold the last redirection entry.
+pub(crate) const IO_VERSION: u32 = 0x01;
+/// The redirection table: two 32-bit registers per pin from here.
+const IO_REDIRECTION_TABLE: u32 = 0x10;
+
+/// How many pins an I/O APIC has, from its version register.
+pub(crate) fn io_apic_pins(version: u32) -> u32 {
+    ((version >> 16) & 0xff) + 1
+}
+
+/// The low register of `pin`'s redirection entry (the high one follows).
+pub(crate) fn redirection_low(pin: u32) -> u32 {
+    IO_REDIRECTION_TABLE + 2 * pin
+}
+
+bitflags! {
+    /// Redirection entry bits above the vector (82093AA §3.2.4), low dword.
+    /// Clear bits mean fixed delivery, physical destination, active high,
+    /// edge triggered.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub(crate) struct Redirection: u32 {
+        const LEVEL_TRIGGERED = 1 << 15;
+        const MASKED = 1 << 16;
+    }
+}
+
+impl Redirection {
+    pub(crate) fn entry(self, vector: u8) -> u32 {
+        self.bits() | u32::from(vector)
+    }
+}
+
+/// LAPIC timer ticks for `cycles` TSC cycles: at least 1, at most `u32::MAX`.
+pub(crate) fn timer_ticks(cycles: u64, timer_hz: u64, tsc: TscFrequency) -> u32 {
+    let ticks = u128::from(cycles) * u128::from(timer_hz) / u128::from(tsc.hz());
+    u32::try_from(ticks).unwrap_or(u32::MAX).max(1)
+}
+
+/// The LAPIC timer's frequency from `elapsed` ticks counted over `cycles`
+/// TSC cycles; at least 1.
+pub(crate) fn timer_hz(elapsed: u32, cycles: u64, tsc: TscFrequency) -> u64 {
+    let hz = u128::from(elapsed) * u128::from(tsc.hz()) / u128::from(cycles.max(1));
+    u64::try_from(hz).unwrap_or(u64::MAX).max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn x2apic_msrs_follow_the_xapic_offsets() {
+        assert_eq!(LocalRegister::EndOfInterrupt.msr(), 0x80b);
+        assert_eq!(LocalRegister::SpuriousVector.msr(), 0x80f);
+        assert_eq!(LocalRegister::LvtTimer.msr(), 0x832);
+        assert_eq!(LocalRegister::TimerDivide.msr(), 0x83e);
+        assert_eq!(LocalRegister::TimerCurrentCount.offset(), 0x390);
+    }
+
+    #[test]
+    fn entries_carry_vector_and_bits() {
+        assert_eq!(Lvt::MASKED.entry(0xef), 0x1_00ef);
+        assert_eq!(Lvt::TIMER_TSC_DEADLINE.entry(0xef), 0x4_00ef);
+        assert_eq!(Lvt::empty().entry(0xef), 0xef);
+        assert_eq!(Redirection::LEVEL_TRIGGERED.entry(0x4c), 0x804c);
+        assert_eq!(
+            (Redirection::LEVEL_TRIGGERED | Redirection::MASKED).entry(0x4c),
+            0x1_804c
+        );
+        assert_eq!(Svr::APIC_ENABLE.bits() | 0xff, 0x1ff);
+    }
+
+    #[test]
+    fn cpuid_features() {
+        let features = Features::from_cpuid(1 << 21 | 1 << 24, 1 << 9);
+        assert!(features.contains(Features::APIC | Features::X2APIC | Features::TSC_DEADLINE));
+        assert!(!Features::from_cpuid(0, 0).contains(Features::APIC));
+    }
+
+    #[test]
+    fn io_apic_layout() {
+        // QEMU's I/O APIC: version 0x20, 24 pins (entries 0-23).
+        assert_eq!(io_apic_pins(0x0017_0020), 24);
+        assert_eq!(redirection_low(0), 0x10);
+        assert_eq!(redirection_low(12), 0x28);
+    }
+
+    #[test]
+    fn timer_arithmetic() {
+        use mote_boot::protocol::report::TscSource;
+        let tsc = TscFrequency::new(2_300_000_000, TscSource::Cpuid40000010).unwrap();
+        let slow = TscFrequency::new(1, TscSource::Calibrated).unwrap();
+        // 1 ms of a 2.3 GHz TSC on a 1 GHz LAPIC bus.
+        assert_eq!(timer_ticks(2_300_000, 1_000_000_000, tsc), 1_000_000);
+        assert_eq!(
+            timer_ticks(0, 1_000_000_000, tsc),
+            1,
+            "never 0: 0 stops the timer"
+        );
+        assert_eq!(timer_ticks(u64::MAX, u64::MAX, slow), u32::MAX);
+        assert_eq!(timer_hz(1_000_000, 2_300_000, tsc), 1_000_000_000);
+        assert_eq!(timer_hz(0, 0, slow), 1);
+    }
+}

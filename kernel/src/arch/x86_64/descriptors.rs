@@ -1,0 +1,147 @@
+//! The kernel's GDT (with a TSS for the double-fault stack) and its IDT,
+//! whose 256 gates lead to the entry stubs in [`super::interrupts`]. Built
+//! from the `x86_64` crate's descriptor types; the stubs stay assembly
+//! because stable Rust has no interrupt calling convention.
+//!
+//! One CPU runs this today; with SMP every CPU will need its own TSS and
+//! GDT (the IDT can be shared).
+
+use core::sync::atomic::{AtomicBool, Ordering};
+
+use spin::Once;
+use x86_64::VirtAddr;
+use x86_64::instructions::segmentation::{CS, DS, ES, SS, Segment};
+use x86_64::instructions::tables::{DescriptorTablePointer, lidt, load_tss};
+use x86_64::structures::gdt::{Descriptor, GlobalDescriptorTable, SegmentSelector};
+use x86_64::structures::idt::{Entry, InterruptDescriptorTable};
+use x86_64::structures::tss::TaskStateSegment;
+
+use super::interrupts;
+
+const DOUBLE_FAULT_STACK_SIZE: usize = 16 * 1024;
+/// The double fault runs on IST 1 (the crate counts IST slots from 0).
+const DOUBLE_FAULT_IST_INDEX: u16 = 0;
+
+#[repr(C, align(16))]
+struct Stack([u8; DOUBLE_FAULT_STACK_SIZE]);
+
+/// Owned by the CPU: only its address goes into the TSS, in [`init`]. Needs
+/// no initial value: not zeroed (`linker.ld` `.noinit`).
+#[unsafe(link_section = ".bss.noinit.double_fault_stack")]
+static mut DOUBLE_FAULT_STACK: Stack = Stack([0; DOUBLE_FAULT_STACK_SIZE]);
+
+/// Built in place by [`init`] alone (the `INITIALISED` flag lets it run
+/// once), then only read, by the CPU. A static rather than a `Once` so its
+/// 4 KiB are neither zeroed nor copied at boot: the empty table is in the
+/// image.
+static mut IDT: InterruptDescriptorTable = InterruptDescriptorTable::new();
+static INITIALISED: AtomicBool = AtomicBool::new(false);
+
+static TSS: Once<TaskStateSegment> = Once::new();
+static GDT: Once<(GlobalDescriptorTable, Selectors)> = Once::new();
+
+struct Selectors {
+    code: SegmentSelector,
+    data: SegmentSelector,
+    tss: SegmentSelector,
+}
+
+/// Loads the kernel's GDT, TSS and IDT. First thing in Rust; later calls
+/// do nothing.
+pub(crate) fn init() {
+    if INITIALISED.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    let tss = TSS.call_once(|| {
+        let mut tss = TaskStateSegment::new();
+        let stack_end = (&raw const DOUBLE_FAULT_STACK as u64) + DOUBLE_FAULT_STACK_SIZE as u64;
+        tss.interrupt_stack_table[usize::from(DOUBLE_FAULT_IST_INDEX)] = VirtAddr::new(stack_end);
+        tss
+    });
+    let (gdt, selectors) = GDT.call_once(|| {
+        let mut gdt = GlobalDescriptorTable::new();
+        let code = gdt.append(Descriptor::kernel_code_segment());
+        let data = gdt.append(Descriptor::kernel_data_segment());
+        let tss = gdt.append(Descriptor::tss_segment(tss));
+        (gdt, Selectors { code, data, tss })
+    });
+    gdt.load();
+    // SAFETY: the selectors index the GDT just loaded, whose descriptors are
+    // a 64-bit code segment, a data segment and an available TSS.
+    unsafe {
+        CS::set_reg(selectors.code);
+        SS::set_reg(selectors.data);
+        DS::set_reg(selectors.data);
+        ES::set_reg(selectors.data);
+        load_tss(selectors.tss);
+    }
+
+    let idt: *mut InterruptDescriptorTable = &raw mut IDT;
+    // SAFETY: `INITIALISED` lets only this call get here, so this is the
+    // one reference to the table until it is loaded and only read.
+    let idt: &'static mut InterruptDescriptorTable = unsafe { &mut *idt };
+    fill(idt);
+    let idt: &'static InterruptDescriptorTable = idt;
+    idt.load();
+}
+
+/// Points every gate but the reserved ones (15, 22-27, 31: the CPU never
+/// raises them) at its stub, the double fault on its own stack.
+fn fill(idt: &mut InterruptDescriptorTable) {
+    /// # Safety
+    /// `vector`'s stub must suit `F`'s frame (error code or not): the stubs
+    /// push a uniform frame for every vector, so any entry type fits.
+    unsafe fn gate<F>(
+        entry: &mut Entry<F>,
+        vector: u8,
+    ) -> &mut x86_64::structures::idt::EntryOptions {
+        // SAFETY: the stub for `vector` is a valid handler (caller's contract).
+        unsafe { entry.set_handler_addr(interrupts::stub_address(vector)) }
+    }
+    // SAFETY: for every `gate` call, `stub_address(vector)` is that
+    // vector's stub, which saves the registers, calls the dispatcher and
+    // returns with `iretq`.
+    unsafe {
+        gate(&mut idt.divide_error, 0);
+        gate(&mut idt.debug, 1);
+        gate(&mut idt.non_maskable_interrupt, 2);
+        gate(&mut idt.breakpoint, 3);
+        gate(&mut idt.overflow, 4);
+        gate(&mut idt.bound_range_exceeded, 5);
+        gate(&mut idt.invalid_opcode, 6);
+        gate(&mut idt.device_not_available, 7);
+        // The IST index names a stack set up in the TSS above.
+        gate(&mut idt.double_fault, 8).set_stack_index(DOUBLE_FAULT_IST_INDEX);
+        gate(&mut idt[9], 9); // coprocessor segment overrun (no field of its own)
+        gate(&mut idt.invalid_tss, 10);
+        gate(&mut idt.segment_not_present, 11);
+        gate(&mut idt.stack_segment_fault, 12);
+        gate(&mut idt.general_protection_fault, 13);
+        gate(&mut idt.page_fault, 14);
+        gate(&mut idt.x87_floating_point, 16);
+        gate(&mut idt.alignment_check, 17);
+        gate(&mut idt.machine_check, 18);
+        gate(&mut idt.simd_floating_point, 19);
+        gate(&mut idt.virtualization, 20);
+        gate(&mut idt.cp_protection_exception, 21);
+        gate(&mut idt.hv_injection_exception, 28);
+        gate(&mut idt.vmm_communication_exception, 29);
+        gate(&mut idt.security_exception, 30);
+        for (entry, vector) in idt[32u8..].iter_mut().zip(32u8..=255) {
+            gate(entry, vector);
+        }
+    }
+}
+
+/// Loads an empty IDT so the next exception triple-faults: the last-resort
+/// way to stop a VM (QEMU `-no-reboot` exits).
+pub(crate) fn triple_fault() -> ! {
+    let pointer = DescriptorTablePointer {
+        limit: 0,
+        base: VirtAddr::new(0),
+    };
+    // SAFETY: deliberately makes every exception unhandleable, then raises one.
+    unsafe { lidt(&pointer) };
+    x86_64::instructions::interrupts::int3();
+    super::cpu::halt_forever()
+}

@@ -1,0 +1,215 @@
+//! Interrupt entry: a 16-byte assembly stub per vector (stable Rust has no
+//! `x86-interrupt` ABI) pushes a uniform frame and calls [`dispatch`], which
+//! hands exceptions to the fatal report and records external interrupts in
+//! [`EVENTS`] for the main loop.
+//!
+//! Handlers run only inside [`wait_for_interrupt`]'s `sti; hlt`, and they
+//! touch only atomics and interrupt-controller registers: no lock, so a
+//! handler can never wait for code it interrupted.
+
+use core::arch::global_asm;
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+
+use x86_64::VirtAddr;
+
+use super::apic::{self, vectors};
+use super::exceptions;
+
+/// Vectors that push an error code (Intel SDM vol. 3 table 6-1):
+/// 8, 10-14, 17, 21, 29, 30.
+const ERROR_CODE_VECTORS: u32 = 0x6022_7d00;
+const STUB_SIZE: usize = 16;
+/// Vectors 0-31 are exceptions.
+const FIRST_EXTERNAL_VECTOR: u64 = 32;
+
+global_asm!(
+    r#"
+    .pushsection .text.exception_stubs, "ax"
+    .balign {stub_size}
+    .global exception_stubs
+exception_stubs:
+    .set vector, 0
+    .rept 256
+    .balign {stub_size}
+    .if ((({error_vectors} >> vector) & 1) == 0) || (vector > 31)
+    push $0                         # uniform frame: fake error code
+    .endif
+    push $vector
+    jmp exception_common
+    .set vector, vector + 1
+    .endr
+
+exception_common:
+    push %rax
+    push %rbx
+    push %rcx
+    push %rdx
+    push %rsi
+    push %rdi
+    push %rbp
+    push %r8
+    push %r9
+    push %r10
+    push %r11
+    push %r12
+    push %r13
+    push %r14
+    push %r15
+    mov %rsp, %rdi                  # &mut InterruptFrame
+    mov %rsp, %rbx                  # callee-saved: the unaligned stack
+    and $-16, %rsp
+    cld
+    call {dispatch}
+    mov %rbx, %rsp
+    pop %r15
+    pop %r14
+    pop %r13
+    pop %r12
+    pop %r11
+    pop %r10
+    pop %r9
+    pop %r8
+    pop %rbp
+    pop %rdi
+    pop %rsi
+    pop %rdx
+    pop %rcx
+    pop %rbx
+    pop %rax
+    add $16, %rsp                   # vector and error code
+    iretq
+    .popsection
+    "#,
+    stub_size = const STUB_SIZE,
+    error_vectors = const ERROR_CODE_VECTORS,
+    dispatch = sym dispatch,
+    options(att_syntax)
+);
+
+unsafe extern "C" {
+    static exception_stubs: u8;
+}
+
+/// The entry stub of `vector`.
+pub(super) fn stub_address(vector: u8) -> VirtAddr {
+    // Only the address of the stubs' label is taken.
+    let stubs = &raw const exception_stubs as u64;
+    VirtAddr::new(stubs + u64::from(vector) * STUB_SIZE as u64)
+}
+
+/// What the stubs push, lowest address first.
+#[repr(C)]
+#[derive(Debug)]
+pub(super) struct InterruptFrame {
+    pub(super) r15: u64,
+    pub(super) r14: u64,
+    pub(super) r13: u64,
+    pub(super) r12: u64,
+    pub(super) r11: u64,
+    pub(super) r10: u64,
+    pub(super) r9: u64,
+    pub(super) r8: u64,
+    pub(super) rbp: u64,
+    pub(super) rdi: u64,
+    pub(super) rsi: u64,
+    pub(super) rdx: u64,
+    pub(super) rcx: u64,
+    pub(super) rbx: u64,
+    pub(super) rax: u64,
+    pub(super) vector: u64,
+    pub(super) error_code: u64,
+    pub(super) rip: u64,
+    pub(super) cs: u64,
+    pub(super) rflags: u64,
+    pub(super) rsp: u64,
+    pub(super) ss: u64,
+}
+
+extern "C" fn dispatch(frame: &mut InterruptFrame) {
+    match u8::try_from(frame.vector) {
+        Ok(vector) if frame.vector >= FIRST_EXTERNAL_VECTOR => external_interrupt(vector),
+        _ => exceptions::report(frame),
+    }
+}
+
+/// What the handlers saw, for the main loop: written by handlers, read and
+/// cleared by the one loop that serves devices.
+pub(crate) struct Events {
+    /// Bit `n`: GSI `n` fired and is masked until its driver acknowledges.
+    pending_gsis: AtomicU64,
+    timer_fired: AtomicBool,
+    spurious: AtomicUsize,
+    unexpected: AtomicUsize,
+    last_unexpected_vector: AtomicU32,
+}
+
+/// The only `Events`: the handlers below are its writers.
+pub(crate) static EVENTS: Events = Events {
+    pending_gsis: AtomicU64::new(0),
+    timer_fired: AtomicBool::new(false),
+    spurious: AtomicUsize::new(0),
+    unexpected: AtomicUsize::new(0),
+    last_unexpected_vector: AtomicU32::new(0),
+};
+
+impl Events {
+    /// The GSIs that fired since the last call (bit `n` for GSI `n`), and
+    /// whether the one-shot timer did; both are cleared.
+    pub(crate) fn take(&self) -> (u64, bool) {
+        (
+            self.pending_gsis.swap(0, Ordering::AcqRel),
+            self.timer_fired.swap(false, Ordering::AcqRel),
+        )
+    }
+
+    /// Interrupts nobody asked for since the last call: spurious ones, and
+    /// unexpected vectors with the last one seen.
+    pub(crate) fn take_odd(&self) -> (usize, usize, u32) {
+        (
+            self.spurious.swap(0, Ordering::Relaxed),
+            self.unexpected.swap(0, Ordering::Relaxed),
+            self.last_unexpected_vector.load(Ordering::Relaxed),
+        )
+    }
+
+    fn pending(&self) -> bool {
+        self.pending_gsis.load(Ordering::Acquire) != 0 || self.timer_fired.load(Ordering::Acquire)
+    }
+}
+
+/// An external interrupt: record it for the main loop, which does the work.
+fn external_interrupt(vector: u8) {
+    match vector {
+        vectors::SPURIOUS => {
+            EVENTS.spurious.fetch_add(1, Ordering::Relaxed);
+            return; // no EOI for the spurious vector
+        }
+        vectors::TIMER => EVENTS.timer_fired.store(true, Ordering::Release),
+        vector => match vectors::gsi_of(vector) {
+            Some(gsi) => {
+                // Level-triggered: masked until the driver has acknowledged
+                // its device, so a line still high fires again rather than storm.
+                apic::io::mask_from_handler(gsi);
+                EVENTS.pending_gsis.fetch_or(1 << gsi, Ordering::AcqRel);
+            }
+            None => {
+                EVENTS.unexpected.fetch_add(1, Ordering::Relaxed);
+                EVENTS
+                    .last_unexpected_vector
+                    .store(u32::from(vector), Ordering::Relaxed);
+            }
+        },
+    }
+    apic::local::eoi_from_handler();
+}
+
+/// Halts until an interrupt arrives, unless one is already pending. IF is
+/// set only inside `sti; hlt` (the STI shadow makes the check and the halt
+/// one atomic step), so handlers never run while the kernel holds a lock.
+pub(crate) fn wait_for_interrupt() {
+    if EVENTS.pending() {
+        return;
+    }
+    x86_64::instructions::interrupts::enable_and_hlt();
+    x86_64::instructions::interrupts::disable();
+}

@@ -1,0 +1,65 @@
+//! The crash path: a fatal boot error or a panic prints what happened and
+//! where (message, location, boot phase) and powers off with the failure
+//! status; `mote.crash=` fails on purpose to prove it.
+
+use mote_boot::protocol::exit::Status;
+use mote_boot::protocol::report::{Fatal, Line, Location, Panic};
+
+use super::poweroff::poweroff;
+use crate::cmdline::Crash;
+use crate::{console, console_println, trace};
+
+/// An address no page table maps (PML4 entry 128), for `mote.crash=page-fault`.
+const UNMAPPED_ADDRESS: u64 = 0x0000_4000_0000_0000;
+
+/// Prints a boot failure and powers off with the failure status.
+pub(crate) fn fatal(message: core::fmt::Arguments<'_>) -> ! {
+    console::recover_for_crash();
+    console_println!(
+        "{}",
+        Line(Fatal {
+            phase: trace::phase::current(),
+            message,
+        })
+    );
+    poweroff(Status::Failure)
+}
+
+/// The panic path: message, location and boot phase, then power off.
+pub(crate) fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
+    console::recover_for_crash();
+    let location = info.location().map(|location| Location {
+        file: location.file(),
+        line: location.line(),
+        column: location.column(),
+    });
+    console_println!(
+        "{}",
+        Line(Panic {
+            phase: trace::phase::current(),
+            location,
+            message: info.message(),
+        })
+    );
+    poweroff(Status::Failure)
+}
+
+/// Fails the way `crash` asks: each way must end in a report and power-off.
+pub(super) fn crash_on_purpose(crash: Crash) {
+    log::info!("mote.crash={crash:?}: failing on purpose");
+    match crash {
+        Crash::PageFault => {
+            // SAFETY: deliberately not safe: the address is unmapped and the
+            // read raises #PF, which powers the VM off.
+            let value = unsafe { core::ptr::read_volatile(UNMAPPED_ADDRESS as *const u64) };
+            log::error!("read {value:#x} from an unmapped address?");
+        }
+        Crash::Panic => panic!("mote.crash=panic asked for a panic"),
+        Crash::DivideError => {
+            // SAFETY: raises #DE on purpose; the handler powers off.
+            unsafe {
+                core::arch::asm!("xor edx, edx", "xor eax, eax", "div eax", out("eax") _, out("edx") _)
+            };
+        }
+    }
+}

@@ -1,0 +1,134 @@
+//! Device bring-up during boot: virtio-mmio discovery (command line first;
+//! the DSDT when the command line names none), a driver for each block
+//! device and the first network device, and a ramdisk for each module.
+
+extern crate alloc;
+
+use alloc::vec::Vec;
+
+use mote_boot::start_info::BootInfo;
+use virtio_drivers::transport::DeviceType;
+
+use crate::block::Ramdisk;
+use crate::memory::physical::IdentityMapped;
+use crate::trace;
+use crate::virtio::blk::VirtioBlock;
+use crate::virtio::net::VirtioNetDevice;
+use crate::virtio::transport::{self, kind_name};
+use crate::virtio::{MmioDevice, acpi, cmdline};
+
+/// A transport as the report shows it.
+pub(super) struct TransportFact {
+    pub(super) device: MmioDevice,
+    pub(super) kind: &'static str,
+    pub(super) version: u32,
+}
+
+#[derive(Default)]
+pub(super) struct Devices {
+    pub(super) transports: Vec<TransportFact>,
+    pub(super) disks: Vec<VirtioBlock>,
+    pub(super) ramdisks: Vec<Ramdisk>,
+    /// The first network device and its transport (more are not served).
+    pub(super) net: Option<(VirtioNetDevice, MmioDevice)>,
+}
+
+/// Finds transports, starts a driver for each block device (and the first
+/// network device when `serve_network`), and wraps each module as a ramdisk.
+pub(super) fn init(boot: &BootInfo, mapped: IdentityMapped, serve_network: bool) -> Devices {
+    let mut devices = Devices::default();
+    let found = {
+        let _span = trace::span("virtio_discovery");
+        discover(boot)
+    };
+    for device in found {
+        let Some(probed) = transport::probe(device, mapped) else {
+            continue;
+        };
+        devices.transports.push(TransportFact {
+            device,
+            kind: kind_name(probed.kind),
+            version: probed.version,
+        });
+        if probed.kind == DeviceType::Block {
+            let _span = trace::span("virtio_blk_init");
+            match VirtioBlock::new(probed.transport) {
+                Ok(disk) => devices.disks.push(disk),
+                Err(error) => log::warn!("virtio-blk at {:#x}: {error}; skipped", device.base),
+            }
+        } else if probed.kind == DeviceType::Network && serve_network && devices.net.is_none() {
+            let _span = trace::span("virtio_net_init");
+            match VirtioNetDevice::new(probed.transport) {
+                Ok(net) => devices.net = Some((net, device)),
+                Err(error) => log::warn!("virtio-net at {:#x}: {error:?}; skipped", device.base),
+            }
+        } else {
+            // Debug, not info: a message filtered out is never formatted,
+            // and under TCG the first use of the formatter costs.
+            log::debug!(
+                "virtio-mmio {:#x}: {} device not started",
+                device.base,
+                kind_name(probed.kind)
+            );
+        }
+    }
+    for module in &boot.modules {
+        let bytes = usize::try_from(module.size)
+            .ok()
+            .filter(|_| mapped.contains(module.paddr, module.size))
+            .and_then(|size| Some((usize::try_from(module.paddr).ok()?, size)));
+        match bytes {
+            Some((start, size)) => {
+                // SAFETY: the module's range was validated against the
+                // memory map, is identity mapped (checked above), and is
+                // excluded from the frame allocator, so nothing writes it.
+                let bytes = unsafe { core::slice::from_raw_parts(start as *const u8, size) };
+                devices.ramdisks.push(Ramdisk::new(bytes));
+            }
+            None => log::warn!("module at {:#x} is not mapped; no ramdisk", module.paddr),
+        }
+    }
+    devices
+}
+
+fn discover(boot: &BootInfo) -> Vec<MmioDevice> {
+    let mut found = Vec::new();
+    cmdline::virtio_mmio_devices_from_cmdline(
+        boot.cmdline(),
+        |device| found.push(device),
+        |bad| log::warn!("virtio_mmio.device={}: {}; skipped", bad.value, bad.error),
+    );
+    if !found.is_empty() {
+        return found;
+    }
+    let Some(rsdp) = boot.rsdp else {
+        return found;
+    };
+    let aml = match crate::acpi::dsdt_aml(&IdentityMapped::boot(), rsdp) {
+        Ok(aml) => aml,
+        Err(error) => {
+            log::warn!("no virtio-mmio devices from ACPI: {error}");
+            return found;
+        }
+    };
+    match acpi::virtio_mmio_devices_from_dsdt(&aml) {
+        Ok(scan) => {
+            for skipped in &scan.skipped {
+                log::warn!("ACPI {}: {}; skipped", skipped.path, skipped.reason);
+            }
+            if scan.unknown_opcodes > 0 {
+                log::debug!(
+                    "DSDT: {} packages with AML this reader skips",
+                    scan.unknown_opcodes
+                );
+            }
+            found = scan.devices;
+            // QEMU gives the first -device the highest slot, and lists
+            // transports from the top on the command line: number disks
+            // the same way whichever way they were found.
+            found.sort_by_key(|device| core::cmp::Reverse(device.base));
+        }
+        Err(error) => log::warn!("no virtio-mmio devices from ACPI: {error}"),
+    }
+    found
+}

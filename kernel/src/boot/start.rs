@@ -1,0 +1,154 @@
+//! The boot sequence: from the PVH stub's call into Rust to the ready mark,
+//! the boot report and power-off. Each phase is a tslog span whose name a
+//! crash reports.
+#![deny(unsafe_code)]
+
+use mote_boot::protocol::exit::Status;
+use mote_boot::protocol::report::Line;
+use mote_boot::start_info::BootInfo;
+use spin::Once;
+
+use super::{crash, devices, poweroff, report};
+use crate::arch::x86_64::apic::local::{self, LocalApic};
+use crate::arch::x86_64::{cpu, descriptors};
+use crate::cmdline::{ExitPolicy, Options};
+use crate::memory::physical::IdentityMapped;
+use crate::net::service;
+use crate::{acpi, clock, console, memory, trace};
+
+static BOOT_INFO: Once<BootInfo> = Once::new();
+
+/// Called by the PVH stub (`boot/src/pvh/pvh.s`) on the boot stack.
+pub fn start(start_info_paddr: u32, entry_tsc: u64) -> ! {
+    let rust_tsc = record_entry_stub(entry_tsc);
+
+    // Top-level phases hand over with `then`: no untraced time between them.
+    let phase = trace::span_from("interrupts_init", rust_tsc);
+    descriptors::init();
+
+    let phase = phase.then("start_info");
+    let boot = match BootInfo::from_start_info(&IdentityMapped::boot(), u64::from(start_info_paddr))
+    {
+        Ok(info) => BOOT_INFO.call_once(|| info),
+        Err(error) => super::fatal(format_args!(
+            "bad start_info at {start_info_paddr:#x}: {error}"
+        )),
+    };
+
+    let phase = phase.then("console_init");
+    let options = Options::parse(boot.cmdline());
+    console::init(options.max_log_level());
+    for unknown in &options.unrecognised {
+        log::warn!("unrecognised option {:?} ignored", unknown.option);
+    }
+    let cleanup = boot.memory_map.cleanup;
+    if cleanup != Default::default() {
+        log::debug!("memory map cleanup: {cleanup:?}");
+    }
+
+    let phase = phase.then("memory_init");
+    let memory = memory::init(boot);
+
+    let phase = phase.then("acpi_init");
+    let acpi = boot.rsdp.map(|rsdp| {
+        let found = acpi::find_sleep_control(&IdentityMapped::boot(), rsdp);
+        match &found {
+            Ok(sleep) => poweroff::set_acpi_sleep(*sleep),
+            Err(error) => log::warn!("ACPI power-off unavailable: {error}"),
+        }
+        found
+    });
+
+    let phase = phase.then("tsc_frequency");
+    let clock = clock::init();
+    if clock.tsc().is_none() {
+        log::error!("TSC frequency unknown: no hypervisor leaf, kvmclock, CPUID 0x15 or PIT");
+    }
+
+    let phase = phase.then("devices_init");
+    // With mote.exit=ready nothing is served: the NIC is not started.
+    let serve = options.exit != ExitPolicy::Ready;
+    let mut devices = devices::init(boot, memory.mapped, serve);
+
+    let phase = phase.then("net_init");
+    let mut network = devices.net.take().and_then(|(device, transport)| {
+        service::start(device, transport, boot.rsdp, options.ip, clock)
+            .inspect_err(|error| log::error!("{error}"))
+            .ok()
+    });
+
+    if let Some(crash) = options.crash {
+        let _phase = phase.then("crash_test");
+        crash::crash_on_purpose(crash);
+        unreachable!("crash_on_purpose returned");
+    }
+    drop(phase);
+
+    let ready_tsc = cpu::rdtsc();
+    trace::event_at(ready_tsc, "ready", None);
+    // The host times this line: it goes out first, before the boot log.
+    let ready = report::ready(clock, entry_tsc, ready_tsc);
+    console::print_now(format_args!("{}\n", Line(ready)));
+    let clock_at_ready = clock.monotonic_ns();
+    trace::phase::set("report");
+    console::go_live();
+    let facts = report::Facts {
+        memory,
+        acpi,
+        clock,
+        clock_at_ready,
+    };
+    let mut out = console::Writer;
+    let _ = report::write_boot_facts(&mut out, boot, &facts);
+    let _ = report::write_devices(&mut out, &devices);
+    if let Some(network) = &network {
+        let _ = network.write_report(&mut out);
+    }
+    let workloads_ok = crate::block::workloads::run(
+        &mut devices.disks,
+        &devices.ramdisks,
+        &options,
+        clock.tsc(),
+        &mut out,
+    )
+    .unwrap_or(false);
+    if options.tslog {
+        let _ = trace::write_dump(&mut out, clock.tsc());
+    }
+    if let Some(network) = network.as_mut() {
+        let timer = local::init().map_or("lapic-oneshot", LocalApic::timer_kind);
+        let pages = report::StatusPages::new(boot, &devices, clock, ready, timer);
+        network.serve(&pages);
+        log::info!("powered off over HTTP");
+    }
+    let status = if workloads_ok {
+        Status::Success
+    } else {
+        Status::Failure
+    };
+
+    match options.exit {
+        // Nothing keeps the VM alive any more.
+        ExitPolicy::Ready | ExitPolicy::WhenIdle => poweroff::poweroff(status),
+        ExitPolicy::Never => {
+            log::info!("mote.exit=never: halting; stop the VM from the host");
+            cpu::halt_forever()
+        }
+    }
+}
+
+/// The stub's own phases, from the TSC stamps it left (`pvh.s`), then the
+/// call into Rust and the writing of these records as a span of its own, so
+/// no time goes unaccounted before the first Rust phase. Returns the TSC at
+/// which that span ends.
+fn record_entry_stub(entry_tsc: u64) -> u64 {
+    let [_, tables, long_mode, bss] = mote_boot::pvh::stub_stamps();
+    trace::enter_at("pvh_entry", entry_tsc);
+    trace::span_at("load_descriptor_tables", entry_tsc, tables);
+    trace::span_at("enable_long_mode", tables, long_mode);
+    trace::span_at("zero_bss", long_mode, bss);
+    trace::exit_at("pvh_entry", bss);
+    let now = cpu::rdtsc();
+    trace::span_at("rust_entry", bss, now);
+    now
+}

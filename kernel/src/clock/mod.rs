@@ -1,0 +1,90 @@
+//! Time: the TSC frequency (found once, from the VMM when it will tell),
+//! kvmclock, and the monotonic clock built on them. [`TscFrequency`] and
+//! the pvclock arithmetic are host-tested logic; detection, kvmclock and
+//! PIT calibration touch the hardware.
+
+pub(crate) mod frequency;
+pub(crate) mod pvclock;
+
+#[cfg(target_os = "none")]
+mod detect;
+#[cfg(target_os = "none")]
+mod kvmclock;
+#[cfg(target_os = "none")]
+mod pit;
+
+pub(crate) use frequency::TscFrequency;
+
+#[cfg(target_os = "none")]
+pub(crate) use machine::{Clock, init};
+
+#[cfg(target_os = "none")]
+mod machine {
+    use mote_boot::protocol::report::ClockSource;
+    use spin::Once;
+
+    use super::TscFrequency;
+    use super::detect;
+    use super::kvmclock::Kvmclock;
+    use crate::arch::x86_64::cpu;
+
+    /// The machine's clocks, found once at boot by [`init`].
+    pub(crate) struct Clock {
+        tsc: Option<TscFrequency>,
+        bus_hz: Option<u64>,
+        kvmclock_offered: bool,
+        /// Registered by detection when it was the frequency source, else
+        /// on the first monotonic reading.
+        kvmclock: Once<Option<Kvmclock>>,
+    }
+
+    static CLOCK: Once<Clock> = Once::new();
+
+    /// Finds the TSC frequency and the clocks (CPUID leaves, kvmclock, the
+    /// PIT as a last resort). Later calls return the first result.
+    pub(crate) fn init() -> &'static Clock {
+        CLOCK.call_once(|| {
+            let detected = detect::detect();
+            let kvmclock = Once::new();
+            if let Some(registered) = detected.kvmclock {
+                kvmclock.call_once(|| Some(registered));
+            }
+            Clock {
+                tsc: detected.tsc,
+                bus_hz: detected.bus_hz,
+                kvmclock_offered: detected.kvmclock_offered,
+                kvmclock,
+            }
+        })
+    }
+
+    impl Clock {
+        /// The TSC frequency; `None` only without any source (no VMM leaf,
+        /// no kvmclock, no PIT).
+        pub(crate) fn tsc(&self) -> Option<TscFrequency> {
+            self.tsc
+        }
+
+        /// The LAPIC timer frequency, when the hypervisor published it.
+        pub(crate) fn bus_hz(&self) -> Option<u64> {
+            self.bus_hz
+        }
+
+        fn kvmclock(&self) -> Option<Kvmclock> {
+            if !self.kvmclock_offered {
+                return None;
+            }
+            *self.kvmclock.call_once(Kvmclock::register)
+        }
+
+        /// Nanoseconds on the monotonic clock: kvmclock when offered, else
+        /// the TSC scaled by its frequency. `None` without either.
+        pub(crate) fn monotonic_ns(&self) -> Option<(u64, ClockSource)> {
+            if let Some(ns) = self.kvmclock().and_then(Kvmclock::now_ns) {
+                return Some((ns, ClockSource::Kvmclock));
+            }
+            let tsc = self.tsc?;
+            Some((tsc.nanos(cpu::rdtsc()), ClockSource::Tsc))
+        }
+    }
+}

@@ -1,0 +1,141 @@
+//! Splitting a command line into words and reading numbers from them, as
+//! Linux does (`lib/cmdline.c`: `next_arg`, `memparse`; `simple_strtoull`
+//! with base 0).
+#![deny(unsafe_code)]
+
+/// Splits a command line into words the way Linux's `next_arg` does:
+/// whitespace separates, double quotes group (`a="b c"` is one word).
+pub(crate) fn words(cmdline: &str) -> impl Iterator<Item = &str> {
+    let mut rest = cmdline;
+    core::iter::from_fn(move || {
+        rest = rest.trim_start_matches(|c: char| c.is_ascii_whitespace());
+        if rest.is_empty() {
+            return None;
+        }
+        let mut in_quotes = false;
+        let end = rest
+            .char_indices()
+            .find(|&(_, c)| {
+                if c == '"' {
+                    in_quotes = !in_quotes;
+                }
+                !in_quotes && c.is_ascii_whitespace()
+            })
+            .map_or(rest.len(), |(index, _)| index);
+        let (word, tail) = rest.split_at(end);
+        rest = tail;
+        Some(word)
+    })
+}
+
+/// A word as key and value: `key=value` (value unquoted) or a bare `key`.
+pub(crate) fn key_value(word: &str) -> (&str, Option<&str>) {
+    match word.split_once('=') {
+        Some((key, value)) => (key, Some(unquote(value))),
+        None => (word, None),
+    }
+}
+
+fn unquote(value: &str) -> &str {
+    value
+        .strip_prefix('"')
+        .and_then(|inner| inner.strip_suffix('"'))
+        .unwrap_or(value)
+}
+
+/// `strtoull(text, &end, 0)`: `0x` hex, leading `0` octal, else decimal.
+/// At least one digit is required; returns the value and the rest.
+pub(crate) fn auto_radix(text: &str) -> Option<(u64, &str)> {
+    let (radix, digits) =
+        if let Some(hex) = text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {
+            (16, hex)
+        } else if text.len() > 1 && text.starts_with('0') && text.as_bytes()[1].is_ascii_digit() {
+            (8, &text[1..])
+        } else {
+            (10, text)
+        };
+    let end = digits
+        .char_indices()
+        .find(|&(_, c)| !c.is_digit(radix))
+        .map_or(digits.len(), |(index, _)| index);
+    if end == 0 {
+        return None;
+    }
+    let value = u64::from_str_radix(&digits[..end], radix).ok()?;
+    Some((value, &digits[end..]))
+}
+
+/// A whole word that is one auto-radix number.
+pub(crate) fn number(text: &str) -> Option<u64> {
+    match auto_radix(text)? {
+        (value, "") => Some(value),
+        _ => None,
+    }
+}
+
+/// Linux `memparse`: an auto-radix number and an optional K/M/G/T/P/E
+/// suffix (either case). Returns the value and the rest of the text.
+pub(crate) fn memparse(text: &str) -> Option<(u64, &str)> {
+    let (value, rest) = auto_radix(text)?;
+    let shift = match rest.as_bytes().first().map(u8::to_ascii_uppercase) {
+        Some(b'K') => 10,
+        Some(b'M') => 20,
+        Some(b'G') => 30,
+        Some(b'T') => 40,
+        Some(b'P') => 50,
+        Some(b'E') => 60,
+        _ => return Some((value, rest)),
+    };
+    let scaled = value.checked_mul(1u64 << shift)?;
+    Some((scaled, &rest[1..]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn words_split_on_whitespace_and_respect_quotes() {
+        let parts: Vec<&str> = words("  a  b=\"c d\"\te \"f g\" h=\"unterminated i").collect();
+        assert_eq!(
+            parts,
+            ["a", "b=\"c d\"", "e", "\"f g\"", "h=\"unterminated i"]
+        );
+        assert_eq!(words("").count(), 0);
+        assert_eq!(words(" \t\n").count(), 0);
+    }
+
+    #[test]
+    fn keys_and_values() {
+        assert_eq!(key_value("quiet"), ("quiet", None));
+        assert_eq!(key_value("a=\"b c\""), ("a", Some("b c")));
+        assert_eq!(key_value("a=b=c"), ("a", Some("b=c")));
+        assert_eq!(key_value("a="), ("a", Some("")));
+    }
+
+    #[test]
+    fn numbers_in_any_radix() {
+        assert_eq!(auto_radix("0x1fz"), Some((0x1f, "z")));
+        assert_eq!(auto_radix("010"), Some((8, "")));
+        assert_eq!(auto_radix("0"), Some((0, "")));
+        assert_eq!(
+            auto_radix("08"),
+            None,
+            "a leading 0 means octal, and 8 is not an octal digit"
+        );
+        assert_eq!(auto_radix("x"), None);
+        assert_eq!(number("0x2a"), Some(42));
+        assert_eq!(number("42x"), None);
+    }
+
+    #[test]
+    fn memparse_suffixes() {
+        assert_eq!(memparse("4K"), Some((4096, "")));
+        assert_eq!(memparse("2m@"), Some((2 << 20, "@")));
+        assert_eq!(memparse("1E"), Some((1 << 60, "")));
+        assert_eq!(memparse("0x10g"), Some((16 << 30, "")));
+        assert_eq!(memparse("7"), Some((7, "")));
+        assert_eq!(memparse("x"), None);
+        assert_eq!(memparse("16E"), None, "overflows");
+    }
+}

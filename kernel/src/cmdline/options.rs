@@ -1,0 +1,246 @@
+//! Kernel command-line options: Linux's console options (`quiet`, `debug`,
+//! `loglevel=`) and mote's own, all under the `mote.` prefix.
+//!
+//! The README's "Command line" section documents every option handled here.
+#![deny(unsafe_code)]
+
+use arrayvec::ArrayVec;
+use mote_boot::protocol::disk_pattern;
+
+use super::lex::{self, key_value, words};
+
+/// Linux's default console log level (`CONFIG_CONSOLE_LOGLEVEL_DEFAULT`).
+pub(crate) const DEFAULT_CONSOLE_LOGLEVEL: u8 = 7;
+/// What `quiet` sets (`CONSOLE_LOGLEVEL_QUIET`).
+pub(crate) const QUIET_CONSOLE_LOGLEVEL: u8 = 4;
+/// What `debug` sets (`CONSOLE_LOGLEVEL_DEBUG`).
+pub(crate) const DEBUG_CONSOLE_LOGLEVEL: u8 = 10;
+
+/// When the kernel powers the VM off by itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ExitPolicy {
+    /// After the boot report, when there is nothing left to serve (default).
+    WhenIdle,
+    /// `mote.exit=ready`: right after the ready mark and its report, even
+    /// with devices to serve.
+    Ready,
+    /// `mote.exit=never`: halt and wait for the VMM to stop the VM.
+    Never,
+}
+
+/// Deliberate failures, to prove the failure paths (`mote.crash=`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Crash {
+    PageFault,
+    Panic,
+    DivideError,
+}
+
+/// A `mote.` option the kernel did not understand; reported, not fatal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Unrecognised<'a> {
+    pub(crate) option: &'a str,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Options<'a> {
+    /// Linux semantics: messages of priority below this are printed.
+    pub(crate) console_loglevel: u8,
+    pub(crate) exit: ExitPolicy,
+    pub(crate) crash: Option<Crash>,
+    /// `mote.tslog=1`: dump the boot trace after the ready mark.
+    pub(crate) tslog: bool,
+    /// `mote.blk=verify`: CRC-32 of every sector of every disk.
+    pub(crate) blk_verify: bool,
+    /// `mote.blk=bench`: sequential read throughput of every disk.
+    pub(crate) blk_bench: bool,
+    /// `mote.blk.write=<lba>+<sectors>`: write the seeded pattern there.
+    pub(crate) blk_write: Option<(u64, u64)>,
+    /// `mote.blk.seed=<n>`: the pattern's seed.
+    pub(crate) blk_seed: u64,
+    /// Linux's `ip=` (see `net::ip_config`); DHCP when absent.
+    pub(crate) ip: Option<&'a str>,
+    pub(crate) unrecognised: ArrayVec<Unrecognised<'a>, 8>,
+}
+
+impl Default for Options<'_> {
+    fn default() -> Self {
+        Self {
+            console_loglevel: DEFAULT_CONSOLE_LOGLEVEL,
+            exit: ExitPolicy::WhenIdle,
+            crash: None,
+            tslog: false,
+            blk_verify: false,
+            blk_bench: false,
+            blk_write: None,
+            blk_seed: disk_pattern::DEFAULT_SEED,
+            ip: None,
+            unrecognised: ArrayVec::new(),
+        }
+    }
+}
+
+impl<'a> Options<'a> {
+    /// Reads every word of the command line, later words overriding earlier
+    /// ones as in Linux. Words that are not ours are ignored.
+    pub(crate) fn parse(cmdline: &'a str) -> Self {
+        let mut options = Self::default();
+        for word in words(cmdline) {
+            let (key, value) = key_value(word);
+            match (key, value) {
+                ("quiet", None) => options.console_loglevel = QUIET_CONSOLE_LOGLEVEL,
+                ("debug", None) => options.console_loglevel = DEBUG_CONSOLE_LOGLEVEL,
+                ("loglevel", Some(level)) => {
+                    // Linux ignores a value it cannot parse; so do we.
+                    if let Ok(level) = level.parse::<u8>() {
+                        options.console_loglevel = level;
+                    }
+                }
+                ("ip", Some(value)) => options.ip = Some(value),
+                ("mote.exit", Some("ready")) => options.exit = ExitPolicy::Ready,
+                ("mote.exit", Some("never")) => options.exit = ExitPolicy::Never,
+                ("mote.exit", Some("idle")) => options.exit = ExitPolicy::WhenIdle,
+                ("mote.crash", Some("page-fault")) => options.crash = Some(Crash::PageFault),
+                ("mote.crash", Some("panic")) => options.crash = Some(Crash::Panic),
+                ("mote.crash", Some("divide-error")) => options.crash = Some(Crash::DivideError),
+                ("mote.tslog", Some("1" | "on" | "yes")) => options.tslog = true,
+                ("mote.tslog", Some("0" | "off" | "no")) => options.tslog = false,
+                ("mote.blk", Some(list))
+                    if list
+                        .split(',')
+                        .all(|item| matches!(item, "verify" | "bench")) =>
+                {
+                    options.blk_verify = list.split(',').any(|item| item == "verify");
+                    options.blk_bench = list.split(',').any(|item| item == "bench");
+                }
+                ("mote.blk.write", Some(range)) if parse_range(range).is_some() => {
+                    options.blk_write = parse_range(range);
+                }
+                ("mote.blk.seed", Some(seed)) if lex::number(seed).is_some() => {
+                    options.blk_seed = lex::number(seed).unwrap_or(disk_pattern::DEFAULT_SEED);
+                }
+                _ if key.starts_with("mote.") => {
+                    // Keep the first few; more are as unhelpful as eight.
+                    let _ = options.unrecognised.try_push(Unrecognised { option: word });
+                }
+                _ => {}
+            }
+        }
+        options
+    }
+
+    /// The most verbose `log` level the console prints, mapping Linux's
+    /// priorities: error 3, warning 4, info 6, debug 7, and trace as 8.
+    pub(crate) fn max_log_level(&self) -> log::LevelFilter {
+        match self.console_loglevel {
+            0..=3 => log::LevelFilter::Off,
+            4 => log::LevelFilter::Error,
+            5..=6 => log::LevelFilter::Warn,
+            7 => log::LevelFilter::Info,
+            8 => log::LevelFilter::Debug,
+            _ => log::LevelFilter::Trace,
+        }
+    }
+}
+
+/// `<lba>+<sectors>` (auto-radix numbers), as `mote.blk.write=` takes it.
+fn parse_range(text: &str) -> Option<(u64, u64)> {
+    let (lba, rest) = lex::auto_radix(text)?;
+    let sectors = lex::number(rest.strip_prefix('+')?)?;
+    (sectors > 0).then_some((lba, sectors))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults() {
+        let options = Options::parse("");
+        assert_eq!(options, Options::default());
+        assert_eq!(options.max_log_level(), log::LevelFilter::Info);
+    }
+
+    #[test]
+    fn linux_console_levels_in_order() {
+        assert_eq!(
+            Options::parse("quiet").max_log_level(),
+            log::LevelFilter::Error
+        );
+        assert_eq!(
+            Options::parse("debug").max_log_level(),
+            log::LevelFilter::Trace
+        );
+        assert_eq!(
+            Options::parse("loglevel=8").max_log_level(),
+            log::LevelFilter::Debug
+        );
+        assert_eq!(
+            Options::parse("loglevel=5").max_log_level(),
+            log::LevelFilter::Warn
+        );
+        assert_eq!(
+            Options::parse("loglevel=0").max_log_level(),
+            log::LevelFilter::Off
+        );
+        assert_eq!(Options::parse("quiet loglevel=7").console_loglevel, 7);
+        assert_eq!(Options::parse("loglevel=7 quiet").console_loglevel, 4);
+        assert_eq!(Options::parse("loglevel=junk").console_loglevel, 7);
+        assert_eq!(Options::parse("loglevel=300").console_loglevel, 7);
+    }
+
+    #[test]
+    fn mote_options() {
+        let options = Options::parse("console=ttyS0 mote.exit=ready mote.tslog=1 mote.crash=panic");
+        assert_eq!(options.exit, ExitPolicy::Ready);
+        assert!(options.tslog);
+        assert_eq!(options.crash, Some(Crash::Panic));
+        assert_eq!(
+            Options::parse("mote.crash=page-fault").crash,
+            Some(Crash::PageFault)
+        );
+        assert_eq!(Options::parse("mote.exit=never").exit, ExitPolicy::Never);
+        assert_eq!(
+            Options::parse("mote.exit=\"ready\"").exit,
+            ExitPolicy::Ready
+        );
+    }
+
+    #[test]
+    fn block_options() {
+        let options =
+            Options::parse("mote.blk=verify,bench mote.blk.write=2048+16 mote.blk.seed=0x2a");
+        assert!(options.blk_verify && options.blk_bench);
+        assert_eq!(options.blk_write, Some((2048, 16)));
+        assert_eq!(options.blk_seed, 42);
+        let options = Options::parse("mote.blk=verify");
+        assert!(options.blk_verify && !options.blk_bench);
+        let bad = Options::parse("mote.blk=fast mote.blk.write=12 mote.blk.seed=x");
+        assert!(!bad.blk_verify && bad.blk_write.is_none());
+        assert_eq!(bad.blk_seed, disk_pattern::DEFAULT_SEED);
+        assert_eq!(bad.unrecognised.len(), 3, "each bad value is reported");
+    }
+
+    #[test]
+    fn unknown_mote_options_are_collected_and_others_ignored() {
+        let options = Options::parse("root=/dev/vda mote.exit=soon mote.frobnicate");
+        assert_eq!(options.exit, ExitPolicy::WhenIdle);
+        let names: Vec<&str> = options.unrecognised.iter().map(|u| u.option).collect();
+        assert_eq!(names, ["mote.exit=soon", "mote.frobnicate"]);
+    }
+
+    #[test]
+    fn many_unknown_options_do_not_overflow() {
+        let line = "mote.x ".repeat(100);
+        assert_eq!(Options::parse(&line).unrecognised.len(), 8);
+    }
+
+    #[test]
+    fn write_ranges() {
+        assert_eq!(parse_range("2048+16"), Some((2048, 16)));
+        assert_eq!(parse_range("0x800+0x10"), Some((2048, 16)));
+        assert_eq!(parse_range("1+0"), None);
+        assert_eq!(parse_range("1-2"), None);
+        assert_eq!(parse_range("1+2x"), None);
+    }
+}

@@ -1,0 +1,190 @@
+//! The service loop on the target: the server over virtio-net, woken by the
+//! device's interrupt (routed through the I/O APIC, level-triggered) or by
+//! the one-shot timer; with nothing to do the CPU halts.
+#![deny(unsafe_code)]
+
+use core::fmt::Write;
+
+use mote_boot::protocol::report::{Cidr, Line, Listening, MacAddress, Net};
+use smoltcp::time::Instant;
+use smoltcp::wire::Ipv4Cidr;
+
+use super::http::Pages;
+use super::ip_config::{self, IpConfig, IpConfigError};
+use super::server::{HTTP_PORT, Server, UDP_ECHO_PORT};
+use crate::arch::x86_64::apic::io::{GsiLine, IoApics};
+use crate::arch::x86_64::apic::local;
+use crate::arch::x86_64::apic::timer::OneShotTimer;
+use crate::arch::x86_64::cpu;
+use crate::arch::x86_64::interrupts::{self, EVENTS};
+use crate::clock::{Clock, TscFrequency};
+use crate::console;
+use crate::virtio::MmioDevice;
+use crate::virtio::net::VirtioNetDevice;
+
+/// The turn after which the loop polls when it has no interrupt.
+const POLL_INTERVAL_MICROS: u64 = 1000;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum StartError {
+    #[error("ip={value:?}: {error}; network not started")]
+    IpConfig {
+        value: &'static str,
+        error: IpConfigError,
+    },
+    #[error("the TSC frequency is unknown; network not started")]
+    NoClock,
+}
+
+/// The served network device.
+pub(crate) struct Network {
+    server: Server<VirtioNetDevice>,
+    /// The device's interrupt, when one is routed.
+    line: Option<(u32, GsiLine)>,
+    /// The one-shot timer, when there is a local APIC.
+    timer: Option<OneShotTimer>,
+    clock: &'static Clock,
+    tsc: TscFrequency,
+}
+
+/// Routes the device's interrupt (or falls back to polling), configures the
+/// address (`ip=`, else DHCP) and opens the sockets.
+pub(crate) fn start(
+    device: VirtioNetDevice,
+    transport: MmioDevice,
+    rsdp: Option<u64>,
+    ip: Option<&'static str>,
+    clock: &'static Clock,
+) -> Result<Network, StartError> {
+    let config = match ip {
+        Some(value) => ip_config::parse(value)
+            .map_err(|error| StartError::IpConfig { value, error })?
+            .unwrap_or(IpConfig::Dhcp),
+        None => IpConfig::Dhcp,
+    };
+    let tsc = clock.tsc().ok_or(StartError::NoClock)?;
+    let apic = local::init();
+    let line = match apic {
+        Some(_) => match IoApics::discover(rsdp).route_level(transport.irq) {
+            Some(line) => Some((transport.irq, line)),
+            None => {
+                log::warn!(
+                    "no I/O APIC serves GSI {}: polling net0 every 1 ms",
+                    transport.irq
+                );
+                None
+            }
+        },
+        None => {
+            log::warn!("no local APIC: polling net0 every 1 ms");
+            None
+        }
+    };
+    let timer = apic.map(|apic| OneShotTimer::new(apic, tsc, clock.bus_hz()));
+    let mac = device.mac();
+    let server = Server::new(device, mac, config, now(clock, tsc), cpu::rdtsc());
+    Ok(Network {
+        server,
+        line,
+        timer,
+        clock,
+        tsc,
+    })
+}
+
+/// The interface's clock: the monotonic clock in microseconds.
+fn now(clock: &Clock, tsc: TscFrequency) -> Instant {
+    let ns = clock
+        .monotonic_ns()
+        .map_or_else(|| tsc.nanos(cpu::rdtsc()), |(ns, _)| ns);
+    Instant::from_micros(i64::try_from(ns / 1000).unwrap_or(i64::MAX))
+}
+
+impl Network {
+    /// The report lines: the address (once known) and the services.
+    pub(crate) fn write_report(&self, out: &mut dyn Write) -> core::fmt::Result {
+        match self.server.address() {
+            Some(cidr) => self.write_address(out, cidr),
+            // The report line waits for the lease.
+            None => {
+                log::info!(
+                    "net0 {}: waiting for DHCP",
+                    MacAddress(self.server.device().mac())
+                );
+                Ok(())
+            }
+        }
+    }
+
+    fn write_address(&self, out: &mut dyn Write, cidr: Ipv4Cidr) -> core::fmt::Result {
+        let net = Net {
+            index: 0,
+            mac: MacAddress(self.server.device().mac()),
+            address: Cidr {
+                address: cidr.address(),
+                prefix: cidr.prefix_len(),
+            },
+        };
+        writeln!(out, "{}", Line(net))?;
+        let listening = Listening {
+            http: HTTP_PORT,
+            udp_echo: UDP_ECHO_PORT,
+        };
+        writeln!(out, "{}", Line(listening))
+    }
+
+    /// Serves until an allowed `POST /poweroff` has been answered.
+    pub(crate) fn serve(&mut self, pages: &dyn Pages) {
+        loop {
+            let now = now(self.clock, self.tsc);
+            let (pending, _timer_fired) = EVENTS.take();
+            let irq = self
+                .line
+                .as_ref()
+                .filter(|(gsi, _)| pending & (1 << gsi) != 0);
+            if irq.is_some() {
+                self.server.device().ack_interrupt();
+            }
+            let turn = self.server.poll(now, pages);
+            if let Some(cidr) = turn.configured {
+                let _ = self.write_address(&mut console::Writer, cidr);
+            }
+            if let Some((_, line)) = irq {
+                line.unmask();
+            }
+            if turn.finished {
+                return;
+            }
+            let fallback = self
+                .line
+                .is_none()
+                .then_some(smoltcp::time::Duration::from_micros(POLL_INTERVAL_MICROS));
+            let wakeup = [turn.wakeup, fallback].into_iter().flatten().min();
+            if wakeup == Some(smoltcp::time::Duration::ZERO)
+                || self.server.device().has_pending_rx()
+            {
+                continue;
+            }
+            let Some(timer) = self.timer.as_mut() else {
+                // No APIC, so no interrupt will come: poll.
+                core::hint::spin_loop();
+                continue;
+            };
+            if let Some(wakeup) = wakeup {
+                timer.arm(self.tsc.cycles_for_micros(wakeup.total_micros()));
+            }
+            interrupts::wait_for_interrupt();
+            log_odd_interrupts();
+        }
+    }
+}
+
+fn log_odd_interrupts() {
+    let (spurious, unexpected, last_vector) = EVENTS.take_odd();
+    if unexpected > 0 {
+        log::warn!("{unexpected} unexpected interrupt(s), last vector {last_vector:#x}");
+    }
+    if spurious > 0 {
+        log::debug!("{spurious} spurious interrupt(s)");
+    }
+}

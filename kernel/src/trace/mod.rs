@@ -1,0 +1,28 @@
+//! Observability of the boot itself: a FreeBSD-style tslog tracer (records
+//! stamped with the raw TSC, kept in a lock-free static buffer, dumped in
+//! `debug.tslog` format), RAII span guards, the per-phase table, and the
+//! current boot phase for crash reports.
+//!
+//! The tracer is hand-written: no crate records from a fixed static buffer
+//! without allocating or locking, in a format FreeBSD's scripts read.
+
+mod buffer;
+mod dump;
+pub(crate) mod phase;
+mod span;
+
+pub(crate) use buffer::TSLOG;
+pub(crate) use dump::{write_dump, write_phase_table};
+pub(crate) use span::{enter_at, event_at, exit_at, span, span_at, span_from};
+
+/// The tracer's clock: the TSC on the target. Host tests use a counter, so
+/// they build and run on any architecture.
+#[cfg(target_os = "none")]
+pub(crate) use crate::arch::x86_64::cpu::rdtsc as timestamp;
+
+#[cfg(not(target_os = "none"))]
+pub(crate) fn timestamp() -> u64 {
+    use core::sync::atomic::{AtomicU64, Ordering};
+    static TICKS: AtomicU64 = AtomicU64::new(0);
+    TICKS.fetch_add(1, Ordering::Relaxed)
+}
