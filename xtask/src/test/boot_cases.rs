@@ -67,7 +67,8 @@ fn tslog_dump_accounts_for_boot(
     output: &[String],
     report: &report::BootReport,
 ) -> Result<(), String> {
-    let dump = tslog::parse_dump(&output.join("\n")).map_err(|error| format!("{error:#}"))?;
+    let text = output.join("\n");
+    let dump = tslog::parse_dump(&text).map_err(|error| format!("{error:#}"))?;
     if !dump.complete || dump.dropped > 0 || !dump.garbage.is_empty() {
         return Err(format!(
             "complete {}, dropped {}, garbage {:?}",
