@@ -162,8 +162,13 @@ fn judge(case: &BootCase, finished: &Finished) -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
+    use mote_boot::protocol::exit::Status;
+
     use super::*;
     use crate::test::checks::Check;
+
+    const SUCCESS: i32 = Status::Success.qemu_exit_code();
+    const FAILURE: i32 = Status::Failure.qemu_exit_code();
 
     fn finished(exit_code: i32, stdout: &[&str]) -> Finished {
         Finished {
@@ -187,12 +192,15 @@ mod tests {
 
     #[test]
     fn passes_a_good_boot() {
-        assert_eq!(judge(&case(), &finished(33, GOOD)), Vec::<String>::new());
+        assert_eq!(
+            judge(&case(), &finished(SUCCESS, GOOD)),
+            Vec::<String>::new()
+        );
     }
 
     #[test]
     fn fails_on_the_wrong_exit_code() {
-        let failures = judge(&case(), &finished(35, GOOD));
+        let failures = judge(&case(), &finished(FAILURE, GOOD));
         assert_eq!(failures.len(), 1);
         assert!(
             failures[0].contains("expected a success power-off"),
@@ -218,14 +226,14 @@ mod tests {
     fn accepts_a_plain_qemu_exit_code() {
         let plain = case().expect_exit(ExpectedExit::QemuExitCode(0));
         assert!(judge(&plain, &finished(0, GOOD)).is_empty());
-        assert!(!judge(&plain, &finished(33, GOOD)).is_empty());
+        assert!(!judge(&plain, &finished(SUCCESS, GOOD)).is_empty());
     }
 
     #[test]
     fn reports_every_failed_check_and_malformed_lines() {
         let failures = judge(
             &case(),
-            &finished(33, &["mote: memory 5 bytes", "mote: poweroff failure"]),
+            &finished(SUCCESS, &["mote: memory 5 bytes", "mote: poweroff failure"]),
         );
         assert_eq!(failures.len(), 3, "{failures:?}");
         assert!(failures[0].starts_with("malformed report line"));
@@ -234,7 +242,7 @@ mod tests {
     #[test]
     fn enforces_the_elapsed_limit() {
         let slow = case().must_finish_within(Duration::from_millis(100));
-        let failures = judge(&slow, &finished(33, GOOD));
+        let failures = judge(&slow, &finished(SUCCESS, GOOD));
         assert_eq!(failures.len(), 1);
         assert!(
             failures[0].contains("more than the 0.1 s allowed"),

@@ -8,6 +8,8 @@ use std::path::Path;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use mote_boot::protocol::exit::Status;
+
 use super::net_load;
 use crate::guest_output::report::BootReport;
 use crate::guest_output::tslog::{self, Trace};
@@ -165,8 +167,9 @@ fn run_case(case: &NetCase, accel: Accel, kernel: &Path) -> (CaseResult, Vec<Str
             ));
             if failures.is_empty() {
                 findings.notes.push(format!(
-                    "POST /poweroff: 202 after {:.1} ms, QEMU exit 33 after {:.1} ms",
+                    "POST /poweroff: 202 after {:.1} ms, QEMU exit {} after {:.1} ms",
                     run.answered_after.as_secs_f64() * 1e3,
+                    Status::Success.qemu_exit_code(),
                     run.exited_after.as_secs_f64() * 1e3
                 ));
             }

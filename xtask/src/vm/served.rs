@@ -207,7 +207,7 @@ pub(crate) struct PowerOffRun {
 }
 
 /// Checks that a run ended the way a served boot must after POST /poweroff:
-/// 202, QEMU exit 33 within the limit, `mote: poweroff success` last, and
+/// 202, QEMU's success exit within the limit, `mote: poweroff success` last, and
 /// no failure lines. Returns every problem.
 pub(crate) fn judge_power_off(
     response: &Result<Response, String>,
@@ -254,6 +254,8 @@ pub(crate) fn check_net_line<S: AsRef<str>>(output: &[S]) -> Result<NetLine> {
 
 #[cfg(test)]
 mod tests {
+    use mote_boot::protocol::exit::DEBUG_EXIT_DEVICE;
+
     use super::*;
     use crate::vm::cmdline::{STATIC_IP_PARAMETER, served_cmdline};
 
@@ -299,6 +301,6 @@ mod tests {
             ),
             "{line}"
         );
-        assert!(line.contains("isa-debug-exit"), "{line}");
+        assert!(line.contains(DEBUG_EXIT_DEVICE), "{line}");
     }
 }

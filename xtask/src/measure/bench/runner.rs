@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
+use mote_boot::protocol::exit::Status;
 
 use super::configuration::{Configuration, Guest};
 use super::results::{PhaseTime, Sample};
@@ -15,7 +16,7 @@ use crate::guest_output::report::{BootReport, LISTENING_LINE};
 use crate::guest_output::tslog::{self, Trace};
 use crate::vm::cmdline::{self, STATIC_IP_PARAMETER};
 use crate::vm::network::{HostForward, HostPorts};
-use crate::vm::power_off::{DEBUG_EXIT_SUCCESS, PowerOff};
+use crate::vm::power_off::PowerOff;
 use crate::vm::process::Finished;
 use crate::vm::qemu::{self, Disk, Machine, QemuCommand};
 
@@ -218,7 +219,7 @@ fn sample_from_boot(
     match configuration.guest {
         Guest::External { .. } => {}
         Guest::Null => {
-            if finished.exit_code != Some(DEBUG_EXIT_SUCCESS) {
+            if finished.exit_code != Some(Status::Success.qemu_exit_code()) {
                 sample.failure = Some(PowerOff::from_exit(finished, timeout).to_string());
             }
         }
@@ -412,7 +413,7 @@ mod tests {
             .collect();
         let finished = Finished {
             stdout,
-            exit_code: Some(DEBUG_EXIT_SUCCESS),
+            exit_code: Some(Status::Success.qemu_exit_code()),
             elapsed: Duration::from_millis(200),
             stdout_arrivals: arrivals,
             stdout_closed: Some(Duration::from_millis(190)),
@@ -432,12 +433,12 @@ mod tests {
         assert!(!sample.phases.is_empty());
 
         let mut failed = finished.clone();
-        failed.exit_code = Some(35);
+        failed.exit_code = Some(Status::Failure.qemu_exit_code());
         let sample = sample_from_boot(&configuration(Guest::Mote), 0, false, &failed, timeout);
         assert!(sample.failure.unwrap().contains("failure"));
 
         let null = Finished {
-            exit_code: Some(DEBUG_EXIT_SUCCESS),
+            exit_code: Some(Status::Success.qemu_exit_code()),
             elapsed: Duration::from_millis(45),
             ..Finished::default()
         };
