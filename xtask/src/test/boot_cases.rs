@@ -4,6 +4,8 @@
 use std::path::Path;
 use std::time::Duration;
 
+use mote_boot::protocol::report::{Cmdline, Line, StartInfo, TscSource};
+
 use super::boot_case::{BootCase, ExpectedExit};
 use super::checks::Check;
 use super::fixtures::{
@@ -38,10 +40,13 @@ fn complete_report(cmdline: &str) -> Vec<Check> {
 
 /// The exact `start_info` line for `cmdline`, quoted as the kernel quotes it.
 fn start_info_line(cmdline: &str) -> Check {
-    Check::line_equals(format!(
-        "mote: start_info v1 cmdline \"{}\"",
-        report::escape_cmdline(cmdline.as_bytes())
-    ))
+    Check::line_equals(
+        Line(StartInfo {
+            version: 1,
+            cmdline: Cmdline::Bytes(cmdline.as_bytes()),
+        })
+        .to_string(),
+    )
 }
 
 /// A kernel fault: reported, then a failure power-off, without waiting for the timeout.
@@ -112,7 +117,7 @@ fn tslog_dump_accounts_for_boot(
         ));
     }
     let traced_us = trace.total() as f64 * 1e6 / hz as f64;
-    match report.ready_microseconds {
+    match report.ready_microseconds() {
         Some(ready) if (ready as f64 - traced_us).abs() <= 1.0 => Ok(()),
         other => Err(format!(
             "report says ready {other:?} us, trace {traced_us:.1} us"
@@ -136,8 +141,8 @@ fn host_tsc_hz() -> f64 {
     })
 }
 
-fn tsc_check(report: &report::BootReport, source: &str, tolerance: f64) -> Result<(), String> {
-    let tsc = report.tsc.as_ref().ok_or("no tsc line")?;
+fn tsc_check(report: &report::BootReport, source: TscSource, tolerance: f64) -> Result<(), String> {
+    let tsc = report.tsc.ok_or("no tsc line")?;
     if tsc.source != source {
         return Err(format!("source {}, expected {source}", tsc.source));
     }
@@ -293,7 +298,7 @@ pub(crate) fn boot_cases(fixtures: &Fixtures) -> Vec<BootCase> {
             .checks(complete_report(READY_CMDLINE))
             .check(Check::Custom {
                 description: "calibrated TSC within 1 % of the host's",
-                check: |_, report| tsc_check(report, "calibrated", 0.01),
+                check: |_, report| tsc_check(report, TscSource::Calibrated, 0.01),
             }),
         // KVM with +invtsc: CPUID 0x40000010 (EAX kHz x 1000).
         BootCase::new("tsc-cpuid-leaf", READY_CMDLINE)
@@ -302,8 +307,8 @@ pub(crate) fn boot_cases(fixtures: &Fixtures) -> Vec<BootCase> {
             .check(Check::Custom {
                 description: "TSC from CPUID 0x40000010, a whole kHz, within 0.1 % of the host's",
                 check: |_, report| {
-                    tsc_check(report, "cpuid-0x40000010", 0.001)?;
-                    match report.tsc.as_ref() {
+                    tsc_check(report, TscSource::Cpuid40000010, 0.001)?;
+                    match report.tsc {
                         Some(tsc) if tsc.hz % 1000 == 0 => Ok(()),
                         other => Err(format!("{other:?} is not EAX (kHz) x 1000")),
                     }
@@ -316,7 +321,7 @@ pub(crate) fn boot_cases(fixtures: &Fixtures) -> Vec<BootCase> {
             .checks(complete_report(READY_CMDLINE))
             .check(Check::Custom {
                 description: "TSC from kvmclock within 0.1 % of the host's",
-                check: |_, report| tsc_check(report, "kvmclock", 0.001),
+                check: |_, report| tsc_check(report, TscSource::Kvmclock, 0.001),
             }),
         // One disk named on the command line (acpi=off), legacy transport:
         // the guest's CRC of all 64 MiB equals zlib's on the host.

@@ -29,7 +29,7 @@ pub(crate) enum Check {
     /// The reported usable memory lies in `min..=max` bytes.
     UsableMemoryBetween { min: u64, max: u64 },
     /// The report lists a module with this index and size.
-    ModuleSize { index: u32, size: u64 },
+    ModuleSize { index: usize, size: u64 },
     /// The last `mote: ` line is exactly this text.
     LastReportLine(String),
     /// Anything else; `description` names it in failure messages.

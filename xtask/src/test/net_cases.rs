@@ -278,7 +278,7 @@ fn http_endpoints(boot: &mut ServedBoot, findings: &mut Findings) {
             findings.fail("GET /: Content-Type is not text/plain");
         }
         match &tsc_source {
-            Some(source) if body.contains(source.as_str()) => {}
+            Some(source) if body.contains(source.word()) => {}
             Some(source) => findings.fail(format!(
                 "GET /: the status page does not mention the TSC source {source:?}"
             )),
