@@ -9,6 +9,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use mote_boot::protocol::exit::Status;
+use mote_boot::protocol::report::{Discovery, Line, VirtioMmio};
 
 use super::net_load;
 use crate::guest_output::report::BootReport;
@@ -436,8 +437,15 @@ fn udp_echo(boot: &mut ServedBoot, findings: &mut Findings) {
 /// net-acpi: the device line says `acpi` and GSI 47, and the services
 /// answer (so the interrupt from the second I/O APIC arrives).
 fn acpi(boot: &mut ServedBoot, findings: &mut Findings) {
-    let expected = "mote: virtio-mmio 0xfeb02e00 irq 47 network v1 acpi";
-    if !boot.stdout().iter().any(|line| line == expected) {
+    let expected = Line(VirtioMmio {
+        base: 0xfeb0_2e00,
+        irq: 47,
+        kind: "network",
+        version: 1,
+        found_by: Discovery::Acpi,
+    })
+    .to_string();
+    if !boot.stdout().contains(&expected) {
         findings.fail(format!("no line {expected:?}"));
     }
     for _ in 0..20 {
