@@ -1,43 +1,16 @@
-//! The kernel's boot report: the `mote: ` lines on the serial console, parsed.
+//! The kernel's boot report: the `mote: ` lines on the serial console, read
+//! with the boot crate's protocol module (the kernel writes them with it).
 
-use std::sync::LazyLock;
+use std::fmt;
 
-use regex::Regex;
-
-/// Every report line starts with this.
-const REPORT_PREFIX: &str = "mote: ";
-
-/// The report line that says the network services are up.
-pub(crate) const LISTENING_LINE: &str = "mote: listening http 80 udp-echo 7";
-
-/// Report lines that mean the kernel failed.
-const FAILURE_PREFIXES: [&str; 3] = ["mote: PANIC", "mote: EXCEPTION", "mote: FATAL"];
-
-/// The `mote: memory` line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Memory {
-    pub(crate) usable_bytes: u64,
-    pub(crate) regions: u32,
-}
-
-/// A `mote: module` line (e.g. the initrd).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Module {
-    pub(crate) index: u32,
-    pub(crate) address: u64,
-    pub(crate) size: u64,
-}
-
-/// The `mote: tsc` line.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Tsc {
-    pub(crate) hz: u64,
-    pub(crate) source: String,
-}
+use mote_boot::protocol::exit::Status;
+use mote_boot::protocol::report::{
+    self, Exception, Fact, Fatal, Memory, Module, Net, Panic, Ready, SHAPES, Tsc,
+};
 
 /// What a boot report says. Facts missing from the output are `None`/empty;
-/// a line that names a known fact but does not have its shape is a `problem`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// a line whose keyword is known but whose shape is not is a `problem`.
+#[derive(Debug, Clone, Default, PartialEq)]
 pub(crate) struct BootReport {
     pub(crate) start_info_version: Option<u32>,
     /// The command line with the kernel's escapes undone.
@@ -45,116 +18,58 @@ pub(crate) struct BootReport {
     pub(crate) memory: Option<Memory>,
     pub(crate) modules: Vec<Module>,
     pub(crate) tsc: Option<Tsc>,
-    pub(crate) ready_microseconds: Option<u64>,
-    /// From the last `mote: poweroff` line: `Some(true)` for success.
-    pub(crate) poweroff_success: Option<bool>,
+    pub(crate) ready: Option<Ready>,
+    /// From the last `poweroff` line.
+    pub(crate) power_off: Option<Status>,
     /// Every `mote: ` line, in order, prefix included.
     pub(crate) lines: Vec<String>,
     /// Report lines that could not be parsed, with the reason.
     pub(crate) problems: Vec<String>,
 }
 
-/// Per fact: its keyword, the prefix that claims a line for it, and its full shape.
-static FACTS: LazyLock<[(&str, Regex, Regex); 6]> = LazyLock::new(|| {
-    let fact = |keyword, claim: &str, shape: &str| {
-        (
-            keyword,
-            Regex::new(claim).unwrap(),
-            Regex::new(shape).unwrap(),
-        )
-    };
-    [
-        fact(
-            "start_info",
-            r"^start_info ",
-            r#"^start_info v(\d+) cmdline "(.*)"$"#,
-        ),
-        fact(
-            "memory",
-            r"^memory \d",
-            r"^memory (\d+) bytes usable in (\d+) regions$",
-        ),
-        fact(
-            "module",
-            r"^module \d",
-            r"^module (\d+) at 0x([0-9a-f]+) size (\d+)$",
-        ),
-        fact("tsc", r"^tsc \d", r"^tsc (\d+) Hz from (\S+)$"),
-        fact("ready", r"^ready \d", r"^ready (\d+) us after entry$"),
-        fact("poweroff", r"^poweroff", r"^poweroff (success|failure)$"),
-    ]
-});
-
 impl BootReport {
-    /// Collects the report from captured serial output.
+    /// Collects the report from captured serial output. Every line with a
+    /// known keyword must have one of its shapes; lines with a keyword the
+    /// protocol does not know (a later kernel's) are kept in `lines` only.
     pub(crate) fn parse<S: AsRef<str>>(output: &[S]) -> Self {
         let mut report = BootReport::default();
         for line in output.iter().map(AsRef::as_ref) {
-            let Some(fact) = line.strip_prefix(REPORT_PREFIX) else {
+            if report::body(line).is_none() {
                 continue;
-            };
+            }
             report.lines.push(line.to_owned());
-            if let Err(reason) = report.record(fact) {
-                report.problems.push(format!("{line:?}: {reason}"));
+            match Fact::parse_line(line) {
+                None => {}
+                Some(Ok(fact)) => report.record(fact),
+                Some(Err(error)) => report.problems.push(problem(line, error)),
             }
         }
         report
     }
 
-    fn record(&mut self, fact: &str) -> Result<(), String> {
-        // A fact is claimed by its keyword and the shape of its first
-        // argument, so that other facts may share a keyword (`memory mapped
-        // up to …` is not the `memory <bytes> …` line) while a contract line
-        // with a typo is still reported.
-        let Some((keyword, pattern)) = FACTS
-            .iter()
-            .find(|(_, claim, _)| claim.is_match(fact))
-            .map(|(keyword, _, pattern)| (*keyword, pattern))
-        else {
-            // PANIC, EXCEPTION and facts added later are kept in `lines` only.
-            return Ok(());
-        };
-        let captures = pattern
-            .captures(fact)
-            .ok_or_else(|| format!("does not match {}", pattern.as_str()))?;
-        let field = |index: usize| &captures[index];
-        let number = |index: usize| {
-            field(index)
-                .parse::<u64>()
-                .map_err(|error| format!("{}: {error}", field(index)))
-        };
-        let small_number = |index: usize| {
-            field(index)
-                .parse::<u32>()
-                .map_err(|error| format!("{}: {error}", field(index)))
-        };
-        match keyword {
-            "start_info" => {
-                self.start_info_version = Some(small_number(1)?);
-                self.cmdline = Some(unescape_cmdline(field(2))?);
+    fn record(&mut self, fact: Fact<'_>) {
+        match fact {
+            Fact::StartInfo(start_info) => {
+                self.start_info_version = Some(start_info.version);
+                self.cmdline = Some(start_info.cmdline.bytes().collect());
             }
-            "memory" => {
-                self.memory = Some(Memory {
-                    usable_bytes: number(1)?,
-                    regions: small_number(2)?,
-                });
-            }
-            "module" => self.modules.push(Module {
-                index: small_number(1)?,
-                address: u64::from_str_radix(field(2), 16).map_err(|error| error.to_string())?,
-                size: number(3)?,
-            }),
-            "tsc" => {
-                self.tsc = Some(Tsc {
-                    hz: number(1)?,
-                    source: field(2).to_owned(),
-                });
-            }
-            "ready" => self.ready_microseconds = Some(number(1)?),
-            "poweroff" => self.poweroff_success = Some(field(1) == "success"),
-            _ => unreachable!("every entry of FACTS is handled"),
+            Fact::Memory(memory) => self.memory = Some(memory),
+            Fact::Module(module) => self.modules.push(module),
+            Fact::Tsc(tsc) => self.tsc = Some(tsc),
+            Fact::Ready(ready) => self.ready = Some(ready),
+            Fact::PowerOff(power_off) => self.power_off = Some(power_off.0),
+            // The rest are read where they are needed (the checks, `net0`).
+            _ => {}
         }
-        Ok(())
+    }
+
+    /// Entry to ready in microseconds; `None` without a `ready` line or when
+    /// the kernel could only count cycles.
+    pub(crate) fn ready_microseconds(&self) -> Option<u64> {
+        match self.ready? {
+            Ready::Micros(micros) => Some(micros),
+            Ready::Cycles(_) => None,
+        }
     }
 
     /// The command line as text (lossy for non-UTF-8 bytes).
@@ -176,88 +91,51 @@ impl BootReport {
     }
 }
 
-/// Undoes the kernel's quoting: `\"`, `\\` and `\xNN`; a bare `"` is an error.
-fn unescape_cmdline(quoted: &str) -> Result<Vec<u8>, String> {
-    let mut bytes = Vec::with_capacity(quoted.len());
-    let mut input = quoted.bytes();
-    while let Some(byte) = input.next() {
-        match byte {
-            b'\\' => match input.next() {
-                Some(escaped @ (b'"' | b'\\')) => bytes.push(escaped),
-                Some(b'x') => {
-                    let digits = [input.next(), input.next()];
-                    let [Some(high), Some(low)] = digits else {
-                        return Err("truncated \\x escape".to_owned());
-                    };
-                    let hex = [high, low];
-                    let hex = std::str::from_utf8(&hex).map_err(|error| error.to_string())?;
-                    let value = u8::from_str_radix(hex, 16)
-                        .map_err(|_| format!("bad \\x escape \\x{hex}"))?;
-                    bytes.push(value);
-                }
-                Some(other) => return Err(format!("unknown escape \\{}", char::from(other))),
-                None => return Err("trailing backslash".to_owned()),
-            },
-            b'"' => return Err("unescaped quote".to_owned()),
-            _ => bytes.push(byte),
-        }
-    }
-    Ok(bytes)
-}
-
-/// The kernel's quoting, for building expected lines: the inverse of [`unescape_cmdline`].
-pub(crate) fn escape_cmdline(bytes: &[u8]) -> String {
-    let mut quoted = String::with_capacity(bytes.len());
-    for &byte in bytes {
-        match byte {
-            b'"' => quoted.push_str("\\\""),
-            b'\\' => quoted.push_str("\\\\"),
-            b' '..=b'~' => quoted.push(char::from(byte)),
-            _ => quoted.push_str(&format!("\\x{byte:02x}")),
-        }
-    }
-    quoted
-}
-
-/// The `mote: net0 mac … ip …` line.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct NetLine {
-    pub(crate) mac: String,
-    /// `a.b.c.d/prefix`.
-    pub(crate) address: String,
-}
-
-static NET_LINE: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(
-        r"^mote: net0 mac ([0-9a-f]{2}(?::[0-9a-f]{2}){5}) ip (\d{1,3}(?:\.\d{1,3}){3}/\d{1,2})$",
-    )
-    .unwrap()
-});
-
-/// The `mote: net0` line in `output`, if any; `Err` for one with the wrong shape.
-pub(crate) fn find_net_line<S: AsRef<str>>(output: &[S]) -> Option<Result<NetLine, String>> {
-    let line = output
+/// Why `line` is not a report line of its keyword, with that keyword's shapes.
+fn problem(line: &str, error: report::ParseError) -> String {
+    let keyword = report::body(line).map_or("", report::keyword);
+    let shapes: Vec<String> = SHAPES
         .iter()
-        .map(AsRef::as_ref)
-        .find(|line| line.starts_with("mote: net0 "))?;
-    Some(match NET_LINE.captures(line) {
-        Some(captures) => Ok(NetLine {
-            mac: captures[1].to_owned(),
-            address: captures[2].to_owned(),
-        }),
-        None => Err(format!("{line:?} does not match {}", NET_LINE.as_str())),
+        .filter(|shape| shape.keyword == keyword)
+        .map(|shape| format!("`{}`", shape.grammar))
+        .collect();
+    format!("{line:?}: {error} (its shapes: {})", shapes.join(" or "))
+}
+
+/// Whether `line` is exactly the report line `expected`, as the protocol
+/// formats it.
+pub(crate) fn is_line(line: &str, expected: &report::Line<impl fmt::Display>) -> bool {
+    line.strip_suffix('\r').unwrap_or(line) == expected.to_string()
+}
+
+/// The `net0` line in `output`, if any; `Err` for a `net` line with the
+/// wrong shape.
+pub(crate) fn find_net_line<S: AsRef<str>>(output: &[S]) -> Option<Result<Net, String>> {
+    output.iter().map(AsRef::as_ref).find_map(|line| {
+        let claims_net = report::body(line).map(report::keyword) == Some(Net::SHAPE.keyword);
+        match Fact::parse_line(line)? {
+            Ok(Fact::Net(net)) if net.index == 0 => Some(Ok(net)),
+            Err(error) if claims_net => Some(Err(problem(line, error))),
+            _ => None,
+        }
     })
 }
 
-/// The kernel's failure lines in `output`.
+/// The keywords of the lines that say the kernel failed.
+pub(crate) const FAILURE_KEYWORDS: [&str; 3] = [
+    Fatal::<&str>::SHAPE.keyword,
+    Panic::<&str>::SHAPE.keyword,
+    Exception::SHAPE.keyword,
+];
+
+/// The kernel's failure lines in `output`: a fatal error, a panic or an
+/// exception, well-formed or cut short.
 pub(crate) fn failure_lines<S: AsRef<str>>(output: &[S]) -> Vec<String> {
     output
         .iter()
         .map(AsRef::as_ref)
         .filter(|line| {
-            FAILURE_PREFIXES
-                .iter()
-                .any(|prefix| line.starts_with(prefix))
+            report::body(line).is_some_and(|fact| FAILURE_KEYWORDS.contains(&report::keyword(fact)))
         })
         .map(str::to_owned)
         .collect()
@@ -265,12 +143,15 @@ pub(crate) fn failure_lines<S: AsRef<str>>(output: &[S]) -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
+    use mote_boot::protocol::report::{Line, Listening, MacAddress, PowerOff, TscSource};
+
     use super::*;
 
     const SAMPLE: &[&str] = &[
         "[INFO ] mote starting",
         "mote: start_info v1 cmdline \"console=ttyS0 say=\\\"hi\\\" tab=\\x09 mote.exit=ready\"",
         "mote: memory 264241152 bytes usable in 2 regions",
+        "mote: memory mapped up to 0x100000000, heap 4096 bytes, 8192 bytes free",
         "mote: module 0 at 0x7fe0000 size 123457",
         "mote: tsc 2300000000 Hz from cpuid-0x40000010",
         "[DEBUG] something",
@@ -292,7 +173,8 @@ mod tests {
             Some(Memory {
                 usable_bytes: 264_241_152,
                 regions: 2
-            })
+            }),
+            "`memory mapped up to` is another shape, not this one"
         );
         assert_eq!(
             report.modules,
@@ -306,12 +188,12 @@ mod tests {
             report.tsc,
             Some(Tsc {
                 hz: 2_300_000_000,
-                source: "cpuid-0x40000010".to_owned()
+                source: TscSource::Cpuid40000010
             })
         );
-        assert_eq!(report.ready_microseconds, Some(1234));
-        assert_eq!(report.poweroff_success, Some(true));
-        assert_eq!(report.lines.len(), 6);
+        assert_eq!(report.ready_microseconds(), Some(1234));
+        assert_eq!(report.power_off, Some(Status::Success));
+        assert_eq!(report.lines.len(), 7);
         assert_eq!(report.last_line(), Some("mote: poweroff success"));
     }
 
@@ -320,14 +202,23 @@ mod tests {
         let report = BootReport::parse(&[
             "mote: memory 12 bytes",
             "mote: memory mapped up to 0x100000000, heap 4096 bytes",
-            "mote: PANIC at src/main.rs:3:5: boom",
+            "mote: frobnicated 3 widgets",
+            "mote: ready 77 cycles after entry (TSC frequency unknown)",
             "mote: poweroff failure",
         ]);
-        assert_eq!(report.problems.len(), 1);
+        assert_eq!(report.problems.len(), 2, "{:?}", report.problems);
         assert!(report.problems[0].contains("mote: memory 12 bytes"));
+        assert!(
+            report.problems[0].contains("`memory <bytes> bytes usable in <regions> regions`"),
+            "the message lists the keyword's shapes: {}",
+            report.problems[0]
+        );
+        assert!(report.problems[1].contains("heap 4096 bytes\""));
         assert_eq!(report.memory, None);
-        assert_eq!(report.poweroff_success, Some(false));
-        assert_eq!(report.lines.len(), 4);
+        assert_eq!(report.ready, Some(Ready::Cycles(77)));
+        assert_eq!(report.ready_microseconds(), None, "cycles are no time");
+        assert_eq!(report.power_off, Some(Status::Failure));
+        assert_eq!(report.lines.len(), 5);
     }
 
     #[test]
@@ -337,34 +228,29 @@ mod tests {
     }
 
     #[test]
-    fn cmdline_escapes_round_trip() {
-        let raw = b"a \"b\" c\\d \x01\x7f\xff";
-        let quoted = escape_cmdline(raw);
-        assert_eq!(quoted, r#"a \"b\" c\\d \x01\x7f\xff"#);
-        assert_eq!(unescape_cmdline(&quoted).unwrap(), raw);
-    }
-
-    #[test]
-    fn rejects_bad_escapes() {
-        for bad in [r"\q", r"\x4", r"\xzz", "\\", "a\"b"] {
-            assert!(unescape_cmdline(bad).is_err(), "{bad}");
-        }
+    fn compares_whole_lines_as_the_protocol_formats_them() {
+        let success = Line(PowerOff(Status::Success));
+        assert!(is_line("mote: poweroff success", &success));
+        assert!(is_line("mote: poweroff success\r", &success));
+        assert!(!is_line("mote: poweroff success ", &success));
+        assert!(!is_line("poweroff success", &success));
     }
 
     #[test]
     fn reads_the_net_line() {
         let output = [
-            "mote: ready 5000 us after entry",
-            "mote: net0 mac 52:54:00:12:34:56 ip 10.0.2.15/24",
-            LISTENING_LINE,
+            "mote: ready 5000 us after entry".to_owned(),
+            "mote: net0 mac 52:54:00:12:34:56 ip 10.0.2.15/24".to_owned(),
+            Line(Listening {
+                http: 80,
+                udp_echo: 7,
+            })
+            .to_string(),
         ];
-        assert_eq!(
-            find_net_line(&output),
-            Some(Ok(NetLine {
-                mac: "52:54:00:12:34:56".to_owned(),
-                address: "10.0.2.15/24".to_owned()
-            }))
-        );
+        let net = find_net_line(&output).unwrap().unwrap();
+        assert_eq!(net.mac, MacAddress([0x52, 0x54, 0x00, 0x12, 0x34, 0x56]));
+        assert_eq!(net.address.to_string(), "10.0.2.15/24");
+        assert_eq!(Line(net).to_string(), output[1]);
         assert!(find_net_line(&["mote: ready 1 us after entry"]).is_none());
         assert!(matches!(
             find_net_line(&["mote: net0 mac 52:54:00:12:34 ip 10.0.2.15/24"]),
@@ -374,18 +260,27 @@ mod tests {
 
     #[test]
     fn finds_failure_lines() {
+        let panic = Line(Panic {
+            phase: "net",
+            location: None,
+            message: "oops",
+        })
+        .to_string();
         let output = [
             "mote: ready 1 us after entry",
-            "mote: PANIC at kernel/src/net.rs:10: oops",
+            &panic,
             "[INFO ] mote: EXCEPTION in a log line does not count",
             "mote: EXCEPTION page fault",
+            "mote: FATAL in phase memory_init: no usable RAM",
         ];
         assert_eq!(
             failure_lines(&output),
             [
-                "mote: PANIC at kernel/src/net.rs:10: oops",
-                "mote: EXCEPTION page fault"
-            ]
+                "mote: PANIC in phase net: oops",
+                "mote: EXCEPTION page fault",
+                "mote: FATAL in phase memory_init: no usable RAM"
+            ],
+            "a failure line cut short still counts"
         );
     }
 }

@@ -1,114 +1,95 @@
 //! Reading a tslog dump (FreeBSD `debug.tslog` lines, optionally framed by
 //! mote's `mote: tslog begin …` / `mote: tslog end`) and nesting its spans
-//! into a [`Trace`] of entry → ready.
+//! into a [`Trace`] of entry → ready. Records and frame lines are read with
+//! the boot crate's protocol module, which the kernel writes them with.
 
 use std::collections::HashMap;
 
 use anyhow::{Result, bail};
+use mote_boot::protocol::report::{self, Fact, PREFIX, TslogBegin};
+use mote_boot::protocol::tslog::{Kind, Record};
 
-pub(crate) const BEGIN_PREFIX: &str = "mote: tslog begin";
-pub(crate) const END_LINE: &str = "mote: tslog end";
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Kind {
-    Enter,
-    Exit,
-    Event,
-    Thread,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Record {
-    pub(crate) thread: String,
-    pub(crate) tsc: u64,
-    pub(crate) kind: Kind,
-    pub(crate) function: String,
-    pub(crate) detail: Option<String>,
-}
-
-/// A parsed dump.
+/// A parsed dump; its records borrow the text they were read from.
 #[derive(Debug, Default)]
-pub(crate) struct Dump {
+pub(crate) struct Dump<'a> {
     /// From the frame line; `None` for an unframed dump.
     pub(crate) tsc_hz: Option<u64>,
     /// Records the kernel says it dropped because its buffer was full.
-    pub(crate) dropped: u64,
+    pub(crate) dropped: usize,
     /// Records the frame announced, to detect a truncated capture.
     pub(crate) announced: Option<usize>,
-    pub(crate) records: Vec<Record>,
+    pub(crate) records: Vec<Record<'a>>,
     /// Lines inside the dump that are not records (serial noise, cut lines).
-    pub(crate) garbage: Vec<String>,
+    pub(crate) garbage: Vec<&'a str>,
     /// The frame's end line was seen (false: the capture was cut short).
     pub(crate) complete: bool,
 }
 
-/// Parses one `debug.tslog` line: `<thread> <tsc> <KIND> <function>[ <detail>]`.
-fn parse_record(line: &str) -> Option<Record> {
-    let mut fields = line.trim_end_matches('\r').splitn(5, ' ');
-    let thread = fields.next()?;
-    if !thread.starts_with("0x") {
-        return None;
+/// `line` as the frame's first line; `Err` for a `tslog` report line that
+/// is neither frame line (a cut or garbled frame cannot be trusted for its
+/// TSC frequency).
+fn frame_begin(line: &str) -> Result<Option<TslogBegin>> {
+    match Fact::parse_line(line) {
+        Some(Ok(Fact::TslogBegin(begin))) => Ok(Some(begin)),
+        Some(Err(error))
+            if report::body(line).map(report::keyword) == Some(TslogBegin::SHAPE.keyword) =>
+        {
+            bail!(
+                "malformed tslog frame line {line:?}: {error} (expected `{}`)",
+                TslogBegin::SHAPE.grammar
+            )
+        }
+        _ => Ok(None),
     }
-    let tsc = fields.next()?.parse().ok()?;
-    let kind = match fields.next()? {
-        "ENTER" => Kind::Enter,
-        "EXIT" => Kind::Exit,
-        "EVENT" => Kind::Event,
-        "THREAD" => Kind::Thread,
-        _ => return None,
-    };
-    let function = fields.next()?;
-    if function.is_empty() {
-        return None;
-    }
-    Some(Record {
-        thread: thread.to_owned(),
-        tsc,
-        kind,
-        function: function.to_owned(),
-        detail: fields.next().map(str::to_owned),
-    })
+}
+
+/// `line` is the frame's last line.
+fn is_frame_end(line: &str) -> bool {
+    matches!(Fact::parse_line(line), Some(Ok(Fact::TslogEnd(_))))
 }
 
 /// Finds the dump in captured output. With a frame, only lines inside it
 /// count; without one (a FreeBSD `sysctl debug.tslog` capture), every line
 /// that parses as a record does, and `tsc_hz` must come from the caller.
-pub(crate) fn parse_dump(text: &str) -> Result<Dump> {
+pub(crate) fn parse_dump(text: &str) -> Result<Dump<'_>> {
     let mut dump = Dump::default();
     let lines: Vec<&str> = text.lines().map(|l| l.trim_end_matches('\r')).collect();
-    let begin = lines.iter().position(|l| l.starts_with(BEGIN_PREFIX));
-    let Some(begin) = begin else {
+    let mut begin = None;
+    for (index, line) in lines.iter().enumerate() {
+        if let Some(frame) = frame_begin(line)? {
+            begin = Some((index, frame));
+            break;
+        }
+    }
+    let Some((begin, frame_line)) = begin else {
         for line in &lines {
-            match parse_record(line) {
-                Some(record) => dump.records.push(record),
-                None if line.trim().is_empty() => {}
-                None => dump.garbage.push((*line).to_owned()),
+            match Record::parse(line) {
+                Ok(record) => dump.records.push(record),
+                Err(_) if line.trim().is_empty() => {}
+                Err(_) => dump.garbage.push(line),
             }
         }
         if dump.records.is_empty() {
             bail!(
-                "no tslog records found (expected `{BEGIN_PREFIX} …` or `0x… <tsc> ENTER <fn>` lines)"
+                "no tslog records found (expected `{PREFIX}{}` or `{}` lines)",
+                TslogBegin::SHAPE.grammar,
+                Record::GRAMMAR
             );
         }
         dump.complete = true;
         return Ok(dump);
     };
-    for field in lines[begin][BEGIN_PREFIX.len()..].split_whitespace() {
-        match field.split_once('=') {
-            Some(("tsc_hz", value)) => dump.tsc_hz = value.parse().ok().filter(|&hz| hz > 0),
-            Some(("records", value)) => dump.announced = value.parse().ok(),
-            Some(("dropped", value)) => dump.dropped = value.parse().unwrap_or(0),
-            _ => {}
-        }
-    }
+    dump.tsc_hz = frame_line.tsc_hz;
+    dump.announced = Some(frame_line.records);
+    dump.dropped = frame_line.dropped;
     for line in &lines[begin + 1..] {
-        if *line == END_LINE {
+        if is_frame_end(line) {
             dump.complete = true;
             break;
         }
-        match parse_record(line) {
-            Some(record) => dump.records.push(record),
-            None => dump.garbage.push((*line).to_owned()),
+        match Record::parse(line) {
+            Ok(record) => dump.records.push(record),
+            Err(_) => dump.garbage.push(line),
         }
     }
     Ok(dump)
@@ -149,7 +130,7 @@ pub(crate) struct Trace {
 }
 
 impl Trace {
-    pub(crate) fn build(records: &[Record]) -> Trace {
+    pub(crate) fn build(records: &[Record<'_>]) -> Trace {
         let mut trace = Trace::default();
         let Some(first) = records.first() else {
             return trace;
@@ -159,12 +140,12 @@ impl Trace {
         // One open-span stack per thread (mote has one; FreeBSD many).
         let mut stacks: HashMap<&str, Vec<usize>> = HashMap::new();
         for record in records {
-            let stack = stacks.entry(record.thread.as_str()).or_default();
+            let stack = stacks.entry(record.thread).or_default();
             match record.kind {
                 Kind::Enter => {
                     let index = trace.spans.len();
                     trace.spans.push(Span {
-                        name: record.function.clone(),
+                        name: record.function.to_owned(),
                         start: record.tsc,
                         end: record.tsc,
                         depth: stack.len(),
@@ -208,8 +189,8 @@ impl Trace {
                     }
                     trace.events.push(Event {
                         tsc: record.tsc,
-                        name: record.function.clone(),
-                        detail: record.detail.clone(),
+                        name: record.function.to_owned(),
+                        detail: record.detail.map(str::to_owned),
                     });
                 }
                 Kind::Thread => {}
@@ -263,11 +244,29 @@ impl Trace {
 #[cfg(test)]
 pub(crate) const TCG_DUMP: &str = include_str!("../../testdata/tslog-tcg.txt");
 
-/// `body` framed as mote frames a dump (1 MHz TSC), for tests.
+/// `body` (record lines) between the frame lines the kernel writes, for tests.
+#[cfg(test)]
+pub(crate) fn frame(tsc_hz: u64, records: usize, dropped: usize, body: &str) -> String {
+    use mote_boot::protocol::report::{Line, TslogEnd};
+    let begin = TslogBegin {
+        tsc_hz: Some(tsc_hz),
+        records,
+        dropped,
+    };
+    format!("{}\n{body}{}\n", Line(begin), Line(TslogEnd))
+}
+
+/// `body` framed as mote frames a dump (1 MHz TSC) inside a boot's report,
+/// for tests.
 #[cfg(test)]
 pub(crate) fn framed_dump(body: &str) -> String {
+    use mote_boot::protocol::exit::Status;
+    use mote_boot::protocol::report::{Line, PowerOff, Ready};
     format!(
-        "mote: ready 5 us after entry\n{BEGIN_PREFIX} tsc_hz=1000000 records=9 dropped=0\n{body}{END_LINE}\nmote: poweroff success\n"
+        "{}\n{}{}\n",
+        Line(Ready::Micros(5)),
+        frame(1_000_000, 9, 0, body),
+        Line(PowerOff(Status::Success))
     )
 }
 
@@ -277,26 +276,6 @@ mod tests {
 
     fn dump(body: &str) -> String {
         framed_dump(body)
-    }
-
-    #[test]
-    fn parses_records() {
-        assert_eq!(
-            parse_record("0x0 123 ENTER memory_init"),
-            Some(Record {
-                thread: "0x0".into(),
-                tsc: 123,
-                kind: Kind::Enter,
-                function: "memory_init".into(),
-                detail: None
-            })
-        );
-        let event = parse_record("0xfffff80003a1e740 9 EVENT WAIT some thing\r").unwrap();
-        assert_eq!(event.detail.as_deref(), Some("some thing"));
-        assert_eq!(parse_record("0x0 12x ENTER a"), None);
-        assert_eq!(parse_record("0x0 12 LEAVE a"), None);
-        assert_eq!(parse_record("0x0 12 ENTER"), None);
-        assert_eq!(parse_record("[INFO ] 0x0 1 ENTER a"), None);
     }
 
     #[test]
@@ -337,9 +316,7 @@ mod tests {
     #[test]
     fn dropped_records_leave_spans_open_and_say_so() {
         // The buffer filled before b's and a's EXIT: both unclosed, no ready.
-        let text = format!(
-            "{BEGIN_PREFIX} tsc_hz=1000 records=2 dropped=3\n0x0 0 ENTER a\n0x0 5 ENTER b\n{END_LINE}\n"
-        );
+        let text = frame(1000, 2, 3, "0x0 0 ENTER a\n0x0 5 ENTER b\n");
         let dump = parse_dump(&text).unwrap();
         assert_eq!(dump.dropped, 3);
         let trace = Trace::build(&dump.records);
@@ -369,8 +346,27 @@ mod tests {
 
     #[test]
     fn truncated_capture_is_not_complete() {
-        let text = format!("{BEGIN_PREFIX} tsc_hz=1000 records=5 dropped=0\n0x0 0 ENTER a\n");
-        assert!(!parse_dump(&text).unwrap().complete);
+        let frame = frame(1000, 5, 0, "0x0 0 ENTER a\n");
+        let cut = &frame[..frame.rfind("mote: ").unwrap()];
+        let dump = parse_dump(cut).unwrap();
+        assert!(!dump.complete);
+        assert_eq!(dump.records.len(), 1);
+    }
+
+    #[test]
+    fn a_garbled_frame_line_is_an_error_not_a_frequency() {
+        let error = parse_dump("mote: tslog begin tsc_hz=1000 records=5\n0x0 0 ENTER a\n")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("malformed tslog frame line"), "{error}");
+        let garbled_end = framed_dump("0x0 0 ENTER a\nmote: tslog en\n0x0 1 EXIT a\n");
+        let dump = parse_dump(&garbled_end).unwrap();
+        assert_eq!(
+            dump.garbage,
+            ["mote: tslog en"],
+            "inside the frame it is garbage"
+        );
+        assert_eq!(dump.records.len(), 2);
     }
 
     #[test]

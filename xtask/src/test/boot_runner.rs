@@ -162,12 +162,19 @@ fn judge(case: &BootCase, finished: &Finished) -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
+    use mote_boot::protocol::exit::Status;
+    use mote_boot::protocol::report::{Cmdline, Line, PowerOff, StartInfo};
+
     use super::*;
     use crate::test::checks::Check;
 
-    fn finished(exit_code: i32, stdout: &[&str]) -> Finished {
+    const SUCCESS: i32 = Status::Success.qemu_exit_code();
+    const FAILURE: i32 = Status::Failure.qemu_exit_code();
+    const CMDLINE: &str = "console=ttyS0 mote.exit=ready";
+
+    fn finished(exit_code: i32, stdout: &[String]) -> Finished {
         Finished {
-            stdout: stdout.iter().map(|line| (*line).to_owned()).collect(),
+            stdout: stdout.to_vec(),
             exit_code: Some(exit_code),
             elapsed: Duration::from_millis(500),
             ..Finished::default()
@@ -175,36 +182,46 @@ mod tests {
     }
 
     fn case() -> BootCase {
-        BootCase::new("sample", "console=ttyS0 mote.exit=ready")
-            .check(Check::cmdline_equals("console=ttyS0 mote.exit=ready"))
-            .check(Check::last_report_line("mote: poweroff success"))
+        BootCase::new("sample", CMDLINE)
+            .check(Check::cmdline_equals(CMDLINE))
+            .check(Check::last_report_line(Line(PowerOff(Status::Success))))
     }
 
-    const GOOD: &[&str] = &[
-        "mote: start_info v1 cmdline \"console=ttyS0 mote.exit=ready\"",
-        "mote: poweroff success",
-    ];
+    /// The report of a good boot.
+    fn good() -> Vec<String> {
+        let start_info = StartInfo {
+            version: 1,
+            cmdline: Cmdline::Bytes(CMDLINE.as_bytes()),
+        };
+        vec![
+            Line(start_info).to_string(),
+            Line(PowerOff(Status::Success)).to_string(),
+        ]
+    }
 
     #[test]
     fn passes_a_good_boot() {
-        assert_eq!(judge(&case(), &finished(33, GOOD)), Vec::<String>::new());
+        assert_eq!(
+            judge(&case(), &finished(SUCCESS, &good())),
+            Vec::<String>::new()
+        );
     }
 
     #[test]
     fn fails_on_the_wrong_exit_code() {
-        let failures = judge(&case(), &finished(35, GOOD));
+        let failures = judge(&case(), &finished(FAILURE, &good()));
         assert_eq!(failures.len(), 1);
         assert!(
             failures[0].contains("expected a success power-off"),
             "{failures:?}"
         );
-        let failures = judge(&case(), &finished(1, GOOD));
+        let failures = judge(&case(), &finished(1, &good()));
         assert!(failures[0].contains("code 1"), "{failures:?}");
     }
 
     #[test]
     fn fails_on_timeout_even_with_a_good_report() {
-        let mut timed_out = finished(0, GOOD);
+        let mut timed_out = finished(0, &good());
         timed_out.exit_code = None;
         timed_out.timed_out = true;
         let failures = judge(&case(), &timed_out);
@@ -217,15 +234,21 @@ mod tests {
     #[test]
     fn accepts_a_plain_qemu_exit_code() {
         let plain = case().expect_exit(ExpectedExit::QemuExitCode(0));
-        assert!(judge(&plain, &finished(0, GOOD)).is_empty());
-        assert!(!judge(&plain, &finished(33, GOOD)).is_empty());
+        assert!(judge(&plain, &finished(0, &good())).is_empty());
+        assert!(!judge(&plain, &finished(SUCCESS, &good())).is_empty());
     }
 
     #[test]
     fn reports_every_failed_check_and_malformed_lines() {
         let failures = judge(
             &case(),
-            &finished(33, &["mote: memory 5 bytes", "mote: poweroff failure"]),
+            &finished(
+                SUCCESS,
+                &[
+                    "mote: memory 5 bytes".to_owned(),
+                    Line(PowerOff(Status::Failure)).to_string(),
+                ],
+            ),
         );
         assert_eq!(failures.len(), 3, "{failures:?}");
         assert!(failures[0].starts_with("malformed report line"));
@@ -234,7 +257,7 @@ mod tests {
     #[test]
     fn enforces_the_elapsed_limit() {
         let slow = case().must_finish_within(Duration::from_millis(100));
-        let failures = judge(&slow, &finished(33, GOOD));
+        let failures = judge(&slow, &finished(SUCCESS, &good()));
         assert_eq!(failures.len(), 1);
         assert!(
             failures[0].contains("more than the 0.1 s allowed"),

@@ -1,7 +1,9 @@
 //! Assertions a boot test makes about the serial output and the boot report.
 
 use std::fmt;
+use std::sync::Arc;
 
+use mote_boot::protocol::report::Fact;
 use regex::Regex;
 
 use crate::guest_output::report::BootReport;
@@ -9,7 +11,11 @@ use crate::guest_output::report::BootReport;
 /// A custom assertion: `Err` carries the reason it failed.
 pub(crate) type CheckFn = fn(&[String], &BootReport) -> Result<(), String>;
 
-/// One assertion about a boot. Regexes apply to single lines.
+/// Which parsed report lines a [`Check::Reports`] accepts.
+pub(crate) type FactFilter = Arc<dyn Fn(&Fact<'_>) -> bool + Send + Sync>;
+
+/// One assertion about a boot. Regexes apply to single lines; report lines
+/// are read with the boot crate's protocol, never with a regex.
 #[derive(Clone)]
 pub(crate) enum Check {
     /// Some output line is exactly this text.
@@ -18,8 +24,6 @@ pub(crate) enum Check {
     LineMatches(Regex),
     /// No output line matches.
     NoLineMatches(Regex),
-    /// Some output line contains this text.
-    Contains(String),
     /// No output line contains this text.
     NotContains(String),
     /// The reported command line is exactly this.
@@ -29,7 +33,13 @@ pub(crate) enum Check {
     /// The reported usable memory lies in `min..=max` bytes.
     UsableMemoryBetween { min: u64, max: u64 },
     /// The report lists a module with this index and size.
-    ModuleSize { index: u32, size: u64 },
+    ModuleSize { index: usize, size: u64 },
+    /// Some report line parses to a fact `accept` takes; `description`
+    /// names that fact in failure messages.
+    Reports {
+        description: &'static str,
+        accept: FactFilter,
+    },
     /// The last `mote: ` line is exactly this text.
     LastReportLine(String),
     /// Anything else; `description` names it in failure messages.
@@ -49,12 +59,9 @@ impl Check {
         Check::NoLineMatches(compile(pattern))
     }
 
-    pub(crate) fn line_equals(line: impl Into<String>) -> Self {
-        Check::LineEquals(line.into())
-    }
-
-    pub(crate) fn contains(text: impl Into<String>) -> Self {
-        Check::Contains(text.into())
+    /// `LineEquals` for text or for a protocol `Line`, formatted.
+    pub(crate) fn line_equals(line: impl fmt::Display) -> Self {
+        Check::LineEquals(line.to_string())
     }
 
     pub(crate) fn not_contains(text: impl Into<String>) -> Self {
@@ -69,8 +76,20 @@ impl Check {
         Check::CmdlineContains(text.into())
     }
 
-    pub(crate) fn last_report_line(line: impl Into<String>) -> Self {
-        Check::LastReportLine(line.into())
+    /// `LastReportLine` for a protocol `Line`, formatted (or its text).
+    pub(crate) fn last_report_line(line: impl fmt::Display) -> Self {
+        Check::LastReportLine(line.to_string())
+    }
+
+    /// `Reports`: some report line is a fact `accept` takes.
+    pub(crate) fn reports(
+        description: &'static str,
+        accept: impl Fn(&Fact<'_>) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        Check::Reports {
+            description,
+            accept: Arc::new(accept),
+        }
     }
 
     /// `Ok` if the assertion holds for `output` and its parsed `report`.
@@ -85,7 +104,6 @@ impl Check {
                     None => Ok(()),
                 };
             }
-            Check::Contains(text) => any_line(&|line| line.contains(text.as_str())),
             Check::NotContains(text) => {
                 return match output.iter().find(|line| line.contains(text.as_str())) {
                     Some(line) => Err(format!("{self}, but found {line:?}")),
@@ -120,6 +138,9 @@ impl Check {
                 .modules
                 .iter()
                 .any(|module| module.index == *index && module.size == *size),
+            Check::Reports { accept, .. } => output
+                .iter()
+                .any(|line| matches!(Fact::parse_line(line), Some(Ok(fact)) if accept(&fact))),
             Check::LastReportLine(expected) => {
                 return match report.last_line() {
                     Some(actual) if actual == expected => Ok(()),
@@ -149,7 +170,6 @@ impl fmt::Display for Check {
             Check::LineEquals(line) => write!(formatter, "a line {line:?}"),
             Check::LineMatches(pattern) => write!(formatter, "a line matching /{pattern}/"),
             Check::NoLineMatches(pattern) => write!(formatter, "no line matching /{pattern}/"),
-            Check::Contains(text) => write!(formatter, "a line containing {text:?}"),
             Check::NotContains(text) => write!(formatter, "no line containing {text:?}"),
             Check::CmdlineEquals(cmdline) => write!(formatter, "cmdline {cmdline:?}"),
             Check::CmdlineContains(text) => write!(formatter, "cmdline containing {text:?}"),
@@ -159,6 +179,7 @@ impl fmt::Display for Check {
             Check::ModuleSize { index, size } => {
                 write!(formatter, "module {index} of {size} bytes")
             }
+            Check::Reports { description, .. } => write!(formatter, "a report line {description}"),
             Check::LastReportLine(line) => write!(formatter, "last report line {line:?}"),
             Check::Custom { description, .. } => formatter.write_str(description),
         }
@@ -167,18 +188,35 @@ impl fmt::Display for Check {
 
 #[cfg(test)]
 mod tests {
+    use mote_boot::protocol::exit::Status;
+    use mote_boot::protocol::report::{Cmdline, Line, Memory, Module, PowerOff, StartInfo};
+
     use super::*;
 
+    const SUCCESS: Line<PowerOff> = Line(PowerOff(Status::Success));
+    const FAILURE: Line<PowerOff> = Line(PowerOff(Status::Failure));
+
     fn output() -> Vec<String> {
-        [
-            "[INFO ] hello",
-            "mote: start_info v1 cmdline \"console=ttyS0 mote.exit=ready\"",
-            "mote: memory 200000000 bytes usable in 2 regions",
-            "mote: module 0 at 0x1000 size 77",
-            "mote: poweroff success",
+        let start_info = StartInfo {
+            version: 1,
+            cmdline: Cmdline::Bytes(b"console=ttyS0 mote.exit=ready"),
+        };
+        let memory = Memory {
+            usable_bytes: 200_000_000,
+            regions: 2,
+        };
+        let module = Module {
+            index: 0,
+            address: 0x1000,
+            size: 77,
+        };
+        vec![
+            "[INFO ] hello".to_owned(),
+            Line(start_info).to_string(),
+            Line(memory).to_string(),
+            Line(module).to_string(),
+            SUCCESS.to_string(),
         ]
-        .map(str::to_owned)
-        .to_vec()
     }
 
     fn evaluate(check: Check) -> Result<(), String> {
@@ -191,12 +229,11 @@ mod tests {
     fn line_checks() {
         assert!(evaluate(Check::line_equals("[INFO ] hello")).is_ok());
         assert!(evaluate(Check::line_equals("[INFO ] hell")).is_err());
-        assert!(evaluate(Check::line_matches(r"^mote: memory \d+ bytes")).is_ok());
-        assert!(evaluate(Check::line_matches(r"^mote: ready")).is_err());
+        assert!(evaluate(Check::line_matches(r"^\[INFO +\] h")).is_ok());
+        assert!(evaluate(Check::line_matches(r"^\[WARN")).is_err());
         assert!(evaluate(Check::no_line_matches(r"^\[DEBUG\]")).is_ok());
         let error = evaluate(Check::no_line_matches(r"^\[INFO ")).unwrap_err();
         assert!(error.contains("[INFO ] hello"), "{error}");
-        assert!(evaluate(Check::contains("bytes usable")).is_ok());
         assert!(evaluate(Check::not_contains("PANIC")).is_ok());
         assert!(evaluate(Check::not_contains("hello")).is_err());
     }
@@ -218,8 +255,24 @@ mod tests {
         assert!(error.contains("200000000 bytes are usable"), "{error}");
         assert!(evaluate(Check::ModuleSize { index: 0, size: 77 }).is_ok());
         assert!(evaluate(Check::ModuleSize { index: 1, size: 77 }).is_err());
-        assert!(evaluate(Check::last_report_line("mote: poweroff success")).is_ok());
-        assert!(evaluate(Check::last_report_line("mote: poweroff failure")).is_err());
+        assert!(evaluate(Check::last_report_line(SUCCESS)).is_ok());
+        assert!(evaluate(Check::last_report_line(FAILURE)).is_err());
+    }
+
+    #[test]
+    fn fact_checks_read_lines_with_the_protocol() {
+        let two_regions = Check::reports(
+            "with two memory regions",
+            |fact| matches!(fact, Fact::Memory(memory) if memory.regions == 2),
+        );
+        assert!(evaluate(two_regions).is_ok());
+        let tsc = Check::reports("with the TSC frequency", |fact| {
+            matches!(fact, Fact::Tsc(_))
+        });
+        assert_eq!(
+            evaluate(tsc).unwrap_err(),
+            "missing: a report line with the TSC frequency"
+        );
     }
 
     #[test]
@@ -231,7 +284,7 @@ mod tests {
                 min: 0,
                 max: u64::MAX,
             },
-            Check::last_report_line("mote: poweroff success"),
+            Check::last_report_line(SUCCESS),
         ] {
             assert!(check.evaluate(&[], &report).is_err(), "{check}");
         }

@@ -8,6 +8,9 @@ use std::path::Path;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use mote_boot::protocol::exit::Status;
+use mote_boot::protocol::report::{Discovery, Line, VirtioMmio};
+
 use super::net_load;
 use crate::guest_output::report::BootReport;
 use crate::guest_output::tslog::{self, Trace};
@@ -165,8 +168,9 @@ fn run_case(case: &NetCase, accel: Accel, kernel: &Path) -> (CaseResult, Vec<Str
             ));
             if failures.is_empty() {
                 findings.notes.push(format!(
-                    "POST /poweroff: 202 after {:.1} ms, QEMU exit 33 after {:.1} ms",
+                    "POST /poweroff: 202 after {:.1} ms, QEMU exit {} after {:.1} ms",
                     run.answered_after.as_secs_f64() * 1e3,
+                    Status::Success.qemu_exit_code(),
                     run.exited_after.as_secs_f64() * 1e3
                 ));
             }
@@ -275,7 +279,7 @@ fn http_endpoints(boot: &mut ServedBoot, findings: &mut Findings) {
             findings.fail("GET /: Content-Type is not text/plain");
         }
         match &tsc_source {
-            Some(source) if body.contains(source.as_str()) => {}
+            Some(source) if body.contains(source.word()) => {}
             Some(source) => findings.fail(format!(
                 "GET /: the status page does not mention the TSC source {source:?}"
             )),
@@ -433,8 +437,15 @@ fn udp_echo(boot: &mut ServedBoot, findings: &mut Findings) {
 /// net-acpi: the device line says `acpi` and GSI 47, and the services
 /// answer (so the interrupt from the second I/O APIC arrives).
 fn acpi(boot: &mut ServedBoot, findings: &mut Findings) {
-    let expected = "mote: virtio-mmio 0xfeb02e00 irq 47 network v1 acpi";
-    if !boot.stdout().iter().any(|line| line == expected) {
+    let expected = Line(VirtioMmio {
+        base: 0xfeb0_2e00,
+        irq: 47,
+        kind: "network",
+        version: 1,
+        found_by: Discovery::Acpi,
+    })
+    .to_string();
+    if !boot.stdout().contains(&expected) {
         findings.fail(format!("no line {expected:?}"));
     }
     for _ in 0..20 {

@@ -5,11 +5,18 @@
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, UdpSocket};
 
 use anyhow::{Context, Result};
+use mote_boot::protocol::report::{Line, Listening};
 
 /// The guest's HTTP port (the kernel's contract).
 const GUEST_HTTP_PORT: u16 = 80;
 /// The guest's UDP echo port (RFC 862's echo service).
 const GUEST_UDP_ECHO_PORT: u16 = 7;
+
+/// The report line that says the kernel's services are up on those ports.
+pub(crate) const LISTENING_LINE: Line<Listening> = Line(Listening {
+    http: GUEST_HTTP_PORT,
+    udp_echo: GUEST_UDP_ECHO_PORT,
+});
 
 /// The guest address under slirp, static or from its DHCP server, as the
 /// kernel reports it.

@@ -1,23 +1,20 @@
 //! How a boot ended, read from QEMU's exit status: the `isa-debug-exit`
-//! protocol the kernel and the null guest power off through.
+//! statuses of the boot crate's protocol (`protocol::exit`), which the
+//! kernel and the null guest power off through.
 
 use std::fmt;
 use std::time::Duration;
 
-use super::process::Finished;
+use mote_boot::protocol::exit::Status;
 
-/// QEMU's exit status for a write of `value` to isa-debug-exit is
-/// `(value << 1) | 1` (hw/misc/debugexit.c). The kernel writes 0x10 for
-/// success and 0x11 for failure.
-pub(crate) const DEBUG_EXIT_SUCCESS: i32 = (0x10 << 1) | 1;
-const DEBUG_EXIT_FAILURE: i32 = (0x11 << 1) | 1;
+use super::process::Finished;
 
 /// How the guest ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum PowerOff {
-    /// isa-debug-exit with the success value (QEMU exit 33).
+    /// isa-debug-exit with the success value.
     Success,
-    /// isa-debug-exit with the failure value (QEMU exit 35).
+    /// isa-debug-exit with the failure value.
     Failure,
     /// Anything else: another exit code, a signal, or our timeout.
     Abnormal(String),
@@ -31,18 +28,22 @@ impl PowerOff {
                 timeout.as_secs_f64()
             ));
         }
+        let success = Status::Success.qemu_exit_code();
+        let failure = Status::Failure.qemu_exit_code();
         match finished.exit_code {
-            Some(DEBUG_EXIT_SUCCESS) => PowerOff::Success,
-            Some(DEBUG_EXIT_FAILURE) => PowerOff::Failure,
-            Some(0) => PowerOff::Abnormal(format!(
-                "QEMU exited with code 0, not {DEBUG_EXIT_SUCCESS} (kernel success) or \
-                 {DEBUG_EXIT_FAILURE} (kernel failure): an ACPI power-off, a triple \
-                 fault under -no-reboot, or QEMU told to quit"
-            )),
-            Some(code) => PowerOff::Abnormal(format!(
-                "QEMU exited with code {code}, which is neither {DEBUG_EXIT_SUCCESS} \
-                 (kernel success) nor {DEBUG_EXIT_FAILURE} (kernel failure)"
-            )),
+            Some(code) => match Status::from_qemu_exit_code(code) {
+                Some(Status::Success) => PowerOff::Success,
+                Some(Status::Failure) => PowerOff::Failure,
+                None if code == 0 => PowerOff::Abnormal(format!(
+                    "QEMU exited with code 0, not {success} (kernel success) or \
+                     {failure} (kernel failure): an ACPI power-off, a triple \
+                     fault under -no-reboot, or QEMU told to quit"
+                )),
+                None => PowerOff::Abnormal(format!(
+                    "QEMU exited with code {code}, which is neither {success} \
+                     (kernel success) nor {failure} (kernel failure)"
+                )),
+            },
             None => PowerOff::Abnormal(match finished.signal {
                 Some(signal) => format!("QEMU was killed by signal {signal}"),
                 None => "QEMU ended without an exit code".to_owned(),
@@ -60,11 +61,13 @@ impl fmt::Display for PowerOff {
         match self {
             PowerOff::Success => write!(
                 formatter,
-                "kernel powered off with success (QEMU exit {DEBUG_EXIT_SUCCESS})"
+                "kernel powered off with success (QEMU exit {})",
+                Status::Success.qemu_exit_code()
             ),
             PowerOff::Failure => write!(
                 formatter,
-                "kernel powered off with failure (QEMU exit {DEBUG_EXIT_FAILURE})"
+                "kernel powered off with failure (QEMU exit {})",
+                Status::Failure.qemu_exit_code()
             ),
             PowerOff::Abnormal(reason) => formatter.write_str(reason),
         }
@@ -88,11 +91,17 @@ mod tests {
     fn maps_debug_exit_codes() {
         let timeout = Duration::from_secs(30);
         assert_eq!(
-            PowerOff::from_exit(&finished(Some(33), false), timeout),
+            PowerOff::from_exit(
+                &finished(Some(Status::Success.qemu_exit_code()), false),
+                timeout
+            ),
             PowerOff::Success
         );
         assert_eq!(
-            PowerOff::from_exit(&finished(Some(35), false), timeout),
+            PowerOff::from_exit(
+                &finished(Some(Status::Failure.qemu_exit_code()), false),
+                timeout
+            ),
             PowerOff::Failure
         );
         for (code, timed_out, expected) in [

@@ -6,6 +6,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::Result;
+use mote_boot::protocol::exit::DEBUG_EXIT_DEVICE;
 
 use super::accel::Accel;
 use super::network::{HostForward, Transport};
@@ -13,10 +14,6 @@ use super::process::{self, Finished, Output};
 use crate::env::workspace;
 
 pub(crate) const QEMU_BINARY: &str = "qemu-system-x86_64";
-
-/// The isa-debug-exit device at the port the kernel writes (0xf4, 4 bytes
-/// wide; QEMU's default would be 0x501/2). Its exit codes: `power_off.rs`.
-const DEBUG_EXIT_DEVICE: &str = "isa-debug-exit,iobase=0xf4,iosize=4";
 
 /// microvm trimmed as in the NetBSD MICROVM example: no option ROMs, no ACPI,
 /// no legacy PIC, an RTC even under KVM.
@@ -323,10 +320,12 @@ mod tests {
         .append("console=ttyS0 mote.exit=ready");
         assert_eq!(
             command.command_line(),
-            "qemu-system-x86_64 -M microvm,x-option-roms=off,rtc=on,acpi=off,pic=off \
-             -accel tcg -cpu max -m 256M -nodefaults -no-user-config -display none \
-             -serial stdio -no-reboot -device isa-debug-exit,iobase=0xf4,iosize=4 \
-             -kernel target/kernel -append 'console=ttyS0 mote.exit=ready'"
+            format!(
+                "qemu-system-x86_64 -M microvm,x-option-roms=off,rtc=on,acpi=off,pic=off \
+                 -accel tcg -cpu max -m 256M -nodefaults -no-user-config -display none \
+                 -serial stdio -no-reboot -device {DEBUG_EXIT_DEVICE} \
+                 -kernel target/kernel -append 'console=ttyS0 mote.exit=ready'"
+            )
         );
     }
 

@@ -10,13 +10,13 @@ use anyhow::Result;
 use super::accel::{self, Accel};
 use super::args::BootArgs;
 use super::cmdline::{self, READY_CMDLINE, STATIC_IP_PARAMETER};
-use super::network::{HostForward, HostPorts};
+use super::network::{HostForward, HostPorts, LISTENING_LINE};
 use super::power_off::PowerOff;
 use super::process::{Finished, LineWait, LiveChild};
 use super::qemu::{self, Disk, Machine, QemuCommand};
 use crate::env::boot_files::{self, BootFiles};
 use crate::env::workspace;
-use crate::guest_output::report::LISTENING_LINE;
+use crate::guest_output::report;
 
 /// `cargo xtask run`'s command line.
 #[derive(Debug, clap::Args)]
@@ -119,7 +119,7 @@ fn serve(qemu: &QemuCommand, ports: &HostPorts, timeout: Duration) -> Result<boo
     let limit = (!timeout.is_zero()).then_some(timeout);
     let mut child = LiveChild::spawn(&mut qemu.command(), limit, true)?;
     let waited = child.wait_for_stdout(
-        |line| line == LISTENING_LINE,
+        |line| report::is_line(line, &LISTENING_LINE),
         limit.unwrap_or(Duration::MAX),
     )?;
     match waited {

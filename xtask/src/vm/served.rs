@@ -7,14 +7,16 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
+use mote_boot::protocol::exit::Status;
+use mote_boot::protocol::report::{Line, Net, PowerOff as PowerOffLine};
 
 use super::accel::Accel;
 use super::http_client::{self, Response};
-use super::network::{EXPECTED_GUEST_ADDRESS, HostPorts};
+use super::network::{EXPECTED_GUEST_ADDRESS, HostPorts, LISTENING_LINE};
 use super::power_off::PowerOff;
 use super::process::{Finished, LineWait, LiveChild};
 use super::qemu::{Machine, QemuCommand};
-use crate::guest_output::report::{self, BootReport, LISTENING_LINE, NetLine};
+use crate::guest_output::report::{self, BootReport};
 
 /// What QEMU prints when a `hostfwd` port is taken (net/slirp.c).
 const HOSTFWD_CONFLICT: &str = "host forwarding rule";
@@ -88,7 +90,7 @@ impl ServedBoot {
             let mut child = LiveChild::spawn(&mut command.command(), Some(timeout), false)
                 .map_err(|error| failure(format!("{error:#}"), Vec::new()))?;
             let waited = child
-                .wait_for_stdout(|line| line == LISTENING_LINE, listen_within)
+                .wait_for_stdout(|line| report::is_line(line, &LISTENING_LINE), listen_within)
                 .map_err(|error| failure(format!("{error:#}"), Vec::new()));
             let output = || {
                 let mut lines = child.stdout().to_vec();
@@ -207,7 +209,7 @@ pub(crate) struct PowerOffRun {
 }
 
 /// Checks that a run ended the way a served boot must after POST /poweroff:
-/// 202, QEMU exit 33 within the limit, `mote: poweroff success` last, and
+/// 202, QEMU's success exit within the limit, `mote: poweroff success` last, and
 /// no failure lines. Returns every problem.
 pub(crate) fn judge_power_off(
     response: &Result<Response, String>,
@@ -230,39 +232,42 @@ pub(crate) fn judge_power_off(
     let report = BootReport::parse(&finished.stdout);
     problems.extend(report.malformed_lines());
     problems.extend(report::failure_lines(&finished.stdout));
-    if report.poweroff_success != Some(true) {
+    if report.power_off != Some(Status::Success) {
         problems.push(format!(
-            "the last report line is {:?}, not `mote: poweroff success`",
-            report.last_line().unwrap_or("(none)")
+            "the last report line is {:?}, not `{}`",
+            report.last_line().unwrap_or("(none)"),
+            Line(PowerOffLine(Status::Success))
         ));
     }
     problems
 }
 
 /// Reads `mote: net0 …` and requires the slirp address.
-pub(crate) fn check_net_line<S: AsRef<str>>(output: &[S]) -> Result<NetLine> {
+pub(crate) fn check_net_line<S: AsRef<str>>(output: &[S]) -> Result<Net> {
     match report::find_net_line(output) {
         None => bail!("no `mote: net0 mac … ip …` line"),
         Some(Err(reason)) => bail!("{reason}"),
-        Some(Ok(line)) if line.address != EXPECTED_GUEST_ADDRESS => bail!(
+        Some(Ok(net)) if net.address.to_string() != EXPECTED_GUEST_ADDRESS => bail!(
             "net0 has address {}, expected {EXPECTED_GUEST_ADDRESS}",
-            line.address
+            net.address
         ),
-        Some(Ok(line)) => Ok(line),
+        Some(Ok(net)) => Ok(net),
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use mote_boot::protocol::exit::DEBUG_EXIT_DEVICE;
+
     use super::*;
     use crate::vm::cmdline::{STATIC_IP_PARAMETER, served_cmdline};
 
     #[test]
     fn the_net_line_must_carry_the_slirp_address() {
         let output = [
-            "mote: ready 5000 us after entry",
-            "mote: net0 mac 52:54:00:12:34:56 ip 10.0.2.15/24",
-            LISTENING_LINE,
+            "mote: ready 5000 us after entry".to_owned(),
+            "mote: net0 mac 52:54:00:12:34:56 ip 10.0.2.15/24".to_owned(),
+            LISTENING_LINE.to_string(),
         ];
         assert!(check_net_line(&output).is_ok());
         let elsewhere = ["mote: net0 mac 52:54:00:12:34:56 ip 192.168.1.2/24"];
@@ -299,6 +304,6 @@ mod tests {
             ),
             "{line}"
         );
-        assert!(line.contains("isa-debug-exit"), "{line}");
+        assert!(line.contains(DEBUG_EXIT_DEVICE), "{line}");
     }
 }

@@ -155,6 +155,18 @@ pub enum Fact<'a> {
     GeneralRegisters(GeneralRegisters),
 }
 
+/// The keyword a fact claims, as in [`Shape::keyword`]: its first word
+/// without a device index (`blk0 …` claims `blk`), or `""` for an indented
+/// detail line. [`Fact::parse`] chooses the shapes to try by it, so a host
+/// can tell which shape a malformed line was meant to have.
+pub fn keyword(fact: &str) -> &str {
+    if fact.starts_with("  ") {
+        return "";
+    }
+    let word = fact.split(' ').next().unwrap_or("");
+    word.trim_end_matches(|c: char| c.is_ascii_digit())
+}
+
 impl<'a> Fact<'a> {
     /// Parses a fact (a report line without [`PREFIX`]). `None` when its
     /// keyword is not one of [`SHAPES`] (a later kernel's fact, say);
@@ -164,8 +176,8 @@ impl<'a> Fact<'a> {
         if fact.starts_with("  ") {
             return Some(crash::parse_detail(fact));
         }
-        let keyword = fact.split(' ').next().unwrap_or("");
-        let numbered = keyword.trim_end_matches(|c: char| c.is_ascii_digit());
+        let numbered = keyword(fact);
+        let indexed = fact.split(' ').next().unwrap_or("").len() > numbered.len();
         Some(match numbered {
             "ready" => Ready::parse(fact).map(Self::Ready),
             "start_info" => StartInfo::parse(fact).map(Self::StartInfo),
@@ -178,8 +190,8 @@ impl<'a> Fact<'a> {
             "tsc" => Tsc::parse(fact).map(Self::Tsc),
             "clock" => Clock::parse(fact).map(Self::Clock),
             "virtio-mmio" => VirtioMmio::parse(fact).map(Self::VirtioMmio),
-            "blk" | "ramdisk" if numbered.len() < keyword.len() => devices::parse_disk_fact(fact),
-            "net" if numbered.len() < keyword.len() => Net::parse(fact).map(Self::Net),
+            "blk" | "ramdisk" if indexed => devices::parse_disk_fact(fact),
+            "net" if indexed => Net::parse(fact).map(Self::Net),
             "listening" => Listening::parse(fact).map(Self::Listening),
             "tslog" if fact == TslogEnd::TEXT => Ok(Self::TslogEnd(TslogEnd)),
             "tslog" => TslogBegin::parse(fact).map(Self::TslogBegin),
@@ -273,5 +285,23 @@ mod tests {
             Some(Err(_))
         ));
         assert!(Fact::parse_line("mote: blkx 1 sectors rw").is_none());
+    }
+
+    #[test]
+    fn keyword_is_the_shape_a_line_claims() {
+        for (fact, claimed) in [
+            ("memory 12 bytes", "memory"),
+            ("blk0 crc32 c0ffee", "blk"),
+            ("ramdisk12 1 bytes gzip", "ramdisk"),
+            ("net0 mac 52:54:00", "net"),
+            ("PANIC at y.rs:1: boom", "PANIC"),
+            ("tslog begin tsc_hz=x", "tslog"),
+            ("  RIP 0x1 CS 0x8", ""),
+            ("", ""),
+        ] {
+            assert_eq!(keyword(fact), claimed, "{fact:?}");
+            let listed = SHAPES.iter().any(|shape| shape.keyword == claimed);
+            assert!(listed, "{claimed:?} is the keyword of a shape");
+        }
     }
 }

@@ -7,15 +7,17 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
+use mote_boot::protocol::exit::Status;
+use mote_boot::protocol::report::Fact;
 
 use super::configuration::{Configuration, Guest};
 use super::results::{PhaseTime, Sample};
 use super::served::{self, ServedRun};
-use crate::guest_output::report::{BootReport, LISTENING_LINE};
+use crate::guest_output::report::{self, BootReport};
 use crate::guest_output::tslog::{self, Trace};
 use crate::vm::cmdline::{self, STATIC_IP_PARAMETER};
-use crate::vm::network::{HostForward, HostPorts};
-use crate::vm::power_off::{DEBUG_EXIT_SUCCESS, PowerOff};
+use crate::vm::network::{HostForward, HostPorts, LISTENING_LINE};
+use crate::vm::power_off::PowerOff;
 use crate::vm::process::Finished;
 use crate::vm::qemu::{self, Disk, Machine, QemuCommand};
 
@@ -155,7 +157,7 @@ impl Boot {
                 sample.start_to_listening_line_us = finished
                     .stdout
                     .iter()
-                    .position(|line| line == LISTENING_LINE)
+                    .position(|line| report::is_line(line, &LISTENING_LINE))
                     .and_then(|index| finished.stdout_arrivals.get(index))
                     .map(|&arrival| micros(arrival));
                 match &served.first_ok {
@@ -169,6 +171,11 @@ impl Boot {
             }
         }
     }
+}
+
+/// The `ready …` report line, whichever unit it counts in.
+fn is_ready_line(line: &str) -> bool {
+    matches!(Fact::parse_line(line), Some(Ok(Fact::Ready(_))))
 }
 
 fn micros(duration: Duration) -> f64 {
@@ -186,9 +193,7 @@ fn sample_from_boot(
     timeout: Duration,
 ) -> Sample {
     let stdout = &finished.stdout;
-    let ready_line = stdout
-        .iter()
-        .position(|line| line.starts_with("mote: ready "));
+    let ready_line = stdout.iter().position(|line| is_ready_line(line));
     let mut sample = Sample {
         configuration: configuration.name.clone(),
         round,
@@ -218,14 +223,14 @@ fn sample_from_boot(
     match configuration.guest {
         Guest::External { .. } => {}
         Guest::Null => {
-            if finished.exit_code != Some(DEBUG_EXIT_SUCCESS) {
+            if finished.exit_code != Some(Status::Success.qemu_exit_code()) {
                 sample.failure = Some(PowerOff::from_exit(finished, timeout).to_string());
             }
         }
         Guest::Mote => {
             let power_off = PowerOff::from_exit(finished, timeout);
             let report = BootReport::parse(stdout);
-            sample.entry_to_ready_us = report.ready_microseconds.map(|us| us as f64);
+            sample.entry_to_ready_us = report.ready_microseconds().map(|us| us as f64);
             // A served boot has no tslog dump: its serial bytes would delay the services.
             if !configuration.served {
                 match guest_phases(&stdout.join("\n")) {
@@ -403,16 +408,13 @@ mod tests {
     #[test]
     fn reads_a_mote_boot() {
         let stdout: Vec<String> = TCG_DUMP.lines().map(str::to_owned).collect();
-        let ready_index = stdout
-            .iter()
-            .position(|line| line.starts_with("mote: ready"))
-            .unwrap() as u64;
+        let ready_index = stdout.iter().position(|line| is_ready_line(line)).unwrap() as u64;
         let arrivals = (0..stdout.len())
             .map(|line| Duration::from_millis(40 + line as u64))
             .collect();
         let finished = Finished {
             stdout,
-            exit_code: Some(DEBUG_EXIT_SUCCESS),
+            exit_code: Some(Status::Success.qemu_exit_code()),
             elapsed: Duration::from_millis(200),
             stdout_arrivals: arrivals,
             stdout_closed: Some(Duration::from_millis(190)),
@@ -432,12 +434,12 @@ mod tests {
         assert!(!sample.phases.is_empty());
 
         let mut failed = finished.clone();
-        failed.exit_code = Some(35);
+        failed.exit_code = Some(Status::Failure.qemu_exit_code());
         let sample = sample_from_boot(&configuration(Guest::Mote), 0, false, &failed, timeout);
         assert!(sample.failure.unwrap().contains("failure"));
 
         let null = Finished {
-            exit_code: Some(DEBUG_EXIT_SUCCESS),
+            exit_code: Some(Status::Success.qemu_exit_code()),
             elapsed: Duration::from_millis(45),
             ..Finished::default()
         };

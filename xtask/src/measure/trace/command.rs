@@ -6,6 +6,7 @@ use std::fs;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
+use mote_boot::protocol::report::{self, Fact};
 
 use super::flamechart::{flamechart_svg, folded_stacks};
 use super::phase_table::phase_table;
@@ -102,14 +103,15 @@ fn boot_with_dump(boot: &BootArgs) -> Result<(String, String)> {
     let qemu = setup.command(&cmdline, &[], &boot.qemu_args);
     println!("{}", qemu.command_line());
     let finished = qemu.run(boot.timeout(), false)?;
-    for line in finished
-        .stdout
-        .iter()
-        .filter(|line| line.starts_with("mote: "))
-    {
-        if !line.starts_with(tslog::BEGIN_PREFIX) && line != tslog::END_LINE {
-            println!("{line}");
-        }
+    // The report without the dump's frame lines (the table below shows the dump).
+    for line in finished.stdout.iter().filter(|line| {
+        report::body(line).is_some()
+            && !matches!(
+                Fact::parse_line(line),
+                Some(Ok(Fact::TslogBegin(_) | Fact::TslogEnd(_)))
+            )
+    }) {
+        println!("{line}");
     }
     let power_off = PowerOff::from_exit(&finished, boot.timeout());
     if !power_off.is_success() {

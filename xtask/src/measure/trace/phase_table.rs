@@ -67,7 +67,7 @@ fn preorder(trace: &Trace, index: usize, order: &mut Vec<usize>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::guest_output::tslog::{BEGIN_PREFIX, END_LINE, TCG_DUMP, framed_dump, parse_dump};
+    use crate::guest_output::tslog::{TCG_DUMP, frame, framed_dump, parse_dump};
 
     #[test]
     fn real_dump_table_nests_and_ends_at_the_whole_window() {
@@ -98,9 +98,7 @@ mod tests {
 
     #[test]
     fn unclosed_spans_are_marked() {
-        let text = format!(
-            "{BEGIN_PREFIX} tsc_hz=1000 records=2 dropped=3\n0x0 0 ENTER a\n0x0 5 ENTER b\n{END_LINE}\n"
-        );
+        let text = frame(1000, 2, 3, "0x0 0 ENTER a\n0x0 5 ENTER b\n");
         let trace = Trace::build(&parse_dump(&text).unwrap().records);
         assert!(phase_table(&trace, 1000).contains("(unclosed)"));
     }
