@@ -52,15 +52,15 @@ pub(super) fn init(boot: &BootInfo, mapped: IdentityMapped, serve_network: bool)
         });
         if probed.kind == DeviceType::Block {
             let _span = trace::span("virtio_blk_init");
-            match VirtioBlock::new(probed.transport) {
+            match VirtioBlock::new(probed.transport, &probed.negotiation) {
                 Ok(disk) => devices.disks.push(disk),
                 Err(error) => log::warn!("virtio-blk at {:#x}: {error}; skipped", device.base),
             }
         } else if probed.kind == DeviceType::Network && serve_network && devices.net.is_none() {
             let _span = trace::span("virtio_net_init");
-            match VirtioNetDevice::new(probed.transport) {
+            match VirtioNetDevice::new(probed.transport, &probed.negotiation, device.base) {
                 Ok(net) => devices.net = Some((net, device)),
-                Err(error) => log::warn!("virtio-net at {:#x}: {error:?}; skipped", device.base),
+                Err(error) => log::warn!("virtio-net at {:#x}: {error}; skipped", device.base),
             }
         } else {
             // Debug, not info: a message filtered out is never formatted,
