@@ -4,11 +4,15 @@
 //! handoff, exit), so mote's cost can be stated as a ratio above it.
 //!
 //! Its 32-bit entry tries every way out the VMMs we run offer, in order
-//! (`mote_boot::protocol::exit`): isa-debug-exit with the success value
-//! (QEMU exits 33), microvm's ACPI sleep register (ACPI on; QEMU exits 0),
-//! the i8042 reset line (Firecracker), then halts with interrupts off. It
-//! never touches memory except to write the sleep register, so it needs no
-//! stack, no page tables and no .bss.
+//! (`mote_boot::protocol::exit`, docs/vmms.md): isa-debug-exit with the
+//! success value (QEMU exits 33), microvm's ACPI sleep register (ACPI on;
+//! QEMU exits 0), Cloud Hypervisor's fixed sleep port 0x600 (exits 0), the
+//! i8042 reset line (Firecracker), then halts with interrupts off. Each VMM
+//! ignores the writes it does not decode (Firecracker logs them as
+//! warnings). QEMU 10 lets the vCPU run on after isa-debug-exit until it
+//! stops the VM, so the later writes may happen there too: none of them
+//! means anything to microvm. It never touches memory except to write the
+//! sleep register, so it needs no stack, no page tables and no .bss.
 //!
 //! Build: `cargo build --release -p mote-boot --bin null_guest --target
 //! x86_64-unknown-none` (xtask copies the result to `target/null-guest`).
@@ -36,6 +40,9 @@ mod guest {
         mov ${debug_exit_value}, %al
         out %al, ${debug_exit_port}
         movb ${sleep_value}, {sleep_control}
+        mov ${ch_sleep_value}, %al
+        mov ${ch_sleep_port}, %dx
+        out %al, %dx
         mov ${i8042_reset}, %al
         out %al, ${i8042_port}
     1:
@@ -49,6 +56,8 @@ mod guest {
         debug_exit_port = const exit::DEBUG_EXIT_PORT,
         sleep_value = const exit::sleep_control_value(exit::MICROVM_S5_SLEEP_TYPE),
         sleep_control = const exit::MICROVM_SLEEP_CONTROL,
+        ch_sleep_value = const exit::sleep_control_value(exit::CLOUD_HYPERVISOR_S5_SLEEP_TYPE),
+        ch_sleep_port = const exit::CLOUD_HYPERVISOR_SLEEP_PORT,
         i8042_reset = const exit::I8042_PULSE_RESET,
         i8042_port = const exit::I8042_COMMAND_PORT,
         options(att_syntax)

@@ -31,6 +31,15 @@ pub const MICROVM_SLEEP_CONTROL: u32 = 0xfea0_0200;
 /// SLP_TYP of `\_S5` in QEMU microvm's DSDT (`hw/i386/acpi-microvm.c`).
 pub const MICROVM_S5_SLEEP_TYPE: u8 = 5;
 
+/// Cloud Hypervisor's fixed sleep control port: its `AcpiShutdownDevice`
+/// sits at I/O 0x600 (`vmm/src/device_manager.rs`, `shutdown_pio_address`)
+/// and exits on the byte `(5 << 2) | (1 << 5)`, S5 with SLP_EN
+/// (`devices/src/acpi.rs`, `S5_SLEEP_VALUE`). A 1 there reboots. The
+/// kernel reads it from the FADT; the null guest writes it blind.
+pub const CLOUD_HYPERVISOR_SLEEP_PORT: u16 = 0x600;
+/// SLP_TYP of S5 in Cloud Hypervisor's DSDT and shutdown device.
+pub const CLOUD_HYPERVISOR_S5_SLEEP_TYPE: u8 = 5;
+
 /// The byte that enters sleep state `sleep_type` through a sleep control
 /// register: SLP_TYPx in bits 2-4, SLP_EN in bit 5 (ACPI 6.5 §4.8.3.7).
 pub const fn sleep_control_value(sleep_type: u8) -> u8 {

@@ -210,6 +210,14 @@ impl MemoryMap {
         self.usable().map(|r| r.end).max().unwrap_or(0)
     }
 
+    /// Whether `[start, start + len)` lies inside one usable RAM region.
+    pub fn is_ram(&self, start: u64, len: u64) -> bool {
+        let Some(end) = start.checked_add(len) else {
+            return false;
+        };
+        self.usable().any(|r| r.contains_range(start, end))
+    }
+
     /// Whether `[start, start + len)` lies inside one described region of any
     /// type: loaders put boot structures in RAM, reserved or NVS ranges.
     pub fn describes(&self, start: u64, len: u64) -> bool {

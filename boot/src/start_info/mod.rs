@@ -76,9 +76,35 @@ pub enum StartInfoError {
 /// loader put them; the kernel reserves that range.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Module {
+    /// Its place in the loader's module list.
+    pub index: usize,
     pub paddr: u64,
     pub size: u64,
     pub cmdline: ArrayVec<u8, MODULE_CMDLINE_MAX>,
+    /// Why the module's command line was not read (it is then empty):
+    /// QEMU 10's qboot leaves stack garbage in `cmdline_paddr`, and Linux
+    /// ignores module command lines, so a bad one costs only itself.
+    pub cmdline_ignored: Option<StartInfoError>,
+}
+
+/// Why a module from the loader's list is not used. The boot goes on
+/// without it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ModuleProblem {
+    #[error("address 0 or a range that wraps ({paddr:#x}, {size} bytes)")]
+    BadRange { paddr: u64, size: u64 },
+    /// Reserved or absent memory is not the module's to claim: QEMU 10
+    /// loads an initrd flush against the top of RAM, over the pages SeaBIOS
+    /// reserves there for its ACPI tables.
+    #[error("{paddr:#x}+{size:#x} is not inside one RAM range of the memory map")]
+    NotRam { paddr: u64, size: u64 },
+}
+
+/// A module the kernel skipped, and why.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UnusableModule {
+    pub index: usize,
+    pub problem: ModuleProblem,
 }
 
 /// Everything the kernel needs from the loader, owned and validated.
@@ -89,7 +115,10 @@ pub struct BootInfo {
     pub memory_map: MemoryMap,
     /// Raw entry count before normalisation (0 for version 0).
     pub memory_map_entries: u32,
+    /// The modules the kernel may use.
     pub modules: ArrayVec<Module, MAX_MODULES>,
+    /// The others: reported, not used.
+    pub unusable_modules: ArrayVec<UnusableModule, MAX_MODULES>,
     /// `rsdp_paddr`, when the loader gave one.
     pub rsdp: Option<u64>,
 }
@@ -169,7 +198,7 @@ impl BootInfo {
             check_in_map("command line", cmdline_paddr, cmdline.len() as u64 + 1)?;
         }
 
-        let modules = read_modules(memory, modlist_paddr, nr_modules)?;
+        let listed = read_modules(memory, modlist_paddr, nr_modules)?;
         if nr_modules > 0 {
             check_in_map(
                 "module list",
@@ -177,8 +206,24 @@ impl BootInfo {
                 u64::from(nr_modules) * size_of::<ModlistEntry>() as u64,
             )?;
         }
-        for module in &modules {
-            check_in_map("module", module.paddr, module.size)?;
+        let mut modules = ArrayVec::new();
+        let mut unusable_modules = ArrayVec::new();
+        for module in listed {
+            let (paddr, size) = (module.paddr, module.size);
+            let problem = if paddr == 0 || paddr.checked_add(size).is_none() {
+                Some(ModuleProblem::BadRange { paddr, size })
+            } else if !memory_map.regions().is_empty() && !memory_map.is_ram(paddr, size) {
+                Some(ModuleProblem::NotRam { paddr, size })
+            } else {
+                None
+            };
+            match problem {
+                Some(problem) => unusable_modules.push(UnusableModule {
+                    index: module.index,
+                    problem,
+                }),
+                None => modules.push(module),
+            }
         }
 
         Ok(Self {
@@ -187,6 +232,7 @@ impl BootInfo {
             memory_map,
             memory_map_entries: memmap_entries,
             modules,
+            unusable_modules,
             rsdp: (rsdp_paddr != 0).then_some(rsdp_paddr),
         })
     }
@@ -237,29 +283,28 @@ fn read_modules(
         });
     }
     let mut entry = ModlistEntry::new_zeroed();
-    for index in 0..u64::from(count) {
-        let entry_paddr = array_element::<ModlistEntry>(paddr, index, "module list")?;
+    for (index, position) in (0..u64::from(count)).enumerate() {
+        let entry_paddr = array_element::<ModlistEntry>(paddr, position, "module list")?;
         read(memory, "module list", entry_paddr, entry.as_mut_bytes())?;
         let mut module = Module {
+            index,
             paddr: entry.paddr.get(),
             size: entry.size.get(),
             cmdline: ArrayVec::new(),
+            cmdline_ignored: None,
         };
-        if module.paddr.checked_add(module.size).is_none() || module.paddr == 0 {
-            return Err(StartInfoError::Unreachable {
-                what: "module",
-                paddr: module.paddr,
-                len: module.size,
-            });
-        }
         let cmdline_paddr = entry.cmdline_paddr.get();
         if cmdline_paddr != 0 {
-            read_c_string(
+            let read = read_c_string(
                 memory,
                 "module command line",
                 cmdline_paddr,
                 &mut module.cmdline,
-            )?;
+            );
+            if let Err(error) = read {
+                module.cmdline.clear();
+                module.cmdline_ignored = Some(error);
+            }
         }
         modules.push(module);
     }
@@ -531,28 +576,110 @@ mod tests {
         );
     }
 
+    /// The one module of `guest`, which must have been skipped.
+    fn unusable(guest: &Builder) -> UnusableModule {
+        let info = guest.parse().unwrap();
+        assert!(info.modules.is_empty(), "{:?}", info.modules);
+        assert_eq!(info.unusable_modules.len(), 1);
+        info.unusable_modules[0]
+    }
+
     #[test]
-    fn module_outside_the_memory_map() {
+    fn module_outside_the_memory_map_is_skipped() {
         let mut guest = Builder::new();
         guest.module(0x2000_0000, 0x1000, 0);
-        assert!(matches!(
-            guest.parse().unwrap_err(),
-            StartInfoError::OutsideMemoryMap {
-                what: "module",
-                paddr: 0x2000_0000,
-                ..
+        assert_eq!(
+            unusable(&guest),
+            UnusableModule {
+                index: 0,
+                problem: ModuleProblem::NotRam {
+                    paddr: 0x2000_0000,
+                    size: 0x1000
+                }
             }
+        );
+    }
+
+    #[test]
+    fn module_whose_end_wraps_is_skipped() {
+        let mut guest = Builder::new();
+        guest.module(u64::MAX - 10, 100, 0);
+        assert!(matches!(
+            unusable(&guest).problem,
+            ModuleProblem::BadRange { size: 100, .. }
+        ));
+        guest.module(0, 100, 0);
+        assert!(matches!(
+            unusable(&guest).problem,
+            ModuleProblem::BadRange { paddr: 0, .. }
+        ));
+    }
+
+    /// QEMU 10 with ACPI on: SeaBIOS reserves the last page of RAM for its
+    /// tables, and QEMU loads the initrd flush against the top, over it.
+    #[test]
+    fn module_over_reserved_memory_at_the_top_of_ram_is_skipped() {
+        let mut guest = Builder::new();
+        guest.memmap(&[(0, 0xf000, 1), (0xf000, 0x1000, 2)]);
+        guest.module(0xe000, 0x2000, 0);
+        assert_eq!(
+            unusable(&guest).problem,
+            ModuleProblem::NotRam {
+                paddr: 0xe000,
+                size: 0x2000
+            }
+        );
+        let mut guest = Builder::new();
+        guest.memmap(&[(0, 0xf000, 1), (0xf000, 0x1000, 2)]);
+        guest.module(0xf000, 0x100, 0);
+        assert!(matches!(
+            unusable(&guest).problem,
+            ModuleProblem::NotRam { .. }
+        ));
+    }
+
+    /// QEMU 10's qboot: `cmdline_paddr` is stack garbage (seen:
+    /// 0x202000f18f2), or points at bytes with no NUL. The module is kept,
+    /// its command line dropped.
+    #[test]
+    fn module_with_a_garbage_command_line_pointer_is_kept() {
+        let mut guest = Builder::new();
+        guest.module(MODULE, 16, 0x0202_000f_18f2);
+        let info = guest.parse().unwrap();
+        assert!(info.unusable_modules.is_empty());
+        assert_eq!(info.modules[0].paddr, MODULE);
+        assert!(info.modules[0].cmdline.is_empty());
+        assert!(matches!(
+            info.modules[0].cmdline_ignored,
+            Some(StartInfoError::Unreachable {
+                what: "module command line",
+                paddr: 0x0202_000f_18f2,
+                ..
+            })
+        ));
+        let mut guest = Builder::new();
+        guest.put_bytes(0x5000, &[b'x'; 0x200]);
+        guest.module(MODULE, 16, 0x5000);
+        let info = guest.parse().unwrap();
+        assert!(info.modules[0].cmdline.is_empty());
+        assert!(matches!(
+            info.modules[0].cmdline_ignored,
+            Some(StartInfoError::Unterminated { .. })
         ));
     }
 
     #[test]
-    fn module_whose_end_wraps() {
+    fn good_and_bad_modules_keep_their_indices() {
         let mut guest = Builder::new();
-        guest.module(u64::MAX - 10, 100, 0);
-        assert!(matches!(
-            guest.parse().unwrap_err(),
-            StartInfoError::Unreachable { what: "module", .. }
-        ));
+        guest.put_u32(START_INFO + 12, 2);
+        guest.put_u64(START_INFO + 16, MODLIST);
+        guest.put_u64(MODLIST, 0x2000_0000);
+        guest.put_u64(MODLIST + 8, 0x10);
+        guest.put_u64(MODLIST + 32, MODULE);
+        guest.put_u64(MODLIST + 40, 0x10);
+        let info = guest.parse().unwrap();
+        assert_eq!(info.unusable_modules[0].index, 0);
+        assert_eq!((info.modules[0].index, info.modules[0].paddr), (1, MODULE));
     }
 
     #[test]

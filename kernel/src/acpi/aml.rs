@@ -13,6 +13,7 @@
 extern crate alloc;
 
 use alloc::string::String;
+use alloc::vec::Vec;
 
 /// Deepest Scope/Device nesting followed (QEMU's is 2).
 const MAX_DEPTH: usize = 16;
@@ -96,18 +97,67 @@ pub(crate) trait Visitor<'a> {
 
 /// Walks `aml` (a DSDT without its 36-byte header). Returns how many
 /// packages were cut short by an opcode the reader does not know.
+#[cfg(test)]
 pub(crate) fn walk<'a>(aml: &'a [u8], visitor: &mut impl Visitor<'a>) -> Result<usize, AmlError> {
     let mut reader = Reader {
         aml,
         unknown_opcodes: 0,
+        needles: None,
     };
     reader.term_list(0, aml.len(), "\\", None, 0, visitor)?;
     Ok(reader.unknown_opcodes)
 }
 
+/// Like [`walk`], but a `Scope` or `Device` whose bytes contain none of
+/// `needles` is skipped whole, unread and unreported: what a visitor
+/// looks for by name or `_HID` cannot be inside it. Finding the needles
+/// is one pass over the table; each package then costs a binary search.
+pub(crate) fn walk_for<'a>(
+    aml: &'a [u8],
+    needles: &[&[u8]],
+    visitor: &mut impl Visitor<'a>,
+) -> Result<usize, AmlError> {
+    let mut offsets: Vec<usize> = Vec::new();
+    for needle in needles {
+        find_all(aml, needle, &mut offsets);
+    }
+    offsets.sort_unstable();
+    let mut reader = Reader {
+        aml,
+        unknown_opcodes: 0,
+        needles: Some(offsets),
+    };
+    reader.term_list(0, aml.len(), "\\", None, 0, visitor)?;
+    Ok(reader.unknown_opcodes)
+}
+
+/// Appends the offset of every occurrence of `needle` in `haystack`
+/// (Boyer-Moore-Horspool: about `haystack.len() / needle.len()` probes,
+/// not one per byte; instructions are what a boot under an emulating
+/// hypervisor pays for).
+fn find_all(haystack: &[u8], needle: &[u8], out: &mut Vec<usize>) {
+    let Some((&last, _)) = needle.split_last() else {
+        return;
+    };
+    let mut shift = [needle.len(); 256];
+    for (index, &byte) in needle[..needle.len() - 1].iter().enumerate() {
+        shift[usize::from(byte)] = needle.len() - 1 - index;
+    }
+    let mut at = 0;
+    while at + needle.len() <= haystack.len() {
+        let end = haystack[at + needle.len() - 1];
+        if end == last && &haystack[at..at + needle.len()] == needle {
+            out.push(at);
+        }
+        at += shift[usize::from(end)];
+    }
+}
+
 struct Reader<'a> {
     aml: &'a [u8],
     unknown_opcodes: usize,
+    /// Sorted offsets of what the walk looks for; `None` walks everything.
+    needles: Option<Vec<usize>>,
 }
 
 impl<'a> Reader<'a> {
@@ -256,6 +306,9 @@ impl<'a> Reader<'a> {
         visitor: &mut impl Visitor<'a>,
     ) -> Result<usize, AmlError> {
         let (end, body) = self.pkg_length(at, limit)?;
+        if !self.holds_a_needle(at, end) {
+            return Ok(end);
+        }
         let (name, body) = self.name_string(body)?;
         let path = resolve(scope, &name);
         if depth >= MAX_DEPTH {
@@ -269,6 +322,14 @@ impl<'a> Reader<'a> {
             self.term_list(body, end, &path, None, depth + 1, visitor)?;
         }
         Ok(end)
+    }
+
+    /// Whether `[start, end)` holds one of the needles (always, without).
+    fn holds_a_needle(&self, start: usize, end: usize) -> bool {
+        self.needles.as_ref().is_none_or(|offsets| {
+            let first = offsets.partition_point(|&offset| offset < start);
+            offsets.get(first).is_some_and(|&offset| offset < end)
+        })
     }
 
     /// An integer constant (ZeroOp, OneOp, OnesOp, Byte/Word/DWord/QWord).
@@ -521,6 +582,49 @@ mod tests {
     }
 
     #[test]
+    fn every_occurrence_is_found() {
+        let haystack = b"xxLNRO0005LNRO0005_S5_LNRO000LNRO0005";
+        let mut found = Vec::new();
+        find_all(haystack, b"LNRO0005", &mut found);
+        assert_eq!(found, [2, 10, 29]);
+        found.clear();
+        find_all(b"_S5__S5_", b"_S5_", &mut found);
+        assert_eq!(found, [0, 4]);
+        found.clear();
+        find_all(b"aaaa", b"aa", &mut found);
+        assert_eq!(found, [0, 1, 2], "overlapping");
+        find_all(b"a", b"", &mut found);
+        find_all(b"", b"ab", &mut found);
+        assert_eq!(found.len(), 3);
+    }
+
+    #[test]
+    fn walk_for_skips_scopes_without_a_needle() {
+        let aml = [
+            scope(b"PCI0", &[device("DEV0", &[name("_UID", &[0x01])])]),
+            s5_scope(5),
+            scope(b"_SB_", &[virtio_device(3, 0xfeb0_0600, 8)]),
+        ]
+        .concat();
+        let mut record = Record::default();
+        assert_eq!(walk_for(&aml, &[b"LNRO0005", b"_S5_"], &mut record), Ok(0));
+        assert!(
+            !record.0.iter().any(|line| line.contains("PCI0")),
+            "{:?}",
+            record.0
+        );
+        assert!(record.0.iter().any(|line| line.starts_with("name \\_S5_")));
+        assert!(
+            record
+                .0
+                .iter()
+                .any(|line| line.starts_with("device \\_SB_.VR03"))
+        );
+        let (everything, _) = walked(&aml);
+        assert!(everything.iter().any(|line| line.contains("PCI0.DEV0")));
+    }
+
+    #[test]
     fn parent_prefixes_and_multi_segment_names_resolve() {
         assert_eq!(resolve("\\_SB_.PCI0", "^DEV0"), "\\_SB_.DEV0");
         assert_eq!(resolve("\\_SB_", "^^X"), "\\X");
@@ -529,6 +633,7 @@ mod tests {
         let reader = Reader {
             aml: b"\x2f\x03_SB_PCI0DEV0",
             unknown_opcodes: 0,
+            needles: None,
         };
         assert_eq!(reader.name_string(0).unwrap().0, "_SB_.PCI0.DEV0");
     }

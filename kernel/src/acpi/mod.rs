@@ -1,16 +1,20 @@
-//! Just enough ACPI for a microVM: the S5 sleep register of a
-//! hardware-reduced machine (QEMU microvm with ACPI on), the I/O APICs of
-//! the MADT, and the DSDT's AML for the one reader in [`aml`] (virtio reads
-//! its devices from it). Table layouts are in [`tables`]; docs/acpi.md
-//! says what VMMs put in them. Everything reads through
-//! [`PhysicalMemory`], so it is all tested on the host.
+//! Just enough ACPI for a microVM: the RSDP (given or searched for,
+//! [`rsdp`]), every table read and checksummed once into [`Acpi`], the S5
+//! sleep register of a hardware-reduced machine, the I/O APICs of the MADT,
+//! and one walk of the DSDT ([`DsdtFacts`]) for `\_S5` and the virtio
+//! devices. Table layouts are in [`tables`]; docs/acpi.md says what VMMs
+//! put in them. Everything reads through [`PhysicalMemory`], so it is all
+//! tested on the host.
 #![deny(unsafe_code)]
 
 extern crate alloc;
 
 pub(crate) mod aml;
+pub(crate) mod dump;
 pub(crate) mod resources;
+pub(crate) mod rsdp;
 mod tables;
+pub(crate) mod vmm;
 
 use alloc::vec;
 use alloc::vec::Vec;
@@ -20,13 +24,21 @@ use mote_boot::protocol::exit;
 use mote_boot::start_info::PhysicalMemory;
 use zerocopy::{FromBytes, FromZeros, IntoBytes};
 
+pub(crate) use self::rsdp::RootPointer;
 use self::tables::{
     FADT_HW_REDUCED_ACPI, Fadt, HEADER_SIZE, MADT_IO_APIC, MADT_SOURCE_OVERRIDE, MadtHeader,
-    MadtIoApic, SdtHeader, find_table, read, read_table,
+    MadtIoApic, SdtHeader, checksum, read,
 };
+use crate::virtio::acpi::{DsdtScan, VIRTIO_MMIO_HID};
 
-/// Largest DSDT read.
-const MAX_DSDT: usize = 64 * 1024;
+/// Largest DSDT read (Cloud Hypervisor's is the largest seen).
+const MAX_DSDT: usize = 1024 * 1024;
+/// Largest other table read.
+const MAX_TABLE: usize = 64 * 1024;
+/// Most tables a root table may list before the rest are ignored.
+const MAX_TABLES: usize = 64;
+/// `\_S5_`'s last segment, as it appears in AML.
+const S5_NAME: &[u8] = b"_S5_";
 /// Most I/O APICs kept (QEMU microvm has one or two).
 pub(crate) const MAX_IO_APICS: usize = 8;
 /// The `\_S5` object: the soft-off sleep state's package.
@@ -58,6 +70,10 @@ pub(crate) enum AcpiError {
     BadChecksum { what: &'static str, paddr: u64 },
     #[error("ACPI has no FADT")]
     NoFadt,
+    #[error("ACPI has no MADT")]
+    NoMadt,
+    #[error("ACPI has no usable DSDT")]
+    NoDsdt,
     /// Not hardware-reduced, or FADT older than 5.0: no sleep register.
     #[error("FADT describes no sleep control register (not hardware-reduced ACPI)")]
     NoSleepControlRegister,
@@ -77,63 +93,222 @@ impl AcpiError {
     }
 }
 
-/// Finds the S5 sleep register starting from the RSDP at `rsdp`.
-pub(crate) fn find_sleep_control(
-    memory: &impl PhysicalMemory,
-    rsdp: u64,
-) -> Result<SleepControl, AcpiError> {
-    let (fadt, length) = read_fadt(memory, rsdp)?;
-    let register = &fadt.sleep_control_reg;
-    if length < core::mem::offset_of!(Fadt, sleep_status_reg)
-        || fadt.flags.get() & FADT_HW_REDUCED_ACPI == 0
-    {
-        return Err(AcpiError::NoSleepControlRegister);
-    }
-    let space = match register.space_id {
-        0 => AddressSpace::Memory,
-        1 => AddressSpace::Io,
-        _ => return Err(AcpiError::NoSleepControlRegister),
-    };
-    let address = register.address.get();
-    if address == 0 {
-        return Err(AcpiError::NoSleepControlRegister);
-    }
-    let aml = read_aml(memory, dsdt_address(&fadt, length))?;
-    let sleep_type = s5_sleep_type(&aml)?.ok_or(AcpiError::NoS5)?;
-    Ok(SleepControl {
-        space,
-        address,
-        value: exit::sleep_control_value(sleep_type),
-    })
+/// A table as read: its signature, where it was, and all of its bytes
+/// (header included), checksum verified.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Table {
+    pub(crate) signature: [u8; 4],
+    pub(crate) paddr: u64,
+    pub(crate) bytes: Vec<u8>,
 }
 
-/// SLP_TYPa of `\_S5`: the first element of its package.
-fn s5_sleep_type(aml: &[u8]) -> Result<Option<u8>, AcpiError> {
-    struct S5(Option<u8>);
-    impl aml::Visitor<'_> for S5 {
-        fn name(&mut self, path: &str, data: aml::Data<'_>) {
-            if let (S5_PATH, aml::Data::Package { first: Some(first) }) = (path, data) {
-                self.0.get_or_insert(u8::try_from(first & 0x7).unwrap_or(0));
+/// Every table the RSDP leads to, each read and checksummed exactly once
+/// at boot (the root table, each table it lists, and the DSDT the FADT
+/// names); everything else reads these copies.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Acpi {
+    pub(crate) rsdp: RootPointer,
+    /// The root table first, then the tables it lists, then the DSDT.
+    pub(crate) tables: Vec<Table>,
+    /// Tables that were listed but could not be used.
+    pub(crate) unusable: Vec<AcpiError>,
+}
+
+impl Acpi {
+    /// Reads everything reachable from the RSDP at `rsdp` (checked first).
+    pub(crate) fn read(memory: &impl PhysicalMemory, rsdp: u64) -> Result<Self, AcpiError> {
+        let rsdp = rsdp::check(memory, rsdp)?;
+        let root_signature = if rsdp.root_is_xsdt { b"XSDT" } else { b"RSDT" };
+        let root = read_whole_table(memory, rsdp.root, "root table", Some(root_signature))?;
+        let entry_size = if rsdp.root_is_xsdt { 8 } else { 4 };
+        let entries: Vec<u64> = root.bytes[HEADER_SIZE..]
+            .chunks_exact(entry_size)
+            .take(MAX_TABLES)
+            .map(|entry| {
+                entry
+                    .iter()
+                    .rev()
+                    .fold(0u64, |value, &byte| (value << 8) | u64::from(byte))
+            })
+            .collect();
+        let mut acpi = Self {
+            rsdp,
+            tables: vec![root],
+            unusable: Vec::new(),
+        };
+        for paddr in entries {
+            match read_whole_table(memory, paddr, "table", None) {
+                Ok(table) => acpi.tables.push(table),
+                Err(error) => acpi.unusable.push(error),
             }
         }
+        if let Some((fadt, length)) = acpi.fadt() {
+            let dsdt = dsdt_address(&fadt, length);
+            match read_whole_table(memory, dsdt, "DSDT", Some(b"DSDT")) {
+                Ok(table) => acpi.tables.push(table),
+                Err(error) => acpi.unusable.push(error),
+            }
+        }
+        Ok(acpi)
     }
-    let mut s5 = S5(None);
-    aml::walk(aml, &mut s5)?;
-    Ok(s5.0)
+
+    /// The RSDP's OEM id (`FIRECK` on Firecracker, `CLOUDH` on Cloud
+    /// Hypervisor, `BOCHS ` on QEMU).
+    pub(crate) fn oem_id(&self) -> &[u8; 6] {
+        &self.rsdp.oem_id
+    }
+
+    /// The first table with `signature`.
+    pub(crate) fn table(&self, signature: &[u8; 4]) -> Option<&Table> {
+        self.tables
+            .iter()
+            .find(|table| &table.signature == signature)
+    }
+
+    /// The DSDT's AML (the table without its header).
+    pub(crate) fn dsdt_aml(&self) -> Result<&[u8], AcpiError> {
+        self.table(b"DSDT")
+            .map(|table| &table.bytes[HEADER_SIZE..])
+            .ok_or(AcpiError::NoDsdt)
+    }
+
+    /// The FADT (the fields past its length are zero) and its length.
+    fn fadt(&self) -> Option<(Fadt, usize)> {
+        let table = self.table(b"FACP")?;
+        let mut fadt = Fadt::new_zeroed();
+        let length = table.bytes.len().min(size_of::<Fadt>());
+        fadt.as_mut_bytes()[..length].copy_from_slice(&table.bytes[..length]);
+        Some((fadt, table.bytes.len()))
+    }
+
+    /// The S5 sleep register of a hardware-reduced FADT, with the SLP_TYP
+    /// the DSDT's `\_S5` gave (`s5`, from [`DsdtFacts`]).
+    pub(crate) fn sleep_control(&self, s5: Option<u8>) -> Result<SleepControl, AcpiError> {
+        let (fadt, length) = self.fadt().ok_or(AcpiError::NoFadt)?;
+        let register = &fadt.sleep_control_reg;
+        if length < core::mem::offset_of!(Fadt, sleep_status_reg)
+            || fadt.flags.get() & FADT_HW_REDUCED_ACPI == 0
+        {
+            return Err(AcpiError::NoSleepControlRegister);
+        }
+        let space = match register.space_id {
+            0 => AddressSpace::Memory,
+            1 => AddressSpace::Io,
+            _ => return Err(AcpiError::NoSleepControlRegister),
+        };
+        let address = register.address.get();
+        if address == 0 {
+            return Err(AcpiError::NoSleepControlRegister);
+        }
+        let sleep_type = s5.ok_or(AcpiError::NoS5)?;
+        Ok(SleepControl {
+            space,
+            address,
+            value: exit::sleep_control_value(sleep_type),
+        })
+    }
+
+    /// The I/O APICs the MADT lists, and how many interrupt source
+    /// overrides it has (QEMU microvm gives none; mote does not remap ISA
+    /// IRQs).
+    pub(crate) fn io_apics(&self) -> Result<(ArrayVec<IoApic, MAX_IO_APICS>, usize), AcpiError> {
+        let bytes = &self.table(b"APIC").ok_or(AcpiError::NoMadt)?.bytes;
+        let length = bytes.len();
+        let mut io_apics = ArrayVec::new();
+        let mut overrides = 0;
+        let mut at = size_of::<MadtHeader>();
+        while at + 2 <= length {
+            let (kind, entry_length) = (bytes[at], usize::from(bytes[at + 1]));
+            if entry_length < 2 || at + entry_length > length {
+                break;
+            }
+            let entry = &bytes[at..at + entry_length];
+            match kind {
+                MADT_IO_APIC => {
+                    if let Ok((io_apic, _)) = MadtIoApic::read_from_prefix(entry) {
+                        let _ = io_apics.try_push(IoApic {
+                            id: io_apic.id,
+                            address: u64::from(io_apic.address.get()),
+                            gsi_base: io_apic.gsi_base.get(),
+                        });
+                    }
+                }
+                MADT_SOURCE_OVERRIDE => overrides += 1,
+                _ => {}
+            }
+            at += entry_length;
+        }
+        Ok((io_apics, overrides))
+    }
 }
 
-/// The DSDT's AML (the table without its header), through the FADT.
-pub(crate) fn dsdt_aml(memory: &impl PhysicalMemory, rsdp: u64) -> Result<Vec<u8>, AcpiError> {
-    let (fadt, length) = read_fadt(memory, rsdp)?;
-    read_aml(memory, dsdt_address(&fadt, length))
+/// What the boot needs from the DSDT, found in one walk: `\_S5`'s SLP_TYP
+/// and the virtio-mmio transports.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct DsdtFacts {
+    pub(crate) s5: Option<u8>,
+    pub(crate) virtio_mmio: DsdtScan,
 }
 
-/// The FADT (the fields past its length are zero) and its length.
-fn read_fadt(memory: &impl PhysicalMemory, rsdp: u64) -> Result<(Fadt, usize), AcpiError> {
-    let address = find_table(memory, rsdp, b"FACP")?.ok_or(AcpiError::NoFadt)?;
-    let mut fadt = Fadt::new_zeroed();
-    let length = read_table(memory, address, "FADT", fadt.as_mut_bytes())?;
-    Ok((fadt, length))
+impl<'a> aml::Visitor<'a> for DsdtFacts {
+    fn device(&mut self, path: &str, objects: &aml::DeviceObjects<'a>) {
+        self.virtio_mmio.device(path, objects);
+    }
+
+    fn name(&mut self, path: &str, data: aml::Data<'a>) {
+        // SLP_TYPa of `\_S5`: the first element of its package.
+        if let (S5_PATH, aml::Data::Package { first: Some(first) }) = (path, data) {
+            self.s5
+                .get_or_insert(u8::try_from(first & 0x7).unwrap_or(0));
+        }
+    }
+}
+
+impl DsdtFacts {
+    /// Walks `aml` once, skipping every Scope and Device whose bytes hold
+    /// neither `LNRO0005` nor `_S5_`: they cannot contain what is looked
+    /// for, and on a large DSDT (Cloud Hypervisor's PCI hierarchy) they
+    /// are almost all of it.
+    pub(crate) fn scan(aml: &[u8]) -> Result<Self, AcpiError> {
+        let mut facts = Self::default();
+        facts.virtio_mmio.unknown_opcodes =
+            aml::walk_for(aml, &[VIRTIO_MMIO_HID, S5_NAME], &mut facts)?;
+        Ok(facts)
+    }
+}
+
+/// Reads the table at `paddr` whole and checks its signature (when one is
+/// `expected`), its length (a DSDT may be larger than other tables) and
+/// its checksum.
+fn read_whole_table(
+    memory: &impl PhysicalMemory,
+    paddr: u64,
+    what: &'static str,
+    expected: Option<&[u8; 4]>,
+) -> Result<Table, AcpiError> {
+    let mut header = SdtHeader::new_zeroed();
+    read(memory, what, paddr, header.as_mut_bytes())?;
+    let length = usize::try_from(header.length.get()).unwrap_or(usize::MAX);
+    let limit = if &header.signature == b"DSDT" {
+        MAX_DSDT
+    } else {
+        MAX_TABLE
+    };
+    if expected.is_some_and(|signature| signature != &header.signature)
+        || !(HEADER_SIZE..=limit).contains(&length)
+    {
+        return Err(AcpiError::bad_signature(what, paddr));
+    }
+    let mut bytes = vec![0u8; length];
+    read(memory, what, paddr, &mut bytes)?;
+    if checksum(&bytes) != 0 {
+        return Err(AcpiError::bad_checksum(what, paddr));
+    }
+    Ok(Table {
+        signature: header.signature,
+        paddr,
+        bytes,
+    })
 }
 
 /// The DSDT's address: X_DSDT when the FADT has a non-zero one, else DSDT.
@@ -149,21 +324,6 @@ fn dsdt_address(fadt: &Fadt, length: usize) -> u64 {
     }
 }
 
-/// Reads the DSDT at `dsdt` (checking its signature and size) and returns
-/// its AML.
-fn read_aml(memory: &impl PhysicalMemory, dsdt: u64) -> Result<Vec<u8>, AcpiError> {
-    let mut header = SdtHeader::new_zeroed();
-    read(memory, "DSDT", dsdt, header.as_mut_bytes())?;
-    let length = usize::try_from(header.length.get()).unwrap_or(usize::MAX);
-    if &header.signature != b"DSDT" || !(HEADER_SIZE..=MAX_DSDT).contains(&length) {
-        return Err(AcpiError::bad_signature("DSDT", dsdt));
-    }
-    let mut table = vec![0u8; length];
-    read(memory, "DSDT", dsdt, &mut table)?;
-    table.drain(..HEADER_SIZE);
-    Ok(table)
-}
-
 /// An I/O APIC from the MADT (ACPI 6.5 §5.2.12.3).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct IoApic {
@@ -172,52 +332,13 @@ pub(crate) struct IoApic {
     pub(crate) gsi_base: u32,
 }
 
-/// The I/O APICs the MADT lists, and how many interrupt source overrides
-/// it has (QEMU microvm gives none; mote does not remap ISA IRQs).
-pub(crate) fn find_io_apics(
-    memory: &impl PhysicalMemory,
-    rsdp: u64,
-) -> Result<(ArrayVec<IoApic, MAX_IO_APICS>, usize), AcpiError> {
-    let madt = find_table(memory, rsdp, b"APIC")?.ok_or(AcpiError::Unreadable {
-        what: "MADT",
-        paddr: 0,
-    })?;
-    let mut bytes = [0u8; 1024];
-    let length = read_table(memory, madt, "MADT", &mut bytes)?;
-    let mut io_apics = ArrayVec::new();
-    let mut overrides = 0;
-    let mut at = size_of::<MadtHeader>();
-    while at + 2 <= length {
-        let (kind, entry_length) = (bytes[at], usize::from(bytes[at + 1]));
-        if entry_length < 2 || at + entry_length > length {
-            break;
-        }
-        let entry = &bytes[at..at + entry_length];
-        match kind {
-            MADT_IO_APIC => {
-                if let Ok((io_apic, _)) = MadtIoApic::read_from_prefix(entry) {
-                    let _ = io_apics.try_push(IoApic {
-                        id: io_apic.id,
-                        address: u64::from(io_apic.address.get()),
-                        gsi_base: io_apic.gsi_base.get(),
-                    });
-                }
-            }
-            MADT_SOURCE_OVERRIDE => overrides += 1,
-            _ => {}
-        }
-        at += entry_length;
-    }
-    Ok((io_apics, overrides))
-}
-
 #[cfg(test)]
 mod tests {
     use core::mem::offset_of;
 
     use mote_boot::start_info::OutOfReach;
 
-    use super::tables::{RSDP_SIGNATURE, checksum};
+    use super::tables::RSDP_SIGNATURE;
     use super::*;
 
     struct FakeMemory(Vec<u8>);
@@ -285,6 +406,7 @@ mod tests {
         let aml = qemu_dsdt_aml();
         table(&mut m, DSDT, b"DSDT", 36 + aml.len());
         m[DSDT + 36..DSDT + 36 + aml.len()].copy_from_slice(&aml);
+        fix_checksum(&mut m[DSDT..DSDT + 36 + aml.len()], 9);
         m
     }
 
@@ -296,6 +418,16 @@ mod tests {
             build::s5_scope(5),
         ]
         .concat()
+    }
+
+    /// What the boot does: read the tables, walk the DSDT, take S5.
+    fn find_sleep_control(
+        memory: &impl PhysicalMemory,
+        rsdp: u64,
+    ) -> Result<SleepControl, AcpiError> {
+        let acpi = Acpi::read(memory, rsdp)?;
+        let facts = DsdtFacts::scan(acpi.dsdt_aml()?)?;
+        acpi.sleep_control(facts.s5)
     }
 
     #[test]
@@ -350,26 +482,35 @@ mod tests {
     #[test]
     fn dsdt_through_the_fadt() {
         let memory = FakeMemory(qemu_microvm());
+        let acpi = Acpi::read(&memory, RSDP as u64).unwrap();
         assert_eq!(
-            dsdt_aml(&memory, RSDP as u64),
-            Ok(qemu_dsdt_aml()),
+            acpi.dsdt_aml(),
+            Ok(&qemu_dsdt_aml()[..]),
             "the AML after the header"
         );
+        let signatures: Vec<&[u8; 4]> = acpi.tables.iter().map(|t| &t.signature).collect();
+        assert_eq!(signatures, [b"XSDT", b"APIC", b"FACP", b"DSDT"]);
+        assert!(acpi.unusable.is_empty(), "{:?}", acpi.unusable);
         let mut bytes = qemu_microvm();
         bytes[DSDT] = b'X';
+        let acpi = Acpi::read(&FakeMemory(bytes), RSDP as u64).unwrap();
+        assert_eq!(acpi.dsdt_aml(), Err(AcpiError::NoDsdt));
         assert_eq!(
-            dsdt_aml(&FakeMemory(bytes), RSDP as u64),
-            Err(AcpiError::BadSignature {
+            acpi.unusable,
+            [AcpiError::BadSignature {
                 what: "DSDT",
                 paddr: DSDT as u64
-            })
+            }]
         );
     }
 
     #[test]
     fn io_apics_from_the_madt() {
         let memory = FakeMemory(qemu_microvm());
-        let (io_apics, overrides) = find_io_apics(&memory, RSDP as u64).unwrap();
+        let (io_apics, overrides) = Acpi::read(&memory, RSDP as u64)
+            .unwrap()
+            .io_apics()
+            .unwrap();
         assert_eq!(overrides, 0);
         assert_eq!(
             io_apics.as_slice(),
@@ -393,9 +534,133 @@ mod tests {
         let mut bytes = qemu_microvm();
         let at = bytes.windows(4).position(|w| w == b"_S5_").unwrap();
         bytes[at + 2] = b'4';
+        let length = 36 + qemu_dsdt_aml().len();
+        fix_checksum(&mut bytes[DSDT..DSDT + length], 9);
         assert_eq!(
             find_sleep_control(&FakeMemory(bytes), RSDP as u64),
             Err(AcpiError::NoS5)
+        );
+    }
+}
+
+/// The tables of real VMMs, dumped from booted guests with `mote.acpi=dump`
+/// (kernel/tests/fixtures/acpi/README.md says how).
+#[cfg(test)]
+mod fixtures {
+    use super::dump::fixture::DumpedMemory;
+    use super::*;
+
+    const CLOUD_HYPERVISOR: &str =
+        include_str!("../../tests/fixtures/acpi/cloud-hypervisor-v54.dump");
+    const FIRECRACKER: &str = include_str!("../../tests/fixtures/acpi/firecracker-v1.17.dump");
+
+    fn read(dump: &str, rsdp: u64) -> (DumpedMemory, Acpi) {
+        let memory = DumpedMemory::parse(dump).unwrap();
+        let acpi = Acpi::read(&memory, rsdp).unwrap();
+        assert!(acpi.unusable.is_empty(), "{:?}", acpi.unusable);
+        (memory, acpi)
+    }
+
+    fn signatures(acpi: &Acpi) -> Vec<&[u8; 4]> {
+        acpi.tables.iter().map(|table| &table.signature).collect()
+    }
+
+    /// Firecracker leaves `rsdp_paddr` 0: the search finds its RSDP; its
+    /// DSDT lists the one virtio-mmio disk the guest was booted with.
+    #[test]
+    fn firecracker_tables() {
+        let memory = DumpedMemory::parse(FIRECRACKER).unwrap();
+        let found = rsdp::search(&memory).unwrap();
+        assert_eq!((found.paddr, &found.oem_id), (0xe0000, b"FIRECK"));
+        let (_, acpi) = read(FIRECRACKER, found.paddr);
+        assert_eq!(
+            vmm::Vmm::from_oem_id(acpi.oem_id()),
+            Some(vmm::Vmm::Firecracker)
+        );
+        assert_eq!(
+            signatures(&acpi),
+            [b"XSDT", b"FACP", b"APIC", b"MCFG", b"DSDT"]
+        );
+        let (io_apics, overrides) = acpi.io_apics().unwrap();
+        assert_eq!(overrides, 0);
+        assert_eq!(
+            io_apics.as_slice(),
+            [IoApic {
+                id: 0,
+                address: 0xfec0_0000,
+                gsi_base: 0
+            }]
+        );
+        // Not hardware-reduced: no sleep register; the i8042 powers off.
+        let facts = DsdtFacts::scan(acpi.dsdt_aml().unwrap()).unwrap();
+        assert_eq!(
+            acpi.sleep_control(facts.s5),
+            Err(AcpiError::NoSleepControlRegister)
+        );
+        let scan = &facts.virtio_mmio;
+        assert!(scan.skipped.is_empty(), "{:?}", scan.skipped);
+        let windows: Vec<(u64, u64, u32)> = scan
+            .devices
+            .iter()
+            .map(|device| (device.base, device.size, device.irq))
+            .collect();
+        assert_eq!(windows, [(0xc000_1000, 0x1000, 5)]);
+    }
+
+    /// Cloud Hypervisor: sleep control in I/O space at 0x600, a PCI
+    /// segment in the MCFG, and no virtio-mmio device in its DSDT.
+    #[test]
+    fn cloud_hypervisor_tables() {
+        let (_, acpi) = read(CLOUD_HYPERVISOR, 0xa0000);
+        assert_eq!(
+            vmm::Vmm::from_oem_id(acpi.oem_id()),
+            Some(vmm::Vmm::CloudHypervisor)
+        );
+        assert_eq!(
+            signatures(&acpi),
+            [b"XSDT", b"FACP", b"APIC", b"MCFG", b"DSDT"]
+        );
+        let facts = DsdtFacts::scan(acpi.dsdt_aml().unwrap()).unwrap();
+        assert_eq!(facts.s5, Some(5));
+        assert_eq!(
+            acpi.sleep_control(facts.s5),
+            Ok(SleepControl {
+                space: AddressSpace::Io,
+                address: 0x600,
+                value: 0x34
+            })
+        );
+        assert!(facts.virtio_mmio.devices.is_empty());
+        // MCFG (PCI Firmware spec 3.2 §4.1.2): after the header and 8
+        // reserved bytes, one 16-byte allocation per segment: base (u64),
+        // segment, first and last bus.
+        let mcfg = &acpi.table(b"MCFG").unwrap().bytes;
+        assert_eq!(mcfg.len(), 60);
+        let allocation = &mcfg[HEADER_SIZE + 8..];
+        let base = u64::from_le_bytes(allocation[..8].try_into().unwrap());
+        assert_eq!(base, 0xe800_0000, "the reserved range of its memory map");
+        assert_eq!(u16::from_le_bytes([allocation[8], allocation[9]]), 0);
+        // The full walk sees the same: the skipping walk lost nothing.
+        let mut everything = DsdtFacts::default();
+        aml::walk(acpi.dsdt_aml().unwrap(), &mut everything).unwrap();
+        assert_eq!(everything.s5, facts.s5);
+        assert_eq!(everything.virtio_mmio.devices, facts.virtio_mmio.devices);
+    }
+
+    /// A dump of one VMM's tables, one bit flipped: refused, not misread.
+    #[test]
+    fn corrupt_fixture_table_is_reported() {
+        // The DSDT's OEM table id, "FCVMDSDT" -> "FCVMDSDU".
+        let corrupt = FIRECRACKER.replacen("4643564d4453445400", "4643564d4453445500", 1);
+        assert_ne!(corrupt, FIRECRACKER);
+        let memory = DumpedMemory::parse(&corrupt).unwrap();
+        let acpi = Acpi::read(&memory, 0xe0000).unwrap();
+        assert_eq!(
+            acpi.unusable,
+            [AcpiError::BadChecksum {
+                what: "DSDT",
+                paddr: 0x9fd30
+            }]
         );
     }
 }

@@ -2,18 +2,16 @@
 //! §5.2.5 RSDP, §5.2.6 system description table header, §5.2.7-8
 //! RSDT/XSDT, §5.2.9 FADT, §5.2.12 MADT, §5.2.3.2 Generic Address
 //! Structure). Fields are little-endian and unaligned; tables are read
-//! through [`PhysicalMemory`], so the walk is tested on the host.
+//! through [`PhysicalMemory`], so everything is tested on the host.
 #![deny(unsafe_code)]
 
 use mote_boot::start_info::{OutOfReach, PhysicalMemory};
 use zerocopy::little_endian::{U16, U32, U64};
-use zerocopy::{FromBytes, FromZeros, Immutable, IntoBytes, KnownLayout};
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 use super::AcpiError;
 
 pub(crate) const RSDP_SIGNATURE: &[u8; 8] = b"RSD PTR ";
-/// Most tables an XSDT may list before we call it corrupt.
-const MAX_TABLES: usize = 64;
 
 /// Root System Description Pointer; revision 0 ends after `rsdt_address`.
 #[derive(FromBytes, IntoBytes, KnownLayout, Immutable)]
@@ -122,81 +120,6 @@ const _: () = assert!(core::mem::offset_of!(Fadt, x_dsdt) == 140);
 const _: () = assert!(core::mem::offset_of!(Fadt, sleep_control_reg) == 244);
 const _: () = assert!(size_of::<Fadt>() == 276);
 const _: () = assert!(size_of::<MadtHeader>() == 44 && size_of::<MadtIoApic>() == 12);
-
-/// Physical address of the first table with `signature`, through the XSDT
-/// (revision ≥ 2) or the RSDT.
-pub(crate) fn find_table(
-    memory: &impl PhysicalMemory,
-    rsdp_paddr: u64,
-    signature: &[u8; 4],
-) -> Result<Option<u64>, AcpiError> {
-    let mut rsdp = Rsdp::new_zeroed();
-    read(
-        memory,
-        "RSDP",
-        rsdp_paddr,
-        &mut rsdp.as_mut_bytes()[..RSDP_V1_SIZE],
-    )?;
-    let bad = |make: fn(&'static str, u64) -> AcpiError| make("RSDP", rsdp_paddr);
-    if &rsdp.signature != RSDP_SIGNATURE {
-        return Err(bad(AcpiError::bad_signature));
-    }
-    if checksum(&rsdp.as_bytes()[..RSDP_V1_SIZE]) != 0 {
-        return Err(bad(AcpiError::bad_checksum));
-    }
-    let (root, entry_size, root_signature) = if rsdp.revision >= 2 {
-        read(memory, "RSDP", rsdp_paddr, rsdp.as_mut_bytes())?;
-        if checksum(rsdp.as_bytes()) != 0 {
-            return Err(bad(AcpiError::bad_checksum));
-        }
-        (rsdp.xsdt_address.get(), 8, b"XSDT")
-    } else {
-        (u64::from(rsdp.rsdt_address.get()), 4, b"RSDT")
-    };
-    let mut root_bytes = [0u8; HEADER_SIZE + 8 * MAX_TABLES];
-    let length = read_table(memory, root, "root table", &mut root_bytes)?;
-    if &root_bytes[..4] != root_signature {
-        return Err(AcpiError::bad_signature("root table", root));
-    }
-    for entry in root_bytes[HEADER_SIZE..length].chunks_exact(entry_size) {
-        let table = match *entry {
-            [a, b, c, d] => u64::from(u32::from_le_bytes([a, b, c, d])),
-            _ => U64::read_from_bytes(entry).map_or(0, U64::get),
-        };
-        let mut table_signature = [0u8; 4];
-        read(memory, "table", table, &mut table_signature)?;
-        if &table_signature == signature {
-            return Ok(Some(table));
-        }
-    }
-    Ok(None)
-}
-
-/// Reads a whole table (its header's length, clamped to `out`) and checks
-/// its sum. Returns the bytes read.
-pub(crate) fn read_table(
-    memory: &impl PhysicalMemory,
-    paddr: u64,
-    what: &'static str,
-    out: &mut [u8],
-) -> Result<usize, AcpiError> {
-    let mut header = SdtHeader::new_zeroed();
-    read(memory, what, paddr, header.as_mut_bytes())?;
-    let length = usize::try_from(header.length.get()).unwrap_or(usize::MAX);
-    if length < HEADER_SIZE {
-        return Err(AcpiError::bad_signature(what, paddr));
-    }
-    if length > out.len() {
-        // Longer than we need: verify nothing, use the prefix.
-        read(memory, what, paddr, out)?;
-        return Ok(out.len());
-    }
-    read(memory, what, paddr, &mut out[..length])?;
-    if checksum(&out[..length]) != 0 {
-        return Err(AcpiError::bad_checksum(what, paddr));
-    }
-    Ok(length)
-}
 
 /// Reads `buf.len()` bytes at `paddr`; address 0 is never a table.
 pub(crate) fn read(

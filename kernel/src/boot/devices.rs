@@ -15,7 +15,9 @@ use crate::trace;
 use crate::virtio::blk::VirtioBlock;
 use crate::virtio::net::VirtioNetDevice;
 use crate::virtio::transport::{self, kind_name};
-use crate::virtio::{MmioDevice, acpi, cmdline};
+use crate::virtio::{MmioDevice, cmdline};
+
+use super::platform::Platform;
 
 /// A transport as the report shows it.
 pub(super) struct TransportFact {
@@ -35,11 +37,16 @@ pub(super) struct Devices {
 
 /// Finds transports, starts a driver for each block device (and the first
 /// network device when `serve_network`), and wraps each module as a ramdisk.
-pub(super) fn init(boot: &BootInfo, mapped: IdentityMapped, serve_network: bool) -> Devices {
+pub(super) fn init(
+    boot: &BootInfo,
+    platform: &Platform,
+    mapped: IdentityMapped,
+    serve_network: bool,
+) -> Devices {
     let mut devices = Devices::default();
     let found = {
         let _span = trace::span("virtio_discovery");
-        discover(boot)
+        discover(boot, platform)
     };
     for device in found {
         let Some(probed) = transport::probe(device, mapped) else {
@@ -52,15 +59,15 @@ pub(super) fn init(boot: &BootInfo, mapped: IdentityMapped, serve_network: bool)
         });
         if probed.kind == DeviceType::Block {
             let _span = trace::span("virtio_blk_init");
-            match VirtioBlock::new(probed.transport) {
+            match VirtioBlock::new(probed.transport, &probed.negotiation) {
                 Ok(disk) => devices.disks.push(disk),
                 Err(error) => log::warn!("virtio-blk at {:#x}: {error}; skipped", device.base),
             }
         } else if probed.kind == DeviceType::Network && serve_network && devices.net.is_none() {
             let _span = trace::span("virtio_net_init");
-            match VirtioNetDevice::new(probed.transport) {
+            match VirtioNetDevice::new(probed.transport, &probed.negotiation, device.base) {
                 Ok(net) => devices.net = Some((net, device)),
-                Err(error) => log::warn!("virtio-net at {:#x}: {error:?}; skipped", device.base),
+                Err(error) => log::warn!("virtio-net at {:#x}: {error}; skipped", device.base),
             }
         } else {
             // Debug, not info: a message filtered out is never formatted,
@@ -85,13 +92,17 @@ pub(super) fn init(boot: &BootInfo, mapped: IdentityMapped, serve_network: bool)
                 let bytes = unsafe { core::slice::from_raw_parts(start as *const u8, size) };
                 devices.ramdisks.push(Ramdisk::new(bytes));
             }
-            None => log::warn!("module at {:#x} is not mapped; no ramdisk", module.paddr),
+            None => log::warn!(
+                "module {} at {:#x} is not mapped; no ramdisk",
+                module.index,
+                module.paddr
+            ),
         }
     }
     devices
 }
 
-fn discover(boot: &BootInfo) -> Vec<MmioDevice> {
+fn discover(boot: &BootInfo, platform: &Platform) -> Vec<MmioDevice> {
     let mut found = Vec::new();
     cmdline::virtio_mmio_devices_from_cmdline(
         boot.cmdline(),
@@ -101,34 +112,25 @@ fn discover(boot: &BootInfo) -> Vec<MmioDevice> {
     if !found.is_empty() {
         return found;
     }
-    let Some(rsdp) = boot.rsdp else {
+    // The DSDT was walked once, at acpi_init.
+    let Some(scan) = platform.dsdt.as_ref().map(|facts| &facts.virtio_mmio) else {
         return found;
     };
-    let aml = match crate::acpi::dsdt_aml(&IdentityMapped::boot(), rsdp) {
-        Ok(aml) => aml,
-        Err(error) => {
-            log::warn!("no virtio-mmio devices from ACPI: {error}");
-            return found;
-        }
-    };
-    match acpi::virtio_mmio_devices_from_dsdt(&aml) {
-        Ok(scan) => {
-            for skipped in &scan.skipped {
-                log::warn!("ACPI {}: {}; skipped", skipped.path, skipped.reason);
-            }
-            if scan.unknown_opcodes > 0 {
-                log::debug!(
-                    "DSDT: {} packages with AML this reader skips",
-                    scan.unknown_opcodes
-                );
-            }
-            found = scan.devices;
-            // QEMU gives the first -device the highest slot, and lists
-            // transports from the top on the command line: number disks
-            // the same way whichever way they were found.
-            found.sort_by_key(|device| core::cmp::Reverse(device.base));
-        }
-        Err(error) => log::warn!("no virtio-mmio devices from ACPI: {error}"),
+    for skipped in &scan.skipped {
+        log::warn!("ACPI {}: {}; skipped", skipped.path, skipped.reason);
     }
+    if scan.unknown_opcodes > 0 {
+        log::debug!(
+            "DSDT: {} packages with AML this reader skips",
+            scan.unknown_opcodes
+        );
+    }
+    found.clone_from(&scan.devices);
+    // QEMU gives the first -device the highest slot, and lists transports
+    // from the top on the command line: number disks the same way whichever
+    // way they were found. (Firecracker's slots grow upwards from its
+    // command line's first device; the same order holds for them reversed,
+    // which mote accepts: only QEMU's numbering is relied on by tests.)
+    found.sort_by_key(|device| core::cmp::Reverse(device.base));
     found
 }

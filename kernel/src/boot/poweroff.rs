@@ -1,8 +1,14 @@
 //! Ending the VM, in every setup mote runs in, most specific first
-//! (`mote_boot::protocol::exit`): isa-debug-exit (tests; carries the
-//! status), the ACPI sleep register (QEMU microvm with ACPI on), the i8042
-//! reset line (Firecracker), and a triple fault (`-no-reboot`) when nothing
-//! else worked.
+//! (`mote_boot::protocol::exit`, docs/vmms.md): isa-debug-exit (QEMU in
+//! tests; carries the status; not on Firecracker, which logs the unknown
+//! port), the ACPI sleep register (QEMU microvm with ACPI on, Cloud
+//! Hypervisor), the i8042 reset line (Firecracker), and a triple fault
+//! (`-no-reboot`) only when no VMM known to stop the VM is underneath.
+//!
+//! A VMM may stop the vCPU some time after the write that asks it to:
+//! QEMU 10's isa-debug-exit requests a shutdown and the vCPU runs on. So
+//! after each write the CPU waits a bounded moment before trying the next
+//! way, instead of racing into it.
 
 use core::ptr::NonNull;
 
@@ -12,16 +18,29 @@ use spin::Once;
 use volatile::VolatilePtr;
 use x86_64::instructions::port::PortWriteOnly;
 
+use crate::acpi::vmm::Vmm;
 use crate::acpi::{AddressSpace, SleepControl};
-use crate::arch::x86_64::descriptors;
+use crate::arch::x86_64::{cpu, descriptors};
 use crate::{console, console_println};
 
 /// The S5 register the FADT named; set once at boot, read by [`poweroff`].
 static ACPI_SLEEP: Once<SleepControl> = Once::new();
+/// The VMM the ACPI tables named; unset without ACPI.
+static VMM: Once<Option<Vmm>> = Once::new();
+
+/// How long to let the VMM act on one exit write before trying the next:
+/// 2^30 TSC cycles, 0.3-0.5 s at the frequencies VMMs report. The TSC
+/// frequency may not be known on this path (a crash before it is).
+const EXIT_GRACE_CYCLES: u64 = 1 << 30;
 
 /// Records the ACPI S5 register found at boot (the first one counts).
 pub(crate) fn set_acpi_sleep(sleep: SleepControl) {
     ACPI_SLEEP.call_once(|| sleep);
+}
+
+/// Records which VMM the ACPI tables named.
+pub(crate) fn set_vmm(vmm: Option<Vmm>) {
+    VMM.call_once(|| vmm);
 }
 
 /// Prints the final report line and stops the VM. Never returns.
@@ -29,30 +48,59 @@ pub(crate) fn poweroff(status: Status) -> ! {
     console_println!("{}", Line(PowerOff(status)));
     // Make sure a buffered boot log reaches the console even on this path.
     console::go_live();
+    let vmm = VMM.get().copied().flatten();
 
-    write_port(exit::DEBUG_EXIT_PORT, status.value());
+    if vmm != Some(Vmm::Firecracker) {
+        write_port(exit::DEBUG_EXIT_PORT, status.value());
+        wait_for_the_vmm();
+    }
     if let Some(sleep) = ACPI_SLEEP.get() {
-        match sleep.space {
-            AddressSpace::Memory => {
-                if let Some(register) = usize::try_from(sleep.address)
-                    .ok()
-                    .and_then(|address| NonNull::new(address as *mut u8))
-                {
-                    // SAFETY: the FADT names this byte as the sleep control
-                    // register, inside the identity-mapped MMIO window; the
-                    // write ends the VM.
-                    unsafe { VolatilePtr::new(register) }.write(sleep.value);
-                }
+        write_sleep_register(sleep);
+        wait_for_the_vmm();
+    }
+    if vmm != Some(Vmm::CloudHypervisor) {
+        // Cloud Hypervisor's i8042 resets (reboots) the VM; its sleep
+        // register above is how it powers off.
+        write_port(exit::I8042_COMMAND_PORT, exit::I8042_PULSE_RESET);
+        wait_for_the_vmm();
+    }
+    match vmm {
+        // These stop the VM on the writes above: a triple fault would only
+        // race them (and a VMM logs it as an error).
+        Some(_) => cpu::halt_forever(),
+        None => descriptors::triple_fault(),
+    }
+}
+
+fn write_sleep_register(sleep: &SleepControl) {
+    match sleep.space {
+        AddressSpace::Memory => {
+            if let Some(register) = usize::try_from(sleep.address)
+                .ok()
+                .and_then(|address| NonNull::new(address as *mut u8))
+            {
+                // SAFETY: the FADT names this byte as the sleep control
+                // register, inside the identity-mapped MMIO window; the
+                // write ends the VM.
+                unsafe { VolatilePtr::new(register) }.write(sleep.value);
             }
-            AddressSpace::Io => {
-                if let Ok(port) = u16::try_from(sleep.address) {
-                    write_port(port, sleep.value);
-                }
+        }
+        AddressSpace::Io => {
+            if let Ok(port) = u16::try_from(sleep.address) {
+                write_port(port, sleep.value);
             }
         }
     }
-    write_port(exit::I8042_COMMAND_PORT, exit::I8042_PULSE_RESET);
-    descriptors::triple_fault()
+}
+
+/// Spins (interrupts off, `pause`) for [`EXIT_GRACE_CYCLES`]: a VMM that
+/// honoured the last write stops the vCPU meanwhile.
+fn wait_for_the_vmm() {
+    x86_64::instructions::interrupts::disable();
+    let start = cpu::rdtsc();
+    while cpu::rdtsc().wrapping_sub(start) < EXIT_GRACE_CYCLES {
+        core::hint::spin_loop();
+    }
 }
 
 /// One byte to a port whose only effect is to end the VM (or nothing, on a

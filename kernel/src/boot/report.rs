@@ -10,9 +10,9 @@ use alloc::vec::Vec;
 use core::fmt::{self, Write};
 
 use mote_boot::protocol::report::{
-    AcpiNone, AcpiSleepRegister, AcpiUnusable, Clock as ClockLine, ClockSource, Cmdline, Disk,
-    Line, Memory as MemoryLine, MemoryMapped, Module, PREFIX, Ramdisk as RamdiskLine, Ready,
-    StartInfo, Tsc, VirtioMmio,
+    AcpiNone, AcpiSleepRegister, AcpiUnusable, BootTimerWritten, Clock as ClockLine, ClockSource,
+    Cmdline, Disk, Line, Memory as MemoryLine, MemoryMapped, Module, ModuleUnusable, PREFIX,
+    Ramdisk as RamdiskLine, Ready, StartInfo, Tsc, VirtioMmio,
 };
 use mote_boot::start_info::BootInfo;
 
@@ -27,9 +27,12 @@ use crate::trace;
 /// Facts gathered during boot, printed after the ready mark.
 pub(super) struct Facts {
     pub(super) memory: Memory,
-    pub(super) acpi: Option<Result<SleepControl, AcpiError>>,
+    /// The RSDP and what it gave for power-off.
+    pub(super) acpi: Option<(u64, Result<SleepControl, AcpiError>)>,
     pub(super) clock: &'static Clock,
     pub(super) clock_at_ready: Option<(u64, ClockSource)>,
+    /// Where the boot-timer byte was written at the ready mark.
+    pub(super) boot_timer: Option<u64>,
 }
 
 /// The ready mark's line: microseconds from the entry stub's first
@@ -68,25 +71,41 @@ pub(super) fn write_boot_facts(out: &mut dyn Write, boot: &BootInfo, facts: &Fac
         free_bytes: FRAMES.lock().free_bytes(),
     };
     writeln!(out, "{}", Line(mapped))?;
-    for (index, module) in boot.modules.iter().enumerate() {
-        let module = Module {
-            index,
+    for module in &boot.modules {
+        if let Some(error) = &module.cmdline_ignored {
+            log::warn!("module {}: command line ignored: {error}", module.index);
+        }
+        let line = Module {
+            index: module.index,
             address: module.paddr,
             size: module.size,
         };
-        writeln!(out, "{}", Line(module))?;
+        writeln!(out, "{}", Line(line))?;
     }
-    let rsdp = boot.rsdp.unwrap_or(0);
+    for unusable in &boot.unusable_modules {
+        let line = ModuleUnusable {
+            index: unusable.index,
+            reason: unusable.problem,
+        };
+        writeln!(out, "{}", Line(line))?;
+    }
     match &facts.acpi {
-        Some(Ok(sleep)) => writeln!(
+        Some((rsdp, Ok(sleep))) => writeln!(
             out,
             "{}",
             Line(AcpiSleepRegister {
-                rsdp,
+                rsdp: *rsdp,
                 register: sleep.address
             })
         )?,
-        Some(Err(reason)) => writeln!(out, "{}", Line(AcpiUnusable { rsdp, reason }))?,
+        Some((rsdp, Err(reason))) => writeln!(
+            out,
+            "{}",
+            Line(AcpiUnusable {
+                rsdp: *rsdp,
+                reason
+            })
+        )?,
         None => writeln!(out, "{}", Line(AcpiNone))?,
     }
     if let Some(tsc) = facts.clock.tsc() {
@@ -101,6 +120,9 @@ pub(super) fn write_boot_facts(out: &mut dyn Write, boot: &BootInfo, facts: &Fac
     }
     if let Some((ns, source)) = facts.clock_at_ready {
         writeln!(out, "{}", Line(ClockLine { source, ns }))?;
+    }
+    if let Some(address) = facts.boot_timer {
+        writeln!(out, "{}", Line(BootTimerWritten { address }))?;
     }
     Ok(())
 }

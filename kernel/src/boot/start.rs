@@ -8,13 +8,13 @@ use mote_boot::protocol::report::Line;
 use mote_boot::start_info::BootInfo;
 use spin::Once;
 
-use super::{crash, devices, poweroff, report};
+use super::{crash, devices, platform, poweroff, report};
 use crate::arch::x86_64::apic::local::{self, LocalApic};
 use crate::arch::x86_64::{cpu, descriptors};
 use crate::cmdline::{ExitPolicy, Options};
 use crate::memory::physical::IdentityMapped;
 use crate::net::service;
-use crate::{acpi, clock, console, memory, trace};
+use crate::{clock, console, memory, trace};
 
 static BOOT_INFO: Once<BootInfo> = Once::new();
 
@@ -50,14 +50,7 @@ pub fn start(start_info_paddr: u32, entry_tsc: u64) -> ! {
     let memory = memory::init(boot);
 
     let phase = phase.then("acpi_init");
-    let acpi = boot.rsdp.map(|rsdp| {
-        let found = acpi::find_sleep_control(&IdentityMapped::boot(), rsdp);
-        match &found {
-            Ok(sleep) => poweroff::set_acpi_sleep(*sleep),
-            Err(error) => log::warn!("ACPI power-off unavailable: {error}"),
-        }
-        found
-    });
+    let platform = platform::init(boot);
 
     let phase = phase.then("tsc_frequency");
     let clock = clock::init();
@@ -68,11 +61,11 @@ pub fn start(start_info_paddr: u32, entry_tsc: u64) -> ! {
     let phase = phase.then("devices_init");
     // With mote.exit=ready nothing is served: the NIC is not started.
     let serve = options.exit != ExitPolicy::Ready;
-    let mut devices = devices::init(boot, memory.mapped, serve);
+    let mut devices = devices::init(boot, &platform, memory.mapped, serve);
 
     let phase = phase.then("net_init");
     let mut network = devices.net.take().and_then(|(device, transport)| {
-        service::start(device, transport, boot.rsdp, options.ip, clock)
+        service::start(device, transport, platform.tables, options.ip, clock)
             .inspect_err(|error| log::error!("{error}"))
             .ok()
     });
@@ -86,6 +79,7 @@ pub fn start(start_info_paddr: u32, entry_tsc: u64) -> ! {
 
     let ready_tsc = cpu::rdtsc();
     trace::event_at(ready_tsc, "ready", None);
+    let boot_timer = platform::signal_boot_timer(options.boot_timer, platform.vmm);
     // The host times this line: it goes out first, before the boot log.
     let ready = report::ready(clock, entry_tsc, ready_tsc);
     console::print_now(format_args!("{}\n", Line(ready)));
@@ -94,12 +88,16 @@ pub fn start(start_info_paddr: u32, entry_tsc: u64) -> ! {
     console::go_live();
     let facts = report::Facts {
         memory,
-        acpi,
+        acpi: platform.report(),
         clock,
         clock_at_ready,
+        boot_timer,
     };
     let mut out = console::Writer;
     let _ = report::write_boot_facts(&mut out, boot, &facts);
+    if options.acpi_dump {
+        platform.dump(&mut out);
+    }
     let _ = report::write_devices(&mut out, &devices);
     if let Some(network) = &network {
         let _ = network.write_report(&mut out);

@@ -37,6 +37,18 @@ pub(crate) enum Crash {
     DivideError,
 }
 
+/// Where the Firecracker boot-timer byte goes at the ready mark
+/// (`mote.boottimer=`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum BootTimer {
+    /// Only on Firecracker (ACPI OEM id `FIRECK`), at its fixed address.
+    WhenFirecracker,
+    /// `mote.boottimer=<address>`: there, on any VMM.
+    At(u64),
+    /// `mote.boottimer=off`.
+    Off,
+}
+
 /// A `mote.` option the kernel did not understand; reported, not fatal.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Unrecognised<'a> {
@@ -61,6 +73,9 @@ pub(crate) struct Options<'a> {
     pub(crate) blk_seed: u64,
     /// Linux's `ip=` (see `net::ip_config`); DHCP when absent.
     pub(crate) ip: Option<&'a str>,
+    /// `mote.acpi=dump`: every ACPI table as hex on the console.
+    pub(crate) acpi_dump: bool,
+    pub(crate) boot_timer: BootTimer,
     pub(crate) unrecognised: ArrayVec<Unrecognised<'a>, 8>,
 }
 
@@ -76,6 +91,8 @@ impl Default for Options<'_> {
             blk_write: None,
             blk_seed: disk_pattern::DEFAULT_SEED,
             ip: None,
+            acpi_dump: false,
+            boot_timer: BootTimer::WhenFirecracker,
             unrecognised: ArrayVec::new(),
         }
     }
@@ -119,6 +136,11 @@ impl<'a> Options<'a> {
                 }
                 ("mote.blk.seed", Some(seed)) if lex::number(seed).is_some() => {
                     options.blk_seed = lex::number(seed).unwrap_or(disk_pattern::DEFAULT_SEED);
+                }
+                ("mote.acpi", Some("dump")) => options.acpi_dump = true,
+                ("mote.boottimer", Some("off")) => options.boot_timer = BootTimer::Off,
+                ("mote.boottimer", Some(address)) if lex::number(address).is_some() => {
+                    options.boot_timer = lex::number(address).map_or(BootTimer::Off, BootTimer::At);
                 }
                 _ if key.starts_with("mote.") => {
                     // Keep the first few; more are as unhelpful as eight.
@@ -201,6 +223,16 @@ mod tests {
             Some(Crash::PageFault)
         );
         assert_eq!(Options::parse("mote.exit=never").exit, ExitPolicy::Never);
+        assert!(Options::parse("mote.acpi=dump").acpi_dump);
+        assert_eq!(Options::parse("").boot_timer, BootTimer::WhenFirecracker);
+        assert_eq!(
+            Options::parse("mote.boottimer=0xd0000000").boot_timer,
+            BootTimer::At(0xd000_0000)
+        );
+        assert_eq!(
+            Options::parse("mote.boottimer=off").boot_timer,
+            BootTimer::Off
+        );
         assert_eq!(
             Options::parse("mote.exit=\"ready\"").exit,
             ExitPolicy::Ready

@@ -5,6 +5,7 @@
 
 pub(crate) mod http;
 pub(crate) mod ip_config;
+pub(crate) mod mac_address;
 pub(crate) mod server;
 #[cfg(target_os = "none")]
 pub(crate) mod service;

@@ -12,6 +12,7 @@ use smoltcp::wire::Ipv4Cidr;
 use super::http::Pages;
 use super::ip_config::{self, IpConfig, IpConfigError};
 use super::server::{HTTP_PORT, Server, UDP_ECHO_PORT};
+use crate::acpi::Acpi;
 use crate::arch::x86_64::apic::io::{GsiLine, IoApics};
 use crate::arch::x86_64::apic::local;
 use crate::arch::x86_64::apic::timer::OneShotTimer;
@@ -52,7 +53,7 @@ pub(crate) struct Network {
 pub(crate) fn start(
     device: VirtioNetDevice,
     transport: MmioDevice,
-    rsdp: Option<u64>,
+    acpi: Option<&Acpi>,
     ip: Option<&'static str>,
     clock: &'static Clock,
 ) -> Result<Network, StartError> {
@@ -65,7 +66,7 @@ pub(crate) fn start(
     let tsc = clock.tsc().ok_or(StartError::NoClock)?;
     let apic = local::init();
     let line = match apic {
-        Some(_) => match IoApics::discover(rsdp).route_level(transport.irq) {
+        Some(_) => match IoApics::discover(acpi).route_level(transport.irq) {
             Some(line) => Some((transport.irq, line)),
             None => {
                 log::warn!(

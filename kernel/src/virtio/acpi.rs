@@ -11,7 +11,9 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use super::{Discovery, MmioDevice};
-use crate::acpi::aml::{self, AmlError, DeviceObjects, Hid};
+#[cfg(test)]
+use crate::acpi::aml::AmlError;
+use crate::acpi::aml::{self, DeviceObjects, Hid};
 use crate::acpi::resources;
 
 /// The `_HID` Linux's virtio-mmio driver matches on ACPI systems
@@ -60,7 +62,9 @@ impl aml::Visitor<'_> for DsdtScan {
 }
 
 /// Finds every `LNRO0005` device in `aml` (the DSDT without its 36-byte
-/// header), in table order.
+/// header), in table order. The boot finds them with `\\_S5` in one walk
+/// (`crate::acpi::DsdtFacts`).
+#[cfg(test)]
 pub(crate) fn virtio_mmio_devices_from_dsdt(aml: &[u8]) -> Result<DsdtScan, AmlError> {
     let mut scan = DsdtScan::default();
     scan.unknown_opcodes = aml::walk(aml, &mut scan)?;

@@ -10,13 +10,15 @@ use alloc::vec::Vec;
 use virtio_drivers::device::blk::{BlkReq, BlkResp, VirtIOBlk};
 use virtio_drivers::transport::mmio::MmioTransport;
 
+use super::transport::{InOrder, Negotiation};
+
 use super::hal::KernelHal;
 use crate::arch::x86_64::cpu;
 use crate::block::{BlockDevice, BlockError, QueuedRead, check_request, check_write};
 
 /// A virtio-blk disk.
 pub(crate) struct VirtioBlock {
-    device: VirtIOBlk<KernelHal, MmioTransport<'static>>,
+    device: VirtIOBlk<KernelHal, InOrder<MmioTransport<'static>>>,
     sectors: u64,
     read_only: bool,
 }
@@ -38,8 +40,16 @@ fn block_id(lba: u64) -> Result<usize, BlockError> {
 }
 
 impl VirtioBlock {
-    pub(crate) fn new(transport: MmioTransport<'static>) -> Result<Self, BlockError> {
+    pub(crate) fn new(
+        transport: InOrder<MmioTransport<'static>>,
+        negotiation: &Negotiation,
+    ) -> Result<Self, BlockError> {
         let device = VirtIOBlk::new(transport).map_err(device_error)?;
+        if negotiation.refused() {
+            return Err(BlockError::Device(
+                "the device refused the features (cleared FEATURES_OK)",
+            ));
+        }
         Ok(Self {
             sectors: device.capacity(),
             read_only: device.readonly(),

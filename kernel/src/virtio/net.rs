@@ -12,17 +12,32 @@ use smoltcp::time::Instant;
 use virtio_drivers::device::net::{RxBuffer, VirtIONet};
 use virtio_drivers::transport::mmio::MmioTransport;
 
+use super::transport::{InOrder, Negotiation};
+
 use super::hal::KernelHal;
 
 /// Receive and transmit queue size (a power of two; QEMU allows 256).
 const QUEUE_SIZE: usize = 16;
-/// Receive buffer length: an Ethernet frame plus the virtio-net header
-/// (virtio-drivers' minimum is 1526).
-const BUFFER_LEN: usize = 1536;
+/// Receive buffer length. Without VIRTIO_NET_F_MRG_RXBUF (which
+/// virtio-drivers 0.13 does not offer) a device may fill one buffer with a
+/// 64 KiB TSO/GSO frame plus its header, and Firecracker drops every frame
+/// whose buffer is smaller than that, 65 562 bytes (its
+/// `src/vmm/src/devices/virtio/net/device.rs`, docs/vmms.md). 68 KiB each.
+const BUFFER_LEN: usize = 68 * 1024;
+/// VIRTIO_NET_F_MAC (virtio v1.2 §5.1.3): the config space holds a MAC.
+const FEATURE_MAC: u64 = 1 << 5;
 /// Ethernet MTU as smoltcp counts it (frame without the FCS).
 const ETHERNET_MTU: usize = 1514;
 
-type Net = VirtIONet<KernelHal, MmioTransport<'static>, QUEUE_SIZE>;
+type Net = VirtIONet<KernelHal, InOrder<MmioTransport<'static>>, QUEUE_SIZE>;
+
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum NetError {
+    #[error("{0:?}")]
+    Driver(virtio_drivers::Error),
+    #[error("the device refused the features (cleared FEATURES_OK)")]
+    FeaturesRefused,
+}
 
 /// A virtio-net device, ready for smoltcp.
 pub(crate) struct VirtioNetDevice {
@@ -31,10 +46,28 @@ pub(crate) struct VirtioNetDevice {
 }
 
 impl VirtioNetDevice {
-    pub(crate) fn new(transport: MmioTransport<'static>) -> Result<Self, virtio_drivers::Error> {
-        let mut net = Net::new(transport, BUFFER_LEN)?;
+    /// Starts the device; `base` (its transport's address) makes a MAC for
+    /// a device that offers none.
+    pub(crate) fn new(
+        transport: InOrder<MmioTransport<'static>>,
+        negotiation: &Negotiation,
+        base: u64,
+    ) -> Result<Self, NetError> {
+        let mut net = Net::new(transport, BUFFER_LEN).map_err(NetError::Driver)?;
+        if negotiation.refused() {
+            return Err(NetError::FeaturesRefused);
+        }
         net.enable_interrupts();
-        let mac = net.mac_address();
+        let mac = if negotiation.driver_features() & FEATURE_MAC != 0 {
+            net.mac_address()
+        } else {
+            let mac = crate::net::mac_address::locally_administered(base);
+            log::warn!(
+                "virtio-net at {base:#x}: the device offers no MAC; using {}",
+                mote_boot::protocol::report::MacAddress(mac)
+            );
+            mac
+        };
         Ok(Self {
             net: RefCell::new(net),
             mac,

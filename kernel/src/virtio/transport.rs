@@ -1,11 +1,20 @@
 //! Opening virtio-mmio transports found on the command line or in ACPI:
 //! empty slots, bad magic and unsupported versions are skipped with one log
-//! line each. `virtio-drivers`' `MmioTransport` owns the registers.
+//! line each. `virtio-drivers`' `MmioTransport` owns the registers;
+//! [`InOrder`] wraps it so that the device status is raised one bit at a
+//! time, as the virtio spec's initialisation sequence says and Firecracker
+//! enforces (docs/virtio-mmio.md).
 
+extern crate alloc;
+
+use alloc::sync::Arc;
 use core::ptr::NonNull;
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+use virtio_drivers::PhysAddr;
 use virtio_drivers::transport::mmio::{MmioError, MmioTransport, MmioVersion, VirtIOHeader};
-use virtio_drivers::transport::{DeviceType, Transport};
+use virtio_drivers::transport::{DeviceStatus, DeviceType, InterruptStatus, Transport};
+use zerocopy::{FromBytes, Immutable, IntoBytes};
 
 use super::MmioDevice;
 use crate::memory::physical::IdentityMapped;
@@ -15,7 +24,10 @@ const MIN_WINDOW: u64 = 0x100;
 
 /// A transport that answered with a device behind it.
 pub(crate) struct Probed {
-    pub(crate) transport: MmioTransport<'static>,
+    pub(crate) transport: InOrder<MmioTransport<'static>>,
+    /// What the driver negotiated through `transport`, readable after the
+    /// driver has taken the transport.
+    pub(crate) negotiation: Arc<Negotiation>,
     pub(crate) kind: DeviceType,
     pub(crate) version: u32,
 }
@@ -57,8 +69,10 @@ pub(crate) fn probe(device: MmioDevice, mapped: IdentityMapped) -> Option<Probed
                 MmioVersion::Modern => 2,
             };
             let kind = transport.device_type();
+            let (transport, negotiation) = InOrder::new(transport);
             Some(Probed {
                 transport,
+                negotiation,
                 kind,
                 version,
             })
@@ -71,5 +85,181 @@ pub(crate) fn probe(device: MmioDevice, mapped: IdentityMapped) -> Option<Probed
             log::warn!("virtio-mmio {base:#x}: {error}; skipped");
             None
         }
+    }
+}
+
+/// The status bits a driver sets during initialisation, in the order the
+/// virtio spec (v1.2 §3.1.1) sets them; `FAILED` may come at any point.
+const STATUS_ORDER: [DeviceStatus; 5] = [
+    DeviceStatus::ACKNOWLEDGE,
+    DeviceStatus::DRIVER,
+    DeviceStatus::FEATURES_OK,
+    DeviceStatus::DRIVER_OK,
+    DeviceStatus::FAILED,
+];
+
+/// VIRTIO_F_VERSION_1 (virtio v1.2 §6): without it the device is legacy,
+/// which has no FEATURES_OK step to read back (§3.1.2).
+const FEATURE_VERSION_1: u64 = 1 << 32;
+
+/// What initialisation through an [`InOrder`] transport ended with.
+#[derive(Debug, Default)]
+pub(crate) struct Negotiation {
+    driver_features: AtomicU64,
+    refused: AtomicBool,
+}
+
+impl Negotiation {
+    /// The feature bits the driver accepted.
+    pub(crate) fn driver_features(&self) -> u64 {
+        self.driver_features.load(Ordering::Relaxed)
+    }
+
+    /// The device cleared FEATURES_OK: it does not accept those features,
+    /// and the driver must not use it (virtio v1.2 §3.1.1 step 6).
+    pub(crate) fn refused(&self) -> bool {
+        self.refused.load(Ordering::Relaxed)
+    }
+}
+
+/// A transport whose status register only ever gains one bit per write.
+///
+/// `virtio-drivers` 0.13 writes ACKNOWLEDGE|DRIVER in one go (its
+/// `Transport::begin_init`), which the spec's sequence does not allow and
+/// Firecracker rejects (`invalid virtio driver status transition`), leaving
+/// the device inactive. Everything else is delegated unchanged.
+pub(crate) struct InOrder<T> {
+    inner: T,
+    /// The last status written (not read back: each read is a VM exit).
+    written: DeviceStatus,
+    negotiation: Arc<Negotiation>,
+}
+
+impl<T: Transport> InOrder<T> {
+    fn new(inner: T) -> (Self, Arc<Negotiation>) {
+        let negotiation = Arc::new(Negotiation::default());
+        let transport = Self {
+            inner,
+            written: DeviceStatus::empty(),
+            negotiation: Arc::clone(&negotiation),
+        };
+        (transport, negotiation)
+    }
+
+    /// Adds `bit` to the status, and after FEATURES_OK of a modern device
+    /// checks that the device kept it.
+    fn raise(&mut self, bit: DeviceStatus) {
+        if bit == DeviceStatus::DRIVER_OK && self.negotiation.refused() {
+            // Never tell a device that refused its features to go live.
+            return;
+        }
+        self.written |= bit;
+        self.inner.set_status(self.written);
+        let modern = self.negotiation.driver_features() & FEATURE_VERSION_1 != 0;
+        if bit == DeviceStatus::FEATURES_OK
+            && modern
+            && !self.inner.get_status().contains(DeviceStatus::FEATURES_OK)
+        {
+            self.negotiation.refused.store(true, Ordering::Relaxed);
+            self.written |= DeviceStatus::FAILED;
+            self.inner.set_status(self.written);
+        }
+    }
+}
+
+/// Only `set_status` and `write_driver_features` differ from the inner
+/// transport; the trait's own `begin_init` and `finish_init` call them.
+impl<T: Transport> Transport for InOrder<T> {
+    fn set_status(&mut self, status: DeviceStatus) {
+        if status.is_empty() || !status.contains(self.written) {
+            // A reset, or a request to drop bits (which only a reset may
+            // do): written as asked.
+            self.written = status;
+            self.inner.set_status(status);
+            return;
+        }
+        for bit in STATUS_ORDER {
+            if status.contains(bit) && !self.written.contains(bit) {
+                self.raise(bit);
+            }
+        }
+    }
+
+    fn get_status(&self) -> DeviceStatus {
+        self.inner.get_status()
+    }
+
+    fn write_driver_features(&mut self, driver_features: u64) {
+        self.negotiation
+            .driver_features
+            .store(driver_features, Ordering::Relaxed);
+        self.inner.write_driver_features(driver_features);
+    }
+
+    fn device_type(&self) -> DeviceType {
+        self.inner.device_type()
+    }
+
+    fn read_device_features(&mut self) -> u64 {
+        self.inner.read_device_features()
+    }
+
+    fn max_queue_size(&mut self, queue: u16) -> u32 {
+        self.inner.max_queue_size(queue)
+    }
+
+    fn notify(&mut self, queue: u16) {
+        self.inner.notify(queue);
+    }
+
+    fn set_guest_page_size(&mut self, guest_page_size: u32) {
+        self.inner.set_guest_page_size(guest_page_size);
+    }
+
+    fn requires_legacy_layout(&self) -> bool {
+        self.inner.requires_legacy_layout()
+    }
+
+    fn queue_set(
+        &mut self,
+        queue: u16,
+        size: u32,
+        descriptors: PhysAddr,
+        driver_area: PhysAddr,
+        device_area: PhysAddr,
+    ) {
+        self.inner
+            .queue_set(queue, size, descriptors, driver_area, device_area);
+    }
+
+    fn queue_unset(&mut self, queue: u16) {
+        self.inner.queue_unset(queue);
+    }
+
+    fn queue_used(&mut self, queue: u16) -> bool {
+        self.inner.queue_used(queue)
+    }
+
+    fn ack_interrupt(&mut self) -> InterruptStatus {
+        self.inner.ack_interrupt()
+    }
+
+    fn read_config_generation(&self) -> u32 {
+        self.inner.read_config_generation()
+    }
+
+    fn read_config_space<V: FromBytes + IntoBytes>(
+        &self,
+        offset: usize,
+    ) -> virtio_drivers::Result<V> {
+        self.inner.read_config_space(offset)
+    }
+
+    fn write_config_space<V: IntoBytes + Immutable>(
+        &mut self,
+        offset: usize,
+        value: V,
+    ) -> virtio_drivers::Result<()> {
+        self.inner.write_config_space(offset, value)
     }
 }

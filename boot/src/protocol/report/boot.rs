@@ -198,6 +198,53 @@ impl Module {
     }
 }
 
+/// `module <index> unusable: <why>`: a `start_info` module the kernel
+/// skipped (its range is not RAM it may read, say); the boot goes on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ModuleUnusable<R> {
+    pub index: usize,
+    pub reason: R,
+}
+
+line_shape! {
+    impl[R: fmt::Display] ModuleUnusable<R>, "module", "module <index> unusable: <why>",
+    |line, f| write!(f, "module {} unusable: {}", line.index, line.reason)
+}
+
+/// The two `module` shapes.
+pub(crate) fn parse_module(fact: &str) -> Result<Fact<'_>, ParseError> {
+    let mut fields = Fields::new(fact);
+    fields.literal("module ", "'module '")?;
+    let index = fields.decimal()?;
+    if fields.optional(" unusable: ") {
+        let reason = fields.text()?;
+        return Ok(Fact::ModuleUnusable(ModuleUnusable { index, reason }));
+    }
+    Module::parse(fact).map(Fact::Module)
+}
+
+/// `boottimer <hex> written`: the Firecracker boot-timer byte was written
+/// at the ready mark, to that address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BootTimerWritten {
+    pub address: u64,
+}
+
+line_shape! {
+    impl[] BootTimerWritten, "boottimer", "boottimer <hex> written",
+    |line, f| write!(f, "boottimer {:#x} written", line.address)
+}
+
+impl BootTimerWritten {
+    pub fn parse(fact: &str) -> Result<Self, ParseError> {
+        parse_after(fact, "boottimer ", "'boottimer '", |fields| {
+            let address = fields.hex()?;
+            fields.literal(" written", "' written'")?;
+            Ok(Self { address })
+        })
+    }
+}
+
 /// `acpi rsdp <hex> sleep register <hex>`: ACPI can power the VM off.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AcpiSleepRegister {
@@ -468,6 +515,23 @@ mod tests {
             &module,
             "module 0 at 0x7fe0000 size 123457",
             Fact::Module(module),
+        );
+        let unusable_module = ModuleUnusable {
+            index: 1,
+            reason: "its range is not all RAM",
+        };
+        round_trip(
+            &unusable_module,
+            "module 1 unusable: its range is not all RAM",
+            Fact::ModuleUnusable(unusable_module),
+        );
+        let timer = BootTimerWritten {
+            address: 0xc000_0000,
+        };
+        round_trip(
+            &timer,
+            "boottimer 0xc0000000 written",
+            Fact::BootTimerWritten(timer),
         );
         let sleep = AcpiSleepRegister {
             rsdp: 0xf34d0,

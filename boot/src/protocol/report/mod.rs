@@ -39,8 +39,9 @@ mod quoted;
 use core::fmt;
 
 pub use self::boot::{
-    AcpiNone, AcpiSleepRegister, AcpiUnusable, Clock, ClockSource, Memory, MemoryMapped, Module,
-    PowerOff, Ready, StartInfo, Tsc, TscSource, TslogBegin, TslogEnd,
+    AcpiNone, AcpiSleepRegister, AcpiUnusable, BootTimerWritten, Clock, ClockSource, Memory,
+    MemoryMapped, Module, ModuleUnusable, PowerOff, Ready, StartInfo, Tsc, TscSource, TslogBegin,
+    TslogEnd,
 };
 pub use self::crash::{
     ControlRegisters, ErrorCode, Exception, Fatal, GeneralRegisters, Location, PageFault, Panic,
@@ -89,11 +90,13 @@ pub const SHAPES: &[Shape] = &[
     Memory::SHAPE,
     MemoryMapped::SHAPE,
     Module::SHAPE,
+    ModuleUnusable::<&str>::SHAPE,
     AcpiSleepRegister::SHAPE,
     AcpiUnusable::<&str>::SHAPE,
     AcpiNone::SHAPE,
     Tsc::SHAPE,
     Clock::SHAPE,
+    BootTimerWritten::SHAPE,
     VirtioMmio::SHAPE,
     Disk::SHAPE,
     Ramdisk::SHAPE,
@@ -127,11 +130,13 @@ pub enum Fact<'a> {
     Memory(Memory),
     MemoryMapped(MemoryMapped),
     Module(Module),
+    ModuleUnusable(ModuleUnusable<&'a str>),
     AcpiSleepRegister(AcpiSleepRegister),
     AcpiUnusable(AcpiUnusable<&'a str>),
     AcpiNone(AcpiNone),
     Tsc(Tsc),
     Clock(Clock),
+    BootTimerWritten(BootTimerWritten),
     VirtioMmio(VirtioMmio<'a>),
     Disk(Disk),
     Ramdisk(Ramdisk<'a>),
@@ -185,10 +190,11 @@ impl<'a> Fact<'a> {
                 MemoryMapped::parse(fact).map(Self::MemoryMapped)
             }
             "memory" => Memory::parse(fact).map(Self::Memory),
-            "module" => Module::parse(fact).map(Self::Module),
+            "module" => boot::parse_module(fact),
             "acpi" => boot::parse_acpi(fact),
             "tsc" => Tsc::parse(fact).map(Self::Tsc),
             "clock" => Clock::parse(fact).map(Self::Clock),
+            "boottimer" => BootTimerWritten::parse(fact).map(Self::BootTimerWritten),
             "virtio-mmio" => VirtioMmio::parse(fact).map(Self::VirtioMmio),
             "blk" | "ramdisk" if indexed => devices::parse_disk_fact(fact),
             "net" if indexed => Net::parse(fact).map(Self::Net),

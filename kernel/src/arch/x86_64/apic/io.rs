@@ -171,11 +171,10 @@ const DEFAULT_IO_APIC: u64 = 0xfec0_0000;
 impl IoApics {
     /// The I/O APICs the MADT lists, or microvm's fixed one when there is
     /// no usable MADT.
-    pub(crate) fn discover(rsdp: Option<u64>) -> Self {
+    pub(crate) fn discover(acpi: Option<&crate::acpi::Acpi>) -> Self {
         let mut io_apics = Self::default();
-        if let Some(rsdp) = rsdp {
-            let memory = crate::memory::physical::IdentityMapped::boot();
-            match crate::acpi::find_io_apics(&memory, rsdp) {
+        if let Some(acpi) = acpi {
+            match acpi.io_apics() {
                 Ok((found, _overrides)) => {
                     for io_apic in &found {
                         // SAFETY: the MADT names this window as an I/O APIC;
