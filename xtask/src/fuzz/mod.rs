@@ -124,12 +124,36 @@ fn files_in(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-/// Copies AFL++'s crash inputs into the target's crashes folder, named by
-/// their content (AFL++'s names hold `:` and `,`), and returns the paths.
+/// Most crash inputs kept per run: AFL++ saves one per new path, often
+/// dozens for one bug; the smallest few reproduce it.
+const MAX_KEPT_CRASHES: usize = 5;
+
+/// Copies the smallest of AFL++'s crash inputs into the target's crashes
+/// folder, named by their content (AFL++'s names hold `:` and `,`), and
+/// returns the paths.
 fn keep_crashes(target: &str, crashes: &Path) -> Result<Vec<PathBuf>> {
-    let mut kept = Vec::new();
+    // AFL++ names crash inputs `id:…` and leaves a README.txt beside them.
+    let mut inputs: Vec<(u64, PathBuf)> = Vec::new();
     for file in files_in(crashes)? {
-        let data = fs::read(&file)?;
+        let is_input = file
+            .file_name()
+            .and_then(|name| name.to_str())
+            .is_some_and(|name| name.starts_with("id:"));
+        if is_input {
+            inputs.push((fs::metadata(&file)?.len(), file));
+        }
+    }
+    inputs.sort();
+    if inputs.len() > MAX_KEPT_CRASHES {
+        println!(
+            "fuzz: {target}: keeping the {MAX_KEPT_CRASHES} smallest of {} crash inputs; all are in {}",
+            inputs.len(),
+            workspace::relative_to_root(crashes).display()
+        );
+    }
+    let mut kept = Vec::new();
+    for (_, file) in inputs.iter().take(MAX_KEPT_CRASHES) {
+        let data = fs::read(file)?;
         let dir = mote_fuzz::crashes_dir(target);
         fs::create_dir_all(&dir)?;
         let path = dir.join(format!("crash-{:016x}", fnv1a(&data)));
