@@ -277,7 +277,12 @@ pub fn dsdt_aml(data: &[u8]) {
         }
         (Err(walk_error), Err(scan_error)) => {
             assert_eq!(walk_error, scan_error);
-            assert!(walk_error.offset <= data.len(), "{walk_error:?}");
+            assert!(
+                walk_error.offset <= data.len(),
+                "error offset {} is past the table's {} bytes",
+                walk_error.offset,
+                data.len()
+            );
         }
         _ => panic!("two walks of the same AML disagree: {walked:?} / {scan:?}"),
     }
