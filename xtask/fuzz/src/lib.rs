@@ -8,6 +8,7 @@
 mod boot_targets;
 mod host_targets;
 
+use std::fs;
 use std::path::{Path, PathBuf};
 
 /// One fuzz target: a name, what it reads, and the function that runs one
@@ -100,4 +101,23 @@ pub fn corpus_dir(target: &str) -> PathBuf {
 /// The inputs that once broke `target` (kept, fixed, replayed forever).
 pub fn crashes_dir(target: &str) -> PathBuf {
     crate_dir().join("crashes").join(target)
+}
+
+/// The inputs in `dir`, sorted: its regular files but a `README.md`; none
+/// when `dir` does not exist.
+pub fn input_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(error) => return Err(error),
+    };
+    let mut files = Vec::new();
+    for entry in entries {
+        let path = entry?.path();
+        if path.is_file() && path.file_name().is_some_and(|name| name != "README.md") {
+            files.push(path);
+        }
+    }
+    files.sort();
+    Ok(files)
 }

@@ -6,18 +6,9 @@ use std::fs;
 use std::panic;
 use std::path::Path;
 
-/// The files directly in `dir` (none when it does not exist), sorted.
+/// The inputs in `dir`.
 fn inputs(dir: &Path) -> Vec<std::path::PathBuf> {
-    let Ok(entries) = fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    let mut files: Vec<_> = entries
-        .filter_map(Result::ok)
-        .map(|entry| entry.path())
-        .filter(|path| path.is_file() && path.file_name().is_some_and(|n| n != "README.md"))
-        .collect();
-    files.sort();
-    files
+    mote_fuzz::input_files(dir).unwrap()
 }
 
 /// Runs `target` on each of `files`; the failures, with the panic message.

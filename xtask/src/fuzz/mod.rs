@@ -108,20 +108,9 @@ fn fuzz_one(fuzzer: &Path, target: &str, duration: Duration) -> Result<stats::Su
     Ok(summary)
 }
 
-/// Regular files in `dir`, sorted; none when it does not exist.
+/// The inputs in `dir` (none when it does not exist).
 fn files_in(dir: &Path) -> Result<Vec<PathBuf>> {
-    let Ok(entries) = fs::read_dir(dir) else {
-        return Ok(Vec::new());
-    };
-    let mut files = Vec::new();
-    for entry in entries {
-        let path = entry?.path();
-        if path.is_file() && path.file_name().is_some_and(|name| name != "README.md") {
-            files.push(path);
-        }
-    }
-    files.sort();
-    Ok(files)
+    mote_fuzz::input_files(dir).with_context(|| format!("reading {}", dir.display()))
 }
 
 /// Most crash inputs kept per run: AFL++ saves one per new path, often
