@@ -12,7 +12,7 @@ const START_INFO_V1_SIZE: usize = 56;
 const MEMMAP_ENTRY_SIZE: usize = 24;
 
 /// A little-endian field of `bytes`, or 0 past its end.
-fn field(bytes: &[u8], offset: usize, width: usize) -> u64 {
+pub fn field(bytes: &[u8], offset: usize, width: usize) -> u64 {
     bytes.get(offset..offset + width).map_or(0, |b| {
         b.iter()
             .rev()

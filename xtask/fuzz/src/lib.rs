@@ -8,6 +8,8 @@
 mod boot_targets;
 mod host_targets;
 
+pub use boot_targets::field as little_endian_field;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 

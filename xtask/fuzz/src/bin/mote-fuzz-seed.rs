@@ -48,12 +48,7 @@ fn main() -> Result<()> {
         write("ip_config", label, ip.as_bytes())?;
     }
     if let Some(header) = image.bytes(start_info, 56) {
-        let field = |at: usize, width: usize| {
-            header[at..at + width]
-                .iter()
-                .rev()
-                .fold(0u64, |value, &byte| (value << 8) | u64::from(byte))
-        };
+        let field = |at, width| mote_fuzz::little_endian_field(header, at, width);
         let (memmap, entries) = (field(40, 8), field(48, 4));
         if let Some(map) = image.bytes(memmap, 24 * usize::try_from(entries)?) {
             write("memory_map", label, map)?;
