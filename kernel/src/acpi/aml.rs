@@ -104,7 +104,13 @@ pub(crate) fn walk<'a>(aml: &'a [u8], visitor: &mut impl Visitor<'a>) -> Result<
         unknown_opcodes: 0,
         needles: None,
     };
-    reader.term_list(0, aml.len(), "\\", None, 0, visitor)?;
+    // A read past the end names the offset it tried, which can lie beyond
+    // the table; the table is truncated at its end at the latest.
+    reader
+        .term_list(0, aml.len(), "\\", None, 0, visitor)
+        .map_err(|error| AmlError {
+            offset: error.offset.min(aml.len()),
+        })?;
     Ok(reader.unknown_opcodes)
 }
 
