@@ -17,7 +17,7 @@ use core::net::Ipv4Addr;
 use mote_boot::protocol::exit;
 use mote_boot::start_info::{OutOfReach, PhysicalMemory};
 
-use crate::acpi::{self, aml};
+use crate::acpi::{self, Acpi, DsdtFacts, aml};
 use crate::cmdline::Options;
 use crate::net::http::{self, Method, Pages, Parse};
 use crate::net::ip_config::{self, IpConfig};
@@ -262,6 +262,16 @@ pub fn dsdt_aml(data: &[u8]) {
     };
     let walked = aml::walk(data, &mut walk);
     let scan = virtio_mmio_devices_from_dsdt(data);
+    // The boot's walk skips packages that cannot hold a transport or
+    // `\_S5`; where the full walk succeeds it must find the same devices.
+    if let Ok(full) = &scan {
+        let facts =
+            DsdtFacts::scan(data).expect("the skipping walk fails where the full one succeeds");
+        assert_eq!(
+            facts.virtio_mmio.devices, full.devices,
+            "the skipping walk missed transports"
+        );
+    }
     match (&walked, &scan) {
         (Ok(unknown), Ok(scan)) => {
             assert_eq!(*unknown, scan.unknown_opcodes);
@@ -335,12 +345,15 @@ fn repair_checksums(data: &mut [u8]) {
     }
 }
 
-/// The ACPI tables from the RSDP: RSDP → XSDT/RSDT → FADT (→ DSDT, `\_S5`)
-/// and MADT, over a [`PhysicalImage`] whose entry is the RSDP. The first
-/// input byte's bit 0 asks to repair every checksum first. Invariants:
-/// the DSDT's AML is the bytes the reader read, after their header; the
-/// sleep value has SLP_EN set and a non-zero register; the I/O APICs fit
-/// in the MADT the reader read; the same image gives the same answers.
+/// The ACPI tables from the RSDP, as the boot reads them: RSDP →
+/// XSDT/RSDT → every table listed, and the DSDT the FADT names, each read
+/// once ([`Acpi::read`]); then the one DSDT walk, the sleep register and the
+/// MADT's I/O APICs from those copies. The first input byte's bit 0 asks to
+/// repair every checksum first. Invariants: every table kept is the bytes
+/// at its address, whole, with its own signature; the DSDT's AML is those
+/// bytes after the header; the sleep value has SLP_EN set and a non-zero
+/// register; the I/O APICs fit in the MADT; the same image gives the same
+/// answers.
 pub fn acpi_tables(data: &[u8]) {
     let Some((&flags, image)) = data.split_first() else {
         return;
@@ -354,40 +367,39 @@ pub fn acpi_tables(data: &[u8]) {
     };
     let rsdp = memory.entry;
 
-    let aml = acpi::dsdt_aml(&memory, rsdp);
-    if let Ok(aml) = &aml {
-        let (paddr, length) = *memory.reads().last().expect("the DSDT was read");
-        let table = memory
-            .bytes(paddr, length)
-            .expect("a read range is readable");
-        assert_eq!(
-            &table[SDT_HEADER_SIZE..],
-            aml.as_slice(),
-            "DSDT at {paddr:#x}"
-        );
-        dsdt_aml(aml);
+    let Ok(tables) = Acpi::read(&memory, rsdp) else {
+        return;
+    };
+    for table in &tables.tables {
+        let at = memory
+            .bytes(table.paddr, table.bytes.len())
+            .expect("a table's range was readable");
+        assert_eq!(at, table.bytes.as_slice(), "table at {:#x}", table.paddr);
+        assert_eq!(table.bytes[..4], table.signature);
     }
-    let sleep = acpi::find_sleep_control(&memory, rsdp);
+    let facts = tables.dsdt_aml().ok().and_then(|aml| {
+        dsdt_aml(aml);
+        DsdtFacts::scan(aml).ok()
+    });
+    let sleep = tables.sleep_control(facts.as_ref().and_then(|facts| facts.s5));
     if let Ok(sleep) = &sleep {
         assert_ne!(sleep.address, 0);
         assert_eq!(
             sleep.value & exit::sleep_control_value(0),
             exit::sleep_control_value(0)
         );
-        assert!(aml.is_ok(), "a sleep register without a readable DSDT");
+        assert!(facts.is_some(), "a sleep register without a readable DSDT");
     }
-    let io_apics = acpi::find_io_apics(&memory, rsdp);
+    let io_apics = tables.io_apics();
     if let Ok((io_apics, overrides)) = &io_apics {
         assert!(io_apics.len() <= acpi::MAX_IO_APICS);
-        // Each entry is at least 2 bytes, after the 44-byte MADT header,
-        // inside the at most 1024 bytes read.
-        assert!(2 * (io_apics.len() + overrides) <= 1024 - 44);
+        let madt = tables.table(b"APIC").expect("the MADT was read");
+        // Each entry is at least 2 bytes, after the 44-byte MADT header.
+        assert!(2 * (io_apics.len() + overrides) <= madt.bytes.len().saturating_sub(44));
     }
 
     let again = PhysicalImage::decode(&image).expect("decoded once");
-    assert_eq!(acpi::dsdt_aml(&again, rsdp), aml);
-    assert_eq!(acpi::find_sleep_control(&again, rsdp), sleep);
-    assert_eq!(acpi::find_io_apics(&again, rsdp), io_apics);
+    assert_eq!(Acpi::read(&again, rsdp).as_ref(), Ok(&tables));
 }
 
 /// Pages with fixed bodies.
@@ -447,18 +459,17 @@ pub fn http_request(data: &[u8]) {
     }
 }
 
-/// The ranges the ACPI readers read from `memory`, starting at `rsdp`
+/// The ranges the ACPI reader reads from `memory`, starting at `rsdp`
 /// (for cutting a captured memory down to a small seed).
 pub fn acpi_read_ranges(memory: &PhysicalImage<'_>, rsdp: u64) -> Vec<(u64, usize)> {
-    let _ = acpi::dsdt_aml(memory, rsdp);
-    let _ = acpi::find_sleep_control(memory, rsdp);
-    let _ = acpi::find_io_apics(memory, rsdp);
+    let _ = Acpi::read(memory, rsdp);
     memory.reads()
 }
 
 /// The DSDT's AML the kernel would read from `memory`.
 pub fn dsdt_aml_of(memory: &PhysicalImage<'_>, rsdp: u64) -> Option<Vec<u8>> {
-    acpi::dsdt_aml(memory, rsdp).ok()
+    let tables = Acpi::read(memory, rsdp).ok()?;
+    tables.dsdt_aml().ok().map(<[u8]>::to_vec)
 }
 
 /// Every `_CRS` template in `aml`, in table order.

@@ -75,6 +75,8 @@ fn format_fact(fact: &Fact<'_>) -> String {
         Fact::Memory(f) => Line(f).to_string(),
         Fact::MemoryMapped(f) => Line(f).to_string(),
         Fact::Module(f) => Line(f).to_string(),
+        Fact::ModuleUnusable(f) => Line(f).to_string(),
+        Fact::BootTimerWritten(f) => Line(f).to_string(),
         Fact::AcpiSleepRegister(f) => Line(f).to_string(),
         Fact::AcpiUnusable(f) => Line(f).to_string(),
         Fact::AcpiNone(f) => Line(f).to_string(),
