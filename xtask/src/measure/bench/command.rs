@@ -17,7 +17,7 @@ use crate::env::boot_files;
 use crate::env::{build, workspace};
 use crate::vm::accel::{self, Accel, AccelChoice};
 use crate::vm::network::HostPorts;
-use crate::vm::qemu;
+use crate::vm::vmm::qemu;
 
 /// `cargo xtask bench`'s command line.
 #[derive(Debug, clap::Args)]

@@ -10,7 +10,7 @@ use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
 use crate::vm::accel::Accel;
-use crate::vm::qemu::KVM_CPU;
+use crate::vm::vmm::qemu::KVM_CPU;
 
 /// The guest memory every configuration gets unless told otherwise
 /// (what `cargo xtask run` uses).

@@ -19,7 +19,7 @@ use crate::vm::cmdline::{self, STATIC_IP_PARAMETER};
 use crate::vm::network::{HostForward, HostPorts, LISTENING_LINE};
 use crate::vm::power_off::PowerOff;
 use crate::vm::process::Finished;
-use crate::vm::qemu::{self, Disk, Machine, QemuCommand};
+use crate::vm::vmm::qemu::{self, Disk, Machine, QemuCommand};
 
 /// What the configurations boot.
 pub(crate) struct Images {
