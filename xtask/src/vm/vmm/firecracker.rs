@@ -133,6 +133,16 @@ fn arguments(config: &std::path::Path, log: &std::path::Path) -> Vec<String> {
     .to_vec()
 }
 
+/// The `Guest-boot-time = <us> us` figure its boot timer logged, if any
+/// (`src/vmm/src/devices/pseudo/boot_timer.rs`).
+pub(crate) fn guest_boot_time_us(log: &[String]) -> Option<u64> {
+    const MARK: &str = "Guest-boot-time = ";
+    log.iter().find_map(|line| {
+        let rest = &line[line.find(MARK)? + MARK.len()..];
+        rest.split_whitespace().next()?.parse().ok()
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -174,5 +184,15 @@ mod tests {
             guest_cmdline("a", 2),
             "a pci=off virtio_mmio.device=4K@0xc0001000:5 virtio_mmio.device=4K@0xc0002000:6"
         );
+    }
+
+    #[test]
+    fn reads_the_boot_timer_line() {
+        let log = [
+            "2026-12-02T14:00:35 [anonymous-instance:main:INFO] Running Firecracker".to_owned(),
+            "2026-12-02T14:00:35 [anonymous-instance:fc_vcpu 0:INFO] Guest-boot-time =  31830 us 31 ms, 30990 CPU us 30 CPU ms".to_owned(),
+        ];
+        assert_eq!(guest_boot_time_us(&log), Some(31830));
+        assert_eq!(guest_boot_time_us(&log[..1]), None);
     }
 }

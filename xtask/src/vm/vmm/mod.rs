@@ -600,7 +600,9 @@ mod tests {
             directory.clone()
         ]));
         std::fs::write(directory.join("bios-microvm.bin"), b"qboot").unwrap();
-        assert!(!microvm_firmware_is_seabios(std::slice::from_ref(&directory)));
+        assert!(!microvm_firmware_is_seabios(std::slice::from_ref(
+            &directory
+        )));
         std::fs::remove_dir_all(directory).unwrap();
     }
 }
