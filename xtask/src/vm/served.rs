@@ -193,6 +193,9 @@ impl ServedBoot {
             };
             let mut child = LiveChild::spawn(&mut prepared.command, Some(timeout), false)
                 .map_err(|error| failure(format!("{error:#}"), Vec::new()))?;
+            if let Some(namespace) = &prepared.namespace {
+                namespace.adopt(child.id());
+            }
             let waited = child
                 .wait_for_stdout(|line| report::is_line(line, &LISTENING_LINE), listen_within)
                 .map_err(|error| failure(format!("{error:#}"), Vec::new()));

@@ -25,8 +25,8 @@ pub(crate) const TAP_NAME: &str = "tap0";
 const HOST_ADDRESS: &str = "10.0.2.2/24";
 const IP_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// Namespaces alive now, for the Ctrl-C handler.
-static LIVE: Mutex<Vec<String>> = Mutex::new(Vec::new());
+/// Namespaces alive now and the VMMs running in them, for the Ctrl-C handler.
+static LIVE: Mutex<Vec<(String, Vec<u32>)>> = Mutex::new(Vec::new());
 
 /// One namespace with a configured tap; deleted on drop.
 #[derive(Debug)]
@@ -49,7 +49,7 @@ impl TapNamespace {
             NEXT.fetch_add(1, Ordering::Relaxed)
         );
         ip(&["netns", "add", &name]).context("creating a network namespace (needs root)")?;
-        lock_live().push(name.clone());
+        lock_live().push((name.clone(), Vec::new()));
         let namespace = Self { name };
         let name = namespace.name.as_str();
         for step in [
@@ -65,6 +65,14 @@ impl TapNamespace {
 
     pub(crate) fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Records the VMM started in the namespace, so that Ctrl-C kills it
+    /// before removing the namespace (its guard is not dropped then).
+    pub(crate) fn adopt(&self, pid: u32) {
+        if let Some((_, pids)) = lock_live().iter_mut().find(|(name, _)| *name == self.name) {
+            pids.push(pid);
+        }
     }
 
     /// `command` run inside the namespace: `ip netns exec <name> program args…`,
@@ -112,21 +120,27 @@ impl TapNamespace {
 impl Drop for TapNamespace {
     fn drop(&mut self) {
         let _ = ip(&["netns", "delete", &self.name]);
-        lock_live().retain(|name| *name != self.name);
+        lock_live().retain(|(name, _)| *name != self.name);
     }
 }
 
-fn lock_live() -> std::sync::MutexGuard<'static, Vec<String>> {
+fn lock_live() -> std::sync::MutexGuard<'static, Vec<(String, Vec<u32>)>> {
     LIVE.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// On Ctrl-C: delete every live namespace, then exit as SIGINT would (130).
-/// The VMMs got the same SIGINT from the terminal.
+/// On Ctrl-C (SIGINT, also SIGTERM): kill the VMMs in live namespaces,
+/// delete the namespaces, then exit as SIGINT would (130). Other children
+/// share the terminal's process group and got the same SIGINT.
 fn install_interrupt_cleanup() {
     static INSTALLED: std::sync::Once = std::sync::Once::new();
     INSTALLED.call_once(|| {
         let _ = ctrlc::set_handler(|| {
-            for name in lock_live().drain(..) {
+            for (name, pids) in lock_live().drain(..) {
+                for pid in pids {
+                    // SAFETY: kill(2) only sends a signal; the PID is a child
+                    // we started and have not reaped (its guard still lives).
+                    unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+                }
                 let _ = ip(&["netns", "delete", &name]);
             }
             eprintln!("xtask: interrupted; network namespaces removed");
