@@ -158,7 +158,8 @@ fn owner_pid(name: &str) -> Option<u32> {
 }
 
 /// Deletes `mote-<pid>-*` namespaces whose xtask no longer runs (it was
-/// killed before its guards ran). Returns how many were removed.
+/// killed before its guards ran), after killing the VMMs still in them
+/// (`ip netns pids`): their xtask cannot. Returns how many were removed.
 pub(crate) fn sweep_stale() -> usize {
     let Ok(list) = ip(&["netns", "list"]) else {
         return 0;
@@ -169,7 +170,18 @@ pub(crate) fn sweep_stale() -> usize {
             owner_pid(name)
                 .is_some_and(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists())
         })
-        .filter(|name| ip(&["netns", "delete", name]).is_ok())
+        .filter(|name| {
+            let orphans = ip(&["netns", "pids", name]).unwrap_or_default();
+            for pid in orphans
+                .lines()
+                .filter_map(|line| line.trim().parse::<i32>().ok())
+            {
+                // SAFETY: kill(2) only sends a signal, to a process inside a
+                // namespace a dead xtask made for its VMM.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+            ip(&["netns", "delete", name]).is_ok()
+        })
         .count()
 }
 
