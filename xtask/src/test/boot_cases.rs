@@ -49,7 +49,7 @@ pub(super) fn complete_report(cmdline: &str) -> Vec<Check> {
 }
 
 /// No line holds a report line of `keyword`, even cut into another line.
-pub(super) fn no_report_line_of(keyword: &str) -> Check {
+fn no_report_line_of(keyword: &str) -> Check {
     Check::not_contains(format!("{PREFIX}{keyword}"))
 }
 
@@ -228,7 +228,7 @@ fn file_crc(path: &Path) -> u32 {
 /// After the guest wrote the pattern: the range holds exactly the pattern
 /// (the same function the kernel uses), nothing else changed, and the CRC
 /// the guest printed is the pattern's.
-pub(super) fn written_region_is_exactly_the_pattern(
+fn written_region_is_exactly_the_pattern(
     _: &[String],
     report: &report::BootReport,
 ) -> Result<(), String> {
@@ -292,6 +292,40 @@ fn bench_reads_reported(output: &[String], _: &report::BootReport) -> Result<(),
         }
     }
     Ok(())
+}
+
+/// A write to a read-only disk is refused, reported, and fails the boot
+/// without a panic (every VMM with a block device).
+pub(super) fn readonly_refuses_write(fixtures: &Fixtures) -> BootCase {
+    BootCase::new(
+        "blk-readonly-refuses-write",
+        format!("{READY_CMDLINE} mote.blk.write=16+8"),
+    )
+    .disk(Disk::read_only(&fixtures.readonly_disk))
+    .expect_exit(ExpectedExit::Failure)
+    .check(disk_line(0, 4096, true))
+    .check(Check::line_equals(Line(WriteRefused {
+        index: 0,
+        error: "the device is read-only",
+    })))
+    .check(no_report_line_of(Panic::<&str>::SHAPE.keyword))
+    .check(powered_off(Status::Failure))
+}
+
+/// The guest writes the pattern into a fresh copy of the write image, and
+/// the host finds exactly it there (every VMM with a block device).
+pub(super) fn write_pattern(fixtures: &Fixtures) -> BootCase {
+    BootCase::new(
+        "blk-write-pattern",
+        format!("{READY_CMDLINE} mote.blk.write={WRITE_LBA}+{WRITE_SECTORS} mote.blk.seed={WRITE_SEED:#x}"),
+    )
+    .disk(Disk::writable(&fixtures.write_disk))
+    .fresh_copy(write_base_path(), fixtures.write_disk.clone())
+    .check(powered_off(Status::Success))
+    .check(Check::Custom {
+        description: "the image holds exactly the pattern in the range, and nothing else changed",
+        check: written_region_is_exactly_the_pattern,
+    })
 }
 
 /// Every boot test, in the order they start.
@@ -450,27 +484,8 @@ pub(crate) fn boot_cases(fixtures: &Fixtures) -> Vec<BootCase> {
             .check(block_transport(0xfeb0_0e00, 12, 2, Discovery::Cmdline))
             .check(crc_line(DiskName::Blk(0), &fixtures.modern_disk))
             .check(powered_off(Status::Success)),
-        BootCase::new("blk-readonly-refuses-write", format!("{READY_CMDLINE} mote.blk.write=16+8"))
-            .disk(Disk::read_only(&fixtures.readonly_disk))
-            .expect_exit(ExpectedExit::Failure)
-            .check(disk_line(0, 4096, true))
-            .check(Check::line_equals(Line(WriteRefused {
-                index: 0,
-                error: "the device is read-only",
-            })))
-            .check(no_report_line_of(Panic::<&str>::SHAPE.keyword))
-            .check(powered_off(Status::Failure)),
-        BootCase::new(
-            "blk-write-pattern",
-            format!("{READY_CMDLINE} mote.blk.write={WRITE_LBA}+{WRITE_SECTORS} mote.blk.seed={WRITE_SEED:#x}"),
-        )
-        .disk(Disk::writable(&fixtures.write_disk))
-        .fresh_copy(write_base_path(), fixtures.write_disk.clone())
-        .check(powered_off(Status::Success))
-        .check(Check::Custom {
-            description: "the image holds exactly the pattern in the range, and nothing else changed",
-            check: written_region_is_exactly_the_pattern,
-        }),
+        readonly_refuses_write(fixtures),
+        write_pattern(fixtures),
         BootCase::new("blk-bench", format!("{READY_CMDLINE} mote.blk=bench"))
             .disk(Disk::writable(&fixtures.bench_disk))
             .timeout(Duration::from_secs(60))
@@ -495,12 +510,12 @@ pub(crate) fn boot_cases(fixtures: &Fixtures) -> Vec<BootCase> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use std::path::PathBuf;
 
     use super::*;
 
-    fn fixtures() -> Fixtures {
+    pub(in crate::test) fn fixtures() -> Fixtures {
         let test = PathBuf::from("target/test");
         Fixtures {
             initrd: test.join("initrd.bin"),

@@ -6,15 +6,15 @@
 use std::time::Duration;
 
 use mote_boot::protocol::exit::Status;
-use mote_boot::protocol::report::{Discovery, DiskName, Fact, Line, Panic, WriteRefused};
+use mote_boot::protocol::report::{Discovery, DiskName, Fact};
 
 use super::boot_case::{BootCase, ExpectedExit};
 use super::boot_cases::{
-    block_transport, complete_report, crc_line, disk_line, no_report_line_of, powered_off,
-    start_info_line, tslog_dump_accounts_for_boot, written_region_is_exactly_the_pattern,
+    block_transport, complete_report, crc_line, disk_line, powered_off, readonly_refuses_write,
+    start_info_line, tslog_dump_accounts_for_boot, write_pattern,
 };
 use super::checks::Check;
-use super::fixtures::{Fixtures, WRITE_LBA, WRITE_SECTORS, WRITE_SEED, write_base_path};
+use super::fixtures::Fixtures;
 use crate::env::images::MIB;
 use crate::vm::cmdline::READY_CMDLINE;
 use crate::vm::vmm::{Disk, VmmKind, firecracker};
@@ -48,9 +48,6 @@ pub(crate) fn vmm_cases(fixtures: &Fixtures, kind: VmmKind) -> Vec<BootCase> {
     let ready = guest_cmdline(kind, READY_CMDLINE, 0);
     let tslog_cmdline = format!("{READY_CMDLINE} mote.tslog=1");
     let verify_cmdline = format!("{READY_CMDLINE} mote.blk=verify");
-    let write_cmdline = format!(
-        "{READY_CMDLINE} mote.blk.write={WRITE_LBA}+{WRITE_SECTORS} mote.blk.seed={WRITE_SEED:#x}"
-    );
     let verify_disk = &fixtures.three_disks[0];
     let mut verify = BootCase::new("blk-verify-8M", verify_cmdline.clone())
         .disk(Disk::writable(verify_disk))
@@ -83,53 +80,24 @@ pub(crate) fn vmm_cases(fixtures: &Fixtures, kind: VmmKind) -> Vec<BootCase> {
         BootCase::new("panic", "console=ttyS0 mote.crash=panic")
             .expect_exit(ExpectedExit::Failure)
             .must_finish_within(Duration::from_secs(20))
-            .check(Check::reports("`PANIC in phase <phase> at <…src/…>:<line>:<column>: …`", |fact| {
-                matches!(fact, Fact::Panic(panic) if !panic.phase.is_empty())
-            }))
+            .check(Check::reports(
+                "`PANIC in phase <phase> at <…src/…>:<line>:<column>: …`",
+                |fact| matches!(fact, Fact::Panic(panic) if !panic.phase.is_empty()),
+            ))
             .check(powered_off(Status::Failure)),
         verify,
-        BootCase::new("blk-write-pattern", write_cmdline)
-            .disk(Disk::writable(&fixtures.write_disk))
-            .fresh_copy(write_base_path(), fixtures.write_disk.clone())
-            .check(powered_off(Status::Success))
-            .check(Check::Custom {
-                description: "the image holds exactly the pattern in the range, and nothing else changed",
-                check: written_region_is_exactly_the_pattern,
-            }),
-        BootCase::new("blk-readonly-refuses-write", format!("{READY_CMDLINE} mote.blk.write=16+8"))
-            .disk(Disk::read_only(&fixtures.readonly_disk))
-            .expect_exit(ExpectedExit::Failure)
-            .check(disk_line(0, 4096, true))
-            .check(Check::line_equals(Line(WriteRefused {
-                index: 0,
-                error: "the device is read-only",
-            })))
-            .check(no_report_line_of(Panic::<&str>::SHAPE.keyword))
-            .check(powered_off(Status::Failure)),
+        write_pattern(fixtures),
+        readonly_refuses_write(fixtures),
     ]
 }
 
 #[cfg(test)]
 mod tests {
-    use std::path::PathBuf;
-
     use super::*;
 
     #[test]
     fn every_case_checks_something_and_names_are_unique() {
-        let test = PathBuf::from("target/test");
-        let fixtures = Fixtures {
-            initrd: test.join("initrd.bin"),
-            small_disk: test.join("small-disk.img"),
-            random_disk: test.join("random-64M.img"),
-            three_disks: ["8", "4", "2"].map(|mib| test.join(format!("random-{mib}M.img"))),
-            write_disk: test.join("write.img"),
-            modern_disk: test.join("modern-2M.img"),
-            readonly_disk: test.join("readonly-2M.img"),
-            bench_disk: test.join("bench-8M.img"),
-            gzip_initrd: test.join("initrd.gz"),
-            png_initrd: test.join("initrd.png"),
-        };
+        let fixtures = crate::test::boot_cases::tests::fixtures();
         for kind in [VmmKind::Firecracker, VmmKind::CloudHypervisor] {
             let cases = vmm_cases(&fixtures, kind);
             let mut names: Vec<_> = cases.iter().map(|case| case.name).collect();

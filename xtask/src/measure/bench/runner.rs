@@ -232,41 +232,21 @@ impl Boot {
         warmup: bool,
         timeout: Duration,
     ) -> Sample {
-        let ending = |finished: &Finished| match images.vmm(configuration.vmm) {
+        let finished = match self {
+            Boot::Plain(finished) | Boot::Other { finished, .. } => finished,
+            Boot::Served(served) => &served.finished,
+        };
+        let ending = match images.vmm(configuration.vmm) {
             Some(vmm) => vmm.ending(finished, timeout),
             None => PowerOff::from_exit(finished, timeout),
         };
+        let mut sample = sample_from_boot(configuration, round, warmup, finished, &ending, timeout);
         match self {
-            Boot::Plain(finished) => sample_from_boot(
-                configuration,
-                round,
-                warmup,
-                finished,
-                &ending(finished),
-                timeout,
-            ),
-            Boot::Other { finished, log } => {
-                let mut sample = sample_from_boot(
-                    configuration,
-                    round,
-                    warmup,
-                    finished,
-                    &ending(finished),
-                    timeout,
-                );
+            Boot::Plain(_) => {}
+            Boot::Other { log, .. } => {
                 sample.vmm_boot_time_us = firecracker::guest_boot_time_us(log).map(|us| us as f64);
-                sample
             }
             Boot::Served(served) => {
-                let finished = &served.finished;
-                let mut sample = sample_from_boot(
-                    configuration,
-                    round,
-                    warmup,
-                    finished,
-                    &ending(finished),
-                    timeout,
-                );
                 sample.start_to_listening_line_us = finished
                     .stdout
                     .iter()
@@ -280,9 +260,9 @@ impl Boot {
                 if sample.failure.is_none() && !served.problems.is_empty() {
                     sample.failure = Some(served.problems.join("; "));
                 }
-                sample
             }
         }
+        sample
     }
 }
 
