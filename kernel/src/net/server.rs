@@ -3,19 +3,37 @@
 //! [`Server::poll`] is one turn of the service loop; the caller supplies
 //! the time and sleeps until the turn's wakeup. Host-tested over smoltcp's
 //! loopback device.
+//!
+//! smoltcp has no listen backlog: a TCP socket in LISTEN takes one SYN and
+//! becomes that connection. The server keeps exactly one socket listening
+//! and feeds smoltcp one received frame at a time, handing the port to
+//! another socket (an idle one, else a new one) before each frame, so a
+//! burst of SYNs is served up to the pool's capacity, which is sized from
+//! the heap. Beyond it a SYN is dropped before smoltcp sees it, and
+//! counted: the client's TCP retries it with exponential backoff, whereas
+//! a reset invites an immediate retry, and a storm of those left no time
+//! for the connections being served.
 #![deny(unsafe_code)]
 
 extern crate alloc;
 
+use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
+use core::cell::Cell;
+use core::fmt::Write as _;
 use core::net::Ipv4Addr;
 
-use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
-use smoltcp::phy::Device;
+use smoltcp::iface::{
+    Config, Interface, PollIngressSingleResult, PollResult, SocketHandle, SocketSet, SocketStorage,
+};
+use smoltcp::phy::{self, Device, DeviceCapabilities};
 use smoltcp::socket::{dhcpv4, tcp, udp};
 use smoltcp::time::{Duration, Instant};
-use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr, IpEndpoint, Ipv4Cidr};
+use smoltcp::wire::{
+    EthernetAddress, EthernetFrame, EthernetProtocol, HardwareAddress, IpAddress, IpCidr,
+    IpEndpoint, IpProtocol, Ipv4Cidr, Ipv4Packet, TcpPacket,
+};
 
 use super::http::{self, Action, Pages, Parse};
 use super::ip_config::IpConfig;
@@ -23,48 +41,78 @@ use crate::trace;
 
 pub(crate) const HTTP_PORT: u16 = 80;
 pub(crate) const UDP_ECHO_PORT: u16 = 7;
-/// Connections served at once; one more gets a TCP reset.
-pub(crate) const MAX_CONNECTIONS: usize = 64;
-/// Sockets opened before the ready mark; the rest are added 8 per turn of
-/// the service loop until there are 64 (each costs ~0.9 ms under an
-/// emulating KVM, mostly zeroing its buffers).
+/// Upper bound of the connection pool whatever the heap: smoltcp matches
+/// every received segment against its sockets one by one.
+pub(crate) const MAX_CONNECTIONS: usize = 2048;
+/// Sockets opened before the ready mark (each costs ~0.9 ms under an
+/// emulating KVM, mostly zeroing its buffers); more are added on demand.
 const INITIAL_CONNECTIONS: usize = 8;
-const GROW_BY: usize = 8;
-/// A connection that sends nothing for this long mid-request is closed.
+/// A connection that sends nothing for this long, mid-request (answered
+/// 408) or between requests (closed), is closed.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Requests answered on one connection before it is closed (nginx's
+/// `keepalive_requests` default): no client holds a slot forever.
+pub(crate) const MAX_REQUESTS_PER_CONNECTION: u32 = 1000;
 /// smoltcp resets a connection that shows no sign of life for this long.
 const TCP_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest the VM waits for the power-off response to be acknowledged.
 const POWEROFF_GRACE: Duration = Duration::from_secs(1);
+/// Frames taken from the device in one turn before the connections are
+/// served: bounds a turn under a flood.
+const FRAMES_PER_TURN: usize = 64;
 /// Per connection: requests are small and responses are streamed out as
-/// the window allows, so small buffers do; 64 connections then take 320 KiB
-/// to zero at boot, not 1.3 MiB.
+/// the window allows, so small buffers do.
 const TCP_RX_BUFFER: usize = 1024;
 const TCP_TX_BUFFER: usize = 4 * 1024;
+/// Heap one connection may take: its socket, its slot in the socket set,
+/// its buffers, and a request and a response in flight.
+const CONNECTION_BYTES: usize = TCP_RX_BUFFER
+    + TCP_TX_BUFFER
+    + size_of::<tcp::Socket<'static>>()
+    + size_of::<SocketStorage<'static>>()
+    + size_of::<Connection>()
+    + 2 * 1024;
 const UDP_PACKETS: usize = 8;
 const UDP_BUFFER: usize = 4 * 1024;
+
+/// Where a pooled socket is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    /// Closed, waiting to be handed the port.
+    Idle,
+    /// The one socket in LISTEN.
+    Listening,
+    /// Took a SYN: a connection until it closes.
+    Active,
+}
 
 /// One HTTP connection slot, tied to one smoltcp socket.
 struct Connection {
     handle: SocketHandle,
+    phase: Phase,
+    /// Received bytes not yet answered (pipelined requests wait here).
     request: Vec<u8>,
     response: Vec<u8>,
     sent: usize,
+    /// Close once `response` is queued.
+    close_after: bool,
+    /// `close` was called: nothing more is read.
     closing: bool,
     action: Action,
-    /// The connection left LISTEN (its idle clock runs from then).
-    active: bool,
+    requests: u32,
     last_activity: Instant,
 }
 
 impl Connection {
     fn reset(&mut self, now: Instant) {
+        self.phase = Phase::Idle;
         self.request.clear();
         self.response.clear();
         self.sent = 0;
+        self.close_after = false;
         self.closing = false;
         self.action = Action::None;
-        self.active = false;
+        self.requests = 0;
         self.last_activity = now;
     }
 }
@@ -81,12 +129,145 @@ pub(crate) struct Turn {
     pub(crate) wakeup: Option<Duration>,
 }
 
+/// Counters of the HTTP service, shown on the status page.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Load {
+    /// Connections the pool may hold (from the heap).
+    pub(crate) capacity: usize,
+    /// Sockets allocated so far (they are reused, never freed).
+    pub(crate) sockets: usize,
+    /// Connections open now, and the most at once.
+    pub(crate) open: usize,
+    pub(crate) peak: usize,
+    pub(crate) accepted: u64,
+    pub(crate) requests: u64,
+    /// SYNs dropped because the pool was full.
+    pub(crate) refused: u64,
+}
+
+/// The status page with the load counters after it.
+struct PagesWithLoad<'a> {
+    pages: &'a dyn Pages,
+    load: Load,
+}
+
+impl Pages for PagesWithLoad<'_> {
+    fn status(&self) -> Vec<u8> {
+        let mut page = self.pages.status();
+        let load = self.load;
+        let mut line = String::new();
+        let _ = writeln!(
+            line,
+            "http connections {} open, {} peak, {} sockets of {}; {} accepted, {} requests, {} refused",
+            load.open,
+            load.peak,
+            load.sockets,
+            load.capacity,
+            load.accepted,
+            load.requests,
+            load.refused
+        );
+        page.extend_from_slice(line.as_bytes());
+        page
+    }
+
+    fn tslog(&self) -> Vec<u8> {
+        self.pages.tslog()
+    }
+}
+
+/// The device as the interface sees it: while the pool is full, a SYN to
+/// the HTTP port is turned into an empty frame, which smoltcp skips
+/// without looking at a socket, and counted.
+pub(crate) struct Gate<D: Device> {
+    inner: D,
+    full: bool,
+    refused: Cell<u64>,
+}
+
+pub(crate) struct GateRxToken<'a, T> {
+    inner: T,
+    full: bool,
+    refused: &'a Cell<u64>,
+}
+
+impl<D: Device> Device for Gate<D> {
+    type RxToken<'a>
+        = GateRxToken<'a, D::RxToken<'a>>
+    where
+        Self: 'a;
+    type TxToken<'a>
+        = D::TxToken<'a>
+    where
+        Self: 'a;
+
+    fn receive(&mut self, timestamp: Instant) -> Option<(Self::RxToken<'_>, Self::TxToken<'_>)> {
+        let (rx, tx) = self.inner.receive(timestamp)?;
+        let rx = GateRxToken {
+            inner: rx,
+            full: self.full,
+            refused: &self.refused,
+        };
+        Some((rx, tx))
+    }
+
+    fn transmit(&mut self, timestamp: Instant) -> Option<Self::TxToken<'_>> {
+        self.inner.transmit(timestamp)
+    }
+
+    fn capabilities(&self) -> DeviceCapabilities {
+        self.inner.capabilities()
+    }
+}
+
+impl<T: phy::RxToken> phy::RxToken for GateRxToken<'_, T> {
+    fn consume<R, F>(self, f: F) -> R
+    where
+        F: FnOnce(&[u8]) -> R,
+    {
+        let (full, refused) = (self.full, self.refused);
+        self.inner.consume(|frame| {
+            if full && is_http_syn(frame) {
+                refused.set(refused.get() + 1);
+                f(&[])
+            } else {
+                f(frame)
+            }
+        })
+    }
+}
+
+/// An Ethernet frame carrying a TCP SYN (without ACK) to the HTTP port.
+fn is_http_syn(frame: &[u8]) -> bool {
+    let Ok(ethernet) = EthernetFrame::new_checked(frame) else {
+        return false;
+    };
+    if ethernet.ethertype() != EthernetProtocol::Ipv4 {
+        return false;
+    }
+    let Ok(ip) = Ipv4Packet::new_checked(ethernet.payload()) else {
+        return false;
+    };
+    if ip.next_header() != IpProtocol::Tcp {
+        return false;
+    }
+    let Ok(tcp) = TcpPacket::new_checked(ip.payload()) else {
+        return false;
+    };
+    tcp.dst_port() == HTTP_PORT && tcp.syn() && !tcp.ack()
+}
+
 /// The interface, its sockets and the HTTP connections.
 pub(crate) struct Server<D: Device> {
-    device: D,
+    device: Gate<D>,
     iface: Interface,
     sockets: SocketSet<'static>,
     http: Vec<Connection>,
+    /// Indices into `http` of the idle sockets, and of the listening one.
+    idle: Vec<usize>,
+    listener: Option<usize>,
+    capacity: usize,
+    load: Load,
     udp: SocketHandle,
     dhcp: Option<SocketHandle>,
     /// The only peer allowed to `POST /poweroff`.
@@ -98,23 +279,31 @@ pub(crate) struct Server<D: Device> {
     poweroff_acknowledged: bool,
 }
 
+/// Connections that fit in `memory_budget` bytes of heap, within bounds.
+pub(crate) fn pool_capacity(memory_budget: usize) -> usize {
+    (memory_budget / CONNECTION_BYTES).clamp(1, MAX_CONNECTIONS)
+}
+
 impl<D: Device> Server<D> {
     /// Configures the interface (static address or DHCP) and opens the
-    /// listening sockets. `random_seed` seeds smoltcp's port and sequence
-    /// numbers.
+    /// first sockets. `random_seed` seeds smoltcp's port and sequence
+    /// numbers; the connection pool may take `memory_budget` bytes of heap.
     pub(crate) fn new(
         mut device: D,
         mac: [u8; 6],
         config: IpConfig,
         now: Instant,
         random_seed: u64,
+        memory_budget: usize,
     ) -> Self {
         let span = trace::span("smoltcp_interface");
         let mut iface_config = Config::new(HardwareAddress::Ethernet(EthernetAddress(mac)));
         iface_config.random_seed = random_seed;
         let mut iface = Interface::new(iface_config, &mut device, now);
-        // Sized once: growing would move every socket already added.
-        let mut sockets = SocketSet::new(Vec::with_capacity(MAX_CONNECTIONS + 2));
+        let capacity = pool_capacity(memory_budget);
+        // Reserved once (not touched until used): growing would move
+        // every socket already added.
+        let mut sockets = SocketSet::new(Vec::with_capacity(capacity + 2));
         let (mut address, mut admin, mut dhcp) = (None, None, None);
         match config {
             IpConfig::Static(config) => {
@@ -140,25 +329,40 @@ impl<D: Device> Server<D> {
         let udp = sockets.add(udp::Socket::new(packets(), packets()));
         let _ = sockets.get_mut::<udp::Socket>(udp).bind(UDP_ECHO_PORT);
         let span = span.then("tcp_sockets");
-        let mut http = Vec::with_capacity(MAX_CONNECTIONS);
-        add_listeners(&mut sockets, &mut http, INITIAL_CONNECTIONS, now);
-        drop(span);
-        Self {
-            device,
+        let mut server = Self {
+            device: Gate {
+                inner: device,
+                full: false,
+                refused: Cell::new(0),
+            },
             iface,
             sockets,
-            http,
+            http: Vec::with_capacity(capacity),
+            idle: Vec::with_capacity(capacity),
+            listener: None,
+            capacity,
+            load: Load {
+                capacity,
+                ..Load::default()
+            },
             udp,
             dhcp,
             admin,
             address,
             poweroff_at: None,
             poweroff_acknowledged: false,
+        };
+        for _ in 0..INITIAL_CONNECTIONS.min(capacity) {
+            let index = server.add_socket(now);
+            server.idle.push(index);
         }
+        server.hand_over_listener(now);
+        drop(span);
+        server
     }
 
     pub(crate) fn device(&self) -> &D {
-        &self.device
+        &self.device.inner
     }
 
     /// The interface's address, once it has one.
@@ -166,19 +370,41 @@ impl<D: Device> Server<D> {
         self.address
     }
 
-    /// One turn: moves packets, answers what is complete, grows the
-    /// connection pool, and says when the next turn is due.
+    /// The HTTP counters.
+    pub(crate) fn load(&self) -> Load {
+        Load {
+            sockets: self.http.len(),
+            refused: self.device.refused.get(),
+            ..self.load
+        }
+    }
+
+    /// One turn: takes the frames that have arrived (one at a time, the
+    /// port handed to a fresh socket before each), answers what is
+    /// complete, sends, and says when the next turn is due.
     pub(crate) fn poll(&mut self, now: Instant, pages: &dyn Pages) -> Turn {
-        self.iface.poll(now, &mut self.device, &mut self.sockets);
+        self.iface.poll_maintenance(now);
+        for _ in 0..FRAMES_PER_TURN {
+            self.hand_over_listener(now);
+            let received = self
+                .iface
+                .poll_ingress_single(now, &mut self.device, &mut self.sockets);
+            if received == PollIngressSingleResult::None {
+                break;
+            }
+        }
         let configured = self.dhcp_step();
         self.udp_step();
-        self.http_step(now, pages);
-        if self.http.len() < MAX_CONNECTIONS {
-            // Until the pool is full, every turn adds a batch, busy or
-            // idle: waiting for idle turns left a burst arriving during
-            // steady load with too few listeners (RSTs under a slow KVM).
-            add_listeners(&mut self.sockets, &mut self.http, GROW_BY, now);
-        }
+        let pages = PagesWithLoad {
+            pages,
+            load: self.load(),
+        };
+        self.http_step(now, &pages);
+        while self
+            .iface
+            .poll_egress(now, &mut self.device, &mut self.sockets)
+            == PollResult::SocketStateChanged
+        {}
         let finished = self
             .poweroff_at
             .is_some_and(|deadline| now >= deadline || self.poweroff_response_done());
@@ -189,13 +415,81 @@ impl<D: Device> Server<D> {
         }
     }
 
+    /// Opens one more pooled socket, closed; returns its index.
+    fn add_socket(&mut self, now: Instant) -> usize {
+        let mut socket = tcp::Socket::new(
+            tcp::SocketBuffer::new(vec![0; TCP_RX_BUFFER]),
+            tcp::SocketBuffer::new(vec![0; TCP_TX_BUFFER]),
+        );
+        // No TCP state may pin a slot: reset after 10 s without a sign of life.
+        socket.set_timeout(Some(TCP_TIMEOUT));
+        // Every response is written whole: holding its last segment back
+        // until the first is acknowledged (Nagle) only waits out the
+        // client's delayed ACK.
+        socket.set_nagle_enabled(false);
+        self.http.push(Connection {
+            handle: self.sockets.add(socket),
+            phase: Phase::Idle,
+            request: Vec::new(),
+            response: Vec::new(),
+            sent: 0,
+            close_after: false,
+            closing: false,
+            action: Action::None,
+            requests: 0,
+            last_activity: now,
+        });
+        self.http.len() - 1
+    }
+
+    /// Makes sure one socket listens, unless the pool is full: the one
+    /// that listened may have taken a SYN with the last frame.
+    fn hand_over_listener(&mut self, now: Instant) {
+        if let Some(index) = self.listener {
+            let connection = &mut self.http[index];
+            if self
+                .sockets
+                .get::<tcp::Socket>(connection.handle)
+                .is_listening()
+            {
+                return;
+            }
+            connection.phase = Phase::Active;
+            self.listener = None;
+            self.load.accepted += 1;
+            self.load.open += 1;
+            self.load.peak = self.load.peak.max(self.load.open);
+        }
+        let index = match self.idle.pop() {
+            Some(index) => index,
+            None if self.http.len() < self.capacity => self.add_socket(now),
+            None => {
+                self.device.full = true;
+                return;
+            }
+        };
+        let connection = &mut self.http[index];
+        let socket = self.sockets.get_mut::<tcp::Socket>(connection.handle);
+        if socket.listen(HTTP_PORT).is_ok() {
+            connection.phase = Phase::Listening;
+            self.listener = Some(index);
+            self.device.full = false;
+        } else {
+            // Not closed after all (cannot happen for an idle socket):
+            // keep it out of the pool rather than loop on it.
+            log::warn!("http socket {index} would not listen");
+        }
+    }
+
     fn next_wakeup(&mut self, now: Instant) -> Option<Duration> {
         let stack = self.iface.poll_delay(now, &self.sockets);
         let idle = self
             .http
             .iter()
             .filter(|connection| {
-                connection.active && connection.response.is_empty() && !connection.closing
+                connection.phase == Phase::Active
+                    && connection.response.is_empty()
+                    && !connection.closing
             })
             .map(|connection| {
                 (connection.last_activity + IDLE_TIMEOUT)
@@ -249,14 +543,19 @@ impl<D: Device> Server<D> {
     }
 
     fn http_step(&mut self, now: Instant, pages: &dyn Pages) {
-        for connection in &mut self.http {
+        for (index, connection) in self.http.iter_mut().enumerate() {
+            if connection.phase != Phase::Active {
+                continue;
+            }
             let socket = self.sockets.get_mut::<tcp::Socket>(connection.handle);
-            match socket.state() {
-                tcp::State::Listen | tcp::State::SynReceived => continue,
-                tcp::State::Closed => {
-                    connection.reset(now);
-                    let _ = socket.listen(HTTP_PORT);
-                    continue;
+            let finished = match socket.state() {
+                tcp::State::SynReceived => continue,
+                tcp::State::Closed => true,
+                // A reset in SYN-RECEIVED puts smoltcp's socket back to
+                // LISTEN; only the pool's listener may listen.
+                tcp::State::Listen => {
+                    socket.abort();
+                    true
                 }
                 // Our FIN was acknowledged, so the peer has the whole
                 // response and its end of file: waiting out FIN_WAIT_2 (for
@@ -268,33 +567,22 @@ impl<D: Device> Server<D> {
                         self.poweroff_acknowledged = true;
                     }
                     socket.abort();
-                    connection.reset(now);
-                    let _ = socket.listen(HTTP_PORT);
-                    continue;
+                    true
                 }
-                _ => {}
+                _ => false,
+            };
+            if finished {
+                connection.reset(now);
+                self.idle.push(index);
+                self.load.open -= 1;
+                continue;
             }
-            if !connection.active {
-                connection.active = true;
-                connection.last_activity = now;
-            }
-            if connection.response.is_empty() && !connection.closing {
-                read_request(connection, socket, now, self.admin, pages);
-            }
-            if !connection.response.is_empty() {
-                while connection.sent < connection.response.len() && socket.can_send() {
-                    match socket.send_slice(&connection.response[connection.sent..]) {
-                        Ok(0) | Err(_) => break,
-                        Ok(sent) => connection.sent += sent,
-                    }
-                }
-                if connection.sent == connection.response.len() && !connection.closing {
-                    socket.close();
-                    connection.closing = true;
-                    if connection.action == Action::PowerOff {
-                        self.poweroff_at = Some(now + POWEROFF_GRACE);
-                    }
-                }
+            self.load.requests += serve(connection, socket, now, self.admin, pages);
+            if connection.closing
+                && connection.action == Action::PowerOff
+                && self.poweroff_at.is_none()
+            {
+                self.poweroff_at = Some(now + POWEROFF_GRACE);
             }
         }
     }
@@ -314,43 +602,49 @@ impl<D: Device> Server<D> {
     }
 }
 
-/// Opens up to `count` more listening sockets, within `MAX_CONNECTIONS`.
-fn add_listeners(
-    sockets: &mut SocketSet<'static>,
-    http: &mut Vec<Connection>,
-    count: usize,
-    now: Instant,
-) {
-    for _ in 0..count.min(MAX_CONNECTIONS - http.len()) {
-        let mut socket = tcp::Socket::new(
-            tcp::SocketBuffer::new(vec![0; TCP_RX_BUFFER]),
-            tcp::SocketBuffer::new(vec![0; TCP_TX_BUFFER]),
-        );
-        // No TCP state may pin a slot: reset after 10 s without a sign of life.
-        socket.set_timeout(Some(TCP_TIMEOUT));
-        let _ = socket.listen(HTTP_PORT);
-        http.push(Connection {
-            handle: sockets.add(socket),
-            request: Vec::new(),
-            response: Vec::new(),
-            sent: 0,
-            closing: false,
-            action: Action::None,
-            active: false,
-            last_activity: now,
-        });
-    }
-}
-
-/// Reads what has arrived on `socket` and, once the head is complete or
-/// bad or too slow, prepares the response.
-fn read_request(
+/// Moves one connection on: queues what is left of its response; once a
+/// response is queued, closes or parses the next (pipelined) request;
+/// reads what has arrived. Returns the requests answered.
+fn serve(
     connection: &mut Connection,
     socket: &mut tcp::Socket<'_>,
     now: Instant,
     admin: Option<Ipv4Addr>,
     pages: &dyn Pages,
-) {
+) -> u64 {
+    let mut answered = 0;
+    while !connection.closing {
+        if !connection.response.is_empty() {
+            while connection.sent < connection.response.len() && socket.can_send() {
+                match socket.send_slice(&connection.response[connection.sent..]) {
+                    Ok(0) | Err(_) => break,
+                    Ok(sent) => connection.sent += sent,
+                }
+            }
+            if connection.sent < connection.response.len() {
+                break;
+            }
+            if connection.close_after {
+                socket.close();
+                connection.closing = true;
+                break;
+            }
+            connection.response.clear();
+            connection.sent = 0;
+            // The keep-alive idle clock runs from the answer.
+            connection.last_activity = now;
+        }
+        receive(connection, socket, now);
+        if !answer(connection, socket, now, admin, pages) {
+            break;
+        }
+        answered += 1;
+    }
+    answered
+}
+
+/// Appends what has arrived to the connection's request bytes, bounded.
+fn receive(connection: &mut Connection, socket: &mut tcp::Socket<'_>, now: Instant) {
     let mut chunk = [0u8; 1024];
     while socket.can_recv() && connection.request.len() <= http::MAX_HEAD {
         match socket.recv_slice(&mut chunk) {
@@ -361,19 +655,36 @@ fn read_request(
             }
         }
     }
-    let response = match http::parse_request(&connection.request) {
-        Parse::Incomplete if !socket.may_recv() => {
-            // The peer closed without finishing a request.
+}
+
+/// Prepares the response to the first request in the connection's bytes,
+/// if it is complete, bad or too slow; returns whether it did. A peer
+/// that closed or stayed silent between requests is closed quietly.
+fn answer(
+    connection: &mut Connection,
+    socket: &mut tcp::Socket<'_>,
+    now: Instant,
+    admin: Option<Ipv4Addr>,
+    pages: &dyn Pages,
+) -> bool {
+    let silent = now >= connection.last_activity + IDLE_TIMEOUT;
+    let (response, keep_open, consumed) = match http::parse_request(&connection.request) {
+        Parse::Incomplete if !socket.may_recv() || (silent && connection.request.is_empty()) => {
+            // The peer closed (or idled) without starting another request.
             socket.close();
             connection.closing = true;
-            return;
+            return false;
         }
-        Parse::Incomplete if now >= connection.last_activity + IDLE_TIMEOUT => {
-            http::error_response(408)
-        }
-        Parse::Incomplete => return,
-        Parse::Reject(status) => http::error_response(status),
-        Parse::Request { method, path, .. } => {
+        Parse::Incomplete if silent => (http::error_response(408), false, 0),
+        Parse::Incomplete => return false,
+        Parse::Reject(status) => (http::error_response(status), false, 0),
+        Parse::Request {
+            method,
+            path,
+            has_body,
+            keep_alive,
+            head_length,
+        } => {
             let from_admin = match (socket.remote_endpoint(), admin) {
                 (
                     Some(IpEndpoint {
@@ -386,11 +697,20 @@ fn read_request(
             };
             let (status, body, action) = http::route(method, path, from_admin, pages);
             connection.action = action;
-            http::response(status, &body, method == http::Method::Head)
+            connection.requests += 1;
+            let keep_open = keep_alive
+                && !has_body
+                && action == Action::None
+                && connection.requests < MAX_REQUESTS_PER_CONNECTION;
+            let response = http::response(status, &body, method == http::Method::Head, keep_open);
+            (response, keep_open, head_length)
         }
     };
+    connection.request.drain(..consumed);
     connection.response = response;
     connection.sent = 0;
+    connection.close_after = !keep_open;
+    true
 }
 
 #[cfg(test)]
@@ -402,17 +722,23 @@ mod tests {
     use crate::net::ip_config;
 
     const CLIENT_PORT: u16 = 40_000;
+    /// Heap for the pool in most tests: room for far more than they open.
+    const BUDGET: usize = 64 * 1024 * 1024;
 
     /// A server on 127.0.0.1/8 over the loopback device, 127.0.0.1 allowed
-    /// to power off, with a clock the test moves.
+    /// to power off, with a clock the test moves. The clients' sockets live
+    /// in the server's socket set, on the same interface.
     struct Harness {
         server: Server<Loopback>,
         now: Instant,
-        turns: usize,
     }
 
     impl Harness {
         fn new() -> Self {
+            Self::with_budget(BUDGET)
+        }
+
+        fn with_budget(budget: usize) -> Self {
             let config = ip_config::parse("127.0.0.1:127.0.0.1::255.0.0.0")
                 .unwrap()
                 .unwrap();
@@ -423,26 +749,22 @@ mod tests {
                 config,
                 now,
                 42,
+                budget,
             );
-            Self {
-                server,
-                now,
-                turns: 0,
-            }
+            Self { server, now }
         }
 
         fn turn(&mut self) -> Turn {
-            self.turns += 1;
             let turn = self.server.poll(self.now, &TestPages);
             self.now += Duration::from_millis(1);
             turn
         }
 
-        /// A client socket, connecting from `port`.
-        fn connect(&mut self, port: u16) -> SocketHandle {
+        /// A client socket with `buffer`-byte buffers, connecting from `port`.
+        fn connect_with(&mut self, port: u16, buffer: usize) -> SocketHandle {
             let mut socket = tcp::Socket::new(
-                tcp::SocketBuffer::new(vec![0; 64 * 1024]),
-                tcp::SocketBuffer::new(vec![0; 64 * 1024]),
+                tcp::SocketBuffer::new(vec![0; buffer]),
+                tcp::SocketBuffer::new(vec![0; buffer]),
             );
             socket
                 .connect(
@@ -452,6 +774,23 @@ mod tests {
                 )
                 .unwrap();
             self.server.sockets.add(socket)
+        }
+
+        fn connect(&mut self, port: u16) -> SocketHandle {
+            self.connect_with(port, 64 * 1024)
+        }
+
+        /// A client connected from `port`, the handshake done.
+        fn established(&mut self, port: u16) -> SocketHandle {
+            let handle = self.connect(port);
+            for _ in 0..20 {
+                if self.client(handle).may_send() {
+                    break;
+                }
+                self.turn();
+            }
+            assert!(self.client(handle).may_send(), "connected");
+            handle
         }
 
         fn client(&mut self, handle: SocketHandle) -> &mut tcp::Socket<'static> {
@@ -471,8 +810,23 @@ mod tests {
             }
         }
 
+        /// Turns until the client has received `count` whole responses or
+        /// the server closed; returns what it received.
+        fn await_responses(&mut self, handle: SocketHandle, count: usize, turns: usize) -> Vec<u8> {
+            let mut received = Vec::new();
+            for _ in 0..turns {
+                self.turn();
+                self.receive(handle, &mut received);
+                if responses(&received).len() >= count || !self.client(handle).may_recv() {
+                    break;
+                }
+            }
+            received
+        }
+
         /// Sends `request` from a new connection and returns everything
-        /// received until the server closes, in at most `turns` turns.
+        /// received until one response is whole or the server closes, in
+        /// at most `turns` turns; then closes the client.
         fn exchange(&mut self, port: u16, request: &[u8], turns: usize) -> Vec<u8> {
             let handle = self.connect(port);
             let mut sent = false;
@@ -485,12 +839,11 @@ mod tests {
                     sent = true;
                 }
                 self.receive(handle, &mut received);
-                let client = self.client(handle);
-                if sent && !client.may_recv() {
-                    client.close();
+                if sent && (!responses(&received).is_empty() || !self.client(handle).may_recv()) {
                     break;
                 }
             }
+            self.client(handle).close();
             // Let both ends finish the close, then drop the client.
             for _ in 0..5 {
                 self.turn();
@@ -507,11 +860,44 @@ mod tests {
                     self.server
                         .sockets
                         .get::<tcp::Socket>(connection.handle)
-                        .state()
-                        == tcp::State::Listen
+                        .is_listening()
                 })
                 .count()
         }
+    }
+
+    /// One response as the client sees it.
+    #[derive(Debug)]
+    struct Response {
+        status_line: String,
+        connection: String,
+        body: Vec<u8>,
+    }
+
+    /// The whole responses at the start of `bytes`, framed by their
+    /// `Content-Length` (every mote response has one).
+    fn responses(mut bytes: &[u8]) -> Vec<Response> {
+        let mut found = Vec::new();
+        while let Some(end) = bytes.windows(4).position(|window| window == b"\r\n\r\n") {
+            let head = core::str::from_utf8(&bytes[..end]).unwrap();
+            let header = |name: &str| {
+                head.lines()
+                    .find_map(|line| line.strip_prefix(name))
+                    .unwrap_or("")
+                    .to_owned()
+            };
+            let length: usize = header("Content-Length: ").parse().unwrap();
+            if bytes.len() < end + 4 + length {
+                break;
+            }
+            found.push(Response {
+                status_line: head.lines().next().unwrap().to_owned(),
+                connection: header("Connection: "),
+                body: bytes[end + 4..end + 4 + length].to_vec(),
+            });
+            bytes = &bytes[end + 4 + length..];
+        }
+        found
     }
 
     fn status_line(response: &[u8]) -> &str {
@@ -534,7 +920,12 @@ mod tests {
         assert_eq!(status_line(&health), "HTTP/1.1 200 OK");
         assert_eq!(body(&health), b"ok\n");
         let status = harness.exchange(CLIENT_PORT + 1, b"GET / HTTP/1.1\r\n\r\n", 50);
-        assert_eq!(body(&status), b"status");
+        let status = core::str::from_utf8(body(&status)).unwrap();
+        assert!(status.starts_with("status"), "{status}");
+        assert!(
+            status.contains("http connections 1 open, 1 peak"),
+            "the load counters follow the page: {status}"
+        );
         let head = harness.exchange(CLIENT_PORT + 2, b"HEAD /tslog HTTP/1.0\r\n\r\n", 50);
         assert_eq!(status_line(&head), "HTTP/1.1 200 OK");
         assert!(body(&head).is_empty(), "HEAD has no body");
@@ -590,24 +981,234 @@ mod tests {
     }
 
     #[test]
-    fn connections_are_recycled_beyond_the_pool_size() {
+    fn sockets_are_reused_and_one_listens() {
         let mut harness = Harness::new();
-        let requests = MAX_CONNECTIONS + 6;
-        for index in 0..requests {
+        for index in 0..70 {
             let port = CLIENT_PORT + u16::try_from(index).unwrap();
             let response = harness.exchange(port, b"GET /health HTTP/1.1\r\n\r\n", 50);
             assert_eq!(status_line(&response), "HTTP/1.1 200 OK", "request {index}");
         }
+        let load = harness.server.load();
+        assert_eq!(load.accepted, 70);
+        assert_eq!(load.open, 0, "every connection was closed");
         assert_eq!(
-            harness.server.http.len(),
-            MAX_CONNECTIONS,
-            "the pool grew to its size"
+            load.sockets, INITIAL_CONNECTIONS,
+            "one connection at a time needs no new socket"
         );
+        assert_eq!(harness.listeners(), 1, "exactly one socket listens");
+    }
+
+    #[test]
+    fn keep_alive_serves_a_thousand_requests_on_one_connection() {
+        let mut harness = Harness::new();
+        let handle = harness.established(CLIENT_PORT);
+        let mut answered = Vec::new();
+        for index in 0..MAX_REQUESTS_PER_CONNECTION {
+            let client = harness.client(handle);
+            assert!(client.may_send(), "open before request {index}");
+            client.send_slice(b"GET /health HTTP/1.1\r\n\r\n").unwrap();
+            let received = harness.await_responses(handle, 1, 50);
+            let mut response = responses(&received);
+            assert_eq!(response.len(), 1, "request {index}");
+            answered.push(response.remove(0));
+        }
+        assert!(
+            answered
+                .iter()
+                .all(|response| response.status_line == "HTTP/1.1 200 OK"
+                    && response.body == b"ok\n")
+        );
+        let kept = answered
+            .iter()
+            .filter(|response| response.connection == "keep-alive")
+            .count();
+        assert_eq!(kept, 999, "all but the last keep the connection");
+        assert_eq!(answered.last().unwrap().connection, "close");
+        harness.await_responses(handle, 1, 20);
+        assert!(!harness.client(handle).may_recv(), "closed after the cap");
+        let load = harness.server.load();
+        assert_eq!((load.accepted, load.requests), (1, 1000));
+    }
+
+    #[test]
+    fn pipelined_requests_are_answered_in_order() {
+        let mut harness = Harness::new();
+        let handle = harness.established(CLIENT_PORT);
+        harness
+            .client(handle)
+            .send_slice(
+                b"GET /health HTTP/1.1\r\n\r\nGET /nope HTTP/1.1\r\n\r\nGET / HTTP/1.1\r\n\r\nGET /tslog HTTP/1.1\r\nConnection: close\r\n\r\nGET /health HTTP/1.1\r\n\r\n",
+            )
+            .unwrap();
+        let received = harness.await_responses(handle, 5, 200);
+        let answered = responses(&received);
+        let summary: Vec<(&str, &[u8], &str)> = answered
+            .iter()
+            .map(|response| {
+                (
+                    response.status_line.as_str(),
+                    &response.body[..response.body.len().min(6)],
+                    response.connection.as_str(),
+                )
+            })
+            .collect();
         assert_eq!(
-            harness.listeners(),
-            MAX_CONNECTIONS,
-            "every slot listens again"
+            summary,
+            [
+                ("HTTP/1.1 200 OK", &b"ok\n"[..], "keep-alive"),
+                ("HTTP/1.1 404 Not Found", b"not fo", "keep-alive"),
+                ("HTTP/1.1 200 OK", b"status", "keep-alive"),
+                ("HTTP/1.1 200 OK", b"dump", "close"),
+            ],
+            "answered in order; nothing after the request that asked to close"
         );
+        assert!(!harness.client(handle).may_recv(), "the server closed");
+    }
+
+    #[test]
+    fn http_1_0_closes_unless_asked_and_idle_keep_alive_closes() {
+        let mut harness = Harness::new();
+        let old = harness.exchange(CLIENT_PORT, b"GET /health HTTP/1.0\r\n\r\n", 50);
+        assert_eq!(responses(&old)[0].connection, "close");
+
+        let handle = harness.established(CLIENT_PORT + 1);
+        harness
+            .client(handle)
+            .send_slice(b"GET /health HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+            .unwrap();
+        let received = harness.await_responses(handle, 1, 50);
+        assert_eq!(responses(&received)[0].connection, "keep-alive");
+        for _ in 0..50 {
+            harness.turn();
+        }
+        assert!(
+            harness.client(handle).may_recv(),
+            "still open while not idle"
+        );
+        harness.now += IDLE_TIMEOUT;
+        let after = harness.await_responses(handle, 1, 50);
+        assert!(after.is_empty(), "closed without a word: {after:?}");
+        assert!(!harness.client(handle).may_recv(), "closed once idle");
+    }
+
+    #[test]
+    fn a_burst_of_a_thousand_connections_is_served_beside_bad_clients() {
+        const BURST: usize = 1000;
+        let mut harness = Harness::new();
+        let clients: Vec<SocketHandle> = (0..BURST)
+            .map(|index| harness.connect_with(CLIENT_PORT + u16::try_from(index).unwrap(), 2048))
+            .collect();
+        let garbage = harness.connect(CLIENT_PORT - 1);
+        let slow = harness.connect(CLIENT_PORT - 2);
+        let silent = harness.connect(CLIENT_PORT - 3);
+        let slow_request = b"GET /health HTTP/1.1\r\n\r\n";
+        let mut slow_sent = 0;
+        let mut sent = vec![false; BURST];
+        let mut received = vec![Vec::new(); BURST];
+        let mut done = 0;
+        let mut garbage_received = Vec::new();
+        let mut slow_received = Vec::new();
+        for _ in 0..5000 {
+            harness.turn();
+            for (index, &handle) in clients.iter().enumerate() {
+                if !sent[index] && harness.client(handle).may_send() {
+                    harness
+                        .client(handle)
+                        .send_slice(b"GET /health HTTP/1.1\r\n\r\n")
+                        .unwrap();
+                    sent[index] = true;
+                }
+                if harness.client(handle).can_recv() {
+                    harness.receive(handle, &mut received[index]);
+                    if responses(&received[index]).len() == 1 {
+                        // The client is done: it closes, the server follows.
+                        harness.client(handle).close();
+                        done += 1;
+                    }
+                }
+            }
+            let client = harness.client(garbage);
+            if client.may_send() && client.send_queue() == 0 && garbage_received.is_empty() {
+                let _ = client.send_slice(b"\x16\x03\x01 not http\r\n");
+            }
+            harness.receive(garbage, &mut garbage_received);
+            let client = harness.client(slow);
+            if client.may_send() && slow_sent < slow_request.len() {
+                slow_sent += client
+                    .send_slice(&slow_request[slow_sent..=slow_sent])
+                    .unwrap();
+            }
+            harness.receive(slow, &mut slow_received);
+            let client = harness.client(silent);
+            if client.may_send() && client.send_queue() == 0 && slow_sent == 1 {
+                client.send_slice(b"GET / HT").unwrap();
+            }
+            if done == BURST && !garbage_received.is_empty() && responses(&slow_received).len() == 1
+            {
+                break;
+            }
+        }
+        let load = harness.server.load();
+        assert_eq!(done, BURST, "every client got its answer");
+        assert!(received.iter().all(|bytes| {
+            let answered = responses(bytes);
+            answered.len() == 1 && answered[0].status_line == "HTTP/1.1 200 OK"
+        }));
+        assert_eq!(load.refused, 0);
+        assert_eq!(load.accepted, u64::try_from(BURST).unwrap() + 3);
+        assert_eq!(load.peak, BURST + 3, "all held open at once");
+        assert_eq!(status_line(&garbage_received), "HTTP/1.1 400 Bad Request");
+        assert_eq!(responses(&slow_received)[0].body, b"ok\n", "slow but whole");
+        assert_eq!(harness.client(silent).recv_queue(), 0, "no answer yet");
+        harness.now += IDLE_TIMEOUT;
+        let late = harness.await_responses(silent, 1, 50);
+        assert_eq!(status_line(&late), "HTTP/1.1 408 Request Timeout");
+    }
+
+    #[test]
+    fn a_full_pool_drops_syns_counts_them_and_serves_the_retries() {
+        let capacity = 4;
+        let mut harness = Harness::with_budget(capacity * CONNECTION_BYTES);
+        assert_eq!(harness.server.load().capacity, capacity);
+        let clients: Vec<SocketHandle> = (0..6)
+            .map(|index| harness.connect(CLIENT_PORT + index))
+            .collect();
+        // Well inside the clients' first SYN retransmission timeout.
+        for _ in 0..100 {
+            harness.turn();
+        }
+        let established = clients
+            .iter()
+            .filter(|&&handle| harness.client(handle).state() == tcp::State::Established)
+            .count();
+        assert_eq!(established, capacity);
+        assert_eq!(
+            harness.server.load().refused,
+            2,
+            "one SYN per client left out"
+        );
+        // The held connections ask, are answered and close; the two that
+        // were dropped retry on their own.
+        let mut answered = vec![Vec::new(); clients.len()];
+        let mut asked = vec![false; clients.len()];
+        for _ in 0..10_000 {
+            harness.turn();
+            for (index, &handle) in clients.iter().enumerate() {
+                let client = harness.client(handle);
+                if !asked[index] && client.may_send() {
+                    client
+                        .send_slice(b"GET /health HTTP/1.1\r\nConnection: close\r\n\r\n")
+                        .unwrap();
+                    asked[index] = true;
+                }
+                harness.receive(handle, &mut answered[index]);
+            }
+            if answered.iter().all(|bytes| responses(bytes).len() == 1) {
+                break;
+            }
+        }
+        assert!(answered.iter().all(|bytes| responses(bytes).len() == 1));
+        assert_eq!(harness.server.load().accepted, 6);
     }
 
     #[test]
