@@ -13,20 +13,26 @@
 //! counted: the client's TCP retries it with exponential backoff, whereas
 //! a reset invites an immediate retry, and a storm of those left no time
 //! for the connections being served.
+//!
+//! smoltcp also walks every socket of a set: to match each received
+//! segment, to send, and to find the next deadline. So the HTTP sockets
+//! are kept in groups of [`GROUP_SIZE`], each its own socket set: a frame
+//! goes to the group that holds its connection (looked up by the peer's
+//! address and port), and only groups that received something, or whose
+//! deadline came, are walked. The cost of a request then no longer grows
+//! with the number of connections that are open but quiet.
 #![deny(unsafe_code)]
 
 extern crate alloc;
 
+use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
-use core::cell::Cell;
 use core::fmt::Write as _;
 use core::net::Ipv4Addr;
 
-use smoltcp::iface::{
-    Config, Interface, PollIngressSingleResult, PollResult, SocketHandle, SocketSet, SocketStorage,
-};
+use smoltcp::iface::{Config, Interface, PollResult, SocketHandle, SocketSet, SocketStorage};
 use smoltcp::phy::{self, Device, DeviceCapabilities};
 use smoltcp::socket::{dhcpv4, tcp, udp};
 use smoltcp::time::{Duration, Instant};
@@ -41,9 +47,10 @@ use crate::trace;
 
 pub(crate) const HTTP_PORT: u16 = 80;
 pub(crate) const UDP_ECHO_PORT: u16 = 7;
-/// Upper bound of the connection pool whatever the heap: smoltcp matches
-/// every received segment against its sockets one by one.
+/// Upper bound of the connection pool whatever the heap.
 pub(crate) const MAX_CONNECTIONS: usize = 2048;
+/// HTTP sockets per socket set: what smoltcp walks for one frame.
+const GROUP_SIZE: usize = 32;
 /// Sockets opened before the ready mark (each costs ~0.9 ms under an
 /// emulating KVM, mostly zeroing its buffers); more are added on demand.
 const INITIAL_CONNECTIONS: usize = 8;
@@ -60,17 +67,24 @@ const POWEROFF_GRACE: Duration = Duration::from_secs(1);
 /// Frames taken from the device in one turn before the connections are
 /// served: bounds a turn under a flood.
 const FRAMES_PER_TURN: usize = 64;
+/// Walks of a group's sockets per turn when they keep sending: a status
+/// page is two segments, a trace dump more.
+const EGRESS_WALKS: usize = 4;
+/// Largest frame kept for the interface: the Ethernet MTU as smoltcp
+/// counts it (no FCS).
+const MAX_FRAME: usize = 1514;
 /// Per connection: requests are small and responses are streamed out as
 /// the window allows, so small buffers do.
 const TCP_RX_BUFFER: usize = 1024;
 const TCP_TX_BUFFER: usize = 4 * 1024;
-/// Heap one connection may take: its socket, its slot in the socket set,
-/// its buffers, and a request and a response in flight.
+/// Heap one connection may take: its socket, its slot in a socket set,
+/// its buffers, its route, and a request and a response in flight.
 const CONNECTION_BYTES: usize = TCP_RX_BUFFER
     + TCP_TX_BUFFER
     + size_of::<tcp::Socket<'static>>()
     + size_of::<SocketStorage<'static>>()
     + size_of::<Connection>()
+    + 64
     + 2 * 1024;
 const UDP_PACKETS: usize = 8;
 const UDP_BUFFER: usize = 4 * 1024;
@@ -90,6 +104,8 @@ enum Phase {
 struct Connection {
     handle: SocketHandle,
     phase: Phase,
+    /// The peer, while active: the key of its route.
+    peer: Option<IpEndpoint>,
     /// Received bytes not yet answered (pipelined requests wait here).
     request: Vec<u8>,
     response: Vec<u8>,
@@ -106,6 +122,7 @@ struct Connection {
 impl Connection {
     fn reset(&mut self, now: Instant) {
         self.phase = Phase::Idle;
+        self.peer = None;
         self.request.clear();
         self.response.clear();
         self.sent = 0;
@@ -114,6 +131,39 @@ impl Connection {
         self.action = Action::None;
         self.requests = 0;
         self.last_activity = now;
+    }
+
+    /// When the connection is to be looked at even if nothing arrives.
+    fn idle_deadline(&self) -> Option<Instant> {
+        (self.phase == Phase::Active && self.response.is_empty() && !self.closing)
+            .then_some(self.last_activity + IDLE_TIMEOUT)
+    }
+}
+
+/// A socket set and when it next needs a turn without a frame.
+struct Group {
+    sockets: SocketSet<'static>,
+    /// A frame went to it, or a connection in it moved: walk it this turn.
+    dirty: bool,
+    /// smoltcp's next deadline for the set (retransmission, delayed ACK).
+    stack_at: Option<Instant>,
+    /// The earliest idle deadline of its connections.
+    idle_at: Option<Instant>,
+    /// Times its sockets were walked for sending.
+    #[cfg(test)]
+    walks: usize,
+}
+
+impl Group {
+    fn new(capacity: usize) -> Self {
+        Self {
+            sockets: SocketSet::new(Vec::with_capacity(capacity)),
+            dirty: true,
+            stack_at: None,
+            idle_at: None,
+            #[cfg(test)]
+            walks: 0,
+        }
     }
 }
 
@@ -176,24 +226,19 @@ impl Pages for PagesWithLoad<'_> {
     }
 }
 
-/// The device as the interface sees it: while the pool is full, a SYN to
-/// the HTTP port is turned into an empty frame, which smoltcp skips
-/// without looking at a socket, and counted.
-pub(crate) struct Gate<D: Device> {
-    inner: D,
-    full: bool,
-    refused: Cell<u64>,
+/// The device as smoltcp's ingress sees it: the one frame the server took
+/// from the real device and routed, then nothing; sending goes to the
+/// real device.
+struct OneFrame<'a, D: Device> {
+    frame: Option<&'a [u8]>,
+    device: &'a mut D,
 }
 
-pub(crate) struct GateRxToken<'a, T> {
-    inner: T,
-    full: bool,
-    refused: &'a Cell<u64>,
-}
+struct FrameToken<'a>(&'a [u8]);
 
-impl<D: Device> Device for Gate<D> {
+impl<D: Device> Device for OneFrame<'_, D> {
     type RxToken<'a>
-        = GateRxToken<'a, D::RxToken<'a>>
+        = FrameToken<'a>
     where
         Self: 'a;
     type TxToken<'a>
@@ -202,67 +247,81 @@ impl<D: Device> Device for Gate<D> {
         Self: 'a;
 
     fn receive(&mut self, timestamp: Instant) -> Option<(Self::RxToken<'_>, Self::TxToken<'_>)> {
-        let (rx, tx) = self.inner.receive(timestamp)?;
-        let rx = GateRxToken {
-            inner: rx,
-            full: self.full,
-            refused: &self.refused,
-        };
-        Some((rx, tx))
+        let frame = self.frame.take()?;
+        let tx = self.device.transmit(timestamp)?;
+        Some((FrameToken(frame), tx))
     }
 
     fn transmit(&mut self, timestamp: Instant) -> Option<Self::TxToken<'_>> {
-        self.inner.transmit(timestamp)
+        self.device.transmit(timestamp)
     }
 
     fn capabilities(&self) -> DeviceCapabilities {
-        self.inner.capabilities()
+        self.device.capabilities()
     }
 }
 
-impl<T: phy::RxToken> phy::RxToken for GateRxToken<'_, T> {
+impl phy::RxToken for FrameToken<'_> {
     fn consume<R, F>(self, f: F) -> R
     where
         F: FnOnce(&[u8]) -> R,
     {
-        let (full, refused) = (self.full, self.refused);
-        self.inner.consume(|frame| {
-            if full && is_http_syn(frame) {
-                refused.set(refused.get() + 1);
-                f(&[])
-            } else {
-                f(frame)
-            }
-        })
+        f(self.0)
     }
 }
 
-/// An Ethernet frame carrying a TCP SYN (without ACK) to the HTTP port.
-fn is_http_syn(frame: &[u8]) -> bool {
+/// What a received frame is, as far as routing it to a group goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Segment {
+    /// A TCP segment to the HTTP port from this peer; `syn` for a SYN
+    /// without ACK (a new connection).
+    Http { peer: IpEndpoint, syn: bool },
+    /// Anything else (ARP, ICMP, UDP, other TCP ports).
+    Other,
+}
+
+fn classify(frame: &[u8]) -> Segment {
     let Ok(ethernet) = EthernetFrame::new_checked(frame) else {
-        return false;
+        return Segment::Other;
     };
     if ethernet.ethertype() != EthernetProtocol::Ipv4 {
-        return false;
+        return Segment::Other;
     }
     let Ok(ip) = Ipv4Packet::new_checked(ethernet.payload()) else {
-        return false;
+        return Segment::Other;
     };
     if ip.next_header() != IpProtocol::Tcp {
-        return false;
+        return Segment::Other;
     }
     let Ok(tcp) = TcpPacket::new_checked(ip.payload()) else {
-        return false;
+        return Segment::Other;
     };
-    tcp.dst_port() == HTTP_PORT && tcp.syn() && !tcp.ack()
+    if tcp.dst_port() != HTTP_PORT {
+        return Segment::Other;
+    }
+    Segment::Http {
+        peer: IpEndpoint::new(IpAddress::Ipv4(ip.src_addr()), tcp.src_port()),
+        syn: tcp.syn() && !tcp.ack(),
+    }
+}
+
+/// The group of socket sets that holds connection `index` (group 0 holds
+/// UDP and DHCP).
+fn group_of(index: usize) -> usize {
+    1 + index / GROUP_SIZE
 }
 
 /// The interface, its sockets and the HTTP connections.
 pub(crate) struct Server<D: Device> {
-    device: Gate<D>,
+    device: D,
+    /// The frame being routed (reused).
+    frame: Vec<u8>,
     iface: Interface,
-    sockets: SocketSet<'static>,
+    /// Group 0: UDP echo and DHCP; then the HTTP sockets, GROUP_SIZE each.
+    groups: Vec<Group>,
     http: Vec<Connection>,
+    /// Active connections by peer.
+    routes: BTreeMap<IpEndpoint, usize>,
     /// Indices into `http` of the idle sockets, and of the listening one.
     idle: Vec<usize>,
     listener: Option<usize>,
@@ -301,9 +360,7 @@ impl<D: Device> Server<D> {
         iface_config.random_seed = random_seed;
         let mut iface = Interface::new(iface_config, &mut device, now);
         let capacity = pool_capacity(memory_budget);
-        // Reserved once (not touched until used): growing would move
-        // every socket already added.
-        let mut sockets = SocketSet::new(Vec::with_capacity(capacity + 2));
+        let mut services = Group::new(2);
         let (mut address, mut admin, mut dhcp) = (None, None, None);
         match config {
             IpConfig::Static(config) => {
@@ -317,7 +374,7 @@ impl<D: Device> Server<D> {
                 address = Some(cidr);
                 admin = config.server;
             }
-            IpConfig::Dhcp => dhcp = Some(sockets.add(dhcpv4::Socket::new())),
+            IpConfig::Dhcp => dhcp = Some(services.sockets.add(dhcpv4::Socket::new())),
         }
         let span = span.then("udp_socket");
         let packets = || {
@@ -326,18 +383,21 @@ impl<D: Device> Server<D> {
                 vec![0; UDP_BUFFER],
             )
         };
-        let udp = sockets.add(udp::Socket::new(packets(), packets()));
-        let _ = sockets.get_mut::<udp::Socket>(udp).bind(UDP_ECHO_PORT);
+        let udp = services.sockets.add(udp::Socket::new(packets(), packets()));
+        let _ = services
+            .sockets
+            .get_mut::<udp::Socket>(udp)
+            .bind(UDP_ECHO_PORT);
         let span = span.then("tcp_sockets");
+        let mut groups = Vec::with_capacity(1 + capacity.div_ceil(GROUP_SIZE));
+        groups.push(services);
         let mut server = Self {
-            device: Gate {
-                inner: device,
-                full: false,
-                refused: Cell::new(0),
-            },
+            device,
+            frame: Vec::with_capacity(MAX_FRAME),
             iface,
-            sockets,
+            groups,
             http: Vec::with_capacity(capacity),
+            routes: BTreeMap::new(),
             idle: Vec::with_capacity(capacity),
             listener: None,
             capacity,
@@ -362,7 +422,7 @@ impl<D: Device> Server<D> {
     }
 
     pub(crate) fn device(&self) -> &D {
-        &self.device.inner
+        &self.device
     }
 
     /// The interface's address, once it has one.
@@ -374,25 +434,23 @@ impl<D: Device> Server<D> {
     pub(crate) fn load(&self) -> Load {
         Load {
             sockets: self.http.len(),
-            refused: self.device.refused.get(),
             ..self.load
         }
     }
 
-    /// One turn: takes the frames that have arrived (one at a time, the
-    /// port handed to a fresh socket before each), answers what is
-    /// complete, sends, and says when the next turn is due.
+    /// One turn: takes the frames that have arrived (one at a time, each
+    /// routed to its group, the port handed to a fresh socket before
+    /// each), answers what is complete, sends, and says when the next turn
+    /// is due.
     pub(crate) fn poll(&mut self, now: Instant, pages: &dyn Pages) -> Turn {
         self.iface.poll_maintenance(now);
         for _ in 0..FRAMES_PER_TURN {
             self.hand_over_listener(now);
-            let received = self
-                .iface
-                .poll_ingress_single(now, &mut self.device, &mut self.sockets);
-            if received == PollIngressSingleResult::None {
+            if !self.ingress_one(now) {
                 break;
             }
         }
+        self.hand_over_listener(now);
         let configured = self.dhcp_step();
         self.udp_step();
         let pages = PagesWithLoad {
@@ -400,11 +458,7 @@ impl<D: Device> Server<D> {
             load: self.load(),
         };
         self.http_step(now, &pages);
-        while self
-            .iface
-            .poll_egress(now, &mut self.device, &mut self.sockets)
-            == PollResult::SocketStateChanged
-        {}
+        self.egress(now);
         let finished = self
             .poweroff_at
             .is_some_and(|deadline| now >= deadline || self.poweroff_response_done());
@@ -412,6 +466,72 @@ impl<D: Device> Server<D> {
             finished,
             configured,
             wakeup: self.next_wakeup(now),
+        }
+    }
+
+    /// Takes one frame from the device and gives it to the socket set
+    /// that holds its connection; returns whether there was one.
+    fn ingress_one(&mut self, now: Instant) -> bool {
+        let Some((rx, _)) = self.device.receive(now) else {
+            return false;
+        };
+        let frame = &mut self.frame;
+        phy::RxToken::consume(rx, |bytes| {
+            frame.clear();
+            frame.extend_from_slice(&bytes[..bytes.len().min(MAX_FRAME)]);
+        });
+        let group = match classify(&self.frame) {
+            Segment::Http { peer, syn } => match self.routes.get(&peer) {
+                Some(&index) => group_of(index),
+                None if syn => match self.listener {
+                    Some(index) => group_of(index),
+                    None => {
+                        // The pool is full: drop it, the client retries.
+                        self.load.refused += 1;
+                        return true;
+                    }
+                },
+                // No connection: group 0's smoltcp answers with a reset.
+                None => 0,
+            },
+            Segment::Other => 0,
+        };
+        let group = &mut self.groups[group];
+        group.dirty = true;
+        let mut one = OneFrame {
+            frame: Some(&self.frame),
+            device: &mut self.device,
+        };
+        self.iface
+            .poll_ingress_single(now, &mut one, &mut group.sockets);
+        true
+    }
+
+    /// Sends what the walked groups have to send and notes their next
+    /// deadlines. Group 0 is always walked: UDP answers are queued there.
+    /// A group walked only because a timer came due is served next turn
+    /// too: the timer may have closed a connection.
+    fn egress(&mut self, now: Instant) {
+        for (index, group) in self.groups.iter_mut().enumerate() {
+            let due = group.stack_at.is_some_and(|at| at <= now);
+            if index != 0 && !group.dirty && !due {
+                continue;
+            }
+            #[cfg(test)]
+            {
+                group.walks += 1;
+            }
+            // Each walk sends at most one segment per socket.
+            for _ in 0..EGRESS_WALKS {
+                let sent = self
+                    .iface
+                    .poll_egress(now, &mut self.device, &mut group.sockets);
+                if sent == PollResult::None {
+                    break;
+                }
+            }
+            group.stack_at = self.iface.poll_at(now, &group.sockets);
+            group.dirty = index != 0 && !group.dirty && due;
         }
     }
 
@@ -427,9 +547,15 @@ impl<D: Device> Server<D> {
         // until the first is acknowledged (Nagle) only waits out the
         // client's delayed ACK.
         socket.set_nagle_enabled(false);
+        let index = self.http.len();
+        if group_of(index) == self.groups.len() {
+            self.groups.push(Group::new(GROUP_SIZE));
+        }
+        let handle = self.groups[group_of(index)].sockets.add(socket);
         self.http.push(Connection {
-            handle: self.sockets.add(socket),
+            handle,
             phase: Phase::Idle,
+            peer: None,
             request: Vec::new(),
             response: Vec::new(),
             sent: 0,
@@ -439,7 +565,7 @@ impl<D: Device> Server<D> {
             requests: 0,
             last_activity: now,
         });
-        self.http.len() - 1
+        index
     }
 
     /// Makes sure one socket listens, unless the pool is full: the one
@@ -447,14 +573,18 @@ impl<D: Device> Server<D> {
     fn hand_over_listener(&mut self, now: Instant) {
         if let Some(index) = self.listener {
             let connection = &mut self.http[index];
-            if self
+            let socket = self.groups[group_of(index)]
                 .sockets
-                .get::<tcp::Socket>(connection.handle)
-                .is_listening()
-            {
+                .get::<tcp::Socket>(connection.handle);
+            if socket.is_listening() {
                 return;
             }
             connection.phase = Phase::Active;
+            connection.last_activity = now;
+            connection.peer = socket.remote_endpoint();
+            if let Some(peer) = connection.peer {
+                self.routes.insert(peer, index);
+            }
             self.listener = None;
             self.load.accepted += 1;
             self.load.open += 1;
@@ -463,17 +593,15 @@ impl<D: Device> Server<D> {
         let index = match self.idle.pop() {
             Some(index) => index,
             None if self.http.len() < self.capacity => self.add_socket(now),
-            None => {
-                self.device.full = true;
-                return;
-            }
+            None => return,
         };
         let connection = &mut self.http[index];
-        let socket = self.sockets.get_mut::<tcp::Socket>(connection.handle);
+        let socket = self.groups[group_of(index)]
+            .sockets
+            .get_mut::<tcp::Socket>(connection.handle);
         if socket.listen(HTTP_PORT).is_ok() {
             connection.phase = Phase::Listening;
             self.listener = Some(index);
-            self.device.full = false;
         } else {
             // Not closed after all (cannot happen for an idle socket):
             // keep it out of the pool rather than loop on it.
@@ -481,31 +609,28 @@ impl<D: Device> Server<D> {
         }
     }
 
-    fn next_wakeup(&mut self, now: Instant) -> Option<Duration> {
-        let stack = self.iface.poll_delay(now, &self.sockets);
-        let idle = self
-            .http
+    fn next_wakeup(&self, now: Instant) -> Option<Duration> {
+        if self.groups.iter().any(|group| group.dirty) {
+            return Some(Duration::ZERO);
+        }
+        let groups = self
+            .groups
             .iter()
-            .filter(|connection| {
-                connection.phase == Phase::Active
-                    && connection.response.is_empty()
-                    && !connection.closing
-            })
-            .map(|connection| {
-                (connection.last_activity + IDLE_TIMEOUT)
-                    - now.min(connection.last_activity + IDLE_TIMEOUT)
-            })
-            .min();
-        let poweroff = self
-            .poweroff_at
-            .map(|deadline| deadline - now.min(deadline));
-        [stack, idle, poweroff].into_iter().flatten().min()
+            .flat_map(|group| [group.stack_at, group.idle_at])
+            .flatten();
+        groups
+            .chain(self.poweroff_at)
+            .min()
+            .map(|at| if at > now { at - now } else { Duration::ZERO })
     }
 
     /// Applies a DHCP event; returns the address of a new lease.
     fn dhcp_step(&mut self) -> Option<Ipv4Cidr> {
         let handle = self.dhcp?;
-        let event = self.sockets.get_mut::<dhcpv4::Socket>(handle).poll();
+        let event = self.groups[0]
+            .sockets
+            .get_mut::<dhcpv4::Socket>(handle)
+            .poll();
         match event {
             Some(dhcpv4::Event::Configured(config)) => {
                 let cidr = config.address;
@@ -532,7 +657,7 @@ impl<D: Device> Server<D> {
     }
 
     fn udp_step(&mut self) {
-        let socket = self.sockets.get_mut::<udp::Socket>(self.udp);
+        let socket = self.groups[0].sockets.get_mut::<udp::Socket>(self.udp);
         let mut buffer = [0u8; 2048];
         while socket.can_send() {
             let Ok((length, meta)) = socket.recv_slice(&mut buffer) else {
@@ -542,64 +667,107 @@ impl<D: Device> Server<D> {
         }
     }
 
+    /// Serves the connections of the groups that received something or
+    /// whose idle deadline came.
     fn http_step(&mut self, now: Instant, pages: &dyn Pages) {
-        for (index, connection) in self.http.iter_mut().enumerate() {
-            if connection.phase != Phase::Active {
+        for (number, group) in self.groups.iter_mut().enumerate().skip(1) {
+            let due = group.idle_at.is_some_and(|at| at <= now);
+            if !group.dirty && !due {
                 continue;
             }
-            let socket = self.sockets.get_mut::<tcp::Socket>(connection.handle);
-            let finished = match socket.state() {
-                tcp::State::SynReceived => continue,
-                tcp::State::Closed => true,
-                // A reset in SYN-RECEIVED puts smoltcp's socket back to
-                // LISTEN; only the pool's listener may listen.
-                tcp::State::Listen => {
-                    socket.abort();
-                    true
-                }
-                // Our FIN was acknowledged, so the peer has the whole
-                // response and its end of file: waiting out FIN_WAIT_2 (for
-                // its FIN) and TIME_WAIT (10 s in smoltcp) would only hold
-                // the slot. Recycle it now.
-                tcp::State::FinWait2 | tcp::State::TimeWait if connection.closing => {
-                    if connection.action == Action::PowerOff {
-                        // The client acknowledged our FIN: it has the answer.
-                        self.poweroff_acknowledged = true;
+            group.dirty = true;
+            let first = (number - 1) * GROUP_SIZE;
+            let last = self.http.len().min(first + GROUP_SIZE);
+            let mut idle_at: Option<Instant> = None;
+            for index in first..last {
+                let connection = &mut self.http[index];
+                if connection.phase == Phase::Active {
+                    let socket = group.sockets.get_mut::<tcp::Socket>(connection.handle);
+                    if step_connection(
+                        connection,
+                        socket,
+                        now,
+                        self.admin,
+                        pages,
+                        &mut self.load,
+                        &mut self.poweroff_at,
+                        &mut self.poweroff_acknowledged,
+                    ) {
+                        if let Some(peer) = connection.peer {
+                            self.routes.remove(&peer);
+                        }
+                        connection.reset(now);
+                        self.idle.push(index);
+                        self.load.open -= 1;
                     }
-                    socket.abort();
-                    true
                 }
-                _ => false,
-            };
-            if finished {
-                connection.reset(now);
-                self.idle.push(index);
-                self.load.open -= 1;
-                continue;
+                if let Some(at) = connection.idle_deadline() {
+                    idle_at = Some(idle_at.map_or(at, |earliest| earliest.min(at)));
+                }
             }
-            self.load.requests += serve(connection, socket, now, self.admin, pages);
-            if connection.closing
-                && connection.action == Action::PowerOff
-                && self.poweroff_at.is_none()
-            {
-                self.poweroff_at = Some(now + POWEROFF_GRACE);
-            }
+            group.idle_at = idle_at;
         }
     }
 
     /// The power-off answer has been acknowledged by the client.
     fn poweroff_response_done(&self) -> bool {
         self.poweroff_acknowledged
-            || self.http.iter().any(|connection| {
+            || self.http.iter().enumerate().any(|(index, connection)| {
                 connection.action == Action::PowerOff
                     && connection.closing
-                    && self
+                    && self.groups[group_of(index)]
                         .sockets
                         .get::<tcp::Socket>(connection.handle)
                         .send_queue()
                         == 0
             })
     }
+}
+
+/// One active connection's turn; returns whether it is over and its
+/// socket free again.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the server's fields, borrowed apart from its groups"
+)]
+fn step_connection(
+    connection: &mut Connection,
+    socket: &mut tcp::Socket<'_>,
+    now: Instant,
+    admin: Option<Ipv4Addr>,
+    pages: &dyn Pages,
+    load: &mut Load,
+    poweroff_at: &mut Option<Instant>,
+    poweroff_acknowledged: &mut bool,
+) -> bool {
+    match socket.state() {
+        tcp::State::SynReceived => return false,
+        tcp::State::Closed => return true,
+        // A reset in SYN-RECEIVED puts smoltcp's socket back to LISTEN;
+        // only the pool's listener may listen.
+        tcp::State::Listen => {
+            socket.abort();
+            return true;
+        }
+        // Our FIN was acknowledged, so the peer has the whole response and
+        // its end of file: waiting out FIN_WAIT_2 (for its FIN) and
+        // TIME_WAIT (10 s in smoltcp) would only hold the slot. Recycle it
+        // now.
+        tcp::State::FinWait2 | tcp::State::TimeWait if connection.closing => {
+            if connection.action == Action::PowerOff {
+                // The client acknowledged our FIN: it has the answer.
+                *poweroff_acknowledged = true;
+            }
+            socket.abort();
+            return true;
+        }
+        _ => {}
+    }
+    load.requests += serve(connection, socket, now, admin, pages);
+    if connection.closing && connection.action == Action::PowerOff && poweroff_at.is_none() {
+        *poweroff_at = Some(now + POWEROFF_GRACE);
+    }
+    false
 }
 
 /// Moves one connection on: queues what is left of its response; once a
@@ -773,7 +941,7 @@ mod tests {
                     port,
                 )
                 .unwrap();
-            self.server.sockets.add(socket)
+            self.server.groups[0].sockets.add(socket)
         }
 
         fn connect(&mut self, port: u16) -> SocketHandle {
@@ -794,7 +962,7 @@ mod tests {
         }
 
         fn client(&mut self, handle: SocketHandle) -> &mut tcp::Socket<'static> {
-            self.server.sockets.get_mut::<tcp::Socket>(handle)
+            self.server.groups[0].sockets.get_mut::<tcp::Socket>(handle)
         }
 
         /// Appends what the client has received to `received`.
@@ -848,18 +1016,17 @@ mod tests {
             for _ in 0..5 {
                 self.turn();
             }
-            self.server.sockets.remove(handle);
+            self.server.groups[0].sockets.remove(handle);
             received
         }
 
         fn listeners(&self) -> usize {
-            self.server
-                .http
-                .iter()
-                .filter(|connection| {
-                    self.server
+            let server = &self.server;
+            (0..server.http.len())
+                .filter(|&index| {
+                    server.groups[group_of(index)]
                         .sockets
-                        .get::<tcp::Socket>(connection.handle)
+                        .get::<tcp::Socket>(server.http[index].handle)
                         .is_listening()
                 })
                 .count()
@@ -1226,14 +1393,66 @@ mod tests {
     }
 
     #[test]
+    fn a_request_walks_only_the_group_of_its_connection() {
+        let mut harness = Harness::new();
+        let quiet: Vec<SocketHandle> = (0..100)
+            .map(|index| harness.established(CLIENT_PORT + 100 + index))
+            .collect();
+        for &handle in &quiet {
+            harness
+                .client(handle)
+                .send_slice(b"GET /health HTTP/1.1\r\n\r\n")
+                .unwrap();
+        }
+        for &handle in &quiet {
+            let received = harness.await_responses(handle, 1, 50);
+            assert_eq!(responses(&received)[0].connection, "keep-alive");
+        }
+        for _ in 0..20 {
+            harness.turn();
+        }
+        // The quiet clients leave the interface: nothing they would send
+        // can wake their server-side groups.
+        let mut parked = SocketSet::new(Vec::new());
+        for handle in quiet {
+            parked.add(harness.server.groups[0].sockets.remove(handle));
+        }
+        let groups = harness.server.groups.len();
+        assert_eq!(groups, 1 + 101_usize.div_ceil(GROUP_SIZE));
+        let before: Vec<usize> = harness
+            .server
+            .groups
+            .iter()
+            .map(|group| group.walks)
+            .collect();
+        let response = harness.exchange(CLIENT_PORT, b"GET /health HTTP/1.1\r\n\r\n", 50);
+        assert_eq!(responses(&response)[0].body, b"ok\n");
+        let walked: Vec<usize> = harness
+            .server
+            .groups
+            .iter()
+            .zip(&before)
+            .enumerate()
+            .filter(|(_, (group, walks))| group.walks != **walks)
+            .map(|(number, _)| number)
+            .collect();
+        assert_eq!(harness.server.load().open, 100, "the quiet ones stay open");
+        // Sockets 0..100 hold the quiet connections; the new one took the
+        // listener, socket 100.
+        assert_eq!(
+            walked,
+            [0, group_of(100)],
+            "only the services and the new connection's group"
+        );
+    }
+    #[test]
     fn udp_echo() {
         let mut harness = Harness::new();
         let packets = || udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; 4], vec![0; 4096]);
         let mut socket = udp::Socket::new(packets(), packets());
         socket.bind(CLIENT_PORT).unwrap();
-        let handle = harness.server.sockets.add(socket);
-        harness
-            .server
+        let handle = harness.server.groups[0].sockets.add(socket);
+        harness.server.groups[0]
             .sockets
             .get_mut::<udp::Socket>(handle)
             .send_slice(b"echo me", (Ipv4Addr::LOCALHOST, UDP_ECHO_PORT))
@@ -1241,7 +1460,9 @@ mod tests {
         let mut echoed = Vec::new();
         for _ in 0..20 {
             harness.turn();
-            let socket = harness.server.sockets.get_mut::<udp::Socket>(handle);
+            let socket = harness.server.groups[0]
+                .sockets
+                .get_mut::<udp::Socket>(handle);
             if let Ok((bytes, _)) = socket.recv() {
                 echoed.extend_from_slice(bytes);
                 break;
