@@ -481,10 +481,17 @@ impl<D: Device> Server<D> {
             frame.extend_from_slice(&bytes[..bytes.len().min(MAX_FRAME)]);
         });
         let group = match classify(&self.frame) {
-            Segment::Http { peer, syn } => match self.routes.get(&peer) {
-                Some(&index) => group_of(index),
-                None if syn => match self.listener {
-                    Some(index) => group_of(index),
+            Segment::Http { peer, syn } => match self.routes.get(&peer).copied() {
+                Some(index) if !syn || self.in_handshake(index) => group_of(index),
+                // A new connection, also from a port the peer used for one
+                // we still hold: the peer has forgotten that one.
+                held if syn => match self.listener {
+                    Some(index) => {
+                        if let Some(stale) = held {
+                            self.forget(stale, peer);
+                        }
+                        group_of(index)
+                    }
                     None => {
                         // The pool is full: drop it, the client retries.
                         self.load.refused += 1;
@@ -492,7 +499,7 @@ impl<D: Device> Server<D> {
                     }
                 },
                 // No connection: group 0's smoltcp answers with a reset.
-                None => 0,
+                _ => 0,
             },
             Segment::Other => 0,
         };
@@ -505,6 +512,28 @@ impl<D: Device> Server<D> {
         self.iface
             .poll_ingress_single(now, &mut one, &mut group.sockets);
         true
+    }
+
+    /// Aborts connection `index`, which `peer` has given up, so that no
+    /// socket but the listener matches the peer's new SYN; the connection
+    /// is recycled when its group is next served.
+    fn forget(&mut self, index: usize, peer: IpEndpoint) {
+        let group = &mut self.groups[group_of(index)];
+        group
+            .sockets
+            .get_mut::<tcp::Socket>(self.http[index].handle)
+            .abort();
+        group.dirty = true;
+        self.routes.remove(&peer);
+    }
+
+    /// Connection `index` has answered a SYN and waits for the ACK: a
+    /// SYN from its peer is a retransmission.
+    fn in_handshake(&self, index: usize) -> bool {
+        let socket = self.groups[group_of(index)]
+            .sockets
+            .get::<tcp::Socket>(self.http[index].handle);
+        socket.state() == tcp::State::SynReceived
     }
 
     /// Sends what the walked groups have to send and notes their next
@@ -693,7 +722,11 @@ impl<D: Device> Server<D> {
                         &mut self.poweroff_at,
                         &mut self.poweroff_acknowledged,
                     ) {
-                        if let Some(peer) = connection.peer {
+                        // A newer connection from the same peer port may
+                        // have taken the route.
+                        if let Some(peer) = connection.peer
+                            && self.routes.get(&peer) == Some(&index)
+                        {
                             self.routes.remove(&peer);
                         }
                         connection.reset(now);
@@ -1443,6 +1476,33 @@ mod tests {
             walked,
             [0, group_of(100)],
             "only the services and the new connection's group"
+        );
+    }
+
+    #[test]
+    fn a_peer_port_reused_while_its_old_connection_is_held_gets_a_new_one() {
+        let mut harness = Harness::new();
+        let old = harness.established(CLIENT_PORT);
+        harness
+            .client(old)
+            .send_slice(b"GET /health HTTP/1.1\r\n\r\n")
+            .unwrap();
+        let received = harness.await_responses(old, 1, 50);
+        assert_eq!(responses(&received)[0].connection, "keep-alive");
+        // The client forgets the connection without a word and reuses
+        // its port, as a busy client's TCP does.
+        harness.server.groups[0].sockets.remove(old);
+        let response = harness.exchange(CLIENT_PORT, b"GET /health HTTP/1.1\r\n\r\n", 10);
+        assert_eq!(
+            status_line(&response),
+            "HTTP/1.1 200 OK",
+            "at the first SYN"
+        );
+        let load = harness.server.load();
+        assert_eq!(
+            (load.accepted, load.open),
+            (2, 0),
+            "the old one is gone too"
         );
     }
     #[test]
