@@ -26,7 +26,7 @@ use crate::virtio::net::VirtioNetDevice;
 /// The turn after which the loop polls when it has no interrupt.
 const POLL_INTERVAL_MICROS: u64 = 1000;
 /// Share of the heap still free at start that the connection pool may take.
-const CONNECTION_HEAP_SHARE_PERCENT: usize = 50;
+const CONNECTION_HEAP_SHARE_PERCENT: usize = 75;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub(crate) enum StartError {
