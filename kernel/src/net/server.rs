@@ -472,6 +472,9 @@ impl<D: Device> Server<D> {
     /// Takes one frame from the device and gives it to the socket set
     /// that holds its connection; returns whether there was one.
     fn ingress_one(&mut self, now: Instant) -> bool {
+        // The transmit token that comes with the frame is dropped unused;
+        // `OneFrame` asks the device again, and nothing is sent between,
+        // so the room it stood for is still there.
         let Some((rx, _)) = self.device.receive(now) else {
             return false;
         };
@@ -480,9 +483,13 @@ impl<D: Device> Server<D> {
             frame.clear();
             frame.extend_from_slice(&bytes[..bytes.len().min(MAX_FRAME)]);
         });
+        let mut routed = None;
         let group = match classify(&self.frame) {
             Segment::Http { peer, syn } => match self.routes.get(&peer).copied() {
-                Some(index) if !syn || self.in_handshake(index) => group_of(index),
+                Some(index) if !syn || self.in_handshake(index) => {
+                    routed = Some(index);
+                    group_of(index)
+                }
                 // A new connection, also from a port the peer used for one
                 // we still hold: the peer has forgotten that one.
                 held if syn => match self.listener {
@@ -511,6 +518,16 @@ impl<D: Device> Server<D> {
         };
         self.iface
             .poll_ingress_single(now, &mut one, &mut group.sockets);
+        // A reset in SYN-RECEIVED puts smoltcp's socket back to LISTEN:
+        // close it before it takes a SYN meant for the pool's listener.
+        if let Some(index) = routed {
+            let socket = group
+                .sockets
+                .get_mut::<tcp::Socket>(self.http[index].handle);
+            if socket.is_listening() {
+                socket.abort();
+            }
+        }
         true
     }
 
@@ -776,8 +793,8 @@ fn step_connection(
     match socket.state() {
         tcp::State::SynReceived => return false,
         tcp::State::Closed => return true,
-        // A reset in SYN-RECEIVED puts smoltcp's socket back to LISTEN;
-        // only the pool's listener may listen.
+        // Put back to LISTEN by a reset in SYN-RECEIVED (`ingress_one`
+        // closes such a socket at once; this is the backstop).
         tcp::State::Listen => {
             socket.abort();
             return true;
@@ -1504,6 +1521,32 @@ mod tests {
             (2, 0),
             "the old one is gone too"
         );
+    }
+
+    #[test]
+    fn a_reset_during_the_handshake_frees_the_socket() {
+        let mut harness = Harness::new();
+        let client = harness.connect(CLIENT_PORT);
+        // The SYN goes out, the server answers it; the client gives up
+        // before it sees the SYN-ACK, and resets.
+        for _ in 0..10 {
+            if harness.server.load().accepted == 1 {
+                break;
+            }
+            harness.turn();
+        }
+        assert_eq!(harness.server.load().accepted, 1, "in SYN-RECEIVED");
+        assert_eq!(harness.client(client).state(), tcp::State::SynSent);
+        harness.client(client).abort();
+        for _ in 0..5 {
+            harness.turn();
+        }
+        harness.server.groups[0].sockets.remove(client);
+        let load = harness.server.load();
+        assert_eq!(load.open, 0, "the half-open connection was recycled");
+        assert_eq!(harness.listeners(), 1);
+        let response = harness.exchange(CLIENT_PORT + 1, b"GET /health HTTP/1.1\r\n\r\n", 20);
+        assert_eq!(status_line(&response), "HTTP/1.1 200 OK");
     }
     #[test]
     fn udp_echo() {
