@@ -193,6 +193,10 @@ pub(crate) struct Load {
     pub(crate) requests: u64,
     /// SYNs dropped because the pool was full.
     pub(crate) refused: u64,
+    /// Heap bytes free at the last turn, and the fewest seen at the end
+    /// of a turn: what the load cost in memory at its peak.
+    pub(crate) heap_free: Option<usize>,
+    pub(crate) heap_low: Option<usize>,
 }
 
 /// The status page with the load counters after it.
@@ -217,6 +221,9 @@ impl Pages for PagesWithLoad<'_> {
             load.requests,
             load.refused
         );
+        if let (Some(free), Some(low)) = (load.heap_free, load.heap_low) {
+            let _ = writeln!(line, "heap {free} bytes free, {low} at the least");
+        }
         page.extend_from_slice(line.as_bytes());
         page
     }
@@ -336,6 +343,8 @@ pub(crate) struct Server<D: Device> {
     /// moment to stop, and whether the client has acknowledged the answer.
     poweroff_at: Option<Instant>,
     poweroff_acknowledged: bool,
+    /// Reads the heap's free bytes, when the caller has a heap to watch.
+    heap_free: Option<fn() -> usize>,
 }
 
 /// Connections that fit in `memory_budget` bytes of heap, within bounds.
@@ -411,6 +420,7 @@ impl<D: Device> Server<D> {
             address,
             poweroff_at: None,
             poweroff_acknowledged: false,
+            heap_free: None,
         };
         for _ in 0..INITIAL_CONNECTIONS.min(capacity) {
             let index = server.add_socket(now);
@@ -428,6 +438,12 @@ impl<D: Device> Server<D> {
     /// The interface's address, once it has one.
     pub(crate) fn address(&self) -> Option<Ipv4Cidr> {
         self.address
+    }
+
+    /// Reports `heap_free()` (the heap's free bytes) and its low mark on
+    /// the status page, read after every turn.
+    pub(crate) fn watch_heap(&mut self, heap_free: fn() -> usize) {
+        self.heap_free = Some(heap_free);
     }
 
     /// The HTTP counters.
@@ -459,6 +475,11 @@ impl<D: Device> Server<D> {
         };
         self.http_step(now, &pages);
         self.egress(now);
+        if let Some(heap_free) = self.heap_free {
+            let free = heap_free();
+            self.load.heap_free = Some(free);
+            self.load.heap_low = Some(self.load.heap_low.map_or(free, |low| low.min(free)));
+        }
         let finished = self
             .poweroff_at
             .is_some_and(|deadline| now >= deadline || self.poweroff_response_done());
@@ -1547,6 +1568,24 @@ mod tests {
         assert_eq!(harness.listeners(), 1);
         let response = harness.exchange(CLIENT_PORT + 1, b"GET /health HTTP/1.1\r\n\r\n", 20);
         assert_eq!(status_line(&response), "HTTP/1.1 200 OK");
+    }
+
+    #[test]
+    fn the_status_page_reports_the_heap_low_mark() {
+        use core::sync::atomic::{AtomicUsize, Ordering};
+        static FREE: AtomicUsize = AtomicUsize::new(9000);
+        let mut harness = Harness::new();
+        harness.server.watch_heap(|| FREE.load(Ordering::Relaxed));
+        harness.turn();
+        FREE.store(4000, Ordering::Relaxed);
+        harness.turn();
+        FREE.store(7000, Ordering::Relaxed);
+        let status = harness.exchange(CLIENT_PORT, b"GET / HTTP/1.1\r\n\r\n", 50);
+        let status = core::str::from_utf8(body(&status)).unwrap();
+        assert!(
+            status.ends_with("heap 7000 bytes free, 4000 at the least\n"),
+            "{status}"
+        );
     }
     #[test]
     fn udp_echo() {

@@ -86,7 +86,8 @@ pub(crate) fn start(
     let timer = apic.map(|apic| OneShotTimer::new(apic, tsc, clock.bus_hz()));
     let mac = device.mac();
     let budget = memory::heap::free_bytes() / 100 * CONNECTION_HEAP_SHARE_PERCENT;
-    let server = Server::new(device, mac, config, now(clock, tsc), cpu::rdtsc(), budget);
+    let mut server = Server::new(device, mac, config, now(clock, tsc), cpu::rdtsc(), budget);
+    server.watch_heap(memory::heap::free_bytes);
     log::info!(
         "http: up to {} connections ({budget} bytes of heap)",
         server.load().capacity
