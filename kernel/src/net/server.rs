@@ -89,21 +89,12 @@ const CONNECTION_BYTES: usize = TCP_RX_BUFFER
 const UDP_PACKETS: usize = 8;
 const UDP_BUFFER: usize = 4 * 1024;
 
-/// Where a pooled socket is in its life.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Phase {
-    /// Closed, waiting to be handed the port.
-    Idle,
-    /// The one socket in LISTEN.
-    Listening,
-    /// Took a SYN: a connection until it closes.
-    Active,
-}
-
 /// One HTTP connection slot, tied to one smoltcp socket.
 struct Connection {
     handle: SocketHandle,
-    phase: Phase,
+    /// Took a SYN: a connection until it closes. Otherwise the socket is
+    /// idle or is the pool's listener.
+    active: bool,
     /// The peer, while active: the key of its route.
     peer: Option<IpEndpoint>,
     /// Received bytes not yet answered (pipelined requests wait here).
@@ -121,7 +112,7 @@ struct Connection {
 
 impl Connection {
     fn reset(&mut self, now: Instant) {
-        self.phase = Phase::Idle;
+        self.active = false;
         self.peer = None;
         self.request.clear();
         self.response.clear();
@@ -135,7 +126,7 @@ impl Connection {
 
     /// When the connection is to be looked at even if nothing arrives.
     fn idle_deadline(&self) -> Option<Instant> {
-        (self.phase == Phase::Active && self.response.is_empty() && !self.closing)
+        (self.active && self.response.is_empty() && !self.closing)
             .then_some(self.last_activity + IDLE_TIMEOUT)
     }
 }
@@ -339,10 +330,7 @@ pub(crate) struct Server<D: Device> {
     /// The only peer allowed to `POST /poweroff`.
     admin: Option<Ipv4Addr>,
     address: Option<Ipv4Cidr>,
-    /// Set when an allowed `POST /poweroff` has been answered: the latest
-    /// moment to stop, and whether the client has acknowledged the answer.
-    poweroff_at: Option<Instant>,
-    poweroff_acknowledged: bool,
+    poweroff: PowerOff,
     /// Reads the heap's free bytes, when the caller has a heap to watch.
     heap_free: Option<fn() -> usize>,
 }
@@ -418,8 +406,7 @@ impl<D: Device> Server<D> {
             dhcp,
             admin,
             address,
-            poweroff_at: None,
-            poweroff_acknowledged: false,
+            poweroff: PowerOff::default(),
             heap_free: None,
         };
         for _ in 0..INITIAL_CONNECTIONS.min(capacity) {
@@ -481,7 +468,8 @@ impl<D: Device> Server<D> {
             self.load.heap_low = Some(self.load.heap_low.map_or(free, |low| low.min(free)));
         }
         let finished = self
-            .poweroff_at
+            .poweroff
+            .deadline
             .is_some_and(|deadline| now >= deadline || self.poweroff_response_done());
         Turn {
             finished,
@@ -541,13 +529,10 @@ impl<D: Device> Server<D> {
             .poll_ingress_single(now, &mut one, &mut group.sockets);
         // A reset in SYN-RECEIVED puts smoltcp's socket back to LISTEN:
         // close it before it takes a SYN meant for the pool's listener.
-        if let Some(index) = routed {
-            let socket = group
-                .sockets
-                .get_mut::<tcp::Socket>(self.http[index].handle);
-            if socket.is_listening() {
-                socket.abort();
-            }
+        if let Some(index) = routed
+            && self.socket(index).is_listening()
+        {
+            self.socket_mut(index).abort();
         }
         true
     }
@@ -556,22 +541,28 @@ impl<D: Device> Server<D> {
     /// socket but the listener matches the peer's new SYN; the connection
     /// is recycled when its group is next served.
     fn forget(&mut self, index: usize, peer: IpEndpoint) {
-        let group = &mut self.groups[group_of(index)];
-        group
+        self.socket_mut(index).abort();
+        self.groups[group_of(index)].dirty = true;
+        self.routes.remove(&peer);
+    }
+
+    /// The socket of connection `index`.
+    fn socket(&self, index: usize) -> &tcp::Socket<'static> {
+        self.groups[group_of(index)]
+            .sockets
+            .get::<tcp::Socket>(self.http[index].handle)
+    }
+
+    fn socket_mut(&mut self, index: usize) -> &mut tcp::Socket<'static> {
+        self.groups[group_of(index)]
             .sockets
             .get_mut::<tcp::Socket>(self.http[index].handle)
-            .abort();
-        group.dirty = true;
-        self.routes.remove(&peer);
     }
 
     /// Connection `index` has answered a SYN and waits for the ACK: a
     /// SYN from its peer is a retransmission.
     fn in_handshake(&self, index: usize) -> bool {
-        let socket = self.groups[group_of(index)]
-            .sockets
-            .get::<tcp::Socket>(self.http[index].handle);
-        socket.state() == tcp::State::SynReceived
+        self.socket(index).state() == tcp::State::SynReceived
     }
 
     /// Sends what the walked groups have to send and notes their next
@@ -621,7 +612,7 @@ impl<D: Device> Server<D> {
         let handle = self.groups[group_of(index)].sockets.add(socket);
         self.http.push(Connection {
             handle,
-            phase: Phase::Idle,
+            active: false,
             peer: None,
             request: Vec::new(),
             response: Vec::new(),
@@ -639,16 +630,15 @@ impl<D: Device> Server<D> {
     /// that listened may have taken a SYN with the last frame.
     fn hand_over_listener(&mut self, now: Instant) {
         if let Some(index) = self.listener {
-            let connection = &mut self.http[index];
-            let socket = self.groups[group_of(index)]
-                .sockets
-                .get::<tcp::Socket>(connection.handle);
+            let socket = self.socket(index);
             if socket.is_listening() {
                 return;
             }
-            connection.phase = Phase::Active;
+            let peer = socket.remote_endpoint();
+            let connection = &mut self.http[index];
+            connection.active = true;
             connection.last_activity = now;
-            connection.peer = socket.remote_endpoint();
+            connection.peer = peer;
             if let Some(peer) = connection.peer {
                 self.routes.insert(peer, index);
             }
@@ -662,12 +652,7 @@ impl<D: Device> Server<D> {
             None if self.http.len() < self.capacity => self.add_socket(now),
             None => return,
         };
-        let connection = &mut self.http[index];
-        let socket = self.groups[group_of(index)]
-            .sockets
-            .get_mut::<tcp::Socket>(connection.handle);
-        if socket.listen(HTTP_PORT).is_ok() {
-            connection.phase = Phase::Listening;
+        if self.socket_mut(index).listen(HTTP_PORT).is_ok() {
             self.listener = Some(index);
         } else {
             // Not closed after all (cannot happen for an idle socket):
@@ -686,7 +671,7 @@ impl<D: Device> Server<D> {
             .flat_map(|group| [group.stack_at, group.idle_at])
             .flatten();
         groups
-            .chain(self.poweroff_at)
+            .chain(self.poweroff.deadline)
             .min()
             .map(|at| if at > now { at - now } else { Duration::ZERO })
     }
@@ -748,7 +733,7 @@ impl<D: Device> Server<D> {
             let mut idle_at: Option<Instant> = None;
             for index in first..last {
                 let connection = &mut self.http[index];
-                if connection.phase == Phase::Active {
+                if connection.active {
                     let socket = group.sockets.get_mut::<tcp::Socket>(connection.handle);
                     if step_connection(
                         connection,
@@ -756,9 +741,8 @@ impl<D: Device> Server<D> {
                         now,
                         self.admin,
                         pages,
-                        &mut self.load,
-                        &mut self.poweroff_at,
-                        &mut self.poweroff_acknowledged,
+                        &mut self.load.requests,
+                        &mut self.poweroff,
                     ) {
                         // A newer connection from the same peer port may
                         // have taken the route.
@@ -782,34 +766,34 @@ impl<D: Device> Server<D> {
 
     /// The power-off answer has been acknowledged by the client.
     fn poweroff_response_done(&self) -> bool {
-        self.poweroff_acknowledged
+        self.poweroff.acknowledged
             || self.http.iter().enumerate().any(|(index, connection)| {
                 connection.action == Action::PowerOff
                     && connection.closing
-                    && self.groups[group_of(index)]
-                        .sockets
-                        .get::<tcp::Socket>(connection.handle)
-                        .send_queue()
-                        == 0
+                    && self.socket(index).send_queue() == 0
             })
     }
 }
 
-/// One active connection's turn; returns whether it is over and its
-/// socket free again.
-#[expect(
-    clippy::too_many_arguments,
-    reason = "the server's fields, borrowed apart from its groups"
-)]
+/// Set once an allowed `POST /poweroff` has been answered.
+#[derive(Clone, Copy, Debug, Default)]
+struct PowerOff {
+    /// The latest moment to stop.
+    deadline: Option<Instant>,
+    /// The client has acknowledged the answer.
+    acknowledged: bool,
+}
+
+/// One active connection's turn, counting the requests it answers;
+/// returns whether it is over and its socket free again.
 fn step_connection(
     connection: &mut Connection,
     socket: &mut tcp::Socket<'_>,
     now: Instant,
     admin: Option<Ipv4Addr>,
     pages: &dyn Pages,
-    load: &mut Load,
-    poweroff_at: &mut Option<Instant>,
-    poweroff_acknowledged: &mut bool,
+    requests: &mut u64,
+    poweroff: &mut PowerOff,
 ) -> bool {
     match socket.state() {
         tcp::State::SynReceived => return false,
@@ -827,16 +811,16 @@ fn step_connection(
         tcp::State::FinWait2 | tcp::State::TimeWait if connection.closing => {
             if connection.action == Action::PowerOff {
                 // The client acknowledged our FIN: it has the answer.
-                *poweroff_acknowledged = true;
+                poweroff.acknowledged = true;
             }
             socket.abort();
             return true;
         }
         _ => {}
     }
-    load.requests += serve(connection, socket, now, admin, pages);
-    if connection.closing && connection.action == Action::PowerOff && poweroff_at.is_none() {
-        *poweroff_at = Some(now + POWEROFF_GRACE);
+    *requests += serve(connection, socket, now, admin, pages);
+    if connection.closing && connection.action == Action::PowerOff && poweroff.deadline.is_none() {
+        poweroff.deadline = Some(now + POWEROFF_GRACE);
     }
     false
 }
@@ -1092,14 +1076,8 @@ mod tests {
         }
 
         fn listeners(&self) -> usize {
-            let server = &self.server;
-            (0..server.http.len())
-                .filter(|&index| {
-                    server.groups[group_of(index)]
-                        .sockets
-                        .get::<tcp::Socket>(server.http[index].handle)
-                        .is_listening()
-                })
+            (0..self.server.http.len())
+                .filter(|&index| self.server.socket(index).is_listening())
                 .count()
         }
     }
