@@ -48,7 +48,7 @@ use crate::trace;
 pub(crate) const HTTP_PORT: u16 = 80;
 pub(crate) const UDP_ECHO_PORT: u16 = 7;
 /// Upper bound of the connection pool whatever the heap.
-pub(crate) const MAX_CONNECTIONS: usize = 2048;
+const MAX_CONNECTIONS: usize = 2048;
 /// HTTP sockets per socket set: what smoltcp walks for one frame.
 const GROUP_SIZE: usize = 32;
 /// Sockets opened before the ready mark (each costs ~0.9 ms under an
@@ -59,7 +59,7 @@ const INITIAL_CONNECTIONS: usize = 8;
 const IDLE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Requests answered on one connection before it is closed (nginx's
 /// `keepalive_requests` default): no client holds a slot forever.
-pub(crate) const MAX_REQUESTS_PER_CONNECTION: u32 = 1000;
+const MAX_REQUESTS_PER_CONNECTION: u32 = 1000;
 /// smoltcp resets a connection that shows no sign of life for this long.
 const TCP_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest the VM waits for the power-off response to be acknowledged.
@@ -336,7 +336,7 @@ pub(crate) struct Server<D: Device> {
 }
 
 /// Connections that fit in `memory_budget` bytes of heap, within bounds.
-pub(crate) fn pool_capacity(memory_budget: usize) -> usize {
+fn pool_capacity(memory_budget: usize) -> usize {
     (memory_budget / CONNECTION_BYTES).clamp(1, MAX_CONNECTIONS)
 }
 
