@@ -418,7 +418,9 @@ impl Pages for FixedPages {
 /// on what a connection has received. Invariants: a request's path is a
 /// slice of the input starting `/`, found only once the head is complete
 /// within the size limit; a rejection is a 4xx status; only an admin's
-/// `POST /poweroff` powers off; every response states its body's length.
+/// `POST /poweroff` powers off; every response states its body's length
+/// and whether the connection stays open; a pipelined next request starts
+/// right after the head.
 pub fn http_request(data: &[u8]) {
     let parsed = http::parse_request(data);
     let head_end = data.windows(4).position(|w| w == b"\r\n\r\n");
@@ -429,9 +431,17 @@ pub fn http_request(data: &[u8]) {
             let response = http::error_response(status);
             assert!(response.starts_with(format!("HTTP/1.1 {status} ").as_bytes()));
         }
-        Parse::Request { method, path, .. } => {
+        Parse::Request {
+            method,
+            path,
+            keep_alive,
+            head_length,
+            ..
+        } => {
             let end = head_end.expect("a request has a complete head");
             assert!(end + 4 <= http::MAX_HEAD);
+            // A pipelined next request starts right after this head.
+            assert_eq!(head_length, end + 4);
             assert!(is_slice_of(path.as_bytes(), &data[..end]), "{path:?}");
             assert!(path.starts_with('/'), "{path:?}");
             for from_admin in [false, true] {
@@ -445,8 +455,15 @@ pub fn http_request(data: &[u8]) {
                     "{method:?} {path:?}"
                 );
                 let head_only = method == Method::Head;
-                let response = http::response(status, &body, head_only);
+                let response = http::response(status, &body, head_only, keep_alive);
                 let length = format!("Content-Length: {}\r\n", body.len());
+                let connection = if keep_alive { "keep-alive" } else { "close" };
+                let connection = format!("Connection: {connection}\r\n");
+                assert!(
+                    response
+                        .windows(connection.len())
+                        .any(|w| w == connection.as_bytes())
+                );
                 assert!(
                     response
                         .windows(length.len())
