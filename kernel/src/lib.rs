@@ -14,6 +14,9 @@ pub mod boot;
 mod clock;
 mod cmdline;
 mod console;
+// The fuzz targets' door to the parsers (xtask/fuzz); never in the guest.
+#[cfg(not(target_os = "none"))]
+pub mod fuzzing;
 mod memory;
 mod net;
 mod trace;

@@ -3,6 +3,7 @@
 //! This file only wires the command line to the modules that do the work.
 
 mod env;
+mod fuzz;
 mod guest_output;
 mod measure;
 mod test;
@@ -14,6 +15,7 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 use crate::env::build::BuildArgs;
+use crate::fuzz::FuzzArgs;
 use crate::measure::bench::{self, BenchArgs};
 use crate::measure::trace::TraceArgs;
 use crate::test::suite::TestArgs;
@@ -47,6 +49,9 @@ enum Task {
     Bench(Box<BenchArgs>),
     /// Run the host unit tests, then the boot tests under QEMU.
     Test(TestArgs),
+    /// Fuzz a parser of outside bytes under AFL++ (cargo-afl, installed
+    /// when missing) for a bounded time; crashes are kept for `cargo test`.
+    Fuzz(FuzzArgs),
 }
 
 fn main() -> ExitCode {
@@ -68,5 +73,6 @@ fn dispatch(task: &Task) -> Result<bool> {
         Task::Trace(arguments) => measure::trace::trace(arguments),
         Task::Bench(arguments) => bench::bench(arguments),
         Task::Test(arguments) => test::suite::test(arguments),
+        Task::Fuzz(arguments) => fuzz::fuzz(arguments),
     }
 }

@@ -96,16 +96,17 @@ pub(crate) trait Visitor<'a> {
 }
 
 /// Walks `aml` (a DSDT without its 36-byte header). Returns how many
-/// packages were cut short by an opcode the reader does not know.
-#[cfg(test)]
+/// packages were cut short by an opcode the reader does not know. The boot
+/// uses [`walk_for`]; this full walk is what tests and fuzz targets hold
+/// it against.
+#[cfg(any(test, not(target_os = "none")))]
 pub(crate) fn walk<'a>(aml: &'a [u8], visitor: &mut impl Visitor<'a>) -> Result<usize, AmlError> {
-    let mut reader = Reader {
+    Reader {
         aml,
         unknown_opcodes: 0,
         needles: None,
-    };
-    reader.term_list(0, aml.len(), "\\", None, 0, visitor)?;
-    Ok(reader.unknown_opcodes)
+    }
+    .read_all(visitor)
 }
 
 /// Like [`walk`], but a `Scope` or `Device` whose bytes contain none of
@@ -122,13 +123,12 @@ pub(crate) fn walk_for<'a>(
         find_all(aml, needle, &mut offsets);
     }
     offsets.sort_unstable();
-    let mut reader = Reader {
+    Reader {
         aml,
         unknown_opcodes: 0,
         needles: Some(offsets),
-    };
-    reader.term_list(0, aml.len(), "\\", None, 0, visitor)?;
-    Ok(reader.unknown_opcodes)
+    }
+    .read_all(visitor)
 }
 
 /// Appends the offset of every occurrence of `needle` in `haystack`
@@ -161,6 +161,17 @@ struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
+    /// Reads the whole table as the root scope. A read past the end names
+    /// the offset it tried, which can lie beyond the table; the error says
+    /// the table is truncated at its end at the latest.
+    fn read_all(mut self, visitor: &mut impl Visitor<'a>) -> Result<usize, AmlError> {
+        self.term_list(0, self.aml.len(), "\\", None, 0, visitor)
+            .map_err(|error| AmlError {
+                offset: error.offset.min(self.aml.len()),
+            })?;
+        Ok(self.unknown_opcodes)
+    }
+
     fn byte(&self, at: usize) -> Result<u8, AmlError> {
         self.aml.get(at).copied().ok_or(AmlError { offset: at })
     }

@@ -47,9 +47,15 @@ pub(super) fn init(boot: &BootInfo) -> Platform {
         sleep: None,
     };
     // The search reads below 1 MiB, always inside the boot identity map.
-    let rsdp = boot
-        .rsdp
-        .or_else(|| acpi::rsdp::search(&memory).map(|found| found.paddr));
+    // Firmware would have passed its RSDP; only a VMM that loads the kernel
+    // itself (Firecracker) leaves it for the guest to find.
+    let rsdp = boot.rsdp.or_else(|| {
+        if acpi::rsdp::firmware_present(&memory) {
+            return None;
+        }
+        let _search = trace::span("rsdp_search");
+        acpi::rsdp::search(&memory).map(|found| found.paddr)
+    });
     let Some(rsdp) = rsdp else {
         return platform;
     };

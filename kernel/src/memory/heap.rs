@@ -19,3 +19,8 @@ pub(super) unsafe fn init(start: u64, size: usize) {
 pub(super) fn size() -> usize {
     HEAP.lock().size()
 }
+
+/// Bytes of the heap not allocated now.
+pub(crate) fn free_bytes() -> usize {
+    HEAP.lock().free()
+}

@@ -4,7 +4,7 @@
 
 pub(crate) mod frames;
 #[cfg(target_os = "none")]
-mod heap;
+pub(crate) mod heap;
 #[cfg(target_os = "none")]
 mod identity_map;
 #[cfg(target_os = "none")]

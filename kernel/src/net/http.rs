@@ -1,6 +1,8 @@
-//! A deliberately small HTTP/1.1 server core: parse one request from the
-//! bytes received so far (bounded), route it, and build a response. One
-//! request per connection; every response says `Connection: close`.
+//! A deliberately small HTTP/1.1 server core: parse the first request in
+//! the bytes received so far (bounded), route it, and build a response that
+//! says whether the connection stays open (RFC 9112 §9.3: HTTP/1.1 persists
+//! unless `Connection: close`; HTTP/1.0 closes unless `Connection:
+//! keep-alive`).
 //! Hand-written: the server needs no more than this, and an HTTP crate
 //! would bring an allocator-heavy parser into a `no_std` kernel.
 #![deny(unsafe_code)]
@@ -27,8 +29,14 @@ pub(crate) enum Parse<'a> {
     Request {
         method: Method,
         path: &'a str,
-        /// The request declared a body (we take none; it is not read).
+        /// The request declared a body (we take none; it is not read, so
+        /// the connection closes after the answer).
         has_body: bool,
+        /// The client wants the connection kept open after the answer.
+        keep_alive: bool,
+        /// Bytes of the head, blank line included: where a pipelined next
+        /// request starts.
+        head_length: usize,
     },
     /// Answer with this status and close.
     Reject(u16),
@@ -55,10 +63,11 @@ pub(crate) fn parse_request(bytes: &[u8]) -> Parse<'_> {
     let mut lines = head
         .split(|&b| b == b'\n')
         .map(|line| line.strip_suffix(b"\r").unwrap_or(line));
-    let Some((method, path)) = lines.next().and_then(request_line) else {
+    let Some((method, path, version)) = lines.next().and_then(request_line) else {
         return Parse::Reject(400);
     };
     let mut has_body = false;
+    let mut keep_alive = version == Version::Http11;
     for line in lines {
         let Some(colon) = line.iter().position(|&b| b == b':') else {
             return Parse::Reject(400);
@@ -72,17 +81,34 @@ pub(crate) fn parse_request(bytes: &[u8]) -> Parse<'_> {
             has_body = value != b"0";
         } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
             has_body = true;
+        } else if name.eq_ignore_ascii_case(b"connection") {
+            // A comma-separated list of options (RFC 9110 §7.6.1).
+            for option in value.split(|&b| b == b',').map(trim) {
+                if option.eq_ignore_ascii_case(b"close") {
+                    keep_alive = false;
+                } else if option.eq_ignore_ascii_case(b"keep-alive") && version == Version::Http10 {
+                    keep_alive = true;
+                }
+            }
         }
     }
     Parse::Request {
         method,
         path,
         has_body,
+        keep_alive,
+        head_length: end + 4,
     }
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Version {
+    Http10,
+    Http11,
+}
+
 /// `METHOD SP path SP HTTP/1.x`; `None` if it is not that.
-fn request_line(line: &[u8]) -> Option<(Method, &str)> {
+fn request_line(line: &[u8]) -> Option<(Method, &str, Version)> {
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     let text = core::str::from_utf8(line).ok()?;
     let mut parts = text.split(' ');
@@ -94,13 +120,15 @@ fn request_line(line: &[u8]) -> Option<(Method, &str)> {
     };
     let path = parts.next()?;
     let version = parts.next()?;
-    if parts.next().is_some()
-        || !path.starts_with('/')
-        || !matches!(version, "HTTP/1.1" | "HTTP/1.0")
-    {
+    let version = match version {
+        "HTTP/1.1" => Version::Http11,
+        "HTTP/1.0" => Version::Http10,
+        _ => return None,
+    };
+    if parts.next().is_some() || !path.starts_with('/') {
         return None;
     }
-    Some((method, path))
+    Some((method, path, version))
 }
 
 fn trim(bytes: &[u8]) -> &[u8] {
@@ -172,10 +200,12 @@ pub(crate) fn reason(status: u16) -> &'static str {
     }
 }
 
-/// A whole response; `HEAD` gets the headers only.
-pub(crate) fn response(status: u16, body: &[u8], head_only: bool) -> Vec<u8> {
+/// A whole response; `HEAD` gets the headers only. `keep_alive` says
+/// whether the connection stays open after it.
+pub(crate) fn response(status: u16, body: &[u8], head_only: bool, keep_alive: bool) -> Vec<u8> {
+    let connection = if keep_alive { "keep-alive" } else { "close" };
     let mut out = format!(
-        "HTTP/1.1 {status} {}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\nServer: mote\r\n\r\n",
+        "HTTP/1.1 {status} {}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: {connection}\r\nServer: mote\r\n\r\n",
         reason(status),
         body.len()
     )
@@ -186,9 +216,14 @@ pub(crate) fn response(status: u16, body: &[u8], head_only: bool) -> Vec<u8> {
     out
 }
 
-/// A rejection with a one-line body.
+/// A rejection with a one-line body; the connection closes after it.
 pub(crate) fn error_response(status: u16) -> Vec<u8> {
-    response(status, format!("{}\n", reason(status)).as_bytes(), false)
+    response(
+        status,
+        format!("{}\n", reason(status)).as_bytes(),
+        false,
+        false,
+    )
 }
 
 /// Pages with fixed bodies, for tests.
@@ -211,12 +246,15 @@ mod tests {
 
     #[test]
     fn parses_requests() {
+        let head = b"GET /health HTTP/1.1\r\nHost: x\r\nUser-Agent: curl\r\n\r\n";
         assert_eq!(
-            parse_request(b"GET /health HTTP/1.1\r\nHost: x\r\nUser-Agent: curl\r\n\r\n"),
+            parse_request(head),
             Parse::Request {
                 method: Method::Get,
                 path: "/health",
-                has_body: false
+                has_body: false,
+                keep_alive: true,
+                head_length: head.len(),
             }
         );
         assert_eq!(
@@ -224,7 +262,9 @@ mod tests {
             Parse::Request {
                 method: Method::Post,
                 path: "/poweroff",
-                has_body: false
+                has_body: false,
+                keep_alive: false,
+                head_length: 46,
             }
         );
         assert_eq!(
@@ -232,9 +272,57 @@ mod tests {
             Parse::Request {
                 method: Method::Post,
                 path: "/x",
-                has_body: true
+                has_body: true,
+                keep_alive: true,
+                head_length: 39,
             }
         );
+    }
+
+    fn keep_alive(head: &[u8]) -> bool {
+        match parse_request(head) {
+            Parse::Request { keep_alive, .. } => keep_alive,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn persistence_follows_the_version_and_the_connection_header() {
+        assert!(keep_alive(b"GET / HTTP/1.1\r\n\r\n"));
+        assert!(!keep_alive(b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n"));
+        assert!(!keep_alive(
+            b"GET / HTTP/1.1\r\nconnection: Upgrade, CLOSE\r\n\r\n"
+        ));
+        assert!(!keep_alive(b"GET / HTTP/1.0\r\n\r\n"));
+        assert!(keep_alive(
+            b"GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n"
+        ));
+        assert!(!keep_alive(
+            b"GET / HTTP/1.0\r\nConnection: keep-alive, close\r\n\r\n"
+        ));
+    }
+
+    #[test]
+    fn pipelined_requests_are_taken_one_head_at_a_time() {
+        let first = b"GET /a HTTP/1.1\r\n\r\n";
+        let mut bytes = first.to_vec();
+        bytes.extend_from_slice(b"GET /b HTTP/1.1\r\n\r\nGET /c HT");
+        let Parse::Request {
+            path, head_length, ..
+        } = parse_request(&bytes)
+        else {
+            panic!("first request");
+        };
+        assert_eq!((path, head_length), ("/a", first.len()));
+        let rest = &bytes[head_length..];
+        let Parse::Request {
+            path, head_length, ..
+        } = parse_request(rest)
+        else {
+            panic!("second request");
+        };
+        assert_eq!(path, "/b");
+        assert_eq!(parse_request(&rest[head_length..]), Parse::Incomplete);
     }
 
     #[test]
@@ -304,13 +392,15 @@ mod tests {
 
     #[test]
     fn responses() {
-        let text = String::from_utf8(response(200, b"ok\n", false)).unwrap();
+        let text = String::from_utf8(response(200, b"ok\n", false, false)).unwrap();
         assert!(text.starts_with("HTTP/1.1 200 OK\r\n"));
         assert!(text.contains("Content-Length: 3\r\n"));
         assert!(text.contains("Connection: close\r\n"));
         assert!(text.ends_with("\r\n\r\nok\n"));
+        let kept = String::from_utf8(response(200, b"ok\n", false, true)).unwrap();
+        assert!(kept.contains("Connection: keep-alive\r\n"));
         assert!(
-            String::from_utf8(response(200, b"ok\n", true))
+            String::from_utf8(response(200, b"ok\n", true, true))
                 .unwrap()
                 .ends_with("\r\n\r\n")
         );

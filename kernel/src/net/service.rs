@@ -20,11 +20,14 @@ use crate::arch::x86_64::cpu;
 use crate::arch::x86_64::interrupts::{self, EVENTS};
 use crate::clock::{Clock, TscFrequency};
 use crate::console;
+use crate::memory;
 use crate::virtio::MmioDevice;
 use crate::virtio::net::VirtioNetDevice;
 
 /// The turn after which the loop polls when it has no interrupt.
 const POLL_INTERVAL_MICROS: u64 = 1000;
+/// Share of the heap still free at start that the connection pool may take.
+const CONNECTION_HEAP_SHARE_PERCENT: usize = 75;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub(crate) enum StartError {
@@ -83,7 +86,13 @@ pub(crate) fn start(
     };
     let timer = apic.map(|apic| OneShotTimer::new(apic, tsc, clock.bus_hz()));
     let mac = device.mac();
-    let server = Server::new(device, mac, config, now(clock, tsc), cpu::rdtsc());
+    let budget = memory::heap::free_bytes() / 100 * CONNECTION_HEAP_SHARE_PERCENT;
+    let mut server = Server::new(device, mac, config, now(clock, tsc), cpu::rdtsc(), budget);
+    server.watch_heap(memory::heap::free_bytes);
+    log::info!(
+        "http: up to {} connections ({budget} bytes of heap)",
+        server.load().capacity
+    );
     Ok(Network {
         server,
         line,

@@ -11,7 +11,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use super::{Discovery, MmioDevice};
-#[cfg(test)]
+#[cfg(any(test, not(target_os = "none")))]
 use crate::acpi::aml::AmlError;
 use crate::acpi::aml::{self, DeviceObjects, Hid};
 use crate::acpi::resources;
@@ -63,8 +63,9 @@ impl aml::Visitor<'_> for DsdtScan {
 
 /// Finds every `LNRO0005` device in `aml` (the DSDT without its 36-byte
 /// header), in table order. The boot finds them with `\\_S5` in one walk
-/// (`crate::acpi::DsdtFacts`).
-#[cfg(test)]
+/// (`crate::acpi::DsdtFacts`); tests and fuzz targets hold that walk
+/// against this one.
+#[cfg(any(test, not(target_os = "none")))]
 pub(crate) fn virtio_mmio_devices_from_dsdt(aml: &[u8]) -> Result<DsdtScan, AmlError> {
     let mut scan = DsdtScan::default();
     scan.unknown_opcodes = aml::walk(aml, &mut scan)?;

@@ -12,7 +12,7 @@ use anyhow::{Context, Result, bail};
 
 use crate::env::workspace::{self, KERNEL_TARGET};
 use crate::vm::process;
-use crate::vm::qemu::QEMU_BINARY;
+use crate::vm::vmm::qemu::QEMU_BINARY;
 
 /// The Debian package that provides `qemu-system-x86_64`.
 const QEMU_PACKAGE: &str = "qemu-system-x86";

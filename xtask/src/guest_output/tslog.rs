@@ -174,6 +174,19 @@ impl Trace {
                                 ));
                             }
                             trace.spans[stack[position]].end = record.tsc;
+                            // A TSC that went backwards (a garbled line, a
+                            // migrated vCPU) must not make a span end
+                            // before it starts: its length would underflow.
+                            for &open in &stack[position..] {
+                                let span = &mut trace.spans[open];
+                                if span.end < span.start {
+                                    trace.problems.push(format!(
+                                        "{} ends at {} before it starts at {}; taken as empty",
+                                        span.name, span.end, span.start
+                                    ));
+                                    span.end = span.start;
+                                }
+                            }
                             stack.truncate(position);
                         }
                         None => trace.problems.push(format!(
@@ -333,6 +346,22 @@ mod tests {
         assert!(trace.spans[1].unclosed, "b was closed by a's EXIT");
         assert_eq!(trace.spans[1].end, 4);
         assert!(trace.problems.iter().any(|p| p.contains("EXIT z")));
+    }
+
+    #[test]
+    fn an_exit_before_its_enter_is_an_empty_span_and_a_problem() {
+        // Found by the tslog_dump fuzz target: the span ended before it
+        // started and `covered` underflowed.
+        let text = dump("0x0 10 ENTER a\n0x0 4 EXIT a\n0x0 20 EVENT ready\n");
+        let trace = Trace::build(&parse_dump(&text).unwrap().records);
+        assert_eq!((trace.spans[0].start, trace.spans[0].end), (10, 10));
+        assert_eq!(trace.covered(), 0);
+        assert!(
+            trace
+                .problems
+                .iter()
+                .any(|p| p.contains("before it starts"))
+        );
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! One boot test: the QEMU configuration a case boots and what its output
+//! One boot test: the VM configuration a case boots and what its output
 //! must show, built with a small builder so the case table reads as a list.
 
 use std::path::{Path, PathBuf};
@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::checks::Check;
 use crate::vm::accel::Accel;
-use crate::vm::qemu::{Disk, Machine};
+use crate::vm::vmm::qemu::{Disk, Machine};
 
 /// The default time a case may run before QEMU is killed.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -45,6 +45,9 @@ pub(crate) struct BootCase {
     pub(crate) checks: Vec<Check>,
     /// Run only under this accelerator; skipped (and said so) otherwise.
     pub(crate) only_under: Option<Accel>,
+    /// Copied from the first path to the second just before the boot (a
+    /// disk the guest writes into starts fresh on every VMM).
+    pub(crate) fresh_copy: Option<(PathBuf, PathBuf)>,
 }
 
 impl BootCase {
@@ -63,11 +66,18 @@ impl BootCase {
             must_finish_within: None,
             checks: Vec::new(),
             only_under: None,
+            fresh_copy: None,
         }
     }
 
     pub(crate) fn only_under(mut self, accel: Accel) -> Self {
         self.only_under = Some(accel);
+        self
+    }
+
+    /// Copies `base` over `copy` before the boot.
+    pub(crate) fn fresh_copy(mut self, base: PathBuf, copy: PathBuf) -> Self {
+        self.fresh_copy = Some((base, copy));
         self
     }
 

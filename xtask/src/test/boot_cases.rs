@@ -20,7 +20,7 @@ use crate::guest_output::report::{self, FAILURE_KEYWORDS};
 use crate::guest_output::tslog::{self, Trace};
 use crate::vm::accel::Accel;
 use crate::vm::cmdline::READY_CMDLINE;
-use crate::vm::qemu::{Disk, Machine};
+use crate::vm::vmm::qemu::{Disk, Machine};
 
 const GIB: u64 = 1024 * MIB;
 
@@ -32,7 +32,7 @@ const START_INFO_VERSION: u32 = 1;
 const PAGE_FAULT_VECTOR: u8 = 14;
 
 /// The complete report of a boot that got to `mote.exit=ready`.
-fn complete_report(cmdline: &str) -> Vec<Check> {
+pub(super) fn complete_report(cmdline: &str) -> Vec<Check> {
     let mut checks = vec![Check::cmdline_equals(cmdline)];
     checks.extend(FAILURE_KEYWORDS.map(no_report_line_of));
     checks.extend([
@@ -61,12 +61,12 @@ fn memory_reported() -> Check {
 }
 
 /// The last report line is `poweroff success|failure`.
-fn powered_off(status: Status) -> Check {
+pub(super) fn powered_off(status: Status) -> Check {
     Check::last_report_line(Line(PowerOff(status)))
 }
 
 /// The exact `start_info` line for `cmdline`, quoted as the kernel quotes it.
-fn start_info_line(cmdline: &str) -> Check {
+pub(super) fn start_info_line(cmdline: &str) -> Check {
     Check::line_equals(Line(StartInfo {
         version: START_INFO_VERSION,
         cmdline: Cmdline::Bytes(cmdline.as_bytes()),
@@ -79,7 +79,7 @@ fn crash_report() -> Vec<Check> {
 }
 
 /// The `virtio-mmio` line of a block device's transport.
-fn block_transport(base: u64, irq: u32, version: u32, found_by: Discovery) -> Check {
+pub(super) fn block_transport(base: u64, irq: u32, version: u32, found_by: Discovery) -> Check {
     Check::line_equals(Line(VirtioMmio {
         base,
         irq,
@@ -90,7 +90,7 @@ fn block_transport(base: u64, irq: u32, version: u32, found_by: Discovery) -> Ch
 }
 
 /// The `blk<index>` line of a virtio-blk disk.
-fn disk_line(index: usize, sectors: u64, read_only: bool) -> Check {
+pub(super) fn disk_line(index: usize, sectors: u64, read_only: bool) -> Check {
     Check::line_equals(Line(DiskLine {
         index,
         sectors,
@@ -99,7 +99,7 @@ fn disk_line(index: usize, sectors: u64, read_only: bool) -> Check {
 }
 
 /// The `crc32` line of `disk`, which must hold the bytes of `image`.
-fn crc_line(disk: DiskName, image: &Path) -> Check {
+pub(super) fn crc_line(disk: DiskName, image: &Path) -> Check {
     Check::line_equals(Line(Crc32 {
         disk,
         crc: file_crc(image),
@@ -129,7 +129,7 @@ fn cmdline_of_length(prefix: &str, length: usize) -> String {
 /// The dump is whole, nests cleanly, starts at the entry stub, ends at
 /// `ready`, and its top-level spans account for >= 95 % of entry -> ready,
 /// which also matches the report's `ready` figure.
-fn tslog_dump_accounts_for_boot(
+pub(super) fn tslog_dump_accounts_for_boot(
     output: &[String],
     report: &report::BootReport,
 ) -> Result<(), String> {
@@ -294,6 +294,40 @@ fn bench_reads_reported(output: &[String], _: &report::BootReport) -> Result<(),
     Ok(())
 }
 
+/// A write to a read-only disk is refused, reported, and fails the boot
+/// without a panic (every VMM with a block device).
+pub(super) fn readonly_refuses_write(fixtures: &Fixtures) -> BootCase {
+    BootCase::new(
+        "blk-readonly-refuses-write",
+        format!("{READY_CMDLINE} mote.blk.write=16+8"),
+    )
+    .disk(Disk::read_only(&fixtures.readonly_disk))
+    .expect_exit(ExpectedExit::Failure)
+    .check(disk_line(0, 4096, true))
+    .check(Check::line_equals(Line(WriteRefused {
+        index: 0,
+        error: "the device is read-only",
+    })))
+    .check(no_report_line_of(Panic::<&str>::SHAPE.keyword))
+    .check(powered_off(Status::Failure))
+}
+
+/// The guest writes the pattern into a fresh copy of the write image, and
+/// the host finds exactly it there (every VMM with a block device).
+pub(super) fn write_pattern(fixtures: &Fixtures) -> BootCase {
+    BootCase::new(
+        "blk-write-pattern",
+        format!("{READY_CMDLINE} mote.blk.write={WRITE_LBA}+{WRITE_SECTORS} mote.blk.seed={WRITE_SEED:#x}"),
+    )
+    .disk(Disk::writable(&fixtures.write_disk))
+    .fresh_copy(write_base_path(), fixtures.write_disk.clone())
+    .check(powered_off(Status::Success))
+    .check(Check::Custom {
+        description: "the image holds exactly the pattern in the range, and nothing else changed",
+        check: written_region_is_exactly_the_pattern,
+    })
+}
+
 /// Every boot test, in the order they start.
 pub(crate) fn boot_cases(fixtures: &Fixtures) -> Vec<BootCase> {
     let cmdline_2k = cmdline_of_length(&format!("{READY_CMDLINE} "), 2048);
@@ -450,26 +484,8 @@ pub(crate) fn boot_cases(fixtures: &Fixtures) -> Vec<BootCase> {
             .check(block_transport(0xfeb0_0e00, 12, 2, Discovery::Cmdline))
             .check(crc_line(DiskName::Blk(0), &fixtures.modern_disk))
             .check(powered_off(Status::Success)),
-        BootCase::new("blk-readonly-refuses-write", format!("{READY_CMDLINE} mote.blk.write=16+8"))
-            .disk(Disk::read_only(&fixtures.readonly_disk))
-            .expect_exit(ExpectedExit::Failure)
-            .check(disk_line(0, 4096, true))
-            .check(Check::line_equals(Line(WriteRefused {
-                index: 0,
-                error: "the device is read-only",
-            })))
-            .check(no_report_line_of(Panic::<&str>::SHAPE.keyword))
-            .check(powered_off(Status::Failure)),
-        BootCase::new(
-            "blk-write-pattern",
-            format!("{READY_CMDLINE} mote.blk.write={WRITE_LBA}+{WRITE_SECTORS} mote.blk.seed={WRITE_SEED:#x}"),
-        )
-        .disk(Disk::writable(&fixtures.write_disk))
-        .check(powered_off(Status::Success))
-        .check(Check::Custom {
-            description: "the image holds exactly the pattern in the range, and nothing else changed",
-            check: written_region_is_exactly_the_pattern,
-        }),
+        readonly_refuses_write(fixtures),
+        write_pattern(fixtures),
         BootCase::new("blk-bench", format!("{READY_CMDLINE} mote.blk=bench"))
             .disk(Disk::writable(&fixtures.bench_disk))
             .timeout(Duration::from_secs(60))
@@ -494,12 +510,12 @@ pub(crate) fn boot_cases(fixtures: &Fixtures) -> Vec<BootCase> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use std::path::PathBuf;
 
     use super::*;
 
-    fn fixtures() -> Fixtures {
+    pub(in crate::test) fn fixtures() -> Fixtures {
         let test = PathBuf::from("target/test");
         Fixtures {
             initrd: test.join("initrd.bin"),

@@ -1,4 +1,5 @@
-//! Runs [`BootCase`]s under QEMU, a few at a time, and judges their output.
+//! Runs [`BootCase`]s under one VMM, a few at a time, and judges their
+//! output (and, outside QEMU, the VMM's log).
 
 use std::path::Path;
 use std::sync::Mutex;
@@ -10,8 +11,26 @@ use crate::guest_output::report::BootReport;
 use crate::test::boot_case::{BootCase, ExpectedExit};
 use crate::vm::accel::Accel;
 use crate::vm::power_off::PowerOff;
-use crate::vm::process::Finished;
-use crate::vm::qemu::QemuCommand;
+use crate::vm::process::{self, Finished, Output};
+use crate::vm::vmm::qemu::QemuCommand;
+use crate::vm::vmm::{DEFAULT_MEMORY_MIB, VmSpec, Vmm, VmmKind};
+
+/// How many of the VMM's error log lines a failure quotes.
+const LOG_PROBLEM_LINES: usize = 10;
+
+/// The VMM cases run on and its accelerator.
+#[derive(Debug, Clone)]
+pub(crate) struct Target {
+    pub(crate) vmm: Vmm,
+    pub(crate) accel: Accel,
+}
+
+impl Target {
+    /// `qemu-7.2.22/default-report`: a case's name under this VMM.
+    pub(crate) fn case_name(&self, case: &str) -> String {
+        format!("{}/{case}", self.vmm.label())
+    }
+}
 
 /// How many lines of serial output a failure shows.
 const FAILURE_TAIL_LINES: usize = 30;
@@ -19,7 +38,7 @@ const FAILURE_TAIL_LINES: usize = 30;
 /// The outcome of one case.
 #[derive(Debug, Clone)]
 pub(crate) struct CaseResult {
-    pub(crate) name: &'static str,
+    pub(crate) name: String,
     pub(crate) elapsed: Duration,
     /// Empty if the case passed.
     pub(crate) failures: Vec<String>,
@@ -34,7 +53,7 @@ impl CaseResult {
     }
 
     /// A case that could not run at all.
-    pub(crate) fn not_run(name: &'static str, reason: String) -> Self {
+    pub(crate) fn not_run(name: String, reason: String) -> Self {
         Self {
             name,
             elapsed: Duration::ZERO,
@@ -65,7 +84,7 @@ impl CaseResult {
 /// it arrives; returns the results in table order.
 pub(crate) fn run_cases(
     cases: &[BootCase],
-    accel: Accel,
+    target: &Target,
     kernel: &Path,
     parallel: usize,
 ) -> Vec<CaseResult> {
@@ -77,7 +96,7 @@ pub(crate) fn run_cases(
                 loop {
                     let index = next.fetch_add(1, Ordering::Relaxed);
                     let Some(case) = cases.get(index) else { break };
-                    let result = run_case(case, accel, kernel);
+                    let result = run_case(case, target, kernel);
                     let mut results = results
                         .lock()
                         .unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -96,8 +115,27 @@ pub(crate) fn run_cases(
         .collect()
 }
 
-fn run_case(case: &BootCase, accel: Accel, kernel: &Path) -> CaseResult {
-    let mut qemu = QemuCommand::new(case.machine, accel, kernel).append(&case.append);
+fn run_case(case: &BootCase, target: &Target, kernel: &Path) -> CaseResult {
+    let name = target.case_name(case.name);
+    if let Some((base, copy)) = &case.fresh_copy
+        && let Err(error) = std::fs::copy(base, copy)
+    {
+        return CaseResult::not_run(
+            name,
+            format!("copying {} to {}: {error}", base.display(), copy.display()),
+        );
+    }
+    if target.vmm.kind == VmmKind::Qemu {
+        run_on_qemu(case, target, kernel, name)
+    } else {
+        run_on_other(case, target, kernel, name)
+    }
+}
+
+fn run_on_qemu(case: &BootCase, target: &Target, kernel: &Path, name: String) -> CaseResult {
+    let mut qemu = QemuCommand::new(case.machine, target.accel, kernel)
+        .vmm(&target.vmm)
+        .append(&case.append);
     for (index, disk) in case.disks.iter().enumerate() {
         qemu = qemu.virtio_blk(disk, &format!("disk{index}"));
     }
@@ -110,27 +148,80 @@ fn run_case(case: &BootCase, accel: Accel, kernel: &Path) -> CaseResult {
     }
     let command_line = qemu.command_line();
     match qemu.run(case.timeout, false) {
-        Ok(finished) => CaseResult {
-            name: case.name,
-            elapsed: finished.elapsed,
-            failures: judge(case, &finished),
-            command_line,
-            tail: finished.tail(FAILURE_TAIL_LINES),
-        },
+        Ok(finished) => {
+            let ending = PowerOff::from_exit(&finished, case.timeout);
+            CaseResult {
+                name,
+                elapsed: finished.elapsed,
+                failures: judge(case, &finished, &ending),
+                command_line,
+                tail: finished.tail(FAILURE_TAIL_LINES),
+            }
+        }
         Err(error) => CaseResult {
             command_line,
-            ..CaseResult::not_run(case.name, format!("{error:#}"))
+            ..CaseResult::not_run(name, format!("{error:#}"))
         },
     }
 }
 
-/// Every way `finished` falls short of `case`; empty if it passed.
-fn judge(case: &BootCase, finished: &Finished) -> Vec<String> {
+/// Firecracker and Cloud Hypervisor: the case as a [`VmSpec`]; the report's
+/// power-off line is the verdict, and the VMM's log must hold no error.
+fn run_on_other(case: &BootCase, target: &Target, kernel: &Path, name: String) -> CaseResult {
+    let mut spec = VmSpec::new(kernel, &case.append);
+    spec.memory_mib = DEFAULT_MEMORY_MIB;
+    spec.disks = case.disks.clone();
+    let mut invocation = match target.vmm.invocation(&spec) {
+        Ok(invocation) => invocation,
+        Err(error) => return CaseResult::not_run(name, format!("{error:#}")),
+    };
+    let command_line = invocation.command_line.clone();
+    match process::run(
+        &mut invocation.command,
+        case.timeout,
+        Output::Capture { echo: false },
+    ) {
+        Ok(finished) => {
+            let ending = target.vmm.ending(&finished, case.timeout);
+            let mut failures = judge(case, &finished, &ending);
+            let problems = invocation.log_problems(target.vmm.kind, &finished);
+            if !problems.is_empty() {
+                failures.push(format!(
+                    "{} logged {} error line(s): {}",
+                    target.vmm.kind,
+                    problems.len(),
+                    problems[..problems.len().min(LOG_PROBLEM_LINES)].join(" | ")
+                ));
+            }
+            let mut tail = finished.tail(FAILURE_TAIL_LINES);
+            let log = invocation.log_lines();
+            tail.extend(
+                log[log.len().saturating_sub(FAILURE_TAIL_LINES)..]
+                    .iter()
+                    .map(|line| format!("log: {line}")),
+            );
+            CaseResult {
+                name,
+                elapsed: finished.elapsed,
+                failures,
+                command_line,
+                tail,
+            }
+        }
+        Err(error) => CaseResult {
+            command_line,
+            ..CaseResult::not_run(name, format!("{error:#}"))
+        },
+    }
+}
+
+/// Every way `finished` (which ended as `ending`) falls short of `case`; empty if it passed.
+fn judge(case: &BootCase, finished: &Finished, ending: &PowerOff) -> Vec<String> {
     let mut failures = Vec::new();
-    let power_off = PowerOff::from_exit(finished, case.timeout);
+    let power_off = ending;
     let exit_ok = match case.expected_exit {
-        ExpectedExit::Success => power_off == PowerOff::Success,
-        ExpectedExit::Failure => power_off == PowerOff::Failure,
+        ExpectedExit::Success => *power_off == PowerOff::Success,
+        ExpectedExit::Failure => *power_off == PowerOff::Failure,
         ExpectedExit::QemuExitCode(code) => !finished.timed_out && finished.exit_code == Some(code),
     };
     if !exit_ok {
@@ -163,7 +254,7 @@ fn judge(case: &BootCase, finished: &Finished) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use mote_boot::protocol::exit::Status;
-    use mote_boot::protocol::report::{Cmdline, Line, PowerOff, StartInfo};
+    use mote_boot::protocol::report::{Cmdline, Line, PowerOff as PowerOffLine, StartInfo};
 
     use super::*;
     use crate::test::checks::Check;
@@ -181,10 +272,15 @@ mod tests {
         }
     }
 
+    /// `judge` with QEMU's reading of the exit status.
+    fn judge_exit(case: &BootCase, finished: &Finished) -> Vec<String> {
+        judge(case, finished, &PowerOff::from_exit(finished, case.timeout))
+    }
+
     fn case() -> BootCase {
         BootCase::new("sample", CMDLINE)
             .check(Check::cmdline_equals(CMDLINE))
-            .check(Check::last_report_line(Line(PowerOff(Status::Success))))
+            .check(Check::last_report_line(Line(PowerOffLine(Status::Success))))
     }
 
     /// The report of a good boot.
@@ -195,27 +291,27 @@ mod tests {
         };
         vec![
             Line(start_info).to_string(),
-            Line(PowerOff(Status::Success)).to_string(),
+            Line(PowerOffLine(Status::Success)).to_string(),
         ]
     }
 
     #[test]
     fn passes_a_good_boot() {
         assert_eq!(
-            judge(&case(), &finished(SUCCESS, &good())),
+            judge_exit(&case(), &finished(SUCCESS, &good())),
             Vec::<String>::new()
         );
     }
 
     #[test]
     fn fails_on_the_wrong_exit_code() {
-        let failures = judge(&case(), &finished(FAILURE, &good()));
+        let failures = judge_exit(&case(), &finished(FAILURE, &good()));
         assert_eq!(failures.len(), 1);
         assert!(
             failures[0].contains("expected a success power-off"),
             "{failures:?}"
         );
-        let failures = judge(&case(), &finished(1, &good()));
+        let failures = judge_exit(&case(), &finished(1, &good()));
         assert!(failures[0].contains("code 1"), "{failures:?}");
     }
 
@@ -224,7 +320,7 @@ mod tests {
         let mut timed_out = finished(0, &good());
         timed_out.exit_code = None;
         timed_out.timed_out = true;
-        let failures = judge(&case(), &timed_out);
+        let failures = judge_exit(&case(), &timed_out);
         assert!(
             failures[0].contains("did not exit within 30 s"),
             "{failures:?}"
@@ -234,19 +330,19 @@ mod tests {
     #[test]
     fn accepts_a_plain_qemu_exit_code() {
         let plain = case().expect_exit(ExpectedExit::QemuExitCode(0));
-        assert!(judge(&plain, &finished(0, &good())).is_empty());
-        assert!(!judge(&plain, &finished(SUCCESS, &good())).is_empty());
+        assert!(judge_exit(&plain, &finished(0, &good())).is_empty());
+        assert!(!judge_exit(&plain, &finished(SUCCESS, &good())).is_empty());
     }
 
     #[test]
     fn reports_every_failed_check_and_malformed_lines() {
-        let failures = judge(
+        let failures = judge_exit(
             &case(),
             &finished(
                 SUCCESS,
                 &[
                     "mote: memory 5 bytes".to_owned(),
-                    Line(PowerOff(Status::Failure)).to_string(),
+                    Line(PowerOffLine(Status::Failure)).to_string(),
                 ],
             ),
         );
@@ -257,7 +353,7 @@ mod tests {
     #[test]
     fn enforces_the_elapsed_limit() {
         let slow = case().must_finish_within(Duration::from_millis(100));
-        let failures = judge(&slow, &finished(SUCCESS, &good()));
+        let failures = judge_exit(&slow, &finished(SUCCESS, &good()));
         assert_eq!(failures.len(), 1);
         assert!(
             failures[0].contains("more than the 0.1 s allowed"),

@@ -11,3 +11,4 @@ mod net_cases;
 mod net_load;
 mod proc_stat;
 pub(crate) mod suite;
+mod vmm_cases;

@@ -1,26 +1,28 @@
-//! The network boot tests: served boots talked to over HTTP and UDP through
-//! QEMU's forwarded loopback ports. Each case boots, waits for
+//! The network boot tests: served boots talked to over HTTP and UDP, through
+//! QEMU's forwarded loopback ports or a tap in a namespace of their own
+//! (Firecracker always; QEMU for the load case, where slirp's listen
+//! backlog of one would cap it). Each case boots, waits for
 //! `mote: listening`, runs its traffic, then ends the VM with
-//! `POST /poweroff` and requires QEMU's success exit and a clean report.
+//! `POST /poweroff` and requires a success power-off and a clean report.
 
 use std::net::{SocketAddr, UdpSocket};
 use std::path::Path;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use mote_boot::protocol::exit::Status;
 use mote_boot::protocol::report::{Discovery, Line, VirtioMmio};
 
 use super::net_load;
 use crate::guest_output::report::BootReport;
 use crate::guest_output::tslog::{self, Trace};
-use crate::test::boot_runner::CaseResult;
+use crate::test::boot_runner::{CaseResult, Target};
 use crate::test::proc_stat;
-use crate::vm::accel::Accel;
 use crate::vm::cmdline::{self, DHCP_IP_PARAMETER, STATIC_IP_PARAMETER};
 use crate::vm::http_client::{self, Response};
-use crate::vm::qemu::Machine;
-use crate::vm::served::{self, ServedBoot};
+use crate::vm::served::{self, ServedBoot, ServedNetwork, ServedVm};
+use crate::vm::tap_namespace;
+use crate::vm::vmm::VmmKind;
+use crate::vm::vmm::qemu::Machine;
 
 /// How many lines of output a failure shows.
 const FAILURE_TAIL_LINES: usize = 30;
@@ -71,23 +73,48 @@ pub(crate) struct NetCase {
     /// The `ip=` word of the command line.
     ip_parameter: &'static str,
     machine: Machine,
-    /// QEMU is killed after this long, whatever happens.
+    /// How QEMU's guest is reached (other VMMs always use a tap).
+    qemu_network: ServedNetwork,
+    /// The VMMs it applies to.
+    pub(crate) vmms: &'static [VmmKind],
+    /// The VMM is killed after this long, whatever happens.
     timeout: Duration,
     traffic: fn(&mut ServedBoot, &mut Findings),
 }
+
+/// Every VMM with a virtio-mmio NIC mote can drive (Cloud Hypervisor's is
+/// virtio-pci: issue 11).
+const EVERY_VMM: &[VmmKind] = &[
+    VmmKind::Qemu,
+    VmmKind::Firecracker,
+    VmmKind::CloudHypervisor,
+];
+const QEMU_ONLY: &[VmmKind] = &[VmmKind::Qemu];
 
 pub(crate) fn net_cases() -> Vec<NetCase> {
     let case = |name, traffic, timeout_seconds| NetCase {
         name,
         ip_parameter: STATIC_IP_PARAMETER,
         machine: Machine::MicrovmNoAcpi,
+        qemu_network: ServedNetwork::Slirp,
+        vmms: QEMU_ONLY,
         timeout: Duration::from_secs(timeout_seconds),
         traffic,
     };
     vec![
-        case("net-http", http_endpoints as fn(&mut _, &mut _), 90),
-        case("net-udp-echo", udp_echo, 60),
-        case("net-load", net_load::load, 300),
+        NetCase {
+            vmms: EVERY_VMM,
+            ..case("net-http", http_endpoints as fn(&mut _, &mut _), 90)
+        },
+        NetCase {
+            vmms: EVERY_VMM,
+            ..case("net-udp-echo", udp_echo, 60)
+        },
+        NetCase {
+            vmms: EVERY_VMM,
+            qemu_network: ServedNetwork::Tap,
+            ..case("net-load", net_load::load, 300)
+        },
         case("net-idle-cpu", idle_cpu, 60),
         NetCase {
             ip_parameter: DHCP_IP_PARAMETER,
@@ -103,7 +130,8 @@ pub(crate) fn net_cases() -> Vec<NetCase> {
 }
 
 /// The cases whose name contains `filter` (all without one).
-pub(crate) fn selected(filter: Option<&str>) -> Vec<NetCase> {
+#[cfg(test)]
+fn selected(filter: Option<&str>) -> Vec<NetCase> {
     net_cases()
         .into_iter()
         .filter(|case| filter.is_none_or(|filter| case.name.contains(filter)))
@@ -112,11 +140,11 @@ pub(crate) fn selected(filter: Option<&str>) -> Vec<NetCase> {
 
 /// Runs `cases` one after another (the load and CPU figures need the
 /// machine to themselves), printing each result as it arrives.
-pub(crate) fn run_cases(cases: &[NetCase], accel: Accel, kernel: &Path) -> Vec<CaseResult> {
+pub(crate) fn run_cases(cases: &[NetCase], target: &Target, kernel: &Path) -> Vec<CaseResult> {
     cases
         .iter()
         .map(|case| {
-            let (result, notes) = run_case(case, accel, kernel);
+            let (result, notes) = run_case(case, target, kernel);
             result.print();
             for note in notes {
                 println!("     {note}");
@@ -126,23 +154,39 @@ pub(crate) fn run_cases(cases: &[NetCase], accel: Accel, kernel: &Path) -> Vec<C
         .collect()
 }
 
-fn run_case(case: &NetCase, accel: Accel, kernel: &Path) -> (CaseResult, Vec<String>) {
+/// Whether `case` can run on `target` here: a tap needs root.
+pub(crate) fn unavailable(case: &NetCase, target: &Target) -> Option<String> {
+    let network = network_on(case, target);
+    if network == ServedNetwork::Tap {
+        return tap_namespace::available().err();
+    }
+    None
+}
+
+fn network_on(case: &NetCase, target: &Target) -> ServedNetwork {
+    match target.vmm.kind {
+        VmmKind::Qemu => case.qemu_network,
+        _ => ServedNetwork::Tap,
+    }
+}
+
+fn run_case(case: &NetCase, target: &Target, kernel: &Path) -> (CaseResult, Vec<String>) {
     let start = Instant::now();
+    let name = target.case_name(case.name);
     let cmdline = cmdline::served_cmdline(case.ip_parameter);
-    let mut boot = match ServedBoot::start(
-        case.machine,
-        kernel,
-        accel,
-        &cmdline,
-        case.timeout,
-        LISTEN_WITHIN,
-    ) {
+    let vm = ServedVm {
+        vmm: target.vmm.clone(),
+        machine: case.machine,
+        accel: target.accel,
+        network: network_on(case, target),
+    };
+    let mut boot = match ServedBoot::start(&vm, kernel, &cmdline, case.timeout, LISTEN_WITHIN) {
         Ok(boot) => boot,
         Err(failure) => {
             let tail =
                 failure.output[failure.output.len().saturating_sub(FAILURE_TAIL_LINES)..].to_vec();
             let result = CaseResult {
-                name: case.name,
+                name,
                 elapsed: start.elapsed(),
                 failures: vec![failure.reason],
                 command_line: failure.command_line,
@@ -156,7 +200,10 @@ fn run_case(case: &NetCase, accel: Accel, kernel: &Path) -> (CaseResult, Vec<Str
     if let Err(error) = served::check_net_line(boot.stdout()) {
         findings.fail(format!("{error:#}"));
     }
-    (case.traffic)(&mut boot, &mut findings);
+    let traffic = case.traffic;
+    if let Err(error) = boot.reachable(|boot| traffic(boot, &mut findings)) {
+        findings.fail(format!("{error:#}"));
+    }
 
     let (failures, tail) = match boot.power_off(REQUEST_TIMEOUT, POWER_OFF_WITHIN) {
         Ok(run) => {
@@ -164,17 +211,31 @@ fn run_case(case: &NetCase, accel: Accel, kernel: &Path) -> (CaseResult, Vec<Str
             failures.extend(served::judge_power_off(
                 &run.response,
                 &run.finished,
-                POWER_OFF_WITHIN,
+                &run.ending,
             ));
+            if !run.log_problems.is_empty() {
+                failures.push(format!(
+                    "{} logged {} error line(s): {}",
+                    target.vmm.kind,
+                    run.log_problems.len(),
+                    run.log_problems[..run.log_problems.len().min(10)].join(" | ")
+                ));
+            }
             if failures.is_empty() {
                 findings.notes.push(format!(
-                    "POST /poweroff: 202 after {:.1} ms, QEMU exit {} after {:.1} ms",
+                    "POST /poweroff: 202 after {:.1} ms, {} after {:.1} ms",
                     run.answered_after.as_secs_f64() * 1e3,
-                    Status::Success.qemu_exit_code(),
+                    run.ending,
                     run.exited_after.as_secs_f64() * 1e3
                 ));
             }
-            (failures, run.finished.tail(FAILURE_TAIL_LINES))
+            let mut tail = run.finished.tail(FAILURE_TAIL_LINES);
+            tail.extend(
+                run.log[run.log.len().saturating_sub(FAILURE_TAIL_LINES)..]
+                    .iter()
+                    .map(|line| format!("log: {line}")),
+            );
+            (failures, tail)
         }
         Err(error) => {
             let mut failures = findings.failures;
@@ -183,7 +244,7 @@ fn run_case(case: &NetCase, accel: Accel, kernel: &Path) -> (CaseResult, Vec<Str
         }
     };
     let result = CaseResult {
-        name: case.name,
+        name,
         elapsed: start.elapsed(),
         failures,
         command_line,
@@ -404,7 +465,7 @@ fn udp_round_trip(socket: &UdpSocket, payload: &[u8]) -> Result<usize, String> {
 
 /// net-udp-echo: datagrams of several sizes come back unchanged.
 fn udp_echo(boot: &mut ServedBoot, findings: &mut Findings) {
-    let socket = match UdpSocket::bind("127.0.0.1:0")
+    let socket = match UdpSocket::bind("0.0.0.0:0")
         .and_then(|socket| socket.connect(boot.udp_echo_address()).map(|()| socket))
     {
         Ok(socket) => socket,

@@ -1,7 +1,6 @@
-//! `cargo xtask test`: host unit tests, then the boot tests under QEMU, then
-//! the network boot tests, then one summary line.
-
-use std::path::PathBuf;
+//! `cargo xtask test`: host unit tests, then, on every VMM found (each
+//! `--qemu`, Firecracker, Cloud Hypervisor), the boot tests and the network
+//! boot tests that apply to it, then one summary line.
 
 use anyhow::Result;
 
@@ -9,12 +8,15 @@ use crate::env::build;
 use crate::env::deps;
 use crate::test::boot_case::BootCase;
 use crate::test::boot_cases;
-use crate::test::boot_runner::{self, CaseResult};
+use crate::test::boot_runner::{self, CaseResult, Target};
 use crate::test::fixtures::Fixtures;
 use crate::test::host_tests;
-use crate::test::net_cases;
+use crate::test::net_cases::{self, NetCase};
+use crate::test::vmm_cases;
 use crate::vm::accel::{self, Accel};
 use crate::vm::args::VmArgs;
+use crate::vm::tap_namespace;
+use crate::vm::vmm::{self, Vmm, VmmKind};
 
 /// QEMUs running at once: enough to overlap, few enough that TCG timings stay honest.
 const PARALLEL_BOOTS: usize = 2;
@@ -28,7 +30,11 @@ const HOST_FAILURE_TAIL_LINES: usize = 30;
 pub(crate) struct TestArgs {
     #[command(flatten)]
     vm: VmArgs,
-    /// Run only the boot cases whose name contains this.
+    /// The VMMs to run the cases on; each one not found here has its cases
+    /// skipped with the reason. QEMU's cases run under --accel, the others' under KVM.
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = VmmKind::ALL)]
+    vmm: Vec<VmmKind>,
+    /// Run only the cases whose name (`<vmm>-<version>/<case>`) contains this.
     #[arg(long, value_name = "SUBSTR")]
     filter: Option<String>,
     /// Skip `cargo test --workspace`.
@@ -48,9 +54,7 @@ pub(crate) fn test(options: &TestArgs) -> Result<bool> {
         failed += host_failed;
     }
 
-    let mut kernel = KernelForBoots::default();
-    let (mut results, skipped) = run_boot_tests(options, &mut kernel);
-    results.extend(run_net_tests(options, &mut kernel));
+    let (results, skipped) = run_vm_tests(options);
     for result in &results {
         if result.passed() {
             passed += 1;
@@ -104,108 +108,180 @@ fn run_host_tests() -> (u64, u64) {
     (counts.passed, counts.failed)
 }
 
-/// The kernel image and accelerator the boot tests use, built and chosen
-/// once for both the boot cases and the network cases.
-#[derive(Default)]
-struct KernelForBoots {
-    resolved: Option<Result<(PathBuf, Accel), String>>,
-}
-
-impl KernelForBoots {
-    fn get(&mut self, options: &TestArgs) -> Result<(PathBuf, Accel), String> {
-        self.resolved
-            .get_or_insert_with(|| {
-                build::prebuilt_or_release(options.vm.kernel.as_deref())
-                    .map(|kernel| {
-                        let accel = accel::resolve(options.vm.accel, &kernel);
-                        (kernel, accel)
-                    })
-                    .map_err(|error| format!("kernel build failed: {error:#}"))
-            })
-            .clone()
+/// Runs every selected case on every VMM of `options.vmm` found here;
+/// returns the results and how many cases were skipped (each printed with
+/// its reason: a VMM not found, no /dev/kvm, an accelerator, virtio-pci).
+fn run_vm_tests(options: &TestArgs) -> (Vec<CaseResult>, u64) {
+    let removed = tap_namespace::sweep_stale();
+    if removed > 0 {
+        println!("xtask: removed {removed} stale network namespace(s) of earlier runs");
     }
-}
-
-/// Runs the selected network cases (after the boot cases, one at a time).
-fn run_net_tests(options: &TestArgs, kernel: &mut KernelForBoots) -> Vec<CaseResult> {
-    let cases = net_cases::selected(options.filter.as_deref());
-    if cases.is_empty() {
-        return Vec::new();
-    }
-    match kernel.get(options) {
-        Ok((kernel, accel)) => {
-            println!("xtask: {} network boot tests under {accel}", cases.len());
-            net_cases::run_cases(&cases, accel, &kernel)
-        }
-        Err(reason) => cases
-            .iter()
-            .map(|case| CaseResult::not_run(case.name, reason.clone()))
-            .inspect(CaseResult::print)
-            .collect(),
-    }
-}
-
-/// Builds the kernel and runs the selected cases; a build or setup failure
-/// fails every selected case, so the summary still counts them.
-/// Also returns how many cases were skipped for needing another accelerator.
-fn run_boot_tests(options: &TestArgs, kernel: &mut KernelForBoots) -> (Vec<CaseResult>, u64) {
-    let not_run = |names: Vec<&'static str>, reason: String| -> Vec<CaseResult> {
-        names
-            .into_iter()
-            .map(|name| CaseResult::not_run(name, reason.clone()))
-            .inspect(CaseResult::print)
-            .collect()
-    };
     let fixtures = match Fixtures::create() {
         Ok(fixtures) => fixtures,
         Err(error) => {
-            return (
-                not_run(
-                    vec!["boot test fixtures"],
-                    format!("could not create them: {error:#}"),
-                ),
-                0,
+            let result = CaseResult::not_run(
+                "boot test fixtures".to_owned(),
+                format!("could not create them: {error:#}"),
             );
+            result.print();
+            return (vec![result], 0);
         }
     };
-    let cases = selected(boot_cases::boot_cases(&fixtures), options.filter.as_deref());
-    if cases.is_empty() {
-        if net_cases::selected(options.filter.as_deref()).is_empty() {
-            println!(
-                "xtask: no boot case name contains {:?}",
-                options.filter.as_deref().unwrap_or_default()
-            );
+    let kernel = build::prebuilt_or_release(options.vm.kernel.as_deref())
+        .map_err(|error| format!("kernel build failed: {error:#}"));
+    let mut results = Vec::new();
+    let mut skipped: u64 = 0;
+    let mut considered = 0;
+    let mut kinds = options.vmm.clone();
+    kinds.sort_unstable();
+    kinds.dedup();
+    for kind in kinds {
+        for found in vmm::locate(kind, &options.vm.vmm_paths) {
+            let (boot, net) = cases_for(kind, &fixtures);
+            let label = found.as_ref().map_or_else(|_| kind.to_string(), Vmm::label);
+            let named = |name: &str| format!("{label}/{name}");
+            let boot: Vec<BootCase> = boot
+                .into_iter()
+                .filter(|case| matches(options, &named(case.name)))
+                .collect();
+            let net: Vec<NetCase> = net
+                .into_iter()
+                .filter(|case| matches(options, &named(case.name)))
+                .collect();
+            considered += boot.len() + net.len();
+            let names = || {
+                boot.iter()
+                    .map(|case| named(case.name))
+                    .chain(net.iter().map(|case| named(case.name)))
+                    .collect::<Vec<_>>()
+            };
+            let skip_all = |reason: &str, skipped: &mut u64| {
+                for name in names() {
+                    println!("skip {name} ({reason})");
+                    *skipped += 1;
+                }
+            };
+            let vmm = match found {
+                Ok(vmm) => vmm,
+                Err(missing) => {
+                    skip_all(&missing.reason, &mut skipped);
+                    continue;
+                }
+            };
+            if boot.is_empty() && net.is_empty() {
+                continue;
+            }
+            let kernel = match &kernel {
+                Ok(kernel) => kernel.clone(),
+                Err(reason) => {
+                    for name in names() {
+                        let result = CaseResult::not_run(name, reason.clone());
+                        result.print();
+                        results.push(result);
+                    }
+                    continue;
+                }
+            };
+            let accel = if kind.needs_kvm() {
+                if !vmm::kvm_usable() {
+                    skip_all(
+                        &format!("{kind} needs /dev/kvm, which is not usable here"),
+                        &mut skipped,
+                    );
+                    continue;
+                }
+                Accel::Kvm
+            } else {
+                accel::resolve(options.vm.accel, &kernel)
+            };
+            let target = Target { vmm, accel };
+            let (boot, other): (Vec<BootCase>, Vec<BootCase>) = boot
+                .into_iter()
+                .partition(|case| case.only_under.is_none_or(|only| only == accel));
+            for case in &other {
+                if let Some(only) = case.only_under {
+                    println!(
+                        "skip {} (needs --accel {only})",
+                        target.case_name(case.name)
+                    );
+                    skipped += 1;
+                }
+            }
+            let (boot, no_transport): (Vec<BootCase>, Vec<BootCase>) = boot
+                .into_iter()
+                .partition(|case| kind != VmmKind::CloudHypervisor || case.disks.is_empty());
+            for case in &no_transport {
+                println!("skip {} ({VIRTIO_PCI_ONLY})", target.case_name(case.name));
+                skipped += 1;
+            }
+            if !boot.is_empty() {
+                println!(
+                    "xtask: {} boot tests on {} under {accel}",
+                    boot.len(),
+                    target.vmm.label()
+                );
+                results.extend(boot_runner::run_cases(
+                    &boot,
+                    &target,
+                    &kernel,
+                    PARALLEL_BOOTS,
+                ));
+            }
+            let mut runnable = Vec::new();
+            for case in net {
+                let reason = if kind == VmmKind::CloudHypervisor {
+                    Some(VIRTIO_PCI_ONLY.to_owned())
+                } else {
+                    net_cases::unavailable(&case, &target)
+                };
+                match reason {
+                    Some(reason) => {
+                        println!("skip {} ({reason})", target.case_name(case.name));
+                        skipped += 1;
+                    }
+                    None => runnable.push(case),
+                }
+            }
+            if !runnable.is_empty() {
+                println!(
+                    "xtask: {} network boot tests on {} under {accel}",
+                    runnable.len(),
+                    target.vmm.label()
+                );
+                results.extend(net_cases::run_cases(&runnable, &target, &kernel));
+            }
         }
-        return (Vec::new(), 0);
     }
-    let (kernel, accel) = match kernel.get(options) {
-        Ok(resolved) => resolved,
-        Err(reason) => {
-            let names = cases.iter().map(|case| case.name).collect();
-            return (not_run(names, reason), 0);
-        }
-    };
-    let (cases, other): (Vec<BootCase>, Vec<BootCase>) = cases
-        .into_iter()
-        .partition(|case| case.only_under.is_none_or(|only| only == accel));
-    println!("xtask: {} boot tests under {accel}", cases.len());
-    for case in &other {
-        if let Some(only) = case.only_under {
-            println!("skip {} (needs --accel {only})", case.name);
-        }
+    if considered == 0 {
+        println!(
+            "xtask: no case name contains {:?}",
+            options.filter.as_deref().unwrap_or_default()
+        );
     }
-    (
-        boot_runner::run_cases(&cases, accel, &kernel, PARALLEL_BOOTS),
-        other.len() as u64,
-    )
+    (results, skipped)
 }
 
-fn selected(cases: Vec<BootCase>, filter: Option<&str>) -> Vec<BootCase> {
-    match filter {
-        Some(filter) => cases
-            .into_iter()
-            .filter(|case| case.name.contains(filter))
-            .collect(),
-        None => cases,
-    }
+/// Why device cases do not run on Cloud Hypervisor.
+const VIRTIO_PCI_ONLY: &str =
+    "cloud-hypervisor has virtio-pci devices only; mote has no virtio-pci transport yet (issue 11)";
+
+/// The boot and network cases that apply to `kind`.
+fn cases_for(kind: VmmKind, fixtures: &Fixtures) -> (Vec<BootCase>, Vec<NetCase>) {
+    let boot = match kind {
+        VmmKind::Qemu => boot_cases::boot_cases(fixtures),
+        VmmKind::Firecracker | VmmKind::CloudHypervisor => vmm_cases::vmm_cases(fixtures, kind),
+    };
+    let net = net_cases::net_cases()
+        .into_iter()
+        .filter(|case| case.vmms.contains(&kind))
+        .collect();
+    (boot, net)
+}
+
+/// Whether the case's full name (`<vmm label>/<case>`) passes `--filter`.
+fn matches(options: &TestArgs, name: &str) -> bool {
+    options
+        .filter
+        .as_deref()
+        .is_none_or(|filter| name.contains(filter))
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use super::cmdline::READY_CMDLINE;
 use super::power_off::PowerOff;
-use super::qemu::{Machine, QemuCommand};
+use super::vmm::qemu::{Machine, QemuCommand};
 
 /// The accelerator the user asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

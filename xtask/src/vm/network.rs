@@ -8,9 +8,9 @@ use anyhow::{Context, Result};
 use mote_boot::protocol::report::{Line, Listening};
 
 /// The guest's HTTP port (the kernel's contract).
-const GUEST_HTTP_PORT: u16 = 80;
+pub(crate) const GUEST_HTTP_PORT: u16 = 80;
 /// The guest's UDP echo port (RFC 862's echo service).
-const GUEST_UDP_ECHO_PORT: u16 = 7;
+pub(crate) const GUEST_UDP_ECHO_PORT: u16 = 7;
 
 /// The report line that says the kernel's services are up on those ports.
 pub(crate) const LISTENING_LINE: Line<Listening> = Line(Listening {

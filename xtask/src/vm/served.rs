@@ -1,9 +1,11 @@
 //! A mote boot that stays up and serves: HTTP on guest port 80 and UDP echo
 //! on guest port 7, reached from the host through QEMU user networking
-//! (slirp) forwards bound to 127.0.0.1 on free ports.
+//! (slirp) forwards bound to 127.0.0.1 on free ports, or, on any VMM,
+//! through a tap device in a network namespace of its own.
 
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
@@ -12,10 +14,14 @@ use mote_boot::protocol::report::{Line, Net, PowerOff as PowerOffLine};
 
 use super::accel::Accel;
 use super::http_client::{self, Response};
-use super::network::{EXPECTED_GUEST_ADDRESS, HostPorts, LISTENING_LINE};
+use super::network::{
+    EXPECTED_GUEST_ADDRESS, GUEST_HTTP_PORT, GUEST_UDP_ECHO_PORT, HostPorts, LISTENING_LINE,
+};
 use super::power_off::PowerOff;
 use super::process::{Finished, LineWait, LiveChild};
-use super::qemu::{Machine, QemuCommand};
+use super::tap_namespace::{TAP_NAME, TapNamespace};
+use super::vmm::qemu::{Machine, QemuCommand};
+use super::vmm::{Invocation, VmSpec, Vmm, VmmKind};
 use crate::guest_output::report::{self, BootReport};
 
 /// What QEMU prints when a `hostfwd` port is taken (net/slirp.c).
@@ -39,17 +45,57 @@ fn served_command(
     cmdline: &str,
     ports: &HostPorts,
 ) -> QemuCommand {
+    served_qemu(machine, kernel, accel, cmdline)
+        .virtio_net_user_forwarded("net0", &ports.forwards())
+}
+
+/// QEMU with the machine's exit device, before its NIC is added.
+fn served_qemu(machine: Machine, kernel: &Path, accel: Accel, cmdline: &str) -> QemuCommand {
     let mut command = QemuCommand::new(machine, accel, kernel).append(cmdline);
     if machine == Machine::MicrovmDefaults {
         command = command.debug_exit_device();
     }
-    command.virtio_net_user_forwarded("net0", &ports.forwards())
+    command
+}
+
+/// How the host reaches a served guest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ServedNetwork {
+    /// QEMU user networking, host ports on 127.0.0.1 forwarded to the guest (QEMU only).
+    Slirp,
+    /// A tap device in a network namespace xtask makes (root); the guest at
+    /// its own address, [`TAP_GUEST_ADDRESS`].
+    Tap,
+}
+
+/// The guest's address on a tap network (the `ip=` of `cmdline::STATIC_IP_PARAMETER`).
+const TAP_GUEST_ADDRESS: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 15);
+
+/// What a served boot runs on: the VMM, and for QEMU its machine and accelerator.
+#[derive(Debug, Clone)]
+pub(crate) struct ServedVm {
+    pub(crate) vmm: Vmm,
+    pub(crate) machine: Machine,
+    pub(crate) accel: Accel,
+    pub(crate) network: ServedNetwork,
+}
+
+/// Where the host reaches the guest's services.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Addresses {
+    http: Vec<SocketAddr>,
+    udp_echo: SocketAddr,
 }
 
 /// A running served boot.
 pub(crate) struct ServedBoot {
+    // Fields drop in this order: the VMM is killed before its files and
+    // its namespace go.
     child: LiveChild,
-    pub(crate) ports: HostPorts,
+    invocation: Option<Invocation>,
+    namespace: Option<TapNamespace>,
+    addresses: Addresses,
+    vmm: Vmm,
     pub(crate) command_line: String,
 }
 
@@ -60,48 +106,120 @@ pub(crate) struct StartFailure {
     pub(crate) output: Vec<String>,
 }
 
+impl StartFailure {
+    fn bare(error: anyhow::Error) -> Self {
+        Self {
+            reason: format!("{error:#}"),
+            command_line: String::new(),
+            output: Vec::new(),
+        }
+    }
+}
+
+/// A served VM's command before it starts, and what it needs kept alive.
+struct Prepared {
+    command: Command,
+    command_line: String,
+    invocation: Option<Invocation>,
+    namespace: Option<TapNamespace>,
+    addresses: Addresses,
+}
+
+fn prepare(vm: &ServedVm, kernel: &Path, cmdline: &str) -> Result<Prepared> {
+    if vm.network == ServedNetwork::Slirp {
+        if vm.vmm.kind != VmmKind::Qemu {
+            bail!(
+                "{} has no user networking; served boots on it use a tap",
+                vm.vmm.kind
+            );
+        }
+        let ports = HostPorts::pick_with_extra_http(EXTRA_HTTP_FORWARDS)?;
+        let qemu = served_command(vm.machine, kernel, vm.accel, cmdline, &ports).vmm(&vm.vmm);
+        return Ok(Prepared {
+            command: qemu.command(),
+            command_line: qemu.command_line(),
+            invocation: None,
+            namespace: None,
+            addresses: Addresses {
+                http: ports.http_addresses(),
+                udp_echo: ports.udp_echo_address(),
+            },
+        });
+    }
+    let namespace = TapNamespace::create()?;
+    let (inner, command_line, invocation) = if vm.vmm.kind == VmmKind::Qemu {
+        let qemu = served_qemu(vm.machine, kernel, vm.accel, cmdline)
+            .vmm(&vm.vmm)
+            .virtio_net_tap("net0", TAP_NAME);
+        (qemu.command(), qemu.command_line(), None)
+    } else {
+        let mut spec = VmSpec::new(kernel, cmdline);
+        spec.taps.push(TAP_NAME.to_owned());
+        let mut invocation = vm.vmm.invocation(&spec)?;
+        let command = std::mem::replace(&mut invocation.command, Command::new("true"));
+        let line = invocation.command_line.clone();
+        (command, line, Some(invocation))
+    };
+    Ok(Prepared {
+        command: namespace.wrap(&inner),
+        command_line: format!("ip netns exec {} {command_line}", namespace.name()),
+        invocation,
+        namespace: Some(namespace),
+        addresses: Addresses {
+            http: vec![SocketAddr::from((TAP_GUEST_ADDRESS, GUEST_HTTP_PORT))],
+            udp_echo: SocketAddr::from((TAP_GUEST_ADDRESS, GUEST_UDP_ECHO_PORT)),
+        },
+    })
+}
+
 impl ServedBoot {
-    /// Boots and waits up to `listen_within` for [`LISTENING_LINE`]; QEMU is
-    /// killed after `timeout` whatever happens.
+    /// Boots and waits up to `listen_within` for [`LISTENING_LINE`]; the VMM
+    /// is killed after `timeout` whatever happens.
     pub(crate) fn start(
-        machine: Machine,
+        vm: &ServedVm,
         kernel: &Path,
-        accel: Accel,
         cmdline: &str,
         timeout: Duration,
         listen_within: Duration,
     ) -> Result<Self, StartFailure> {
         let mut last_failure = None;
         for _ in 0..PORT_CONFLICT_ATTEMPTS {
-            let ports = HostPorts::pick_with_extra_http(EXTRA_HTTP_FORWARDS).map_err(|error| {
-                StartFailure {
-                    reason: format!("{error:#}"),
-                    command_line: String::new(),
-                    output: Vec::new(),
-                }
-            })?;
-            let command = served_command(machine, kernel, accel, cmdline, &ports);
-            let command_line = command.command_line();
+            let mut prepared = prepare(vm, kernel, cmdline).map_err(StartFailure::bare)?;
+            let command_line = prepared.command_line.clone();
             let failure = |reason: String, output: Vec<String>| StartFailure {
                 reason,
                 command_line: command_line.clone(),
                 output,
             };
-            let mut child = LiveChild::spawn(&mut command.command(), Some(timeout), false)
+            let mut child = LiveChild::spawn(&mut prepared.command, Some(timeout), false)
                 .map_err(|error| failure(format!("{error:#}"), Vec::new()))?;
+            if let Some(namespace) = &prepared.namespace {
+                namespace.adopt(child.id());
+            }
             let waited = child
                 .wait_for_stdout(|line| report::is_line(line, &LISTENING_LINE), listen_within)
                 .map_err(|error| failure(format!("{error:#}"), Vec::new()));
-            let output = || {
+            let output = |child: &LiveChild| {
                 let mut lines = child.stdout().to_vec();
                 lines.extend(child.stderr().iter().map(|line| format!("stderr: {line}")));
+                if let Some(invocation) = &prepared.invocation {
+                    lines.extend(
+                        invocation
+                            .log_lines()
+                            .into_iter()
+                            .map(|line| format!("log: {line}")),
+                    );
+                }
                 lines
             };
             match waited? {
                 Ok(_) => {
                     return Ok(Self {
                         child,
-                        ports,
+                        invocation: prepared.invocation,
+                        namespace: prepared.namespace,
+                        addresses: prepared.addresses,
+                        vmm: vm.vmm.clone(),
                         command_line,
                     });
                 }
@@ -113,17 +231,18 @@ impl ServedBoot {
                 {
                     last_failure = Some(failure(
                         "a forwarded port was taken before QEMU bound it".to_owned(),
-                        output(),
+                        output(&child),
                     ));
                 }
                 Err(LineWait::Exited) => {
-                    let output = output();
-                    let failures = report::failure_lines(&output);
+                    let lines = output(&child);
+                    let failures = report::failure_lines(&lines);
                     let reason = if failures.is_empty() {
-                        format!("QEMU exited before `{LISTENING_LINE}`")
+                        format!("{} exited before `{LISTENING_LINE}`", vm.vmm.kind)
                     } else {
                         format!(
-                            "QEMU exited before `{LISTENING_LINE}`: {}",
+                            "{} exited before `{LISTENING_LINE}`: {}",
+                            vm.vmm.kind,
                             failures.join("; ")
                         )
                     };
@@ -131,15 +250,16 @@ impl ServedBoot {
                     let end = finished
                         .map(|finished| finished.describe_end(timeout))
                         .unwrap_or_default();
-                    return Err(failure(format!("{reason} ({end})"), output));
+                    return Err(failure(format!("{reason} ({end})"), lines));
                 }
                 Err(LineWait::TimedOut) => {
+                    let lines = output(&child);
                     return Err(failure(
                         format!(
                             "no `{LISTENING_LINE}` within {:.0} s",
                             listen_within.as_secs_f64()
                         ),
-                        output(),
+                        lines,
                     ));
                 }
             }
@@ -148,18 +268,18 @@ impl ServedBoot {
     }
 
     pub(crate) fn http_address(&self) -> SocketAddr {
-        self.ports.http_address()
+        self.addresses.http[0]
     }
 
     pub(crate) fn http_addresses(&self) -> Vec<SocketAddr> {
-        self.ports.http_addresses()
+        self.addresses.http.clone()
     }
 
     pub(crate) fn udp_echo_address(&self) -> SocketAddr {
-        self.ports.udp_echo_address()
+        self.addresses.udp_echo
     }
 
-    /// QEMU's process ID.
+    /// The VMM's process ID.
     pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
@@ -170,29 +290,56 @@ impl ServedBoot {
         self.child.stdout()
     }
 
+    /// Runs `work` where the guest is reachable: on this thread under
+    /// slirp, on a thread inside the tap's namespace otherwise.
+    pub(crate) fn reachable<T: Send>(
+        &mut self,
+        work: impl FnOnce(&mut Self) -> T + Send,
+    ) -> Result<T> {
+        match self.namespace.take() {
+            None => Ok(work(self)),
+            Some(namespace) => {
+                let result = namespace.run_inside(|| work(&mut *self));
+                self.namespace = Some(namespace);
+                result
+            }
+        }
+    }
+
     /// `POST /poweroff` (from the host, which the guest sees as 10.0.2.2)
-    /// and waits up to `exit_within` for QEMU to exit; QEMU is killed if it
-    /// does not.
+    /// and waits up to `exit_within` for the VMM to exit; it is killed if it
+    /// does not. Reaches the guest where it is (see [`Self::reachable`]).
     pub(crate) fn power_off(
-        self,
+        mut self,
         request_timeout: Duration,
         exit_within: Duration,
     ) -> Result<PowerOffRun> {
         let start = Instant::now();
-        let response = http_client::request(
-            self.http_address(),
-            "POST",
-            "/poweroff",
-            b"",
-            request_timeout,
-        );
+        let address = self.http_address();
+        let response = self.reachable(|_| {
+            http_client::request(address, "POST", "/poweroff", b"", request_timeout)
+        })?;
         let answered_after = start.elapsed();
         let finished = self.child.finish(Some(exit_within))?;
+        let ending = self.vmm.ending(&finished, exit_within);
+        let log_problems = self
+            .invocation
+            .as_ref()
+            .map(|invocation| invocation.log_problems(self.vmm.kind, &finished))
+            .unwrap_or_default();
+        let log = self
+            .invocation
+            .as_ref()
+            .map(Invocation::log_lines)
+            .unwrap_or_default();
         Ok(PowerOffRun {
             response,
             answered_after,
             exited_after: start.elapsed(),
             finished,
+            ending,
+            log_problems,
+            log,
         })
     }
 }
@@ -206,15 +353,21 @@ pub(crate) struct PowerOffRun {
     /// From sending the request to QEMU's exit being noticed.
     pub(crate) exited_after: Duration,
     pub(crate) finished: Finished,
+    /// How the VMM's end reads (see [`Vmm::ending`]).
+    pub(crate) ending: PowerOff,
+    /// Error lines of the VMM's log (see [`Invocation::log_problems`]).
+    pub(crate) log_problems: Vec<String>,
+    /// The VMM's log file, if it has one apart from its output.
+    pub(crate) log: Vec<String>,
 }
 
 /// Checks that a run ended the way a served boot must after POST /poweroff:
-/// 202, QEMU's success exit within the limit, `mote: poweroff success` last, and
+/// 202, a success `ending` within the limit, `mote: poweroff success` last, and
 /// no failure lines. Returns every problem.
 pub(crate) fn judge_power_off(
     response: &Result<Response, String>,
     finished: &Finished,
-    exit_within: Duration,
+    ending: &PowerOff,
 ) -> Vec<String> {
     let mut problems = Vec::new();
     match response {
@@ -225,9 +378,8 @@ pub(crate) fn judge_power_off(
         )),
         Err(reason) => problems.push(reason.clone()),
     }
-    let power_off = PowerOff::from_exit(finished, exit_within);
-    if !power_off.is_success() {
-        problems.push(format!("after POST /poweroff: {power_off}"));
+    if !ending.is_success() {
+        problems.push(format!("after POST /poweroff: {ending}"));
     }
     let report = BootReport::parse(&finished.stdout);
     problems.extend(report.malformed_lines());

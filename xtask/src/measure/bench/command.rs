@@ -17,7 +17,7 @@ use crate::env::boot_files;
 use crate::env::{build, workspace};
 use crate::vm::accel::{self, Accel, AccelChoice};
 use crate::vm::network::HostPorts;
-use crate::vm::qemu;
+use crate::vm::vmm::{self, VmmKind, VmmPaths, qemu};
 
 /// `cargo xtask bench`'s command line.
 #[derive(Debug, clap::Args)]
@@ -33,6 +33,8 @@ pub(crate) struct BenchArgs {
     timeout: u64,
     #[command(flatten)]
     matrix: MatrixArgs,
+    #[command(flatten)]
+    vmm_paths: VmmPaths,
     /// Named configurations from a file instead of the matrix flags (format below).
     #[arg(long, value_name = "FILE")]
     configs: Option<PathBuf>,
@@ -172,6 +174,23 @@ fn measure(options: &BenchArgs) -> Result<bool> {
     let files = boot_files::prepare(options.mote_kernel.as_deref())?;
     let null = build::null_guest()?;
     let configurations = configurations(options, &files.kernel)?;
+    let mut kinds: Vec<VmmKind> = configurations
+        .iter()
+        .map(|configuration| configuration.vmm)
+        .collect();
+    kinds.sort_unstable();
+    kinds.dedup();
+    if options.configs.is_none() {
+        for kind in &options.matrix.vmm {
+            if !kinds.contains(kind) {
+                bail!("{kind} runs only under KVM: pass --accel kvm (or auto where KVM works)");
+            }
+        }
+    }
+    let vmms = kinds
+        .iter()
+        .map(|&kind| vmm::locate_single(kind, &options.vmm_paths))
+        .collect::<Result<Vec<_>>>()?;
     for configuration in &configurations {
         if let Guest::External { kernel, initrd } = &configuration.guest {
             for path in std::iter::once(kernel).chain(initrd) {
@@ -187,6 +206,7 @@ fn measure(options: &BenchArgs) -> Result<bool> {
         mote: files.kernel,
         null,
         disk: files.disk,
+        vmms,
     };
     let commands: Vec<_> = configurations
         .iter()
@@ -196,9 +216,9 @@ fn measure(options: &BenchArgs) -> Result<bool> {
             } else {
                 Vec::new()
             };
-            runner::qemu_command(configuration, &images, &forwards)
+            runner::command_line(configuration, &images, &forwards)
         })
-        .collect();
+        .collect::<Result<_>>()?;
     println!(
         "bench: {} configurations x ({} runs + {} warm-ups), interleaved; each boot killed after {} s",
         configurations.len(),
@@ -207,7 +227,7 @@ fn measure(options: &BenchArgs) -> Result<bool> {
         options.timeout().as_secs_f64()
     );
     for (configuration, command) in configurations.iter().zip(&commands) {
-        println!("  {}: {}", configuration.name, command.command_line());
+        println!("  {}: {command}", configuration.name);
     }
     if configurations
         .iter()
@@ -244,7 +264,7 @@ fn measure(options: &BenchArgs) -> Result<bool> {
             .zip(&commands)
             .map(|(configuration, command)| ConfigurationRecord {
                 configuration,
-                qemu_command: command.command_line(),
+                qemu_command: command.clone(),
             })
             .collect(),
         samples,

@@ -10,7 +10,8 @@ use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
 use crate::vm::accel::Accel;
-use crate::vm::qemu::KVM_CPU;
+use crate::vm::vmm::VmmKind;
+use crate::vm::vmm::qemu::KVM_CPU;
 
 /// The guest memory every configuration gets unless told otherwise
 /// (what `cargo xtask run` uses).
@@ -126,6 +127,9 @@ pub(crate) enum VirtioMode {
 pub(crate) struct Configuration {
     pub(crate) name: String,
     pub(crate) guest: Guest,
+    /// The VMM it boots on (runs from before VMMs were a dimension: QEMU).
+    #[serde(default = "qemu")]
+    pub(crate) vmm: VmmKind,
     pub(crate) accel: Accel,
     /// KVM: `-cpu host,+invtsc,…` vs `host,…`; TCG: `-cpu max` vs `max,-invtsc`.
     pub(crate) invtsc: bool,
@@ -143,11 +147,16 @@ pub(crate) struct Configuration {
     pub(crate) qemu_args: Vec<String>,
 }
 
+fn qemu() -> VmmKind {
+    VmmKind::Qemu
+}
+
 impl Configuration {
     fn new(name: &str, guest: Guest, accel: Accel) -> Self {
         Self {
             name: name.to_owned(),
             guest,
+            vmm: VmmKind::Qemu,
             accel,
             invtsc: true,
             acpi: false,
@@ -175,6 +184,7 @@ impl Configuration {
     /// two configurations with the same shape differ only in what they boot.
     fn qemu_shape(&self) -> impl PartialEq + '_ {
         (
+            self.vmm,
             self.accel,
             self.invtsc,
             self.acpi,
@@ -189,6 +199,17 @@ impl Configuration {
 
     /// One line for table headers: `kvm, invtsc, no ACPI, legacy virtio, blk, net, 256M`.
     pub(crate) fn describe(&self) -> String {
+        if self.vmm != VmmKind::Qemu {
+            let mut parts = vec![self.vmm.to_string(), self.accel.to_string()];
+            if self.blk {
+                parts.push("blk".to_owned());
+            }
+            parts.push(self.memory.clone());
+            if !self.kernel_args.is_empty() {
+                parts.push(format!("append {:?}", self.kernel_args));
+            }
+            return parts.join(", ");
+        }
         let mut parts = vec![
             self.accel.to_string(),
             format!("-cpu {}", self.cpu_model()),
@@ -226,6 +247,11 @@ impl Configuration {
 /// The flag matrix: every combination is one mote configuration.
 #[derive(Debug, Clone, clap::Args)]
 pub(crate) struct MatrixArgs {
+    /// VMMs, each with its own null-guest floor. Firecracker and Cloud
+    /// Hypervisor run under KVM only, with a disk but no NIC, and ignore
+    /// the QEMU-only dimensions (invtsc, acpi, virtio).
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "qemu")]
+    pub(crate) vmm: Vec<VmmKind>,
     /// Accelerators (auto: KVM if a probe boot works, and TCG).
     #[arg(long, value_enum, value_delimiter = ',', default_value = "auto")]
     pub(crate) accel: Vec<AccelRequest>,
@@ -288,45 +314,71 @@ pub(crate) fn expand_matrix(matrix: &MatrixArgs, accels: &[Accel]) -> Vec<Config
         .chain(&matrix.qemu_args)
         .cloned()
         .collect();
-    let mut configurations = Vec::new();
-    for &accel in &unique(accels) {
-        for &invtsc in &unique(&matrix.invtsc) {
-            for &acpi in &unique(&matrix.acpi) {
-                for &virtio in &unique(&matrix.virtio) {
-                    for &blk in &unique(&matrix.blk) {
-                        for &net in &unique(&matrix.net) {
-                            for memory in &unique(&matrix.memory) {
-                                let mut name = format!("mote-{accel}");
-                                let mut configuration = Configuration::new("", Guest::Mote, accel);
-                                configuration.invtsc = invtsc.is_on();
-                                configuration.acpi = acpi.is_on();
-                                configuration.modern_virtio = virtio == VirtioMode::Modern;
-                                configuration.blk = blk.is_on();
-                                configuration.net = net.is_on();
-                                configuration.served = matrix.served;
-                                configuration.memory = memory.clone();
-                                configuration.kernel_args = kernel_args.clone();
-                                configuration.qemu_args = qemu_args.clone();
-                                for (part, wanted) in [
-                                    ("-noinvtsc", !configuration.invtsc),
-                                    ("-acpi", configuration.acpi),
-                                    ("-modern", configuration.modern_virtio),
-                                    ("-blk", configuration.blk),
-                                    ("-net", configuration.net),
-                                ] {
-                                    if wanted {
-                                        name.push_str(part);
+    let mut configurations: Vec<Configuration> = Vec::new();
+    for &vmm in &unique(&matrix.vmm) {
+        let qemu_only = |values: &[Switch], other: Switch| -> Vec<Switch> {
+            if vmm == VmmKind::Qemu {
+                unique(values)
+            } else {
+                vec![other]
+            }
+        };
+        let invtsc_values = qemu_only(&matrix.invtsc, Switch::On);
+        let acpi_values = qemu_only(&matrix.acpi, Switch::Off);
+        let net_values = qemu_only(&matrix.net, Switch::Off);
+        let virtio_values = if vmm == VmmKind::Qemu {
+            unique(&matrix.virtio)
+        } else {
+            vec![VirtioMode::Legacy]
+        };
+        for &accel in &unique(accels) {
+            if vmm.needs_kvm() && accel != Accel::Kvm {
+                continue;
+            }
+            for &invtsc in &invtsc_values {
+                for &acpi in &acpi_values {
+                    for &virtio in &virtio_values {
+                        for &blk in &unique(&matrix.blk) {
+                            for &net in &net_values {
+                                for memory in &unique(&matrix.memory) {
+                                    let mut name = if vmm == VmmKind::Qemu {
+                                        format!("mote-{accel}")
+                                    } else {
+                                        format!("mote-{vmm}-{accel}")
+                                    };
+                                    let mut configuration =
+                                        Configuration::new("", Guest::Mote, accel);
+                                    configuration.vmm = vmm;
+                                    configuration.invtsc = invtsc.is_on();
+                                    configuration.acpi = acpi.is_on();
+                                    configuration.modern_virtio = virtio == VirtioMode::Modern;
+                                    configuration.blk = blk.is_on();
+                                    configuration.net = net.is_on();
+                                    configuration.served = matrix.served && vmm == VmmKind::Qemu;
+                                    configuration.memory = memory.clone();
+                                    configuration.kernel_args = kernel_args.clone();
+                                    configuration.qemu_args = qemu_args.clone();
+                                    for (part, wanted) in [
+                                        ("-noinvtsc", !configuration.invtsc),
+                                        ("-acpi", configuration.acpi),
+                                        ("-modern", configuration.modern_virtio),
+                                        ("-blk", configuration.blk),
+                                        ("-net", configuration.net),
+                                    ] {
+                                        if wanted {
+                                            name.push_str(part);
+                                        }
                                     }
+                                    if memory != DEFAULT_MEMORY {
+                                        name.push('-');
+                                        name.push_str(&memory.to_ascii_lowercase());
+                                    }
+                                    if configuration.served {
+                                        name.push_str("-served");
+                                    }
+                                    configuration.name = name;
+                                    configurations.push(configuration);
                                 }
-                                if memory != DEFAULT_MEMORY {
-                                    name.push('-');
-                                    name.push_str(&memory.to_ascii_lowercase());
-                                }
-                                if configuration.served {
-                                    name.push_str("-served");
-                                }
-                                configuration.name = name;
-                                configurations.push(configuration);
                             }
                         }
                     }
@@ -579,6 +631,41 @@ mod tests {
             .iter()
             .map(|configuration| configuration.name.as_str())
             .collect()
+    }
+
+    #[test]
+    fn every_vmm_gets_its_own_floor_and_only_kvm_outside_qemu() {
+        let (mut matrix, accels) = matrix();
+        matrix.vmm = vec![
+            VmmKind::Qemu,
+            VmmKind::Firecracker,
+            VmmKind::CloudHypervisor,
+        ];
+        matrix.acpi = vec![Switch::On, Switch::Off];
+        let configurations = add_twins(expand_matrix(&matrix, &accels), None).unwrap();
+        let others: Vec<&str> = names(&configurations)
+            .into_iter()
+            .filter(|name| name.contains("firecracker") || name.contains("cloud-hypervisor"))
+            .collect();
+        // No TCG, no NIC, one ACPI setting outside QEMU; a null twin each.
+        assert_eq!(
+            others,
+            [
+                "mote-firecracker-kvm-blk",
+                "mote-cloud-hypervisor-kvm-blk",
+                "null-firecracker-kvm-blk",
+                "null-cloud-hypervisor-kvm-blk"
+            ]
+        );
+        let firecracker = &configurations
+            .iter()
+            .find(|c| c.name == "mote-firecracker-kvm-blk")
+            .unwrap();
+        assert_eq!(
+            baseline_of(firecracker, &configurations).map(|c| c.name.as_str()),
+            Some("null-firecracker-kvm-blk")
+        );
+        assert_eq!(firecracker.describe(), "firecracker, kvm, blk, 256M");
     }
 
     #[test]

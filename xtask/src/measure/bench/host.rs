@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::vm::process;
-use crate::vm::qemu::QEMU_BINARY;
+use crate::vm::vmm::qemu::QEMU_BINARY;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct HostMachine {

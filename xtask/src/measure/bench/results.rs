@@ -37,7 +37,8 @@ pub(crate) struct BenchRun {
 pub(crate) struct ConfigurationRecord {
     #[serde(flatten)]
     pub(crate) configuration: Configuration,
-    /// The exact QEMU command line (paths relative to the workspace root).
+    /// The exact VMM command line (QEMU's paths relative to the workspace
+    /// root; the name is kept from when QEMU was the only VMM).
     pub(crate) qemu_command: String,
 }
 
@@ -64,6 +65,10 @@ pub(crate) struct Sample {
     pub(crate) start_to_exit_us: f64,
     /// Guest side: the `mote: ready <us> us after entry` line.
     pub(crate) entry_to_ready_us: Option<f64>,
+    /// VMM side: Firecracker's boot timer (`Guest-boot-time = <us> us`,
+    /// from its own start to the guest's write at `ready`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) vmm_boot_time_us: Option<f64>,
     pub(crate) tsc_hz: Option<u64>,
     /// tslog spans inside entry → ready, in trace order.
     pub(crate) phases: Vec<PhaseTime>,
@@ -92,6 +97,7 @@ pub(crate) enum Figure {
     FirstOk,
     Exit,
     EntryToReady,
+    VmmBootTime,
     Phase(String),
 }
 
@@ -102,8 +108,9 @@ impl Figure {
             Figure::ReadyLine => "host: start -> ready line".to_owned(),
             Figure::ListeningLine => "host: start -> listening line".to_owned(),
             Figure::FirstOk => "host: start -> first GET /health 200".to_owned(),
-            Figure::Exit => "host: start -> QEMU exit".to_owned(),
+            Figure::Exit => "host: start -> VMM exit".to_owned(),
             Figure::EntryToReady => "guest: entry -> ready".to_owned(),
+            Figure::VmmBootTime => "vmm: Firecracker Guest-boot-time".to_owned(),
             Figure::Phase(path) => {
                 let depth = path.matches(';').count();
                 let name = path.rsplit(';').next().unwrap_or(path);
@@ -119,7 +126,8 @@ impl Figure {
             | Figure::ReadyLine
             | Figure::ListeningLine
             | Figure::FirstOk
-            | Figure::Exit => Unit::Milliseconds,
+            | Figure::Exit
+            | Figure::VmmBootTime => Unit::Milliseconds,
             Figure::EntryToReady | Figure::Phase(_) => Unit::Microseconds,
         }
     }
@@ -133,6 +141,7 @@ impl Figure {
             Figure::FirstOk => sample.start_to_first_ok_us,
             Figure::Exit => Some(sample.start_to_exit_us),
             Figure::EntryToReady => sample.entry_to_ready_us,
+            Figure::VmmBootTime => sample.vmm_boot_time_us,
             Figure::Phase(path) => sample
                 .phases
                 .iter()
@@ -205,6 +214,7 @@ impl BenchRun {
             Figure::FirstOk,
             Figure::Exit,
             Figure::EntryToReady,
+            Figure::VmmBootTime,
         ];
         for sample in &counted {
             for phase in &sample.phases {

@@ -6,7 +6,7 @@ use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use anyhow::Result;
+use anyhow::{Result, bail};
 use mote_boot::protocol::exit::Status;
 use mote_boot::protocol::report::Fact;
 
@@ -18,25 +18,33 @@ use crate::guest_output::tslog::{self, Trace};
 use crate::vm::cmdline::{self, STATIC_IP_PARAMETER};
 use crate::vm::network::{HostForward, HostPorts, LISTENING_LINE};
 use crate::vm::power_off::PowerOff;
-use crate::vm::process::Finished;
-use crate::vm::qemu::{self, Disk, Machine, QemuCommand};
+use crate::vm::process::{self, Finished, Output};
+use crate::vm::vmm::qemu::{self, Disk, Machine, QemuCommand};
+use crate::vm::vmm::{Invocation, VmSpec, Vmm, VmmKind, firecracker};
 
-/// What the configurations boot.
+/// What the configurations boot, and the VMMs they boot on.
 pub(crate) struct Images {
     pub(crate) mote: PathBuf,
     pub(crate) null: PathBuf,
     pub(crate) disk: PathBuf,
+    /// One binary per VMM kind the configurations use.
+    pub(crate) vmms: Vec<Vmm>,
 }
 
-/// The QEMU invocation for one configuration; a served one's NIC forwards
-/// `forwards` (fresh ports each boot).
-pub(crate) fn qemu_command(
-    configuration: &Configuration,
-    images: &Images,
-    forwards: &[HostForward],
-) -> QemuCommand {
+impl Images {
+    /// The VMM `configuration` boots on; `None` for QEMU means the system one.
+    fn vmm(&self, kind: VmmKind) -> Option<&Vmm> {
+        self.vmms.iter().find(|vmm| vmm.kind == kind)
+    }
+}
+
+/// The kernel and command line `configuration` boots.
+fn guest_of<'images>(
+    configuration: &'images Configuration,
+    images: &'images Images,
+) -> (&'images Path, String) {
     let join = |base: &str, extra: &str| cmdline::with_append(base, Some(extra));
-    let (kernel, cmdline): (&Path, String) = match &configuration.guest {
+    match &configuration.guest {
         Guest::Mote if configuration.served => (
             &images.mote,
             join(
@@ -55,12 +63,72 @@ pub(crate) fn qemu_command(
         Guest::External { kernel, .. } => {
             (kernel, join("console=ttyS0", &configuration.kernel_args))
         }
+    }
+}
+
+/// QEMU's `-m` syntax (`256M`, `1G`, a bare number of MiB) in MiB, for the other VMMs.
+fn memory_mib(size: &str) -> Result<u64> {
+    let (digits, factor) = match size.char_indices().last() {
+        Some((index, 'M' | 'm')) => (&size[..index], 1),
+        Some((index, 'G' | 'g')) => (&size[..index], 1024),
+        _ => (size, 1),
     };
+    digits
+        .parse::<u64>()
+        .map(|count| count * factor)
+        .map_err(|_| anyhow::anyhow!("memory size {size:?} is not <N>M or <N>G"))
+}
+
+/// The invocation of a Firecracker or Cloud Hypervisor configuration (a
+/// fresh one per boot: its scratch files go with it).
+fn other_invocation(configuration: &Configuration, images: &Images) -> Result<Invocation> {
+    let Some(vmm) = images.vmm(configuration.vmm) else {
+        bail!(
+            "{}: no {} binary was located",
+            configuration.name,
+            configuration.vmm
+        );
+    };
+    let (kernel, cmdline) = guest_of(configuration, images);
+    let mut spec = VmSpec::new(kernel, &cmdline);
+    spec.memory_mib = memory_mib(&configuration.memory)?;
+    if configuration.blk {
+        spec.disks.push(Disk::writable(&images.disk));
+    }
+    vmm.invocation(&spec)
+}
+
+/// The command line of one configuration's boot, as printed and recorded.
+pub(crate) fn command_line(
+    configuration: &Configuration,
+    images: &Images,
+    forwards: &[HostForward],
+) -> Result<String> {
+    if configuration.vmm == VmmKind::Qemu {
+        Ok(qemu_command(configuration, images, forwards).command_line())
+    } else {
+        Ok(other_invocation(configuration, images)?
+            .command_line
+            .clone())
+    }
+}
+
+/// The QEMU invocation for one configuration; a served one's NIC forwards
+/// `forwards` (fresh ports each boot).
+pub(crate) fn qemu_command(
+    configuration: &Configuration,
+    images: &Images,
+    forwards: &[HostForward],
+) -> QemuCommand {
+    let (kernel, cmdline) = guest_of(configuration, images);
     let mut command = QemuCommand::new(Machine::MicrovmNoAcpi, configuration.accel, kernel)
         .machine_options(qemu::microvm_options(configuration.acpi))
         .cpu(configuration.cpu_model())
         .memory(&configuration.memory)
         .append(&cmdline);
+    if let Some(vmm) = images.vmm(VmmKind::Qemu) {
+        command = command.vmm(vmm);
+    }
     if configuration.modern_virtio {
         command = command.args(["-global", "virtio-mmio.force-legacy=false"]);
     }
@@ -106,6 +174,7 @@ pub(crate) fn run_rounds(
             let configuration = &configurations[index];
             let sample = boot(configuration, images, timeout)?.sample(
                 configuration,
+                images,
                 round,
                 round < warmups,
                 timeout,
@@ -122,11 +191,26 @@ pub(crate) fn run_rounds(
 /// host saw over HTTP.
 enum Boot {
     Plain(Finished),
+    /// Firecracker or Cloud Hypervisor: the output and the VMM's own log.
+    Other {
+        finished: Finished,
+        log: Vec<String>,
+    },
     Served(ServedRun),
 }
 
 /// Boots `configuration` once; a served one gets fresh forwarded ports.
 fn boot(configuration: &Configuration, images: &Images, timeout: Duration) -> Result<Boot> {
+    if configuration.vmm != VmmKind::Qemu {
+        let mut invocation = other_invocation(configuration, images)?;
+        let finished = process::run(
+            &mut invocation.command,
+            timeout,
+            Output::Capture { echo: false },
+        )?;
+        let log = invocation.log_lines();
+        return Ok(Boot::Other { finished, log });
+    }
     if !configuration.served {
         let command = qemu_command(configuration, images, &[]);
         return Ok(Boot::Plain(command.run(timeout, false)?));
@@ -143,17 +227,26 @@ impl Boot {
     fn sample(
         &self,
         configuration: &Configuration,
+        images: &Images,
         round: usize,
         warmup: bool,
         timeout: Duration,
     ) -> Sample {
+        let finished = match self {
+            Boot::Plain(finished) | Boot::Other { finished, .. } => finished,
+            Boot::Served(served) => &served.finished,
+        };
+        let ending = match images.vmm(configuration.vmm) {
+            Some(vmm) => vmm.ending(finished, timeout),
+            None => PowerOff::from_exit(finished, timeout),
+        };
+        let mut sample = sample_from_boot(configuration, round, warmup, finished, &ending, timeout);
         match self {
-            Boot::Plain(finished) => {
-                sample_from_boot(configuration, round, warmup, finished, timeout)
+            Boot::Plain(_) => {}
+            Boot::Other { log, .. } => {
+                sample.vmm_boot_time_us = firecracker::guest_boot_time_us(log).map(|us| us as f64);
             }
             Boot::Served(served) => {
-                let finished = &served.finished;
-                let mut sample = sample_from_boot(configuration, round, warmup, finished, timeout);
                 sample.start_to_listening_line_us = finished
                     .stdout
                     .iter()
@@ -167,9 +260,9 @@ impl Boot {
                 if sample.failure.is_none() && !served.problems.is_empty() {
                     sample.failure = Some(served.problems.join("; "));
                 }
-                sample
             }
         }
+        sample
     }
 }
 
@@ -182,14 +275,15 @@ fn micros(duration: Duration) -> f64 {
     duration.as_secs_f64() * 1e6
 }
 
-/// Reads one boot: host timings from the arrival stamps, guest ones from
-/// the report and (unless served) the tslog dump; says why the boot does
-/// not count, if so.
+/// Reads one boot that ended as `ending`: host timings from the arrival
+/// stamps, guest ones from the report and (unless served) the tslog dump;
+/// says why the boot does not count, if so.
 fn sample_from_boot(
     configuration: &Configuration,
     round: usize,
     warmup: bool,
     finished: &Finished,
+    ending: &PowerOff,
     timeout: Duration,
 ) -> Sample {
     let stdout = &finished.stdout;
@@ -210,6 +304,7 @@ fn sample_from_boot(
         start_to_first_ok_us: None,
         start_to_exit_us: micros(finished.exit_time()),
         entry_to_ready_us: None,
+        vmm_boot_time_us: None,
         tsc_hz: None,
         phases: Vec::new(),
     };
@@ -222,13 +317,24 @@ fn sample_from_boot(
     }
     match configuration.guest {
         Guest::External { .. } => {}
-        Guest::Null => {
+        // Only QEMU carries the null guest's status; elsewhere it must end
+        // the VM by itself, and the VMM exit 0.
+        Guest::Null if configuration.vmm == VmmKind::Qemu => {
             if finished.exit_code != Some(Status::Success.qemu_exit_code()) {
-                sample.failure = Some(PowerOff::from_exit(finished, timeout).to_string());
+                sample.failure = Some(ending.to_string());
+            }
+        }
+        Guest::Null => {
+            if finished.exit_code != Some(0) {
+                sample.failure = Some(format!(
+                    "{} {}",
+                    configuration.vmm,
+                    finished.describe_end(timeout)
+                ));
             }
         }
         Guest::Mote => {
-            let power_off = PowerOff::from_exit(finished, timeout);
+            let power_off = ending;
             let report = BootReport::parse(stdout);
             sample.entry_to_ready_us = report.ready_microseconds().map(|us| us as f64);
             // A served boot has no tslog dump: its serial bytes would delay the services.
@@ -421,7 +527,14 @@ mod tests {
             ..Finished::default()
         };
         let timeout = Duration::from_secs(5);
-        let sample = sample_from_boot(&configuration(Guest::Mote), 3, false, &finished, timeout);
+        let sample = sample_from_boot(
+            &configuration(Guest::Mote),
+            3,
+            false,
+            &finished,
+            &PowerOff::from_exit(&finished, timeout),
+            timeout,
+        );
         assert_eq!(sample.failure, None, "{sample:?}");
         assert_eq!(sample.start_to_first_byte_us, Some(40_000.0));
         assert_eq!(
@@ -435,7 +548,14 @@ mod tests {
 
         let mut failed = finished.clone();
         failed.exit_code = Some(Status::Failure.qemu_exit_code());
-        let sample = sample_from_boot(&configuration(Guest::Mote), 0, false, &failed, timeout);
+        let sample = sample_from_boot(
+            &configuration(Guest::Mote),
+            0,
+            false,
+            &failed,
+            &PowerOff::from_exit(&failed, timeout),
+            timeout,
+        );
         assert!(sample.failure.unwrap().contains("failure"));
 
         let null = Finished {
@@ -443,7 +563,14 @@ mod tests {
             elapsed: Duration::from_millis(45),
             ..Finished::default()
         };
-        let sample = sample_from_boot(&configuration(Guest::Null), 0, true, &null, timeout);
+        let sample = sample_from_boot(
+            &configuration(Guest::Null),
+            0,
+            true,
+            &null,
+            &PowerOff::from_exit(&null, timeout),
+            timeout,
+        );
         assert_eq!(sample.failure, None);
         assert_eq!(sample.start_to_first_byte_us, None);
         assert_eq!(sample.start_to_exit_us, 45_000.0);
@@ -452,6 +579,7 @@ mod tests {
     #[test]
     fn builds_the_qemu_command_of_a_configuration() {
         let images = Images {
+            vmms: Vec::new(),
             mote: "target/kernel".into(),
             null: "target/null-guest".into(),
             disk: "target/disk.img".into(),

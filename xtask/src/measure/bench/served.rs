@@ -12,9 +12,10 @@ use anyhow::Result;
 use crate::guest_output::report;
 use crate::vm::http_client::{self, parse_response};
 use crate::vm::network::HostPorts;
+use crate::vm::power_off::PowerOff;
 use crate::vm::process::{Finished, LiveChild};
-use crate::vm::qemu::QemuCommand;
 use crate::vm::served;
+use crate::vm::vmm::qemu::QemuCommand;
 
 /// A new connection is tried this often until one is answered.
 const POLL_INTERVAL: Duration = Duration::from_millis(1);
@@ -60,7 +61,11 @@ pub(super) fn boot(
     );
     let finished = child.finish(Some(POWER_OFF_WITHIN))?;
     let problems = if first_ok.is_ok() {
-        served::judge_power_off(&power_off, &finished, POWER_OFF_WITHIN)
+        served::judge_power_off(
+            &power_off,
+            &finished,
+            &PowerOff::from_exit(&finished, POWER_OFF_WITHIN),
+        )
     } else {
         Vec::new()
     };

@@ -247,7 +247,7 @@ fn floor_section(run: &BenchRun) -> String {
     write_floor_table(
         &mut out,
         width,
-        "cost above QEMU's floor (medians, ms; floor = null guest, same QEMU settings, same run)",
+        "cost above the VMM's floor (medians, ms; floor = null guest, same VMM and settings, same run)",
         &[
             ("first byte", 10),
             ("ready", 10),
@@ -279,7 +279,7 @@ fn floor_section(run: &BenchRun) -> String {
         write_floor_table(
             &mut out,
             width,
-            "served boots: first GET /health 200 over QEMU's floor (medians, ms)",
+            "served boots: first GET /health 200 over the VMM's floor (medians, ms)",
             &[
                 ("listening", 10),
                 ("first 200", 10),
@@ -482,6 +482,7 @@ mod tests {
             start_to_listening_line_us: None,
             start_to_first_ok_us: None,
             start_to_exit_us: 0.0,
+            vmm_boot_time_us: None,
             entry_to_ready_us: None,
             tsc_hz: None,
             phases: Vec::new(),
@@ -513,6 +514,7 @@ mod tests {
                 start_to_listening_line_us: None,
                 start_to_first_ok_us: None,
                 start_to_exit_us: 150_000.0 + 3000.0 * noise,
+                vmm_boot_time_us: None,
                 entry_to_ready_us: Some(entry.round()),
                 tsc_hz: Some(2_300_000_000),
                 phases: vec![
@@ -615,7 +617,7 @@ mod tests {
         );
         assert!(row("host: start -> first GET /health 200").contains(" 42.00 "));
         assert!(
-            report.contains("== served boots: first GET /health 200 over QEMU's floor"),
+            report.contains("== served boots: first GET /health 200 over the VMM's floor"),
             "{report}"
         );
         let served = report

@@ -14,7 +14,6 @@ use crate::env::workspace;
 use crate::guest_output::tslog::{self, Trace};
 use crate::vm::args::BootArgs;
 use crate::vm::cmdline;
-use crate::vm::power_off::PowerOff;
 use crate::vm::run;
 
 /// `cargo xtask trace`'s command line.
@@ -100,9 +99,8 @@ fn boot_with_dump(boot: &BootArgs) -> Result<(String, String)> {
     let setup = run::Setup::prepare(boot)?;
     let cmdline = cmdline::with_append(&cmdline::traced_cmdline(), boot.append.as_deref());
     let accel = setup.accel;
-    let qemu = setup.command(&cmdline, &[], &boot.qemu_args);
-    println!("{}", qemu.command_line());
-    let finished = qemu.run(boot.timeout(), false)?;
+    let booted = setup.boot(&cmdline, &[], &boot.qemu_args, boot.timeout(), false)?;
+    let finished = booted.finished;
     // The report without the dump's frame lines (the table below shows the dump).
     for line in finished.stdout.iter().filter(|line| {
         report::body(line).is_some()
@@ -113,12 +111,15 @@ fn boot_with_dump(boot: &BootArgs) -> Result<(String, String)> {
     }) {
         println!("{line}");
     }
-    let power_off = PowerOff::from_exit(&finished, boot.timeout());
+    let power_off = booted.ending;
     if !power_off.is_success() {
         for line in finished.tail(30) {
             eprintln!("  | {line}");
         }
         bail!("the traced boot failed: {power_off}");
     }
-    Ok((finished.stdout.join("\n"), format!("{accel} boot")))
+    Ok((
+        finished.stdout.join("\n"),
+        format!("{} {accel} boot", setup.vmm.label()),
+    ))
 }

@@ -8,12 +8,22 @@ use std::time::Duration;
 use anyhow::Result;
 use mote_boot::protocol::exit::DEBUG_EXIT_DEVICE;
 
-use super::accel::Accel;
-use super::network::{HostForward, Transport};
-use super::process::{self, Finished, Output};
+use super::Vmm;
 use crate::env::workspace;
+use crate::vm::accel::Accel;
+use crate::vm::network::{HostForward, Transport};
+use crate::vm::process::{self, Finished, Output};
 
 pub(crate) const QEMU_BINARY: &str = "qemu-system-x86_64";
+
+/// Where Debian's QEMU finds its firmware when no `-L` is given.
+pub(crate) const SYSTEM_FIRMWARE_DIR: &str = "/usr/share/qemu";
+
+/// The microvm property that skips option ROMs (hw/i386/microvm.c). qboot
+/// loads `-kernel` itself, but SeaBIOS, microvm's ACPI-on firmware in QEMU
+/// builds that ship it, loads it through the linuxboot option ROM and hangs
+/// without it.
+const NO_OPTION_ROMS: &str = "x-option-roms=off";
 
 /// microvm trimmed as in the NetBSD MICROVM example: no option ROMs, no ACPI,
 /// no legacy PIC, an RTC even under KVM.
@@ -93,6 +103,8 @@ pub(crate) struct QemuCommand {
     machine_options: Option<String>,
     /// Replaces the accelerator's default `-cpu` model.
     cpu: Option<String>,
+    /// The QEMU binary; `None`: `qemu-system-x86_64` on PATH.
+    vmm: Option<Vmm>,
 }
 
 impl QemuCommand {
@@ -109,6 +121,32 @@ impl QemuCommand {
             extra: Vec::new(),
             machine_options: None,
             cpu: None,
+            vmm: None,
+        }
+    }
+
+    /// Runs this QEMU binary (its environment and `-L` directories too).
+    pub(crate) fn vmm(mut self, vmm: &Vmm) -> Self {
+        self.vmm = Some(vmm.clone());
+        self
+    }
+
+    /// The `-M` value, without `x-option-roms=off` when ACPI is on and the
+    /// firmware is SeaBIOS (see [`NO_OPTION_ROMS`]).
+    fn machine_value(&self) -> String {
+        let machine = match self.machine {
+            Machine::MicrovmNoAcpi => self.machine_options.as_deref().unwrap_or(MICROVM_NO_ACPI),
+            Machine::MicrovmDefaults => "microvm",
+        };
+        let seabios = self.vmm.as_ref().is_some_and(|vmm| vmm.seabios_microvm);
+        if seabios && !machine.split(',').any(|option| option == "acpi=off") {
+            machine
+                .split(',')
+                .filter(|option| *option != NO_OPTION_ROMS)
+                .collect::<Vec<_>>()
+                .join(",")
+        } else {
+            machine.to_owned()
         }
     }
 
@@ -201,16 +239,25 @@ impl QemuCommand {
         ])
     }
 
+    /// A virtio-net device on the tap device `tap` (in the namespace QEMU
+    /// runs in; `docs/system/net.rst`, `-netdev tap`), without QEMU's
+    /// up/down scripts: xtask configures the tap itself.
+    pub(crate) fn virtio_net_tap(self, id: &str, tap: &str) -> Self {
+        self.args([
+            "-netdev".to_owned(),
+            format!("tap,id={id},ifname={tap},script=no,downscript=no"),
+            "-device".to_owned(),
+            format!("virtio-net-device,netdev={id}"),
+        ])
+    }
+
     /// The arguments after the program name.
     pub(crate) fn arguments(&self) -> Vec<String> {
         let mut arguments: Vec<String> = Vec::new();
         let mut push = |items: &[&str]| arguments.extend(items.iter().map(|&item| item.to_owned()));
         let kernel = self.kernel.to_string_lossy();
-        let machine = match self.machine {
-            Machine::MicrovmNoAcpi => self.machine_options.as_deref().unwrap_or(MICROVM_NO_ACPI),
-            Machine::MicrovmDefaults => "microvm",
-        };
-        push(&["-M", machine]);
+        let machine = self.machine_value();
+        push(&["-M", &machine]);
         push(&self.accel_and_cpu());
         if let Some(memory) = &self.memory {
             push(&["-m", memory]);
@@ -254,16 +301,27 @@ impl QemuCommand {
 
     /// A `Command` that runs QEMU in the workspace root (paths are relative to it).
     pub(crate) fn command(&self) -> Command {
-        let mut command = Command::new(QEMU_BINARY);
-        command
-            .current_dir(workspace::root())
-            .args(self.arguments());
+        let mut command = match &self.vmm {
+            Some(vmm) => vmm.command(),
+            None => {
+                let mut command = Command::new(QEMU_BINARY);
+                command.current_dir(workspace::root());
+                command
+            }
+        };
+        command.args(self.arguments());
         command
     }
 
     /// One shell line to paste into a terminal in the workspace root.
     pub(crate) fn command_line(&self) -> String {
-        std::iter::once(QEMU_BINARY.to_owned())
+        let prefix = match &self.vmm {
+            Some(vmm) => vmm.command_prefix(),
+            None => vec![QEMU_BINARY.to_owned()],
+        };
+        prefix
+            .into_iter()
+            .map(|word| shell_quote(&word))
             .chain(
                 self.arguments()
                     .iter()

@@ -1,0 +1,505 @@
+//! Entry points for the fuzz targets in `xtask/fuzz`: each feeds fuzzer
+//! bytes to the parser the kernel itself calls and panics when the result
+//! breaks what that parser promises, so a wrong answer is a crash as well
+//! as a panic is. Host only (the kernel's parsers are crate-private; these
+//! functions are the one door to them). docs/fuzzing.md lists the targets
+//! and their invariants.
+#![deny(unsafe_code)]
+
+extern crate alloc;
+
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::cell::RefCell;
+use core::net::Ipv4Addr;
+
+use mote_boot::protocol::exit;
+use mote_boot::start_info::{OutOfReach, PhysicalMemory};
+
+use crate::acpi::{self, Acpi, DsdtFacts, aml};
+use crate::cmdline::Options;
+use crate::net::http::{self, Method, Pages, Parse};
+use crate::net::ip_config::{self, IpConfig};
+use crate::virtio::acpi::{VIRTIO_MMIO_HID, virtio_mmio_devices_from_dsdt};
+use crate::virtio::cmdline::virtio_mmio_devices_from_cmdline;
+use crate::virtio::{Discovery, MmioDevice};
+
+/// An ACPI table header's size (ACPI 6.5 §5.2.6).
+const SDT_HEADER_SIZE: usize = 36;
+
+/// Most chunks a [`PhysicalImage`] keeps (more only slow each execution).
+const MAX_CHUNKS: usize = 64;
+
+/// A fuzzer-chosen physical memory: an entry address, then chunks placed at
+/// chosen addresses. Encoded as `u64 entry`, then per chunk `u64 paddr,
+/// u16 length, length bytes` (little-endian; the last chunk may be cut
+/// short by the end of the input). A read succeeds only inside one chunk
+/// (the last one that holds the whole range), as the kernel's identity map
+/// refuses what it does not map.
+pub struct PhysicalImage<'a> {
+    /// The start_info or RSDP address the parser starts from.
+    pub entry: u64,
+    chunks: Vec<(u64, &'a [u8])>,
+    /// Every successful read, in order: `(paddr, length)`.
+    reads: RefCell<Vec<(u64, usize)>>,
+}
+
+impl<'a> PhysicalImage<'a> {
+    /// The image `data` encodes; `None` when it has no entry address.
+    pub fn decode(data: &'a [u8]) -> Option<Self> {
+        let (entry, mut rest) = data.split_first_chunk::<8>()?;
+        let mut chunks = Vec::new();
+        while chunks.len() < MAX_CHUNKS {
+            let Some((paddr, after)) = rest.split_first_chunk::<8>() else {
+                break;
+            };
+            let Some((length, after)) = after.split_first_chunk::<2>() else {
+                break;
+            };
+            let length = usize::from(u16::from_le_bytes(*length)).min(after.len());
+            let (bytes, after) = after.split_at(length);
+            chunks.push((u64::from_le_bytes(*paddr), bytes));
+            rest = after;
+        }
+        Some(Self {
+            entry: u64::from_le_bytes(*entry),
+            chunks,
+            reads: RefCell::new(Vec::new()),
+        })
+    }
+
+    /// The encoding [`Self::decode`] reads (for seeds and tests). Chunks
+    /// longer than `u16::MAX` bytes are split.
+    pub fn encode(entry: u64, chunks: &[(u64, &[u8])]) -> Vec<u8> {
+        let mut out = entry.to_le_bytes().to_vec();
+        for &(paddr, bytes) in chunks {
+            for (index, piece) in bytes.chunks(usize::from(u16::MAX)).enumerate() {
+                let offset = (index * usize::from(u16::MAX)) as u64;
+                out.extend_from_slice(&(paddr + offset).to_le_bytes());
+                let length = u16::try_from(piece.len()).unwrap_or(u16::MAX);
+                out.extend_from_slice(&length.to_le_bytes());
+                out.extend_from_slice(piece);
+            }
+        }
+        out
+    }
+
+    pub fn chunks(&self) -> &[(u64, &'a [u8])] {
+        &self.chunks
+    }
+
+    /// The bytes at `[paddr, paddr + length)`, as a read would see them.
+    pub fn bytes(&self, paddr: u64, length: usize) -> Option<&'a [u8]> {
+        self.chunks.iter().rev().find_map(|&(base, bytes)| {
+            let offset = usize::try_from(paddr.checked_sub(base)?).ok()?;
+            bytes.get(offset..offset.checked_add(length)?)
+        })
+    }
+
+    /// Every successful read so far, in order.
+    pub fn reads(&self) -> Vec<(u64, usize)> {
+        self.reads.borrow().clone()
+    }
+}
+
+impl PhysicalMemory for PhysicalImage<'_> {
+    fn read(&self, paddr: u64, buf: &mut [u8]) -> Result<(), OutOfReach> {
+        let bytes = self.bytes(paddr, buf.len()).ok_or(OutOfReach)?;
+        buf.copy_from_slice(bytes);
+        self.reads.borrow_mut().push((paddr, buf.len()));
+        Ok(())
+    }
+}
+
+/// Whether `part` lies inside `whole` (is a sub-slice of it, not a copy).
+fn is_slice_of(part: &[u8], whole: &[u8]) -> bool {
+    let (start, end) = (
+        whole.as_ptr() as usize,
+        whole.as_ptr() as usize + whole.len(),
+    );
+    let part_start = part.as_ptr() as usize;
+    part.is_empty() || (start <= part_start && part_start + part.len() <= end)
+}
+
+/// The command line text the kernel parses: `BootInfo::cmdline` stops at
+/// the first byte that is not UTF-8.
+fn cmdline_text(data: &[u8]) -> &str {
+    match core::str::from_utf8(data) {
+        Ok(text) => text,
+        Err(error) => core::str::from_utf8(&data[..error.valid_up_to()]).unwrap_or(""),
+    }
+}
+
+/// `mote.*`, `loglevel=`, `quiet`, `debug`, `ip=` on the command line.
+/// Invariants: every borrowed field is a slice of the command line; each
+/// unrecognised option starts `mote.`; a block-write range has sectors.
+pub fn cmdline_options(data: &[u8]) {
+    let cmdline = cmdline_text(data);
+    let options = Options::parse(cmdline);
+    if let Some(ip) = options.ip {
+        assert!(is_slice_of(ip.as_bytes(), cmdline.as_bytes()), "ip= {ip:?}");
+    }
+    for unrecognised in &options.unrecognised {
+        let option = unrecognised.option;
+        assert!(is_slice_of(option.as_bytes(), cmdline.as_bytes()));
+        assert!(option.starts_with("mote."), "{option:?}");
+    }
+    if let Some((_, sectors)) = options.blk_write {
+        assert!(sectors > 0, "mote.blk.write= with no sectors");
+    }
+    let _ = options.max_log_level();
+}
+
+/// The `virtio_mmio.device=` value of `device` as Linux writes it.
+fn format_device(device: &MmioDevice) -> String {
+    let mut text = format!("{:#x}@{:#x}:{}", device.size, device.base, device.irq);
+    if let Some(id) = device.id {
+        text.push_str(&format!(":{id}"));
+    }
+    text
+}
+
+/// `virtio_mmio.device=<size>@<base>:<irq>[:<id>]` entries. Invariants:
+/// every window is non-empty, does not wrap and has a non-zero base and
+/// IRQ; every refused value is a slice of the command line; formatting a
+/// device and parsing it again gives the same device.
+pub fn virtio_mmio_cmdline(data: &[u8]) {
+    let cmdline = cmdline_text(data);
+    let mut good = Vec::new();
+    let mut bad = Vec::new();
+    virtio_mmio_devices_from_cmdline(cmdline, |device| good.push(device), |entry| bad.push(entry));
+    for device in &good {
+        assert!(
+            device.size > 0 && device.base > 0 && device.irq > 0,
+            "{device:?}"
+        );
+        assert!(device.base.checked_add(device.size).is_some(), "{device:?}");
+        assert_eq!(device.found_by, Discovery::Cmdline);
+        let again = format!("virtio_mmio.device={}", format_device(device));
+        let mut reparsed = Vec::new();
+        virtio_mmio_devices_from_cmdline(&again, |d| reparsed.push(d), |b| panic!("{b:?}"));
+        assert_eq!(reparsed, [*device], "{again}");
+    }
+    for entry in &bad {
+        assert!(is_slice_of(entry.value.as_bytes(), cmdline.as_bytes()));
+    }
+}
+
+/// Linux's `ip=` value. Invariants: a static prefix is at most 32; a
+/// static configuration written back in `ip=` form parses to itself.
+pub fn ip_config(data: &[u8]) {
+    let value = cmdline_text(data);
+    let Ok(Some(IpConfig::Static(config))) = ip_config::parse(value) else {
+        return;
+    };
+    assert!(config.prefix <= 32, "{config:?}");
+    let mask = Ipv4Addr::from_bits(
+        u32::MAX
+            .checked_shl(32 - u32::from(config.prefix))
+            .unwrap_or(0),
+    );
+    let show = |address: Option<Ipv4Addr>| address.map(|a| format!("{a}")).unwrap_or_default();
+    let again = format!(
+        "{}:{}:{}:{mask}",
+        config.client,
+        show(config.server),
+        show(config.gateway)
+    );
+    assert_eq!(
+        ip_config::parse(&again),
+        Ok(Some(IpConfig::Static(config))),
+        "{value:?} -> {again:?}"
+    );
+}
+
+/// What the `aml` walk told a visitor, checked against the input.
+struct CheckedWalk<'a> {
+    aml: &'a [u8],
+    virtio_devices: usize,
+}
+
+impl<'a> aml::Visitor<'a> for CheckedWalk<'a> {
+    fn device(&mut self, path: &str, objects: &aml::DeviceObjects<'a>) {
+        assert!(path.starts_with('\\'), "device path {path:?}");
+        if let Some(crs) = objects.crs {
+            assert!(
+                is_slice_of(crs, self.aml),
+                "_CRS of {path} is not in the table"
+            );
+        }
+        if let Some(aml::Hid::String(hid)) = objects.hid {
+            assert!(
+                is_slice_of(hid, self.aml),
+                "_HID of {path} is not in the table"
+            );
+            if hid == VIRTIO_MMIO_HID {
+                self.virtio_devices += 1;
+            }
+        }
+    }
+
+    fn name(&mut self, path: &str, data: aml::Data<'a>) {
+        assert!(path.starts_with('\\'), "name path {path:?}");
+        if let aml::Data::String(bytes) | aml::Data::Buffer(bytes) = data {
+            assert!(
+                is_slice_of(bytes, self.aml),
+                "{path}'s data is not in the table"
+            );
+        }
+    }
+}
+
+/// The DSDT's AML (without its header) as the virtio discovery reads it.
+/// Invariants: every path is absolute and every string, buffer and `_CRS`
+/// a slice of the table; each `LNRO0005` device is either a transport or
+/// skipped with a reason; every transport window is non-empty, does not
+/// wrap and has an interrupt; the walk is deterministic.
+pub fn dsdt_aml(data: &[u8]) {
+    let mut walk = CheckedWalk {
+        aml: data,
+        virtio_devices: 0,
+    };
+    let walked = aml::walk(data, &mut walk);
+    let scan = virtio_mmio_devices_from_dsdt(data);
+    // The boot's walk skips packages that cannot hold a transport or
+    // `\_S5`; where the full walk succeeds it must find the same devices.
+    if let Ok(full) = &scan {
+        let facts =
+            DsdtFacts::scan(data).expect("the skipping walk fails where the full one succeeds");
+        assert_eq!(
+            facts.virtio_mmio.devices, full.devices,
+            "the skipping walk missed transports"
+        );
+    }
+    match (&walked, &scan) {
+        (Ok(unknown), Ok(scan)) => {
+            assert_eq!(*unknown, scan.unknown_opcodes);
+            assert_eq!(walk.virtio_devices, scan.devices.len() + scan.skipped.len());
+            for device in &scan.devices {
+                assert!(
+                    device.size > 0 && device.base > 0 && device.irq > 0,
+                    "{device:?}"
+                );
+                assert!(device.base.checked_add(device.size).is_some(), "{device:?}");
+                assert_eq!(device.found_by, Discovery::Acpi);
+            }
+        }
+        (Err(walk_error), Err(scan_error)) => {
+            assert_eq!(walk_error, scan_error);
+            assert!(
+                walk_error.offset <= data.len(),
+                "error offset {} is past the table's {} bytes",
+                walk_error.offset,
+                data.len()
+            );
+        }
+        _ => panic!("two walks of the same AML disagree: {walked:?} / {scan:?}"),
+    }
+}
+
+/// A `_CRS` resource template. Invariant: a window found is non-empty,
+/// with a non-zero base and interrupt.
+pub fn aml_resources(data: &[u8]) {
+    if let Ok(window) = acpi::resources::window_and_interrupt(data) {
+        assert!(
+            window.base > 0 && window.size > 0 && window.irq > 0,
+            "{window:?}"
+        );
+    }
+}
+
+/// Sets an ACPI table's checksum byte so its bytes sum to zero.
+fn repair_checksum(table: &mut [u8], checksum_at: usize, length: usize) {
+    let length = length.min(table.len());
+    if checksum_at >= length {
+        return;
+    }
+    table[checksum_at] = 0;
+    let sum = table[..length]
+        .iter()
+        .fold(0u8, |sum, &b| sum.wrapping_add(b));
+    table[checksum_at] = 0u8.wrapping_sub(sum);
+}
+
+/// Repairs the checksums of every RSDP and table at the start of a chunk,
+/// so the fuzzer reaches the code behind them.
+fn repair_checksums(data: &mut [u8]) {
+    let mut at = 8;
+    while at + 10 <= data.len() {
+        let length = usize::from(u16::from_le_bytes([data[at + 8], data[at + 9]]));
+        let start = at + 10;
+        let end = (start + length).min(data.len());
+        let chunk = &mut data[start..end];
+        if chunk.starts_with(b"RSD PTR ") {
+            repair_checksum(chunk, 8, 20);
+            let extended = chunk
+                .get(20..24)
+                .map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+            repair_checksum(chunk, 32, usize::try_from(extended).unwrap_or(0).max(36));
+        } else if chunk.len() >= 36 {
+            let declared = u32::from_le_bytes([chunk[4], chunk[5], chunk[6], chunk[7]]);
+            repair_checksum(chunk, 9, usize::try_from(declared).unwrap_or(usize::MAX));
+        }
+        at = end;
+    }
+}
+
+/// The ACPI tables from the RSDP, as the boot reads them: RSDP →
+/// XSDT/RSDT → every table listed, and the DSDT the FADT names, each read
+/// once ([`Acpi::read`]); then the one DSDT walk, the sleep register and the
+/// MADT's I/O APICs from those copies. The first input byte's bit 0 asks to
+/// repair every checksum first. Invariants: every table kept is the bytes
+/// at its address, whole, with its own signature; the DSDT's AML is those
+/// bytes after the header; the sleep value has SLP_EN set and a non-zero
+/// register; the I/O APICs fit in the MADT; the same image gives the same
+/// answers.
+pub fn acpi_tables(data: &[u8]) {
+    let Some((&flags, image)) = data.split_first() else {
+        return;
+    };
+    let mut image = image.to_vec();
+    if flags & 1 != 0 {
+        repair_checksums(&mut image);
+    }
+    let Some(memory) = PhysicalImage::decode(&image) else {
+        return;
+    };
+    let rsdp = memory.entry;
+
+    let Ok(tables) = Acpi::read(&memory, rsdp) else {
+        return;
+    };
+    for table in &tables.tables {
+        let at = memory
+            .bytes(table.paddr, table.bytes.len())
+            .expect("a table's range was readable");
+        assert_eq!(at, table.bytes.as_slice(), "table at {:#x}", table.paddr);
+        assert_eq!(table.bytes[..4], table.signature);
+    }
+    let facts = tables.dsdt_aml().ok().and_then(|aml| {
+        dsdt_aml(aml);
+        DsdtFacts::scan(aml).ok()
+    });
+    let sleep = tables.sleep_control(facts.as_ref().and_then(|facts| facts.s5));
+    if let Ok(sleep) = &sleep {
+        assert_ne!(sleep.address, 0);
+        assert_eq!(
+            sleep.value & exit::sleep_control_value(0),
+            exit::sleep_control_value(0)
+        );
+        assert!(facts.is_some(), "a sleep register without a readable DSDT");
+    }
+    let io_apics = tables.io_apics();
+    if let Ok((io_apics, overrides)) = &io_apics {
+        assert!(io_apics.len() <= acpi::MAX_IO_APICS);
+        let madt = tables.table(b"APIC").expect("the MADT was read");
+        // Each entry is at least 2 bytes, after the 44-byte MADT header.
+        assert!(2 * (io_apics.len() + overrides) <= madt.bytes.len().saturating_sub(44));
+    }
+
+    let again = PhysicalImage::decode(&image).expect("decoded once");
+    assert_eq!(Acpi::read(&again, rsdp).as_ref(), Ok(&tables));
+}
+
+/// Pages with fixed bodies.
+struct FixedPages;
+
+impl Pages for FixedPages {
+    fn status(&self) -> Vec<u8> {
+        b"status\n".to_vec()
+    }
+    fn tslog(&self) -> Vec<u8> {
+        b"tslog\n".to_vec()
+    }
+}
+
+/// The HTTP request head parser and the router, as the server calls them
+/// on what a connection has received. Invariants: a request's path is a
+/// slice of the input starting `/`, found only once the head is complete
+/// within the size limit; a rejection is a 4xx status; only an admin's
+/// `POST /poweroff` powers off; every response states its body's length
+/// and whether the connection stays open; a pipelined next request starts
+/// right after the head.
+pub fn http_request(data: &[u8]) {
+    let parsed = http::parse_request(data);
+    let head_end = data.windows(4).position(|w| w == b"\r\n\r\n");
+    match parsed {
+        Parse::Incomplete => assert!(head_end.is_none() && data.len() < http::MAX_HEAD),
+        Parse::Reject(status) => {
+            assert!((400..500).contains(&status), "{status}");
+            let response = http::error_response(status);
+            assert!(response.starts_with(format!("HTTP/1.1 {status} ").as_bytes()));
+        }
+        Parse::Request {
+            method,
+            path,
+            keep_alive,
+            head_length,
+            ..
+        } => {
+            let end = head_end.expect("a request has a complete head");
+            assert!(end + 4 <= http::MAX_HEAD);
+            // A pipelined next request starts right after this head.
+            assert_eq!(head_length, end + 4);
+            assert!(is_slice_of(path.as_bytes(), &data[..end]), "{path:?}");
+            assert!(path.starts_with('/'), "{path:?}");
+            for from_admin in [false, true] {
+                let (status, body, action) = http::route(method, path, from_admin, &FixedPages);
+                let powers_off = action == http::Action::PowerOff;
+                assert_eq!(
+                    powers_off,
+                    from_admin
+                        && method == Method::Post
+                        && path.split('?').next() == Some("/poweroff"),
+                    "{method:?} {path:?}"
+                );
+                let head_only = method == Method::Head;
+                let response = http::response(status, &body, head_only, keep_alive);
+                let length = format!("Content-Length: {}\r\n", body.len());
+                let connection = if keep_alive { "keep-alive" } else { "close" };
+                let connection = format!("Connection: {connection}\r\n");
+                assert!(
+                    response
+                        .windows(connection.len())
+                        .any(|w| w == connection.as_bytes())
+                );
+                assert!(
+                    response
+                        .windows(length.len())
+                        .any(|w| w == length.as_bytes())
+                );
+                let expected = if head_only { 0 } else { body.len() };
+                assert!(response.ends_with(&body[body.len() - expected..]));
+            }
+        }
+    }
+}
+
+/// The ranges the ACPI reader reads from `memory`, starting at `rsdp`
+/// (for cutting a captured memory down to a small seed).
+pub fn acpi_read_ranges(memory: &PhysicalImage<'_>, rsdp: u64) -> Vec<(u64, usize)> {
+    let _ = Acpi::read(memory, rsdp);
+    memory.reads()
+}
+
+/// The DSDT's AML the kernel would read from `memory`.
+pub fn dsdt_aml_of(memory: &PhysicalImage<'_>, rsdp: u64) -> Option<Vec<u8>> {
+    let tables = Acpi::read(memory, rsdp).ok()?;
+    tables.dsdt_aml().ok().map(<[u8]>::to_vec)
+}
+
+/// Every `_CRS` template in `aml`, in table order.
+pub fn crs_templates(aml: &[u8]) -> Vec<Vec<u8>> {
+    struct Templates(Vec<Vec<u8>>);
+    impl<'a> aml::Visitor<'a> for Templates {
+        fn device(&mut self, _path: &str, objects: &aml::DeviceObjects<'a>) {
+            if let Some(crs) = objects.crs {
+                self.0.push(crs.to_vec());
+            }
+        }
+    }
+    let mut templates = Templates(Vec::new());
+    let _ = aml::walk(aml, &mut templates);
+    templates.0
+}
