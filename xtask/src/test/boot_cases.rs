@@ -370,6 +370,28 @@ pub(crate) fn boot_cases(fixtures: &Fixtures) -> Vec<BootCase> {
                 index: 0,
                 size: INITRD_SIZE,
             }),
+        // ACPI on: QEMU 7.2's qboot keeps the initrd whole; QEMU 10 boots
+        // SeaBIOS, which reserves the top of RAM where QEMU put the initrd,
+        // and mote must skip the module and go on, not die of it.
+        BootCase::new("initrd-acpi-on", "console=ttyS0 mote.exit=ready")
+            .machine(Machine::MicrovmDefaults)
+            .expect_exit(ExpectedExit::QemuExitCode(0))
+            .initrd(&fixtures.initrd)
+            .check(powered_off(Status::Success))
+            .check(Check::Custom {
+                description: "module 0 kept whole (with its ramdisk) or reported unusable (without one)",
+                check: |_, report| {
+                    let line = |start: &str| report.lines.iter().any(|line| line.starts_with(start));
+                    let kept = report.modules.first().is_some_and(|module| module.size == INITRD_SIZE);
+                    let unusable = line("mote: module 0 unusable: ");
+                    match (kept, unusable, line("mote: ramdisk0 ")) {
+                        (true, false, true) | (false, true, false) => Ok(()),
+                        (kept, unusable, ramdisk) => Err(format!(
+                            "module 0 kept {kept}, reported unusable {unusable}, ramdisk0 line {ramdisk}"
+                        )),
+                    }
+                },
+            }),
         BootCase::new("cmdline-2k", cmdline_2k.clone())
             .check(start_info_line(&cmdline_2k))
             .checks(complete_report(&cmdline_2k)),
