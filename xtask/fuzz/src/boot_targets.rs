@@ -193,14 +193,23 @@ pub(crate) fn start_info(data: &[u8]) {
     };
     check_memory_map(&info.memory_map, &raw);
 
+    // Every listed module is either kept or reported unusable, in list
+    // order, each under its own index.
     let nr_modules = usize::try_from(field(header, 12, 4)).unwrap_or(usize::MAX);
-    assert_eq!(info.modules.len(), nr_modules);
     assert!(nr_modules <= MAX_MODULES);
+    assert_eq!(info.modules.len() + info.unusable_modules.len(), nr_modules);
+    let mut indices: Vec<usize> = info.modules.iter().map(|module| module.index).collect();
+    indices.extend(info.unusable_modules.iter().map(|module| module.index));
+    indices.sort_unstable();
+    assert!(indices.iter().copied().eq(0..nr_modules), "{indices:?}");
     let modlist = field(header, 16, 8);
-    for (index, module) in info.modules.iter().enumerate() {
-        let entry = image
+    let entry_of = |index: usize| {
+        image
             .bytes(modlist + 32 * index as u64, 32)
-            .expect("the reader read it");
+            .expect("the reader read it")
+    };
+    for module in &info.modules {
+        let entry = entry_of(module.index);
         assert_eq!(
             (module.paddr, module.size),
             (field(entry, 0, 8), field(entry, 8, 8))
@@ -209,10 +218,20 @@ pub(crate) fn start_info(data: &[u8]) {
         assert!(!module.cmdline.contains(&0));
         if !info.memory_map.regions().is_empty() {
             assert!(
-                info.memory_map.describes(module.paddr, module.size),
+                info.memory_map.is_ram(module.paddr, module.size),
                 "{module:?}"
             );
         }
+    }
+    for unusable in &info.unusable_modules {
+        let entry = entry_of(unusable.index);
+        let (paddr, size) = (field(entry, 0, 8), field(entry, 8, 8));
+        let fits = paddr != 0 && paddr.checked_add(size).is_some();
+        let in_ram = info.memory_map.regions().is_empty() || info.memory_map.is_ram(paddr, size);
+        assert!(
+            !(fits && in_ram),
+            "a usable module was skipped: {unusable:?}"
+        );
     }
 }
 

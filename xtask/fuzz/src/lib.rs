@@ -50,12 +50,12 @@ pub const TARGETS: &[Target] = &[
     },
     Target {
         name: "acpi_tables",
-        parser: "kernel acpi::{dsdt_aml, find_sleep_control, find_io_apics} (RSDP, XSDT/RSDT, FADT, MADT, DSDT, \\_S5)",
+        parser: "kernel acpi::Acpi::read, then sleep_control, io_apics and DsdtFacts::scan (RSDP, XSDT/RSDT, every table listed, FADT, MADT, DSDT, \\_S5)",
         run: mote_kernel::fuzzing::acpi_tables,
     },
     Target {
         name: "dsdt_aml",
-        parser: "kernel acpi::aml::walk and virtio::acpi::virtio_mmio_devices_from_dsdt",
+        parser: "kernel acpi::aml::walk, virtio::acpi::virtio_mmio_devices_from_dsdt and the boot's skipping DsdtFacts::scan",
         run: mote_kernel::fuzzing::dsdt_aml,
     },
     Target {
