@@ -1,7 +1,8 @@
 //! Kernel command-line options: Linux's console options (`quiet`, `debug`,
 //! `loglevel=`) and mote's own, all under the `mote.` prefix.
 //!
-//! The README's "Command line" section documents every option handled here.
+//! docs/command-line.md documents every option handled here (its tests below
+//! check that in both directions).
 #![deny(unsafe_code)]
 
 use arrayvec::ArrayVec;
@@ -274,5 +275,86 @@ mod tests {
         assert_eq!(parse_range("1+0"), None);
         assert_eq!(parse_range("1-2"), None);
         assert_eq!(parse_range("1+2x"), None);
+    }
+}
+
+/// docs/command-line.md against this parser, in both directions.
+#[cfg(test)]
+mod documentation {
+    extern crate alloc;
+    extern crate std;
+
+    use alloc::string::String;
+    use alloc::vec::Vec;
+
+    use super::Options;
+
+    const PAGE: &str = include_str!("../../../docs/command-line.md");
+    /// This file up to its tests: the parser's match arms.
+    const PARSER: &str = include_str!("options.rs");
+
+    /// `key` or `key=value` for every arm of [`Options::parse`] that names
+    /// a literal `mote.` key (and its first literal value, if any).
+    fn accepted() -> Vec<String> {
+        let parser = &PARSER[..PARSER.find("#[cfg(test)]").unwrap()];
+        parser
+            .match_indices("(\"mote.")
+            .map(|(at, _)| {
+                let arm = &parser[at + 2..];
+                let key = &arm[..arm.find('"').unwrap()];
+                let rest = &arm[key.len() + 1..];
+                match rest.strip_prefix(", Some(\"") {
+                    Some(value) => alloc::format!("{key}={}", &value[..value.find('"').unwrap()]),
+                    None => String::from(key),
+                }
+            })
+            .collect()
+    }
+
+    /// Every `mote.` option named in a code span of the page, as
+    /// `key=value` without the backticks.
+    fn documented() -> Vec<&'static str> {
+        PAGE.split('`')
+            .skip(1)
+            .step_by(2)
+            .filter(|span| span.starts_with("mote.") && *span != "mote.")
+            .collect()
+    }
+
+    #[test]
+    fn every_accepted_option_is_documented() {
+        let documented = documented();
+        let missing: Vec<String> = accepted()
+            .into_iter()
+            .filter(|option| {
+                !documented
+                    .iter()
+                    .any(|span| span.starts_with(option.as_str()))
+            })
+            .collect();
+        assert!(
+            !accepted().is_empty() && missing.is_empty(),
+            "docs/command-line.md does not document {missing:?}"
+        );
+    }
+
+    #[test]
+    fn every_documented_option_is_accepted() {
+        let unknown: Vec<&str> = documented()
+            .into_iter()
+            .filter(|span| {
+                // A bare `key=` names an option whose values are listed elsewhere.
+                if let Some(key) = span.strip_suffix('=') {
+                    return !accepted().iter().any(|option| option.starts_with(key));
+                }
+                // A placeholder (`<n>`) stands for a value the parser checks; use one it takes.
+                let word = span.replace("<lba>+<sectors>", "8+8").replace("<n>", "42");
+                !Options::parse(&word).unrecognised.is_empty()
+            })
+            .collect();
+        assert!(
+            unknown.is_empty(),
+            "docs/command-line.md documents options the parser rejects: {unknown:?}"
+        );
     }
 }
