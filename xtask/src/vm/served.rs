@@ -306,6 +306,19 @@ impl ServedBoot {
         }
     }
 
+    /// `command` as it must run to reach the guest: inside the tap's
+    /// namespace (`ip netns exec`), or as it is under slirp.
+    pub(crate) fn where_reachable(&self, command: &Command) -> Command {
+        match &self.namespace {
+            Some(namespace) => namespace.wrap(command),
+            None => {
+                let mut copy = Command::new(command.get_program());
+                copy.args(command.get_args());
+                copy
+            }
+        }
+    }
+
     /// `POST /poweroff` (from the host, which the guest sees as 10.0.2.2)
     /// and waits up to `exit_within` for the VMM to exit; it is killed if it
     /// does not. Reaches the guest where it is (see [`Self::reachable`]).
