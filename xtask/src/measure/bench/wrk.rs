@@ -167,8 +167,10 @@ pub(crate) fn parse_report(text: &str) -> Result<WrkReport> {
     else {
         bail!("wrk printed no `N requests in T` and `Requests/sec:` lines");
     };
-    // With no completed request wrk prints 0 latencies; they are no figure.
-    let measured = |value: Option<f64>| value.filter(|_| requests > 0);
+    // With no completed request wrk prints 0 latencies (its `requests`
+    // then counts only timed-out ones); they are no figure.
+    let none_completed = requests == 0 || max_us == Some(0.0);
+    let measured = |value: Option<f64>| value.filter(|_| !none_completed);
     Ok(WrkReport {
         requests,
         seconds,
@@ -258,6 +260,12 @@ Requests/sec:      0.00
 ";
         let report = parse_report(nothing).unwrap();
         assert_eq!(report.requests, 0);
+        let only_timeouts = nothing
+            .replace("  0 requests in", "  30 requests in")
+            .replace("write 65849, timeout 0", "write 0, timeout 30");
+        let timed_out = parse_report(&only_timeouts).unwrap();
+        assert_eq!((timed_out.requests, timed_out.errors.timeout), (30, 30));
+        assert_eq!(timed_out.p99_us, None);
         assert_eq!(report.p50_us, None);
         assert_eq!(report.max_us, None);
         assert_eq!(report.errors.write, 65849);
