@@ -273,32 +273,25 @@ fn read_response(
 
 /// Whether the server closes `stream` (end of file or reset) with nothing
 /// more sent, within [`REQUEST_TIMEOUT`].
-fn closes_quietly(stream: &mut TcpStream, buffer: &[u8]) -> Result<(), String> {
+fn closes_quietly(stream: TcpStream, buffer: &[u8]) -> Result<(), String> {
     if !buffer.is_empty() {
         return Err(format!("{} bytes after the last response", buffer.len()));
     }
-    let mut chunk = [0u8; 512];
-    let deadline = Instant::now() + REQUEST_TIMEOUT;
-    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-        stream
-            .set_read_timeout(Some(left.max(Duration::from_millis(1))))
-            .map_err(|error| error.to_string())?;
-        match stream.read(&mut chunk) {
-            Ok(0) => return Ok(()),
-            Ok(count) => return Err(format!("{count} bytes after the last response")),
-            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
-            Err(error)
-                if matches!(
-                    error.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) => {}
-            Err(_) => return Ok(()),
-        }
+    let start = Instant::now();
+    let exchange = http_client::read_until_closed(stream, start, start + REQUEST_TIMEOUT, None);
+    if !exchange.received.is_empty() {
+        return Err(format!(
+            "{} bytes after the last response",
+            exchange.received.len()
+        ));
     }
-    Err(format!(
-        "still open {} s after the last response",
-        REQUEST_TIMEOUT.as_secs()
-    ))
+    if !exchange.closed {
+        return Err(format!(
+            "still open {} s after the last response",
+            REQUEST_TIMEOUT.as_secs()
+        ));
+    }
+    Ok(())
 }
 
 fn closes(response: &Response) -> bool {
@@ -350,7 +343,7 @@ fn keep_alive_client(address: SocketAddr, requests: usize) -> ClientOutcome {
                 ));
             }
         }
-        closes_quietly(&mut stream, &buffer)
+        closes_quietly(stream, &buffer)
             .map_err(|reason| format!("after request {requests}: {reason}"))
     })();
     match outcome {
@@ -395,7 +388,7 @@ fn pipelining_client(address: SocketAddr) -> ClientOutcome {
                 ));
             }
         }
-        closes_quietly(&mut stream, &buffer)
+        closes_quietly(stream, &buffer)
     })();
     match outcome {
         Ok(()) => ClientOutcome {
