@@ -1,4 +1,5 @@
-//! Host prerequisites: the `x86_64-unknown-none` Rust target and QEMU.
+//! Host prerequisites: the `x86_64-unknown-none` Rust target, QEMU, and
+//! the Debian tools some commands drive (`wrk` for `bench --http`).
 //!
 //! Missing pieces are installed when that is safe to do unattended
 //! (`rustup target add`; `apt-get` when running as root), otherwise the error
@@ -76,18 +77,25 @@ fn target_in_sysroot() -> Result<bool> {
 
 /// Makes sure `qemu-system-x86_64` is on `PATH`, installing it with apt-get as root.
 fn ensure_qemu() -> Result<()> {
-    if workspace::find_on_path(QEMU_BINARY).is_some() {
+    ensure_debian_binary(QEMU_BINARY, QEMU_PACKAGE)
+}
+
+/// Makes sure `binary` is on `PATH`, installing the Debian `package` that
+/// provides it with apt-get when running as root; otherwise the error names
+/// the command to run.
+pub(crate) fn ensure_debian_binary(binary: &str, package: &str) -> Result<()> {
+    if workspace::find_on_path(binary).is_some() {
         return Ok(());
     }
     let can_install = is_root() && workspace::find_on_path("apt-get").is_some();
     if !can_install {
         bail!(
-            "{QEMU_BINARY} is not on PATH; install it with: \
-             sudo apt-get update && sudo apt-get install -y {QEMU_PACKAGE}"
+            "{binary} is not on PATH; install it with: \
+             sudo apt-get update && sudo apt-get install -y {package}"
         );
     }
-    println!("xtask: {QEMU_BINARY} is missing; installing the Debian package {QEMU_PACKAGE}");
-    for arguments in [&["update"][..], &["install", "-y", QEMU_PACKAGE][..]] {
+    println!("xtask: {binary} is missing; installing the Debian package {package}");
+    for arguments in [&["update"][..], &["install", "-y", package][..]] {
         println!("xtask: apt-get {}", arguments.join(" "));
         process::run_inherited(
             Command::new("apt-get")
@@ -97,8 +105,8 @@ fn ensure_qemu() -> Result<()> {
             &format!("`apt-get {}`", arguments.join(" ")),
         )?;
     }
-    if workspace::find_on_path(QEMU_BINARY).is_none() {
-        bail!("installed {QEMU_PACKAGE} but {QEMU_BINARY} is still not on PATH");
+    if workspace::find_on_path(binary).is_none() {
+        bail!("installed {package} but {binary} is still not on PATH");
     }
     Ok(())
 }

@@ -115,6 +115,12 @@ pub(crate) fn net_cases() -> Vec<NetCase> {
             qemu_network: ServedNetwork::Tap,
             ..case("net-load", net_load::load, 300)
         },
+        // QEMU (TCG) only: Firecracker needs KVM, which here emulates every
+        // instruction; see `net_load::LOAD_CONNECTIONS`.
+        NetCase {
+            qemu_network: ServedNetwork::Tap,
+            ..case("net-burst", net_load::burst, 180)
+        },
         case("net-idle-cpu", idle_cpu, 60),
         NetCase {
             ip_parameter: DHCP_IP_PARAMETER,
@@ -573,15 +579,16 @@ mod tests {
                 "net-http",
                 "net-udp-echo",
                 "net-load",
+                "net-burst",
                 "net-idle-cpu",
                 "net-dhcp",
                 "net-acpi"
             ]
         );
         assert_eq!(selected(Some("dhcp")).len(), 1);
-        assert_eq!(selected(Some("net-")).len(), 6);
+        assert_eq!(selected(Some("net-")).len(), 7);
         assert!(selected(Some("default-report")).is_empty());
-        assert_eq!(selected(None).len(), 6);
+        assert_eq!(selected(None).len(), 7);
         assert_eq!(selected(Some("acpi"))[0].machine, Machine::MicrovmDefaults);
         let dhcp = &selected(Some("dhcp"))[0];
         assert_eq!(dhcp.ip_parameter, "ip=dhcp");

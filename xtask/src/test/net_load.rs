@@ -1,8 +1,12 @@
-//! net-load: a served VM under many sequential requests, then a concurrent
-//! burst beside clients that misbehave (malformed, slow, silent); the
-//! server must answer everyone and stay healthy.
+//! net-load and net-burst: a served VM under many sequential requests (load
+//! only), then many connections at once (50 for net-load, 1 000 for
+//! net-burst) beside a keep-alive client (100 or 1 000 requests on one
+//! connection), a pipelining client and clients that misbehave (malformed,
+//! slow, silent); the server must answer everyone in order, refuse no one,
+//! and stay healthy. Its memory at the peak is reported from its status page.
 
-use std::net::SocketAddr;
+use std::io::{self, Read};
+use std::net::{SocketAddr, TcpStream};
 use std::sync::Barrier;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
@@ -10,20 +14,62 @@ use std::time::{Duration, Instant};
 
 use super::net_cases::{Findings, REQUEST_TIMEOUT, expect_rejection, expect_status};
 use crate::guest_output::report;
+use crate::guest_output::status_page::LoadCounters;
 use crate::measure::stats;
 use crate::vm::http_client::{self, Response};
 use crate::vm::served::ServedBoot;
 
 const SEQUENTIAL_REQUESTS: usize = 1000;
-const CONCURRENT_CONNECTIONS: usize = 50;
-/// Per request of the concurrent burst. QEMU's user networking accepts
-/// forwarded connections from a listen(2) backlog of 1 (`ss -ltn` shows
-/// Send-Q 1 on the hostfwd port), one per main-loop turn; under the burst
-/// the host kernel drops SYNs (`nstat` TcpExtListenOverflows counted 2022 in
-/// one run) and the client retransmits them after 1, 3, 7, 15 and 31 s. A
-/// connection that needs four retransmissions is slow, not lost: the burst
-/// gets room for five.
+/// Connections opened at once by net-burst (issue 15: a burst of 1 000 must
+/// be served, none refused). The guest's pool holds 1 520 with `-m 128M`
+/// and 2 048 (its cap) with the 256 MiB the test VMs get.
+const BURST_CONNECTIONS: usize = 1000;
+/// Connections opened at once by net-load, which runs on every VMM: on this
+/// workplace's KVM, which emulates every instruction, the guest serves
+/// about 85 requests/s (docs/network-load.md), and 1 000 connections queue
+/// past its 5 s idle timeout, which then closes them, as it should.
+const LOAD_CONNECTIONS: usize = 50;
+/// Per request of the burst. The tap drops frames when a SYN burst outruns
+/// the guest's receive queue (docs/network-load.md, "Measured"); the client
+/// retransmits a SYN after 1, 3, 7, 15 and 31 s (RFC 6298 §5.5 doubling).
+/// A connection that needs four retransmissions is slow, not lost: the
+/// burst gets room for five.
 const CONCURRENT_REQUEST_TIMEOUT: Duration = Duration::from_secs(45);
+/// Each burst client is a thread; this is plenty for a blocking HTTP exchange.
+const CLIENT_STACK_BYTES: usize = 256 * 1024;
+/// The kernel answers this many requests on one connection, closing it after
+/// the last (`MAX_REQUESTS_PER_CONNECTION`, kernel/src/net/server.rs).
+const KERNEL_REQUESTS_PER_CONNECTION: usize = 1000;
+/// net-burst's keep-alive client's requests, all on one connection: exactly
+/// the cap, so the kernel closes after the last.
+const BURST_KEEP_ALIVE_REQUESTS: usize = KERNEL_REQUESTS_PER_CONNECTION;
+/// net-load's: fewer (see [`LOAD_CONNECTIONS`] for this KVM's pace), the
+/// last asking for the close.
+const LOAD_KEEP_ALIVE_REQUESTS: usize = 100;
+const KEEP_ALIVE_REQUEST: &[u8] = b"GET /health HTTP/1.1\r\nHost: mote\r\n\r\n";
+const CLOSING_REQUEST: &[u8] = b"GET /health HTTP/1.1\r\nHost: mote\r\nConnection: close\r\n\r\n";
+/// The whole keep-alive run; each request still has [`REQUEST_TIMEOUT`].
+const KEEP_ALIVE_WITHIN: Duration = Duration::from_secs(120);
+/// The pipelining client's requests, sent in one write, and what each must
+/// be answered with, in this order (the last asks for the close).
+const PIPELINED: [(&str, u16, Option<&[u8]>); 4] = [
+    (
+        "GET /health HTTP/1.1\r\nHost: mote\r\n\r\n",
+        200,
+        Some(b"ok\n"),
+    ),
+    (
+        "GET /nope HTTP/1.1\r\nHost: mote\r\n\r\n",
+        404,
+        Some(b"not found\n"),
+    ),
+    ("GET / HTTP/1.1\r\nHost: mote\r\n\r\n", 200, None),
+    (
+        "GET /health HTTP/1.1\r\nHost: mote\r\nConnection: close\r\n\r\n",
+        200,
+        Some(b"ok\n"),
+    ),
+];
 /// The sequential phase stops after this many failures instead of timing
 /// out on each of the remaining requests.
 const SEQUENTIAL_FAILURES_TO_STOP: usize = 10;
@@ -41,12 +87,12 @@ const MALFORMED_REQUESTS: [&[u8]; 2] = [
     b"GARBAGE\r\n\r\n",
     b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n",
 ];
-/// The malformed client's pause between requests. Unpaced, its tight loop
-/// took QEMU's one-slot accept queue (see `CONCURRENT_REQUEST_TIMEOUT`)
-/// nearly every time it freed, and concurrent clients backing off their
-/// SYN retransmissions starved for 45 s: a test of QEMU's port forwarding,
-/// not of mote, which serves ~2 500 requests/s. 200 bad requests per second
-/// still run through the whole concurrent phase.
+/// The malformed client's pause between requests. Unpaced, when this case
+/// ran over slirp, its tight loop took QEMU's one-slot accept queue nearly
+/// every time it freed, and concurrent clients backing off their SYN
+/// retransmissions starved for 45 s. Over a tap it would only crowd the
+/// burst; 200 bad requests per second still run through the whole
+/// concurrent phase.
 const MALFORMED_PACE: Duration = Duration::from_millis(5);
 /// An upper bound on the malformed client's rounds, whatever the timing.
 const MALFORMED_MAX_ROUNDS: usize = 20_000;
@@ -181,12 +227,220 @@ fn idle_client(address: SocketAddr) -> ClientOutcome {
     }
 }
 
-/// net-load: many sequential requests, then concurrent ones beside
-/// misbehaving clients; the server must answer everyone and stay healthy.
+/// Reads from `stream` until a whole response is at the front of
+/// `buffer`, and takes it off.
+fn read_response(
+    stream: &mut TcpStream,
+    buffer: &mut Vec<u8>,
+    deadline: Instant,
+) -> Result<Response, String> {
+    let mut chunk = [0u8; 16 * 1024];
+    loop {
+        match http_client::next_response(buffer) {
+            Ok(Some((response, used))) => {
+                buffer.drain(..used);
+                return Ok(response);
+            }
+            Ok(None) => {}
+            Err(error) => return Err(error.to_string()),
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(format!(
+                "no whole response in time ({} bytes)",
+                buffer.len()
+            ));
+        }
+        stream
+            .set_read_timeout(Some(left.max(Duration::from_millis(1))))
+            .map_err(|error| error.to_string())?;
+        match stream.read(&mut chunk) {
+            Ok(0) => {
+                return Err(format!("closed with {} bytes of a response", buffer.len()));
+            }
+            Ok(count) => buffer.extend_from_slice(&chunk[..count]),
+            Err(error)
+                if matches!(
+                    error.kind(),
+                    io::ErrorKind::Interrupted
+                        | io::ErrorKind::WouldBlock
+                        | io::ErrorKind::TimedOut
+                ) => {}
+            Err(error) => return Err(error.to_string()),
+        }
+    }
+}
+
+/// Whether the server closes `stream` (end of file or reset) with nothing
+/// more sent, within [`REQUEST_TIMEOUT`].
+fn closes_quietly(stream: TcpStream, buffer: &[u8]) -> Result<(), String> {
+    if !buffer.is_empty() {
+        return Err(format!("{} bytes after the last response", buffer.len()));
+    }
+    let start = Instant::now();
+    let exchange = http_client::read_until_closed(stream, start, start + REQUEST_TIMEOUT, None);
+    if !exchange.received.is_empty() {
+        return Err(format!(
+            "{} bytes after the last response",
+            exchange.received.len()
+        ));
+    }
+    if !exchange.closed {
+        return Err(format!(
+            "still open {} s after the last response",
+            REQUEST_TIMEOUT.as_secs()
+        ));
+    }
+    Ok(())
+}
+
+fn closes(response: &Response) -> bool {
+    response
+        .header("connection")
+        .is_some_and(|value| value.eq_ignore_ascii_case("close"))
+}
+
+/// Sends `requests` requests one after the other on one connection: each
+/// must be answered 200 `ok` and keep it open, except the last (the
+/// kernel's cap, or one asking for the close), which must say `close` and
+/// be followed by the close.
+fn keep_alive_client(address: SocketAddr, requests: usize) -> ClientOutcome {
+    let start = Instant::now();
+    let outcome = (|| -> Result<(), String> {
+        let mut stream = http_client::connect(address, REQUEST_TIMEOUT)
+            .map_err(|error| format!("connect: {error}"))?;
+        let mut buffer = Vec::new();
+        for index in 0..requests {
+            let last = index + 1 == requests;
+            let request = if last && requests < KERNEL_REQUESTS_PER_CONNECTION {
+                CLOSING_REQUEST
+            } else {
+                KEEP_ALIVE_REQUEST
+            };
+            let deadline = (Instant::now() + REQUEST_TIMEOUT).min(start + KEEP_ALIVE_WITHIN);
+            http_client::write_all_until(&mut stream, request, deadline)
+                .map_err(|error| format!("request {}: write: {error}", index + 1))?;
+            let response = read_response(&mut stream, &mut buffer, deadline)
+                .map_err(|reason| format!("request {}: {reason}", index + 1))?;
+            if response.status != 200 || response.body != b"ok\n" {
+                return Err(format!(
+                    "request {}: {} {:?}",
+                    index + 1,
+                    response.status,
+                    response.body_text()
+                ));
+            }
+            if closes(&response) != last {
+                return Err(format!(
+                    "request {}: Connection: {:?}, expected {}",
+                    index + 1,
+                    response.header("connection"),
+                    if last {
+                        "close (the cap)"
+                    } else {
+                        "keep-alive"
+                    }
+                ));
+            }
+        }
+        closes_quietly(stream, &buffer)
+            .map_err(|reason| format!("after request {requests}: {reason}"))
+    })();
+    match outcome {
+        Ok(()) => ClientOutcome {
+            summary: format!(
+                "keep-alive client {requests} x 200 on one connection in {:.2} s, closed after the last",
+                start.elapsed().as_secs_f64()
+            ),
+            failures: Vec::new(),
+        },
+        Err(reason) => ClientOutcome {
+            summary: "keep-alive client failed".to_owned(),
+            failures: vec![format!("keep-alive client: {reason}")],
+        },
+    }
+}
+
+/// Sends every request of [`PIPELINED`] in one write; the answers must
+/// come in that order, the connection closing after the last.
+fn pipelining_client(address: SocketAddr) -> ClientOutcome {
+    let start = Instant::now();
+    let deadline = start + REQUEST_TIMEOUT;
+    let outcome = (|| -> Result<(), String> {
+        let mut stream = http_client::connect(address, REQUEST_TIMEOUT)
+            .map_err(|error| format!("connect: {error}"))?;
+        let all: String = PIPELINED.iter().map(|(request, _, _)| *request).collect();
+        http_client::write_all_until(&mut stream, all.as_bytes(), deadline)
+            .map_err(|error| format!("write: {error}"))?;
+        let mut buffer = Vec::new();
+        for (index, (request, status, body)) in PIPELINED.iter().enumerate() {
+            let what = request.lines().next().unwrap_or_default();
+            let response = read_response(&mut stream, &mut buffer, deadline)
+                .map_err(|reason| format!("answer {} ({what}): {reason}", index + 1))?;
+            let body_matches = body.is_none_or(|body| response.body == body);
+            let page_matches = body.is_some() || response.body_text().contains("http connections");
+            if response.status != *status || !body_matches || !page_matches {
+                return Err(format!(
+                    "answer {} is {} {:?}, expected the answer to {what} ({status}): out of order or wrong",
+                    index + 1,
+                    response.status,
+                    &response.body_text()[..response.body.len().min(40)]
+                ));
+            }
+        }
+        closes_quietly(stream, &buffer)
+    })();
+    match outcome {
+        Ok(()) => ClientOutcome {
+            summary: format!(
+                "pipelining client {} requests in one write answered in order in {:.1} ms",
+                PIPELINED.len(),
+                start.elapsed().as_secs_f64() * 1e3
+            ),
+            failures: Vec::new(),
+        },
+        Err(reason) => ClientOutcome {
+            summary: "pipelining client failed".to_owned(),
+            failures: vec![format!("pipelining client: {reason}")],
+        },
+    }
+}
+
+/// The guest's load counters from its status page.
+fn load_counters(address: SocketAddr) -> Result<LoadCounters, String> {
+    let page = http_client::get(address, "/", REQUEST_TIMEOUT)?;
+    LoadCounters::parse(&page.body_text())
+        .ok_or_else(|| "GET /: no `http connections` line on the status page".to_owned())
+}
+
+/// net-load: many sequential requests, then [`LOAD_CONNECTIONS`] at once
+/// beside the other clients; the server must answer everyone and stay healthy.
 pub(super) fn load(boot: &mut ServedBoot, findings: &mut Findings) {
     let address = boot.http_address();
+    sequential(address, findings);
+    concurrent(
+        address,
+        LOAD_CONNECTIONS,
+        LOAD_KEEP_ALIVE_REQUESTS,
+        findings,
+    );
+    still_healthy(boot, findings);
+}
 
-    // Sequential.
+/// net-burst: [`BURST_CONNECTIONS`] at once beside the other clients, none
+/// refused, none failed.
+pub(super) fn burst(boot: &mut ServedBoot, findings: &mut Findings) {
+    concurrent(
+        boot.http_address(),
+        BURST_CONNECTIONS,
+        BURST_KEEP_ALIVE_REQUESTS,
+        findings,
+    );
+    still_healthy(boot, findings);
+}
+
+/// [`SEQUENTIAL_REQUESTS`] one after the other, each on a new connection.
+fn sequential(address: SocketAddr, findings: &mut Findings) {
     let start = Instant::now();
     let mut latencies_ms = Vec::with_capacity(SEQUENTIAL_REQUESTS);
     let mut failed = 0;
@@ -238,60 +492,82 @@ pub(super) fn load(boot: &mut ServedBoot, findings: &mut Findings) {
             summary.max
         ));
     }
+}
 
-    // Concurrent, beside the malformed, slow and idle clients.
-    let forwards = boot.http_addresses();
+/// `connections` clients at once, each `GET /health` on its own connection,
+/// beside the keep-alive (`keep_alive_requests` on one connection),
+/// pipelining, malformed, slow and idle clients; the guest must refuse none
+/// (its own counter) and answer all.
+fn concurrent(
+    address: SocketAddr,
+    connections: usize,
+    keep_alive_requests: usize,
+    findings: &mut Findings,
+) {
+    let before = load_counters(address);
+    if let Err(reason) = &before {
+        findings.fail(format!("before the burst: {reason}"));
+    }
     let stop = AtomicBool::new(false);
-    let barrier = Barrier::new(CONCURRENT_CONNECTIONS);
+    let barrier = Barrier::new(connections);
     let concurrent_start = Instant::now();
     let (results, concurrent_elapsed, others) = thread::scope(|scope| {
         let malformed = scope.spawn(|| malformed_client(address, &stop));
         let slow = scope.spawn(|| slow_client(address));
         let idle = scope.spawn(|| idle_client(address));
-        // Spread over every forward to guest port 80 (QEMU accepts each
-        // from a backlog of one); the guest still sees 50 at once.
-        let workers: Vec<_> = (0..CONCURRENT_CONNECTIONS)
-            .map(|index| {
-                let address = forwards[index % forwards.len()];
+        let keep_alive = scope.spawn(|| keep_alive_client(address, keep_alive_requests));
+        let pipelining = scope.spawn(|| pipelining_client(address));
+        let workers: Vec<_> = (0..connections)
+            .map(|_| {
                 let barrier = &barrier;
-                scope.spawn(move || {
-                    barrier.wait();
-                    let one = Instant::now();
-                    (
-                        http_client::get(address, "/", CONCURRENT_REQUEST_TIMEOUT),
-                        one.elapsed(),
-                    )
-                })
+                thread::Builder::new()
+                    .stack_size(CLIENT_STACK_BYTES)
+                    .spawn_scoped(scope, move || {
+                        barrier.wait();
+                        let one = Instant::now();
+                        (
+                            http_client::get(address, "/health", CONCURRENT_REQUEST_TIMEOUT),
+                            one.elapsed(),
+                        )
+                    })
+                    .expect("starting a burst client thread")
             })
             .collect();
         let results: Vec<_> = workers.into_iter().map(join).collect();
         let concurrent_elapsed = concurrent_start.elapsed();
-        // The slow and idle clients end by themselves; the malformed one
-        // keeps going until they have.
-        let slow = join(slow);
-        let idle = join(idle);
+        // The other clients end by themselves; the malformed one keeps
+        // going until they have.
+        let ended = [join(slow), join(idle), join(keep_alive), join(pipelining)];
         stop.store(true, Ordering::Relaxed);
-        (results, concurrent_elapsed, [join(malformed), slow, idle])
+        let mut others = vec![join(malformed)];
+        others.extend(ended);
+        (results, concurrent_elapsed, others)
     });
     let mut served = 0;
+    let mut refused_by_client = 0;
     let mut slowest = Duration::ZERO;
     let mut failed = 0;
     let mut failures = Vec::new();
     for (result, took) in results {
         slowest = slowest.max(took);
         match result {
-            Ok(response) if response.status == 200 => served += 1,
+            Ok(response) if response.status == 200 && response.body == b"ok\n" => served += 1,
             Ok(response) => push_limited(
                 &mut failures,
                 &mut failed,
-                format!("{} {}", response.status, response.reason),
+                format!("{} {:?}", response.status, response.body_text()),
             ),
-            Err(reason) => push_limited(&mut failures, &mut failed, reason),
+            Err(reason) => {
+                if reason.contains("refused") {
+                    refused_by_client += 1;
+                }
+                push_limited(&mut failures, &mut failed, reason);
+            }
         }
     }
     if failed > 0 {
         findings.fail(format!(
-            "{failed} of {CONCURRENT_CONNECTIONS} concurrent GET / failed: {}",
+            "{failed} of {connections} concurrent GET /health failed ({refused_by_client} refused): {}",
             failures.join("; ")
         ));
     }
@@ -303,19 +579,55 @@ pub(super) fn load(boot: &mut ServedBoot, findings: &mut Findings) {
         }
     }
     findings.note(format!(
-        "concurrent: {served}/{CONCURRENT_CONNECTIONS} x GET / 200 in {:.2} s (slowest {:.2} s)",
+        "concurrent: {served}/{connections} connections at once, GET /health 200 in {:.2} s (slowest {:.2} s)",
         concurrent_elapsed.as_secs_f64(),
         slowest.as_secs_f64()
     ));
     findings.note(format!("alongside: {}", summaries.join("; ")));
+    match (before, load_counters(address)) {
+        (Ok(before), Ok(after)) => {
+            let refused = after.refused.saturating_sub(before.refused);
+            if refused > 0 {
+                findings.fail(format!(
+                    "the guest refused {refused} SYNs during the burst (pool of {})",
+                    after.capacity
+                ));
+            }
+            findings.note(peak_memory(&before, &after));
+        }
+        (_, Err(reason)) => findings.fail(format!("after the burst: {reason}")),
+        (Err(_), Ok(_)) => {}
+    }
+}
 
-    // Still healthy.
+/// After the load: `/health` still answers and the guest logged no failure.
+fn still_healthy(boot: &mut ServedBoot, findings: &mut Findings) {
+    let address = boot.http_address();
     if expect_status(address, "/health", 200, findings).is_some() {
         findings.note("afterwards: GET /health 200");
     }
     let failure_lines = report::failure_lines(boot.stdout());
     if !failure_lines.is_empty() {
         findings.fail(format!("after the load: {}", failure_lines.join("; ")));
+    }
+}
+
+/// The served VM's memory at the load's peak, from its counters before
+/// and after: the heap's low mark against what was free before the burst.
+fn peak_memory(before: &LoadCounters, after: &LoadCounters) -> String {
+    let connections = format!(
+        "{} connections at the peak (pool of {}, {} sockets made), {} refused",
+        after.peak,
+        after.capacity,
+        after.sockets,
+        after.refused - before.refused.min(after.refused)
+    );
+    match (before.heap_free, after.heap_low) {
+        (Some(free), Some(low)) => format!(
+            "guest memory at the peak: heap {low} bytes free at the least, {} bytes below the {free} free before the burst; {connections}",
+            free.saturating_sub(low)
+        ),
+        _ => format!("guest memory: no heap line on the status page; {connections}"),
     }
 }
 
@@ -329,6 +641,46 @@ fn join<T>(handle: thread::ScopedJoinHandle<'_, T>) -> T {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_peak_is_the_low_mark_below_the_free_heap_before() {
+        let counters = |peak, refused, free, low| LoadCounters {
+            open: 0,
+            peak,
+            sockets: 1008,
+            capacity: 1520,
+            accepted: 0,
+            requests: 0,
+            refused,
+            heap_free: Some(free),
+            heap_low: Some(low),
+        };
+        let line = peak_memory(
+            &counters(2, 0, 30_000_000, 29_000_000),
+            &counters(1003, 0, 29_500_000, 22_000_000),
+        );
+        assert_eq!(
+            line,
+            "guest memory at the peak: heap 22000000 bytes free at the least, 8000000 bytes below the \
+             30000000 free before the burst; 1003 connections at the peak (pool of 1520, 1008 sockets made), 0 refused"
+        );
+    }
+
+    #[test]
+    fn the_pipelined_requests_end_with_the_close_and_only_that_one() {
+        let (last, others) = PIPELINED.split_last().unwrap();
+        assert!(last.0.contains("Connection: close"));
+        assert!(
+            others
+                .iter()
+                .all(|(request, _, _)| !request.contains("Connection"))
+        );
+        assert!(
+            PIPELINED
+                .iter()
+                .all(|(request, _, _)| request.ends_with("\r\n\r\n"))
+        );
+    }
 
     #[test]
     fn keeps_the_first_failures_and_counts_all() {

@@ -1,6 +1,7 @@
 //! A small HTTP/1.1 client for talking to the guest through QEMU's port
-//! forwarding: one request per connection, every connect, read and write
-//! under a deadline, and raw byte exchanges for malformed requests.
+//! forwarding or a tap: one request per connection, every connect, read and
+//! write under a deadline, raw byte exchanges for malformed requests, and
+//! the splitting of back-to-back responses on a persistent connection.
 
 use std::fmt;
 use std::io::{self, Read, Write};
@@ -127,6 +128,34 @@ pub(crate) fn parse_response(bytes: &[u8], at_eof: bool) -> Result<Response, Res
         None => return Err(ResponseError::Incomplete),
     }
     Ok(response)
+}
+
+/// The first whole response at the front of `bytes`, and how many bytes it
+/// took, on a connection that stays open (keep-alive, pipelining): it must
+/// carry a `Content-Length`. `Ok(None)`: not all of it has arrived.
+pub(crate) fn next_response(bytes: &[u8]) -> Result<Option<(Response, usize)>, ResponseError> {
+    let Some(header_end) = find(bytes, b"\r\n\r\n") else {
+        return Ok(None);
+    };
+    let head = std::str::from_utf8(&bytes[..header_end])
+        .map_err(|_| ResponseError::Malformed("header block is not UTF-8".to_owned()))?;
+    let length = head
+        .split("\r\n")
+        .skip(1)
+        .filter_map(|line| line.split_once(':'))
+        .find(|(name, _)| name.trim().eq_ignore_ascii_case("content-length"))
+        .ok_or_else(|| {
+            ResponseError::Malformed("a persistent response without Content-Length".to_owned())
+        })?
+        .1
+        .trim()
+        .parse::<usize>()
+        .map_err(|_| ResponseError::Malformed("Content-Length is not a number".to_owned()))?;
+    let end = header_end + 4 + length;
+    if bytes.len() < end {
+        return Ok(None);
+    }
+    parse_response(&bytes[..end], false).map(|response| Some((response, end)))
 }
 
 /// `HTTP/1.1 200 OK` → (200, "OK").
@@ -308,6 +337,20 @@ pub(crate) fn get(address: SocketAddr, path: &str, timeout: Duration) -> Result<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn splits_back_to_back_responses() {
+        let two = b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\nHTTP/1.1 404 Not Found\r\nContent-Length: 10\r\nConnection: close\r\n\r\nnot found\n";
+        let (first, used) = next_response(two).unwrap().unwrap();
+        assert_eq!((first.status, first.body.as_slice()), (200, &b"ok\n"[..]));
+        let (second, rest) = next_response(&two[used..]).unwrap().unwrap();
+        assert_eq!(second.status, 404);
+        assert_eq!(second.header("connection"), Some("close"));
+        assert_eq!(used + rest, two.len());
+        assert_eq!(next_response(&two[..used - 1]).unwrap(), None);
+        assert_eq!(next_response(b"HTTP/1.1 200 OK\r\n").unwrap(), None);
+        assert!(next_response(b"HTTP/1.1 200 OK\r\n\r\nok").is_err());
+    }
     use std::net::TcpListener;
     use std::thread;
 

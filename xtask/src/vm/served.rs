@@ -33,8 +33,8 @@ const PORT_CONFLICT_ATTEMPTS: usize = 3;
 /// Host ports forwarded to guest port 80 besides `http` in served test
 /// boots (`cargo xtask run` forwards one). QEMU's user
 /// networking accepts each forward's connections from a listen(2) backlog
-/// of one, so a burst of clients needs several forwards to get in (see
-/// `net_cases::CONCURRENT_REQUEST_TIMEOUT`); the guest sees them all on 80.
+/// of one, so a burst of clients needs several forwards to get in (the
+/// load case therefore runs over a tap); the guest sees them all on 80.
 const EXTRA_HTTP_FORWARDS: usize = 7;
 
 /// The QEMU command of a served boot: the machine and the forwards.
@@ -271,10 +271,6 @@ impl ServedBoot {
         self.addresses.http[0]
     }
 
-    pub(crate) fn http_addresses(&self) -> Vec<SocketAddr> {
-        self.addresses.http.clone()
-    }
-
     pub(crate) fn udp_echo_address(&self) -> SocketAddr {
         self.addresses.udp_echo
     }
@@ -302,6 +298,19 @@ impl ServedBoot {
                 let result = namespace.run_inside(|| work(&mut *self));
                 self.namespace = Some(namespace);
                 result
+            }
+        }
+    }
+
+    /// `command` as it must run to reach the guest: inside the tap's
+    /// namespace (`ip netns exec`), or as it is under slirp.
+    pub(crate) fn where_reachable(&self, command: &Command) -> Command {
+        match &self.namespace {
+            Some(namespace) => namespace.wrap(command),
+            None => {
+                let mut copy = Command::new(command.get_program());
+                copy.args(command.get_args());
+                copy
             }
         }
     }

@@ -1,6 +1,6 @@
 //! `cargo xtask bench`: measure (build, boot every configuration, write
-//! JSON and SVG, print the report), `--render` a saved run, or `--compare`
-//! two runs.
+//! JSON and SVG, print the report), measure load (`--http`), `--render` a
+//! saved run of either kind, or `--compare` two boot runs.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -10,6 +10,8 @@ use anyhow::{Context, Result, bail};
 use super::chart;
 use super::configuration::{self, AccelRequest, Configuration, Guest, MatrixArgs};
 use super::host::HostMachine;
+use super::http::{self, HttpPlan, HttpRun};
+use super::http_chart;
 use super::results::{BenchRun, ConfigurationRecord, FORMAT_VERSION};
 use super::runner::{self, Images};
 use super::table;
@@ -62,6 +64,31 @@ pub(crate) struct BenchArgs {
     /// Re-render the table and the SVG (beside the file) from a saved run.
     #[arg(long, value_name = "FILE.json")]
     render: Option<PathBuf>,
+    /// Load instead of boot latency: boot the served guest over a tap in a
+    /// network namespace (per --vmm and --accel) and drive it with wrk at
+    /// each of --http-connections.
+    #[arg(long, conflicts_with_all = ["compare", "configs", "kernel"])]
+    http: bool,
+    /// With --http: seconds of wrk per step.
+    #[arg(long, value_name = "SECS", default_value_t = 5, requires = "http")]
+    http_duration: u64,
+    /// With --http: the ladder of concurrencies.
+    #[arg(
+        long,
+        value_name = "N,N,…",
+        value_delimiter = ',',
+        default_values_t = http::DEFAULT_LADDER,
+        requires = "http"
+    )]
+    http_connections: Vec<usize>,
+    /// With --http: the path wrk requests.
+    #[arg(
+        long,
+        value_name = "PATH",
+        default_value = "/health",
+        requires = "http"
+    )]
+    http_path: String,
 }
 
 impl BenchArgs {
@@ -75,13 +102,85 @@ pub(crate) fn bench(arguments: &BenchArgs) -> Result<bool> {
         return compare(&paths[0], &paths[1], &arguments.pair);
     }
     if let Some(path) = &arguments.render {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        if let Some(run) = HttpRun::from_json(&text)? {
+            print!("{}", http::render_report(&run));
+            let svg = write_http_chart(&run, path)?;
+            println!("\nchart: {}", workspace::relative_to_root(&svg).display());
+            return Ok(true);
+        }
         let run = BenchRun::read_json(path)?;
         print!("{}", table::render_report(&run));
         let svg = write_chart(&run, path)?;
         println!("\nchart: {}", workspace::relative_to_root(&svg).display());
         return Ok(true);
     }
+    if arguments.http {
+        return measure_http(arguments);
+    }
     measure(arguments)
+}
+
+/// Writes an HTTP run's SVG chart beside `json` and returns its path.
+fn write_http_chart(run: &HttpRun, json: &Path) -> Result<PathBuf> {
+    let svg = json.with_extension("svg");
+    std::fs::write(&svg, http_chart::render_http_svg(run)?)
+        .with_context(|| format!("writing {}", svg.display()))?;
+    Ok(svg)
+}
+
+/// `--http`: one served boot per VMM and accelerator, through the ladder.
+fn measure_http(options: &BenchArgs) -> Result<bool> {
+    if options.http_connections.contains(&0) || options.http_duration == 0 {
+        bail!("--http-connections and --http-duration must be at least 1");
+    }
+    let files = boot_files::prepare(options.mote_kernel.as_deref())?;
+    let mut targets = Vec::new();
+    for &kind in &options.matrix.vmm {
+        let vmm = vmm::locate_single(kind, &options.vmm_paths)?;
+        for request in &options.matrix.accel {
+            let accel = match request {
+                AccelRequest::Auto => working_accels(&files.kernel)[0],
+                AccelRequest::Kvm => Accel::Kvm,
+                AccelRequest::Tcg => Accel::Tcg,
+            };
+            // As in the boot matrix, a KVM-only VMM skips the other accelerators.
+            if (!kind.needs_kvm() || accel == Accel::Kvm)
+                && !targets.contains(&(vmm.clone(), accel))
+            {
+                targets.push((vmm.clone(), accel));
+            }
+        }
+        if !targets.iter().any(|(vmm, _)| vmm.kind == kind) {
+            bail!("{kind} runs only under KVM: pass --accel kvm (or auto where KVM works)");
+        }
+    }
+    let plan = HttpPlan {
+        targets,
+        ladder: options.http_connections.clone(),
+        duration: Duration::from_secs(options.http_duration),
+        path: options.http_path.clone(),
+        kernel: files.kernel,
+        command: invocation(),
+    };
+    let run = http::measure(&plan)?;
+    let json = options.out.clone().unwrap_or_else(|| {
+        workspace::target_dir().join("bench").join(format!(
+            "bench-http-{}.json",
+            table::utc_timestamp(run.started_unix).1
+        ))
+    });
+    run.write_json(&json)?;
+    let svg = write_http_chart(&run, &json)?;
+    println!();
+    print!("{}", http::render_report(&run));
+    println!(
+        "\nresults: {}\nchart: {}",
+        workspace::relative_to_root(&json).display(),
+        workspace::relative_to_root(&svg).display()
+    );
+    Ok(http::complete(&run))
 }
 
 /// Writes the run's SVG chart beside `json` and returns its path.

@@ -5,10 +5,13 @@ mod chart;
 mod command;
 mod configuration;
 mod host;
+mod http;
+mod http_chart;
 mod results;
 mod runner;
 mod served;
 mod table;
+mod wrk;
 
 pub(crate) use command::{BenchArgs, bench};
 pub(crate) use configuration::CONFIG_FILE_HELP;
