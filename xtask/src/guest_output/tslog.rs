@@ -241,15 +241,26 @@ impl Trace {
         )
     }
 
-    /// Cycles of the window covered by top-level spans.
+    /// Cycles of the window covered by top-level spans: the union of their
+    /// clipped extents, so it never exceeds [`Self::total`] even when a
+    /// malformed dump's top-level spans overlap (a sum then overflowed on
+    /// fuzzed TSCs near 2^64).
     pub(crate) fn covered(&self) -> u64 {
-        self.roots
+        let mut extents: Vec<(u64, u64)> = self
+            .roots
             .iter()
-            .map(|&root| {
-                let (start, end) = self.clipped(&self.spans[root]);
-                end - start
-            })
-            .sum()
+            .map(|&root| self.clipped(&self.spans[root]))
+            .collect();
+        extents.sort_unstable();
+        let (mut covered, mut reached) = (0, self.start);
+        for (start, end) in extents {
+            let start = start.max(reached);
+            if end > start {
+                covered += end - start;
+                reached = end;
+            }
+        }
+        covered
     }
 }
 
