@@ -341,7 +341,9 @@ mod tests {
     use super::tables::RSDP_SIGNATURE;
     use super::*;
 
-    struct FakeMemory(Vec<u8>);
+    /// Guest memory from address 0, readable where it has bytes (the RSDP
+    /// search's tests use it too).
+    pub(super) struct FakeMemory(pub(super) Vec<u8>);
 
     impl PhysicalMemory for FakeMemory {
         fn read(&self, paddr: u64, buf: &mut [u8]) -> Result<(), OutOfReach> {

@@ -137,21 +137,8 @@ fn search_range(memory: &impl PhysicalMemory, range: core::ops::Range<u64>) -> O
 
 #[cfg(test)]
 mod tests {
-    use mote_boot::start_info::OutOfReach;
-
+    use super::super::tests::FakeMemory;
     use super::*;
-
-    /// The first MiB, readable.
-    struct LowMemory(Vec<u8>);
-
-    impl PhysicalMemory for LowMemory {
-        fn read(&self, paddr: u64, buf: &mut [u8]) -> Result<(), OutOfReach> {
-            let start = usize::try_from(paddr).map_err(|_| OutOfReach)?;
-            let source = self.0.get(start..start + buf.len()).ok_or(OutOfReach)?;
-            buf.copy_from_slice(source);
-            Ok(())
-        }
-    }
 
     fn rsdp(revision: u8, xsdt: u64) -> Vec<u8> {
         let mut bytes = vec![0u8; 36];
@@ -166,10 +153,10 @@ mod tests {
         bytes
     }
 
-    fn low_memory_with(at: usize, bytes: &[u8]) -> LowMemory {
+    fn low_memory_with(at: usize, bytes: &[u8]) -> FakeMemory {
         let mut memory = vec![0u8; 0x10_0000];
         memory[at..at + bytes.len()].copy_from_slice(bytes);
-        LowMemory(memory)
+        FakeMemory(memory)
     }
 
     #[test]
@@ -223,8 +210,8 @@ mod tests {
             })
         );
         assert_eq!(search(&low_memory_with(0xe0008, &rsdp(2, 0x2000))), None);
-        assert_eq!(search(&LowMemory(vec![0u8; 0x10_0000])), None);
+        assert_eq!(search(&FakeMemory(vec![0u8; 0x10_0000])), None);
         // A first MiB the reader refuses is not searched, and nothing panics.
-        assert_eq!(search(&LowMemory(Vec::new())), None);
+        assert_eq!(search(&FakeMemory(Vec::new())), None);
     }
 }
