@@ -6,6 +6,7 @@ mod env;
 mod fuzz;
 mod guest_output;
 mod measure;
+mod peer;
 mod test;
 mod vm;
 
@@ -18,6 +19,7 @@ use crate::env::build::BuildArgs;
 use crate::fuzz::FuzzArgs;
 use crate::measure::bench::{self, BenchArgs};
 use crate::measure::trace::TraceArgs;
+use crate::peer::PeerArgs;
 use crate::test::suite::TestArgs;
 use crate::vm::run::RunArgs;
 
@@ -49,6 +51,10 @@ enum Task {
     Bench(Box<BenchArgs>),
     /// Run the host unit tests, then the boot tests under QEMU.
     Test(TestArgs),
+    /// Build a stock guest to bench beside mote: `linux` fetches Debian's
+    /// cloud kernel and busybox-static (apt-get download, cached under
+    /// target/peer/linux/) and builds an initramfs that serves /health.
+    Peer(PeerArgs),
     /// Fuzz a parser of outside bytes under AFL++ (cargo-afl, installed
     /// when missing) for a bounded time; crashes are kept for `cargo test`.
     Fuzz(FuzzArgs),
@@ -73,6 +79,7 @@ fn dispatch(task: &Task) -> Result<bool> {
         Task::Trace(arguments) => measure::trace::trace(arguments),
         Task::Bench(arguments) => bench::bench(arguments),
         Task::Test(arguments) => test::suite::test(arguments),
+        Task::Peer(arguments) => peer::peer(arguments),
         Task::Fuzz(arguments) => fuzz::fuzz(arguments),
     }
 }

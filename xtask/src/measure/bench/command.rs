@@ -8,7 +8,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, Result, bail};
 
 use super::chart;
-use super::configuration::{self, AccelRequest, Configuration, Guest, MatrixArgs};
+use regex::Regex;
+
+use super::configuration::{
+    self, AccelRequest, Configuration, ExternalGuest, Guest, HttpRequestLine, MatrixArgs, Switch,
+};
 use super::host::HostMachine;
 use super::http::{self, HttpPlan, HttpRun};
 use super::http_chart;
@@ -17,6 +21,7 @@ use super::runner::{self, Images};
 use super::table;
 use crate::env::boot_files;
 use crate::env::{build, workspace};
+use crate::peer::{PeerKind, linux};
 use crate::vm::accel::{self, Accel, AccelChoice};
 use crate::vm::network::HostPorts;
 use crate::vm::vmm::{self, VmmKind, VmmPaths, qemu};
@@ -49,6 +54,19 @@ pub(crate) struct BenchArgs {
     /// Words after `console=ttyS0` on --kernel's command line.
     #[arg(long, value_name = "TEXT", requires = "kernel")]
     kernel_append: Option<String>,
+    /// With --kernel: the line (a regular expression) that marks it ready;
+    /// without it, its first serial byte stands in for ready.
+    #[arg(long, value_name = "REGEX", requires = "kernel")]
+    ready_line: Option<String>,
+    /// With --kernel: ACPI on or off for it, whatever --acpi gives mote.
+    #[arg(long, value_enum, value_name = "on|off", requires = "kernel")]
+    kernel_acpi: Option<Switch>,
+    /// A stock guest beside mote: `linux` is `cargo xtask peer linux`'s
+    /// Debian kernel and busybox httpd (built here when missing), booted
+    /// with ACPI on and tsc_early_khz=; mote and it are both booted served
+    /// and timed to their ready line and first GET /health 200.
+    #[arg(long, value_enum, conflicts_with_all = ["kernel", "configs"])]
+    peer: Option<PeerKind>,
     /// Boot this prebuilt mote image instead of building target/kernel.
     #[arg(long, value_name = "PATH")]
     mote_kernel: Option<PathBuf>,
@@ -226,6 +244,24 @@ fn working_accels(kernel: &Path) -> Vec<Accel> {
     }
 }
 
+/// The Linux peer as a bench guest (built first when missing or stale).
+fn linux_peer() -> Result<ExternalGuest> {
+    let peer = linux::prepare()?;
+    println!("bench: the Linux peer: {}", peer.packages);
+    Ok(ExternalGuest {
+        prefix: "linux".to_owned(),
+        kernel: peer.vmlinux,
+        initrd: Some(peer.initramfs),
+        kernel_args: linux::kernel_args(linux::host_tsc_khz()?),
+        ready_line: Some(format!("^{}$", regex::escape(linux::READY_LINE))),
+        acpi: Some(true),
+        power_off: Some(HttpRequestLine {
+            method: "GET".to_owned(),
+            path: linux::POWER_OFF_PATH.to_owned(),
+        }),
+    })
+}
+
 fn configurations(arguments: &BenchArgs, mote: &Path) -> Result<Vec<Configuration>> {
     let base = match &arguments.configs {
         Some(path) => {
@@ -253,16 +289,30 @@ fn configurations(arguments: &BenchArgs, mote: &Path) -> Result<Vec<Configuratio
                     AccelRequest::Tcg => accels.push(Accel::Tcg),
                 }
             }
-            configuration::expand_matrix(&arguments.matrix, &accels)
+            let mut matrix = arguments.matrix.clone();
+            // The peer is compared serving: mote is booted served beside it.
+            matrix.served |= arguments.peer.is_some();
+            configuration::expand_matrix(&matrix, &accels)
         }
     };
-    let external = arguments.kernel.clone().map(|kernel| {
-        (
-            kernel,
-            arguments.initrd.clone(),
-            arguments.kernel_append.clone().unwrap_or_default(),
-        )
-    });
+    let external = match (&arguments.kernel, arguments.peer) {
+        (Some(kernel), _) => {
+            if let Some(pattern) = &arguments.ready_line {
+                Regex::new(pattern).with_context(|| format!("--ready-line {pattern:?}"))?;
+            }
+            Some(ExternalGuest {
+                prefix: "ext".to_owned(),
+                kernel: kernel.clone(),
+                initrd: arguments.initrd.clone(),
+                kernel_args: arguments.kernel_append.clone().unwrap_or_default(),
+                ready_line: arguments.ready_line.clone(),
+                acpi: arguments.kernel_acpi.map(|switch| switch == Switch::On),
+                power_off: None,
+            })
+        }
+        (None, Some(PeerKind::Linux)) => Some(linux_peer()?),
+        (None, None) => None,
+    };
     configuration::add_twins(base, external)
 }
 
@@ -291,7 +341,7 @@ fn measure(options: &BenchArgs) -> Result<bool> {
         .map(|&kind| vmm::locate_single(kind, &options.vmm_paths))
         .collect::<Result<Vec<_>>>()?;
     for configuration in &configurations {
-        if let Guest::External { kernel, initrd } = &configuration.guest {
+        if let Guest::External { kernel, initrd, .. } = &configuration.guest {
             for path in std::iter::once(kernel).chain(initrd) {
                 if !path.is_file() {
                     bail!("{}: no file at {}", configuration.name, path.display());

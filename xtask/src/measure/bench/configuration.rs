@@ -80,7 +80,38 @@ pub(crate) enum Guest {
     External {
         kernel: PathBuf,
         initrd: Option<PathBuf>,
+        /// A regular expression its ready line matches (`--ready-line`);
+        /// without one, its first serial byte stands in for ready.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ready_line: Option<String>,
+        /// Served: the request that powers it off (`GET /cgi-bin/poweroff`
+        /// for the Linux peer).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        power_off: Option<HttpRequestLine>,
     },
+}
+
+/// An HTTP method and path.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct HttpRequestLine {
+    pub(crate) method: String,
+    pub(crate) path: String,
+}
+
+/// Another kernel to boot beside mote (`--kernel`, or `--peer linux`):
+/// what it is and the machine settings it needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ExternalGuest {
+    /// Its configurations' names start with this (`ext`, `linux`).
+    pub(crate) prefix: String,
+    pub(crate) kernel: PathBuf,
+    pub(crate) initrd: Option<PathBuf>,
+    pub(crate) kernel_args: String,
+    pub(crate) ready_line: Option<String>,
+    /// ACPI on or off whatever mote's configuration says (`None`: as mote's).
+    pub(crate) acpi: Option<bool>,
+    /// Served beside served mote (needs `power_off`); else never served.
+    pub(crate) power_off: Option<HttpRequestLine>,
 }
 
 impl Guest {
@@ -436,6 +467,8 @@ pub(crate) fn parse_config_file(text: &str) -> Result<Vec<FileConfiguration>> {
                         path => Guest::External {
                             kernel: PathBuf::from(path),
                             initrd: None,
+                            ready_line: None,
+                            power_off: None,
                         },
                     }
                 }
@@ -529,9 +562,9 @@ fn twin_name(prefix: &str, name: &str) -> String {
 /// settings, and returns the list with names checked for uniqueness.
 pub(crate) fn add_twins(
     mut configurations: Vec<Configuration>,
-    external: Option<(PathBuf, Option<PathBuf>, String)>,
+    external: Option<ExternalGuest>,
 ) -> Result<Vec<Configuration>> {
-    if let Some((kernel, initrd, kernel_args)) = external {
+    if let Some(external) = external {
         let motes: Vec<Configuration> = configurations
             .iter()
             .filter(|configuration| configuration.guest == Guest::Mote)
@@ -539,21 +572,44 @@ pub(crate) fn add_twins(
             .collect();
         let mut added: Vec<Configuration> = Vec::new();
         for mote in motes {
-            if added
-                .iter()
-                .any(|twin| twin.qemu_shape() == mote.qemu_shape())
-            {
+            // Only QEMU boots another kernel with an initrd and its own machine settings.
+            if mote.vmm != VmmKind::Qemu {
                 continue;
             }
             let mut twin = mote.clone();
-            twin.name = twin_name("ext", &mote.name);
             twin.guest = Guest::External {
-                kernel: kernel.clone(),
-                initrd: initrd.clone(),
+                kernel: external.kernel.clone(),
+                initrd: external.initrd.clone(),
+                ready_line: external.ready_line.clone(),
+                power_off: external.power_off.clone(),
             };
-            twin.kernel_args = kernel_args.clone();
-            // Another kernel is judged by its first byte and exit, not served.
-            twin.served = false;
+            twin.kernel_args = external.kernel_args.clone();
+            twin.served = mote.served && external.power_off.is_some();
+            let mut name = twin_name(&external.prefix, &mote.name);
+            if mote.served && !twin.served {
+                name = name.replace("-served", "");
+            }
+            if let Some(acpi) = external.acpi
+                && acpi != twin.acpi
+            {
+                twin.acpi = acpi;
+                name = name.replace("-acpi", "");
+                if acpi {
+                    let at = ["-modern", "-blk", "-net", "-served"]
+                        .iter()
+                        .filter_map(|part| name.find(part))
+                        .min()
+                        .unwrap_or(name.len());
+                    name.insert_str(at, "-acpi");
+                }
+            }
+            twin.name = name;
+            if added
+                .iter()
+                .any(|other| other.qemu_shape() == twin.qemu_shape())
+            {
+                continue;
+            }
             added.push(twin);
         }
         configurations.extend(added);
@@ -741,15 +797,16 @@ mod tests {
     #[test]
     fn external_kernel_gets_one_twin_per_qemu_shape() {
         let (matrix, accels) = matrix();
-        let all = add_twins(
-            expand_matrix(&matrix, &accels),
-            Some((
-                PathBuf::from("/k/vmlinux"),
-                Some(PathBuf::from("/k/initrd")),
-                "console=ttyS0".into(),
-            )),
-        )
-        .unwrap();
+        let external = ExternalGuest {
+            prefix: "ext".to_owned(),
+            kernel: PathBuf::from("/k/vmlinux"),
+            initrd: Some(PathBuf::from("/k/initrd")),
+            kernel_args: "console=ttyS0".into(),
+            ready_line: None,
+            acpi: None,
+            power_off: None,
+        };
+        let all = add_twins(expand_matrix(&matrix, &accels), Some(external)).unwrap();
         assert_eq!(
             names(&all),
             [
@@ -762,6 +819,61 @@ mod tests {
             ]
         );
         assert_eq!(all[2].kernel_args, "console=ttyS0");
+    }
+
+    #[test]
+    fn a_peer_that_needs_acpi_gets_it_its_own_floor_and_is_served_beside_served_mote() {
+        let (mut matrix, _) = matrix();
+        matrix.served = true;
+        let power_off = HttpRequestLine {
+            method: "GET".to_owned(),
+            path: "/cgi-bin/poweroff".to_owned(),
+        };
+        let peer = ExternalGuest {
+            prefix: "linux".to_owned(),
+            kernel: PathBuf::from("target/peer/linux/vmlinux"),
+            initrd: None,
+            kernel_args: "tsc_early_khz=2000000".into(),
+            ready_line: Some("^peer: ready$".to_owned()),
+            acpi: Some(true),
+            power_off: Some(power_off.clone()),
+        };
+        let all = add_twins(expand_matrix(&matrix, &[Accel::Tcg]), Some(peer.clone())).unwrap();
+        assert_eq!(
+            names(&all),
+            [
+                "mote-tcg-blk-net-served",
+                "linux-tcg-acpi-blk-net-served",
+                "null-tcg-blk-net-served",
+                "null-linux-tcg-acpi-blk-net-served"
+            ]
+        );
+        let linux = &all[1];
+        assert!(linux.acpi && linux.served);
+        assert_eq!(
+            baseline_of(linux, &all).map(|c| c.name.as_str()),
+            Some("null-linux-tcg-acpi-blk-net-served")
+        );
+        // Unserved mote: the peer is not served either (it powers itself off).
+        let unserved = ExternalGuest {
+            power_off: None,
+            ..peer
+        };
+        let all = add_twins(expand_matrix(&matrix, &[Accel::Tcg]), Some(unserved)).unwrap();
+        assert_eq!(all[1].name, "linux-tcg-acpi-blk-net");
+        assert!(!all[1].served);
+        // Parsed back from JSON written before the field existed.
+        let old: Guest =
+            serde_json::from_str(r#"{"external":{"kernel":"/k","initrd":null}}"#).unwrap();
+        assert_eq!(
+            old,
+            Guest::External {
+                kernel: "/k".into(),
+                initrd: None,
+                ready_line: None,
+                power_off: None
+            }
+        );
     }
 
     #[test]
@@ -795,7 +907,9 @@ linux  guest=/boot/vmlinux initrd=/boot/initrd.img accel=tcg
             parsed[4].configuration.guest,
             Guest::External {
                 kernel: "/boot/vmlinux".into(),
-                initrd: Some("/boot/initrd.img".into())
+                initrd: Some("/boot/initrd.img".into()),
+                ready_line: None,
+                power_off: None
             }
         );
 

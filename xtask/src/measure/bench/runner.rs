@@ -10,12 +10,15 @@ use anyhow::{Result, bail};
 use mote_boot::protocol::exit::Status;
 use mote_boot::protocol::report::Fact;
 
+use regex::Regex;
+
 use super::configuration::{Configuration, Guest};
 use super::results::{PhaseTime, Sample};
 use super::served::{self, ServedRun};
 use crate::guest_output::report::{self, BootReport};
 use crate::guest_output::tslog::{self, Trace};
 use crate::vm::cmdline::{self, STATIC_IP_PARAMETER};
+use crate::vm::http_client::Response;
 use crate::vm::network::{HostForward, HostPorts, LISTENING_LINE};
 use crate::vm::power_off::PowerOff;
 use crate::vm::process::{self, Finished, Output};
@@ -59,6 +62,13 @@ fn guest_of<'images>(
         Guest::Null => (
             &images.null,
             join(&cmdline::traced_cmdline(), &configuration.kernel_args),
+        ),
+        Guest::External { kernel, .. } if configuration.served => (
+            kernel,
+            join(
+                &cmdline::served_cmdline(STATIC_IP_PARAMETER),
+                &configuration.kernel_args,
+            ),
         ),
         Guest::External { kernel, .. } => {
             (kernel, join("console=ttyS0", &configuration.kernel_args))
@@ -217,8 +227,17 @@ fn boot(configuration: &Configuration, images: &Images, timeout: Duration) -> Re
     }
     let ports = HostPorts::pick()?;
     let command = qemu_command(configuration, images, &ports.forwards());
-    Ok(match configuration.guest {
-        Guest::Mote => Boot::Served(served::boot(&command, &ports, timeout)?),
+    Ok(match &configuration.guest {
+        Guest::Mote => Boot::Served(served::boot(&command, &ports, timeout, MOTE_POWER_OFF)?),
+        Guest::External {
+            power_off: Some(power_off),
+            ..
+        } => Boot::Served(served::boot(
+            &command,
+            &ports,
+            timeout,
+            (&power_off.method, &power_off.path),
+        )?),
         Guest::Null | Guest::External { .. } => Boot::Plain(command.run(timeout, false)?),
     })
 }
@@ -255,15 +274,67 @@ impl Boot {
                     .map(|&arrival| micros(arrival));
                 match &served.first_ok {
                     Ok(first_ok) => sample.start_to_first_ok_us = Some(micros(*first_ok)),
-                    Err(reason) => sample.failure = Some(reason.clone()),
+                    Err(reason) => {
+                        sample.failure = Some(with_console_tail(reason.clone(), finished));
+                    }
                 }
-                if sample.failure.is_none() && !served.problems.is_empty() {
-                    sample.failure = Some(served.problems.join("; "));
+                if sample.failure.is_none() && served.first_ok.is_ok() {
+                    let problems = match configuration.guest {
+                        Guest::Mote => crate::vm::served::judge_power_off(
+                            &served.power_off,
+                            finished,
+                            &PowerOff::from_exit(finished, timeout),
+                        ),
+                        _ => judge_external_power_off(&served.power_off, finished, timeout),
+                    };
+                    if !problems.is_empty() {
+                        sample.failure = Some(with_console_tail(problems.join("; "), finished));
+                    }
                 }
             }
         }
         sample
     }
+}
+
+/// The request that powers a served mote off (docs/services.md).
+const MOTE_POWER_OFF: (&str, &str) = ("POST", "/poweroff");
+
+/// Lines of the console shown with a failed boot of another kernel.
+const CONSOLE_TAIL_LINES: usize = 12;
+
+/// `reason`, then the last lines the guest printed (and QEMU's stderr).
+fn with_console_tail(reason: String, finished: &Finished) -> String {
+    let tail = finished.tail(CONSOLE_TAIL_LINES);
+    if tail.is_empty() {
+        return format!("{reason}; the console stayed empty");
+    }
+    format!("{reason}; console tail:\n      {}", tail.join("\n      "))
+}
+
+/// How a served external kernel's power-off fell short: the request must
+/// get a 2xx answer and QEMU must exit 0 (an ACPI power-off) in time.
+fn judge_external_power_off(
+    response: &Result<Response, String>,
+    finished: &Finished,
+    timeout: Duration,
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    match response {
+        Ok(response) if (200..300).contains(&response.status) => {}
+        Ok(response) => problems.push(format!(
+            "the power-off request was answered {} {}",
+            response.status, response.reason
+        )),
+        Err(reason) => problems.push(format!("the power-off request: {reason}")),
+    }
+    if finished.exit_code != Some(0) {
+        problems.push(format!(
+            "after the power-off request QEMU {}, not exit code 0",
+            finished.describe_end(timeout)
+        ));
+    }
+    problems
 }
 
 /// The `ready …` report line, whichever unit it counts in.
@@ -309,14 +380,44 @@ fn sample_from_boot(
         phases: Vec::new(),
     };
     if finished.timed_out {
-        sample.failure = Some(format!(
-            "timed out after {} s and was killed",
-            timeout.as_secs_f64()
-        ));
+        let reason = format!("timed out after {} s and was killed", timeout.as_secs_f64());
+        sample.failure = Some(match configuration.guest {
+            Guest::External { .. } => with_console_tail(reason, finished),
+            _ => reason,
+        });
         return sample;
     }
-    match configuration.guest {
-        Guest::External { .. } => {}
+    match &configuration.guest {
+        Guest::External { ready_line, .. } => {
+            let Some(pattern) = ready_line else {
+                return sample;
+            };
+            // Checked when the configuration was made; a saved run may hold anything.
+            let matched = match Regex::new(pattern) {
+                Ok(regex) => stdout.iter().position(|line| regex.is_match(line)),
+                Err(error) => {
+                    sample.failure = Some(format!("--ready-line {pattern:?}: {error}"));
+                    return sample;
+                }
+            };
+            sample.start_to_ready_line_us = matched
+                .and_then(|index| finished.stdout_arrivals.get(index).copied())
+                .map(micros);
+            if matched.is_none() {
+                sample.failure = Some(with_console_tail(
+                    format!(
+                        "no line matching /{pattern}/ ({})",
+                        finished.describe_end(timeout)
+                    ),
+                    finished,
+                ));
+            } else if !configuration.served && finished.exit_code != Some(0) {
+                sample.failure = Some(with_console_tail(
+                    format!("QEMU {}, not exit code 0", finished.describe_end(timeout)),
+                    finished,
+                ));
+            }
+        }
         // Only QEMU carries the null guest's status; elsewhere it must end
         // the VM by itself, and the VMM exit 0.
         Guest::Null if configuration.vmm == VmmKind::Qemu => {
@@ -577,6 +678,106 @@ mod tests {
     }
 
     #[test]
+    fn reads_another_kernels_ready_line_and_shows_the_console_of_a_failed_boot() {
+        let peer = configuration(Guest::External {
+            kernel: "/k/vmlinux".into(),
+            initrd: None,
+            ready_line: Some("^peer: ready$".to_owned()),
+            power_off: None,
+        });
+        let lines = [
+            "[    0.000000] Linux version 6.1",
+            "peer: ready",
+            "peer: poweroff",
+        ];
+        let finished = Finished {
+            stdout: lines.iter().map(|line| (*line).to_owned()).collect(),
+            stdout_arrivals: (0..3)
+                .map(|line| Duration::from_millis(100 * (line + 1)))
+                .collect(),
+            exit_code: Some(0),
+            elapsed: Duration::from_millis(400),
+            ..Finished::default()
+        };
+        let timeout = Duration::from_secs(5);
+        let ending = PowerOff::from_exit(&finished, timeout);
+        let sample = sample_from_boot(&peer, 0, false, &finished, &ending, timeout);
+        assert_eq!(sample.failure, None);
+        assert_eq!(sample.start_to_ready_line_us, Some(200_000.0));
+        assert_eq!(sample.start_to_first_byte_us, Some(100_000.0));
+
+        // No ready line: the failure names the pattern and ends with the console.
+        let mut failed = finished.clone();
+        failed.stdout[1] = "peer: failed: insmod virtio_net".to_owned();
+        let sample = sample_from_boot(&peer, 0, false, &failed, &ending, timeout);
+        let failure = sample.failure.unwrap();
+        assert!(
+            failure.contains("no line matching /^peer: ready$/"),
+            "{failure}"
+        );
+        assert!(
+            failure.contains("console tail:\n      [    0.000000] Linux"),
+            "{failure}"
+        );
+        assert!(
+            failure.contains("peer: failed: insmod virtio_net"),
+            "{failure}"
+        );
+
+        // A ready line, then a crash: QEMU's exit status counts.
+        let mut crashed = finished.clone();
+        crashed.exit_code = Some(1);
+        let sample = sample_from_boot(&peer, 0, false, &crashed, &ending, timeout);
+        assert!(sample.failure.unwrap().contains("exit code 1"));
+
+        // A timeout shows the console too; an empty console says so.
+        let mut silent = Finished {
+            timed_out: true,
+            ..Finished::default()
+        };
+        let sample = sample_from_boot(&peer, 0, false, &silent, &ending, timeout);
+        assert!(sample.failure.unwrap().contains("the console stayed empty"));
+        silent.timed_out = false;
+        silent.exit_code = Some(0);
+        assert!(
+            sample_from_boot(&peer, 0, false, &silent, &ending, timeout)
+                .failure
+                .unwrap()
+                .contains("no line matching")
+        );
+    }
+
+    #[test]
+    fn a_served_peer_must_answer_its_power_off_and_exit_0() {
+        let finished = Finished {
+            exit_code: Some(0),
+            ..Finished::default()
+        };
+        let accepted = Ok(Response {
+            status: 202,
+            reason: "Accepted".to_owned(),
+            headers: Vec::new(),
+            body: Vec::new(),
+        });
+        let timeout = Duration::from_secs(5);
+        assert!(judge_external_power_off(&accepted, &finished, timeout).is_empty());
+        let missing = Ok(Response {
+            status: 404,
+            reason: "Not Found".to_owned(),
+            headers: Vec::new(),
+            body: Vec::new(),
+        });
+        let problems = judge_external_power_off(&missing, &finished, timeout);
+        assert!(problems[0].contains("404"), "{problems:?}");
+        let killed = Finished {
+            timed_out: true,
+            ..Finished::default()
+        };
+        let problems = judge_external_power_off(&Err("refused".to_owned()), &killed, timeout);
+        assert_eq!(problems.len(), 2, "{problems:?}");
+    }
+
+    #[test]
     fn builds_the_qemu_command_of_a_configuration() {
         let images = Images {
             vmms: Vec::new(),
@@ -612,6 +813,8 @@ mod tests {
         let external = configuration(Guest::External {
             kernel: "/k/vmlinux".into(),
             initrd: Some("/k/initrd".into()),
+            ready_line: None,
+            power_off: None,
         });
         let line = qemu_command(&external, &images, &[]).command_line();
         assert!(

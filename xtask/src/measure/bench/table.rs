@@ -232,13 +232,27 @@ fn floor_section(run: &BenchRun) -> String {
             let first_byte = run.median(name, &Figure::FirstByte);
             let ready = run.median(name, &Figure::ReadyLine);
             let exit = run.median(name, &Figure::Exit);
+            // A kernel without a ready line is timed to its first byte:
+            // the last column says which line each ready/fl is taken to.
+            let (ready_value, ready_is) = match (&configuration.guest, ready) {
+                (Guest::Mote, _) => (ready, "mote: ready".to_owned()),
+                (
+                    Guest::External {
+                        ready_line: Some(pattern),
+                        ..
+                    },
+                    _,
+                ) => (ready, format!("/{pattern}/")),
+                _ => (first_byte, "first byte".to_owned()),
+            };
             let cells = vec![
                 milliseconds_cell(first_byte),
                 milliseconds_cell(ready),
                 milliseconds_cell(exit),
                 milliseconds_cell(*floor),
-                ratio_cell(ratio_to_floor(ready.or(first_byte), *floor)),
+                ratio_cell(ratio_to_floor(ready_value, *floor)),
                 ratio_cell(ratio_to_floor(exit, *floor)),
+                format!("  {ready_is}"),
             ];
             (name.as_str(), baseline.name.as_str(), cells)
         })
@@ -255,14 +269,16 @@ fn floor_section(run: &BenchRun) -> String {
             ("floor exit", 10),
             ("ready/fl", 9),
             ("exit/fl", 9),
+            ("  ready/fl is taken to", 0),
         ],
         &rows,
-        "ready/fl: start -> ready line over the floor's start -> exit, or start -> first byte for \
-         a kernel without a ready line; exit/fl: start -> exit over the same",
+        "ready/fl: start -> the line named last (mote's ready line, the line matching another \
+         kernel's --ready-line, or its first serial byte without one) over the floor's start -> \
+         exit; exit/fl: start -> exit over the same",
     );
     let served: Vec<(&str, &str, Vec<String>)> = floors
         .iter()
-        .filter(|(configuration, _, _)| configuration.served && configuration.guest == Guest::Mote)
+        .filter(|(configuration, _, _)| configuration.served)
         .map(|(configuration, baseline, floor)| {
             let name = &configuration.name;
             let first_ok = run.median(name, &Figure::FirstOk);
@@ -288,8 +304,69 @@ fn floor_section(run: &BenchRun) -> String {
             ],
             &served,
             "served: no mote.exit=ready, a static ip=; GET /health every 1 ms from QEMU's start, \
-             then POST /poweroff, so exit is not a boot figure there",
+             then POST /poweroff (the Linux peer: GET /cgi-bin/poweroff), so exit is not a boot \
+             figure there; listening is mote's `mote: listening` line",
         );
+    }
+    out.push_str(&beside_mote_section(run));
+    out
+}
+
+/// Each other kernel against the mote configuration with the same VMM,
+/// accelerator and serving: the same figures, and their ratio.
+fn beside_mote_section(run: &BenchRun) -> String {
+    let mut out = String::new();
+    for external in run
+        .configurations
+        .iter()
+        .map(|record| &record.configuration)
+        .filter(|configuration| matches!(configuration.guest, Guest::External { .. }))
+    {
+        let Some(mote) = run.mote_configurations().find(|mote| {
+            mote.vmm == external.vmm
+                && mote.accel == external.accel
+                && mote.served == external.served
+        }) else {
+            continue;
+        };
+        let _ = writeln!(
+            out,
+            "\n== {} beside {} (medians, same run; ratio = {} over mote)",
+            external.name, mote.name, external.name
+        );
+        let ready_is = match &external.guest {
+            Guest::External {
+                ready_line: Some(pattern),
+                ..
+            } => format!("its line matching /{pattern}/ vs `mote: ready`"),
+            _ => "its first serial byte (no --ready-line) vs `mote: ready`".to_owned(),
+        };
+        for (figure, what) in [
+            (Figure::ReadyLine, ready_is),
+            (
+                Figure::FirstOk,
+                "the host's first 200 for GET /health".to_owned(),
+            ),
+            (Figure::Exit, "the VMM's exit".to_owned()),
+        ] {
+            let (Some(theirs), Some(ours)) = (
+                run.median(&external.name, &figure),
+                run.median(&mote.name, &figure),
+            ) else {
+                continue;
+            };
+            if figure == Figure::Exit && external.served {
+                continue; // ended by a request, not a boot figure
+            }
+            let _ = writeln!(
+                out,
+                "{:<38} {:>10} ms vs {:>9} ms = {:>8}  ({what})",
+                figure.label(),
+                format!("{:.2}", theirs / 1000.0),
+                format!("{:.2}", ours / 1000.0),
+                ratio_cell(ratio_to_floor(Some(theirs), Some(ours)))
+            );
+        }
     }
     out
 }
@@ -682,7 +759,10 @@ mod tests {
             .lines()
             .find(|line| line.starts_with("mote-kvm-blk-net ") && line.contains("null-kvm"))
             .unwrap();
-        assert!(floor_line.trim_end().ends_with('x'), "{floor_line}");
+        assert!(
+            floor_line.trim_end().ends_with("x   mote: ready"),
+            "{floor_line}"
+        );
     }
 
     #[test]
