@@ -321,7 +321,7 @@ pub(crate) fn render_report(run: &HttpRun) -> String {
     text.push_str(
         "\nrefused (guest): SYNs the guest dropped with its pool full during the step (its status page's counter, before and after); \
          peak open: the most connections it held at once since boot; heap low mark: its fewest free heap bytes since boot.\n\
-         No Linux peer column: the stock Linux guest serving the same path is issue 12's and does not exist yet.\n",
+         No Linux peer column: the Linux peer (cargo xtask peer linux) is timed to its first 200 by bench --peer linux, not yet loaded by wrk here.\n",
     );
     text
 }

@@ -266,6 +266,16 @@ impl Boot {
                 sample.vmm_boot_time_us = firecracker::guest_boot_time_us(log).map(|us| us as f64);
             }
             Boot::Served(served) => {
+                if finished.timed_out && served.first_ok.is_ok() {
+                    // Killed while waiting for the exit after the power-off request.
+                    sample.failure = Some(with_console_tail(
+                        format!(
+                            "the VM did not exit within {} s of the power-off request and was killed",
+                            served::POWER_OFF_WITHIN.as_secs()
+                        ),
+                        finished,
+                    ));
+                }
                 sample.start_to_listening_line_us = finished
                     .stdout
                     .iter()
