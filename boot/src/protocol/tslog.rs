@@ -9,9 +9,23 @@ use core::fmt;
 
 use super::fields::{Fields, ParseError};
 
-/// The thread field mote writes: it has one thread, and FreeBSD prints its
-/// boot loader's records with this one too.
-pub const KERNEL_THREAD: &str = "0x0";
+/// The thread field of the entry stub's records. FreeBSD prints its boot
+/// loader's records with thread `0x0`, and FreeBSD's `tslog.sh` reads that
+/// thread as the loader's (it drops the `kernel;` root from its stacks);
+/// mote's 32-bit stub is its loader.
+pub const STUB_THREAD: u64 = 0;
+
+/// The thread field of the kernel's records on the boot CPU; CPU `n` writes
+/// [`kernel_thread`]`(n)`. FreeBSD writes a thread's address there, never 0.
+/// `tslog.sh` selects a thread's records with look(1), a prefix match, so
+/// every value has the same four hex digits: no thread's value is a prefix
+/// of another's.
+pub const KERNEL_THREAD: u64 = 0x1000;
+
+/// The thread field of the kernel's records on CPU `cpu`.
+pub const fn kernel_thread(cpu: u8) -> u64 {
+    KERNEL_THREAD + cpu as u64
+}
 
 /// A record's type (FreeBSD `TS_ENTER`, `TS_EXIT`, `TS_THREAD`, `TS_EVENT`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,8 +57,9 @@ impl Kind {
 /// One record line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Record<'a> {
-    /// `0x`-prefixed; [`KERNEL_THREAD`] for mote.
-    pub thread: &'a str,
+    /// Printed `0x`-prefixed: [`STUB_THREAD`] or a [`kernel_thread`] for
+    /// mote, a thread's address for FreeBSD.
+    pub thread: u64,
     pub tsc: u64,
     pub kind: Kind,
     pub function: &'a str,
@@ -55,7 +70,7 @@ impl fmt::Display for Record<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} {} {} {}",
+            "{:#x} {} {} {}",
             self.thread,
             self.tsc,
             self.kind.word(),
@@ -77,10 +92,7 @@ impl<'a> Record<'a> {
     pub fn parse(line: &'a str) -> Result<Self, ParseError> {
         let line = line.strip_suffix('\r').unwrap_or(line);
         let mut fields = Fields::new(line);
-        if !fields.peek("0x") {
-            return Err(fields.error("'0x' thread"));
-        }
-        let thread = fields.word()?;
+        let thread = fields.hex()?;
         fields.literal(" ", "' '")?;
         let tsc = fields.decimal()?;
         fields.literal(" ", "' '")?;
@@ -111,7 +123,7 @@ mod tests {
 
     fn record(kind: Kind, detail: Option<&'static str>) -> Record<'static> {
         Record {
-            thread: KERNEL_THREAD,
+            thread: STUB_THREAD,
             tsc: 42,
             kind,
             function: "memory_init",
@@ -140,9 +152,31 @@ mod tests {
     #[test]
     fn freebsd_kernel_records_parse() {
         let parsed = Record::parse("0xfffff80003a1e740 123456789 ENTER mi_startup\r").unwrap();
-        assert_eq!(parsed.thread, "0xfffff80003a1e740");
+        assert_eq!(parsed.thread, 0xffff_f800_03a1_e740);
         assert_eq!(parsed.tsc, 123_456_789);
         assert_eq!(parsed.function, "mi_startup");
+    }
+
+    #[test]
+    fn kernel_threads_are_distinct_from_the_stub_and_never_prefix_each_other() {
+        let kernel = Record {
+            thread: kernel_thread(0),
+            ..record(Kind::Exit, None)
+        };
+        assert_eq!(kernel.to_string(), "0x1000 42 EXIT memory_init");
+        assert_eq!(Record::parse("0x1000 42 EXIT memory_init"), Ok(kernel));
+        let names: Vec<String> = (0..=u8::MAX)
+            .map(|cpu| format!("{:#x}", kernel_thread(cpu)))
+            .chain([format!("{STUB_THREAD:#x}")])
+            .collect();
+        for (index, name) in names.iter().enumerate() {
+            for (other_index, other) in names.iter().enumerate() {
+                assert!(
+                    index == other_index || !other.starts_with(name.as_str()),
+                    "{name} is a prefix of {other}"
+                );
+            }
+        }
     }
 
     #[test]
@@ -156,6 +190,9 @@ mod tests {
             "0x0 1 ENTER",
             "0x0 1 ENTER ",
             "0x0 1 EVENT f ",
+            "0x 1 ENTER f",
+            "0xg 1 ENTER f",
+            "0x10000000000000000 1 ENTER f",
             "mote: tslog end",
         ] {
             assert!(Record::parse(bad).is_err(), "{bad:?}");

@@ -141,12 +141,13 @@ pub fn start(start_info_paddr: u32, entry_tsc: u64) -> ! {
 /// which that span ends.
 fn record_entry_stub(entry_tsc: u64) -> u64 {
     let [_, tables, long_mode, bss] = mote_boot::pvh::stub_stamps();
-    trace::enter_at("pvh_entry", entry_tsc);
-    trace::span_at("load_descriptor_tables", entry_tsc, tables);
-    trace::span_at("enable_long_mode", tables, long_mode);
-    trace::span_at("zero_bss", long_mode, bss);
-    trace::exit_at("pvh_entry", bss);
+    let stub = trace::Writer::EntryStub;
+    trace::enter_at(stub, "pvh_entry", entry_tsc);
+    trace::span_at(stub, "load_descriptor_tables", entry_tsc, tables);
+    trace::span_at(stub, "enable_long_mode", tables, long_mode);
+    trace::span_at(stub, "zero_bss", long_mode, bss);
+    trace::exit_at(stub, "pvh_entry", bss);
     let now = cpu::rdtsc();
-    trace::span_at("rust_entry", bss, now);
+    trace::span_at(trace::Writer::Kernel, "rust_entry", bss, now);
     now
 }

@@ -9,14 +9,16 @@ use core::fmt;
 use core::mem::MaybeUninit;
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use mote_boot::protocol::tslog::{KERNEL_THREAD, Kind};
+use mote_boot::protocol::tslog::Kind;
 
 /// Records kept; a traced boot writes a few hundred.
 pub(crate) const CAPACITY: usize = 2048;
 
-/// One record: a `debug.tslog` line without its thread (mote has one).
+/// One record: a `debug.tslog` line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Record {
+    /// [`mote_boot::protocol::tslog::STUB_THREAD`] or a kernel thread.
+    pub(crate) thread: u64,
     pub(crate) kind: Kind,
     pub(crate) tsc: u64,
     pub(crate) function: &'static str,
@@ -26,7 +28,7 @@ pub(crate) struct Record {
 impl fmt::Display for Record {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         mote_boot::protocol::tslog::Record {
-            thread: KERNEL_THREAD,
+            thread: self.thread,
             tsc: self.tsc,
             kind: self.kind,
             function: self.function,
@@ -125,10 +127,11 @@ pub(crate) static TSLOG: Tslog<CAPACITY> = Tslog::new(
     },
 );
 
-/// A record without detail, for tests.
+/// A kernel record without detail, for tests.
 #[cfg(test)]
 pub(super) fn rec(kind: Kind, tsc: u64, function: &'static str) -> Record {
     Record {
+        thread: mote_boot::protocol::tslog::KERNEL_THREAD,
         kind,
         tsc,
         function,
@@ -157,9 +160,10 @@ mod tests {
     fn freebsd_line_format() {
         assert_eq!(
             rec(Kind::Enter, 42, "memory").to_string(),
-            "0x0 42 ENTER memory"
+            "0x1000 42 ENTER memory"
         );
         let event = Record {
+            thread: mote_boot::protocol::tslog::STUB_THREAD,
             kind: Kind::Event,
             tsc: 7,
             function: "ready",

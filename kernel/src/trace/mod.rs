@@ -13,7 +13,7 @@ mod span;
 
 pub(crate) use buffer::TSLOG;
 pub(crate) use dump::{write_dump, write_phase_table};
-pub(crate) use span::{enter_at, event_at, exit_at, span, span_at, span_from};
+pub(crate) use span::{Writer, enter_at, event_at, exit_at, span, span_at, span_from};
 
 /// The tracer's clock: the TSC on the target. Host tests use a counter, so
 /// they build and run on any architecture.

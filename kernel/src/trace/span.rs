@@ -3,13 +3,42 @@
 //! span sets for crash reports.
 #![deny(unsafe_code)]
 
-use mote_boot::protocol::tslog::Kind;
+use mote_boot::protocol::tslog::{KERNEL_THREAD, Kind, STUB_THREAD};
 
 use super::buffer::{Record, TSLOG};
 use super::{phase, timestamp};
 
+/// Who wrote a record: the stub is traced as FreeBSD traces its loader.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Writer {
+    /// The 32-bit entry stub, whose stamps the kernel records later.
+    EntryStub,
+    /// The kernel on the boot CPU.
+    Kernel,
+}
+
+impl Writer {
+    const fn thread(self) -> u64 {
+        match self {
+            Self::EntryStub => STUB_THREAD,
+            Self::Kernel => KERNEL_THREAD,
+        }
+    }
+}
+
 fn record(kind: Kind, tsc: u64, function: &'static str, detail: Option<&'static str>) {
+    record_as(Writer::Kernel, kind, tsc, function, detail);
+}
+
+fn record_as(
+    writer: Writer,
+    kind: Kind,
+    tsc: u64,
+    function: &'static str,
+    detail: Option<&'static str>,
+) {
     TSLOG.record(Record {
+        thread: writer.thread(),
         kind,
         tsc,
         function,
@@ -30,7 +59,7 @@ pub(crate) fn span(function: &'static str) -> Span {
 pub(crate) fn span_from(function: &'static str, tsc: u64) -> Span {
     let previous = phase::current();
     phase::set(function);
-    enter_at(function, tsc);
+    enter_at(Writer::Kernel, function, tsc);
     Span { function, previous }
 }
 
@@ -40,20 +69,20 @@ pub(crate) fn event_at(tsc: u64, function: &'static str, detail: Option<&'static
 }
 
 /// Records a span whose ends were measured before the tracer could run
-/// (the 32-bit entry stub).
-pub(crate) fn span_at(function: &'static str, enter: u64, exit: u64) {
-    enter_at(function, enter);
-    exit_at(function, exit);
+/// (the 32-bit entry stub, the call into Rust).
+pub(crate) fn span_at(writer: Writer, function: &'static str, enter: u64, exit: u64) {
+    enter_at(writer, function, enter);
+    exit_at(writer, function, exit);
 }
 
 /// Records an ENTER at a TSC read earlier; pair it with [`exit_at`].
-pub(crate) fn enter_at(function: &'static str, tsc: u64) {
-    record(Kind::Enter, tsc, function, None);
+pub(crate) fn enter_at(writer: Writer, function: &'static str, tsc: u64) {
+    record_as(writer, Kind::Enter, tsc, function, None);
 }
 
 /// Records an EXIT at a TSC read earlier.
-pub(crate) fn exit_at(function: &'static str, tsc: u64) {
-    record(Kind::Exit, tsc, function, None);
+pub(crate) fn exit_at(writer: Writer, function: &'static str, tsc: u64) {
+    record_as(writer, Kind::Exit, tsc, function, None);
 }
 
 /// An open span; dropping it records the EXIT and restores the phase.
@@ -68,8 +97,8 @@ impl Span {
     #[must_use = "the span ends when the guard is dropped"]
     pub(crate) fn then(self, function: &'static str) -> Span {
         let tsc = timestamp();
-        exit_at(self.function, tsc);
-        enter_at(function, tsc);
+        exit_at(Writer::Kernel, self.function, tsc);
+        enter_at(Writer::Kernel, function, tsc);
         phase::set(function);
         let next = Span {
             function,
@@ -82,7 +111,7 @@ impl Span {
 
 impl Drop for Span {
     fn drop(&mut self) {
-        exit_at(self.function, timestamp());
+        exit_at(Writer::Kernel, self.function, timestamp());
         phase::set(self.previous);
     }
 }
@@ -109,6 +138,7 @@ mod tests {
             .collect();
         assert_eq!(records.len(), 2);
         assert_eq!(records[0].kind, Kind::Enter);
+        assert_eq!(records[0].thread, KERNEL_THREAD);
         assert_eq!(records[1].kind, Kind::Exit);
         assert!(records[0].tsc <= records[1].tsc);
     }

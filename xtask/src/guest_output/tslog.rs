@@ -137,8 +137,8 @@ impl Trace {
         };
         trace.start = first.tsc;
         let last = records.iter().map(|r| r.tsc).max().unwrap_or(first.tsc);
-        // One open-span stack per thread (mote has one; FreeBSD many).
-        let mut stacks: HashMap<&str, Vec<usize>> = HashMap::new();
+        // One open-span stack per thread (the stub and the kernel; FreeBSD many).
+        let mut stacks: HashMap<u64, Vec<usize>> = HashMap::new();
         for record in records {
             let stack = stacks.entry(record.thread).or_default();
             match record.kind {
