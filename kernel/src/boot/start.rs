@@ -11,7 +11,7 @@ use spin::Once;
 use super::{crash, devices, platform, poweroff, report};
 use crate::arch::x86_64::apic::local::{self, LocalApic};
 use crate::arch::x86_64::{cpu, descriptors};
-use crate::cmdline::{ExitPolicy, Options};
+use crate::cmdline::{ExitPolicy, MAX_TSC_EARLY_KHZ, Options, TscEarlyKhz};
 use crate::memory::physical::IdentityMapped;
 use crate::net::service;
 use crate::{clock, console, memory, trace};
@@ -53,7 +53,10 @@ pub fn start(start_info_paddr: u32, entry_tsc: u64) -> ! {
     let platform = platform::init(boot);
 
     let phase = phase.then("tsc_frequency");
-    let clock = clock::init();
+    if let Some(TscEarlyKhz::Rejected { value, reason }) = options.tsc_early_khz {
+        log::warn!("tsc_early_khz={value:?} ignored: {reason} (1 to {MAX_TSC_EARLY_KHZ} kHz)");
+    }
+    let clock = clock::init(options.tsc_early_khz.and_then(TscEarlyKhz::hz));
     if clock.tsc().is_none() {
         log::error!("TSC frequency unknown: no hypervisor leaf, kvmclock, CPUID 0x15 or PIT");
     }

@@ -1,6 +1,7 @@
-//! Finding the TSC frequency without calibrating whenever the VMM will tell:
-//! CPUID 0x40000010, then kvmclock, then CPUID 0x15/0x16, and only then a
-//! short PIT measurement (docs/pvclock.md).
+//! Finding the TSC frequency without calibrating whenever someone will tell:
+//! the command line's `tsc_early_khz=`, CPUID 0x40000010, then kvmclock,
+//! then CPUID 0x15/0x16, and only then a short PIT measurement
+//! (docs/pvclock.md).
 #![deny(unsafe_code)]
 
 use mote_boot::protocol::report::TscSource;
@@ -69,11 +70,12 @@ fn hypervisor() -> Option<Hypervisor> {
     (first.max_leaf >= first.base && first.max_leaf <= first.base + 0xff).then_some(first)
 }
 
-/// Tries CPUID 0x40000010, kvmclock, CPUID 0x15/0x16, then the PIT.
+/// Takes `cmdline_hz` (Linux's `tsc_early_khz=`) when given, else tries
+/// CPUID 0x40000010, kvmclock, CPUID 0x15/0x16, then the PIT.
 ///
 /// kvmclock is registered here only when it is the frequency source (an MSR
 /// write is a VM exit); otherwise [`super::Clock`] registers it on first use.
-pub(super) fn detect() -> Detected {
+pub(super) fn detect(cmdline_hz: Option<u64>) -> Detected {
     let hypervisor = hypervisor();
     let kvmclock_offered = hypervisor.as_ref().is_some_and(|hv| {
         hv.kvm
@@ -90,6 +92,14 @@ pub(super) fn detect() -> Detected {
         .as_ref()
         .filter(|hv| hv.max_leaf >= hv.base + TIMING_LEAF)
         .map(|hv| cpu::cpuid(hv.base + TIMING_LEAF, 0));
+    if let Some(tsc) = cmdline_hz.and_then(|hz| TscFrequency::new(hz, TscSource::Cmdline)) {
+        // The timing leaf's bus frequency still spares the LAPIC timer a
+        // measurement; the leaf was read for it anyway.
+        let bus_hz = timing
+            .filter(|leaf| leaf.eax != 0 && leaf.ebx != 0)
+            .map(|leaf| u64::from(leaf.ebx) * 1000);
+        return found(Some(tsc), bus_hz, None);
+    }
     if let Some(leaf) = timing
         && let Some(hz) = frequency::from_timing_leaf(leaf.eax)
     {

@@ -40,11 +40,12 @@ mod machine {
 
     static CLOCK: Once<Clock> = Once::new();
 
-    /// Finds the TSC frequency and the clocks (CPUID leaves, kvmclock, the
-    /// PIT as a last resort). Later calls return the first result.
-    pub(crate) fn init() -> &'static Clock {
+    /// Finds the TSC frequency and the clocks (`cmdline_hz` from
+    /// `tsc_early_khz=` first, then CPUID leaves, kvmclock, the PIT as a
+    /// last resort). Later calls return the first result.
+    pub(crate) fn init(cmdline_hz: Option<u64>) -> &'static Clock {
         CLOCK.call_once(|| {
-            let detected = detect::detect();
+            let detected = detect::detect(cmdline_hz);
             let kvmclock = Once::new();
             if let Some(registered) = detected.kvmclock {
                 kvmclock.call_once(|| Some(registered));

@@ -8,4 +8,4 @@
 pub(crate) mod lex;
 pub(crate) mod options;
 
-pub(crate) use options::{BootTimer, Crash, ExitPolicy, Options};
+pub(crate) use options::{BootTimer, Crash, ExitPolicy, MAX_TSC_EARLY_KHZ, Options, TscEarlyKhz};

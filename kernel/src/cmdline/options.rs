@@ -49,6 +49,46 @@ pub(crate) enum BootTimer {
     Off,
 }
 
+/// Linux's `tsc_early_khz=`: the TSC frequency, taken before any other
+/// source (Linux `arch/x86/kernel/tsc.c`, `tsc_early_khz_setup`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum TscEarlyKhz<'a> {
+    /// A usable value, in Hz.
+    Hz(u64),
+    /// A value mote will not use, with the reason; reported and ignored.
+    Rejected {
+        value: &'a str,
+        reason: &'static str,
+    },
+}
+
+/// The highest `tsc_early_khz=` mote believes: 10 GHz, above any TSC
+/// shipped (a value beyond it is a typo, such as Hz given for kHz).
+pub(crate) const MAX_TSC_EARLY_KHZ: u64 = 10_000_000;
+
+impl<'a> TscEarlyKhz<'a> {
+    /// Reads the value as Linux does (`kstrtouint(buf, 0, ..)`: decimal,
+    /// `0x` hex or `0` octal), refusing zero and anything above
+    /// [`MAX_TSC_EARLY_KHZ`].
+    pub(crate) fn parse(value: &'a str) -> Self {
+        let rejected = |reason| Self::Rejected { value, reason };
+        match lex::number(value) {
+            None => rejected("not a number"),
+            Some(0) => rejected("zero"),
+            Some(khz) if khz > MAX_TSC_EARLY_KHZ => rejected("above 10 GHz"),
+            Some(khz) => Self::Hz(khz * 1000),
+        }
+    }
+
+    /// The frequency, when it is usable.
+    pub(crate) fn hz(self) -> Option<u64> {
+        match self {
+            Self::Hz(hz) => Some(hz),
+            Self::Rejected { .. } => None,
+        }
+    }
+}
+
 /// A `mote.` option the kernel did not understand; reported, not fatal.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Unrecognised<'a> {
@@ -76,6 +116,8 @@ pub(crate) struct Options<'a> {
     /// `mote.acpi=dump`: every ACPI table as hex on the console.
     pub(crate) acpi_dump: bool,
     pub(crate) boot_timer: BootTimer,
+    /// Linux's `tsc_early_khz=`, when given.
+    pub(crate) tsc_early_khz: Option<TscEarlyKhz<'a>>,
     pub(crate) unrecognised: ArrayVec<Unrecognised<'a>, 8>,
 }
 
@@ -93,6 +135,7 @@ impl Default for Options<'_> {
             ip: None,
             acpi_dump: false,
             boot_timer: BootTimer::WhenFirecracker,
+            tsc_early_khz: None,
             unrecognised: ArrayVec::new(),
         }
     }
@@ -115,6 +158,9 @@ impl<'a> Options<'a> {
                     }
                 }
                 ("ip", Some(value)) => options.ip = Some(value),
+                ("tsc_early_khz", Some(value)) => {
+                    options.tsc_early_khz = Some(TscEarlyKhz::parse(value));
+                }
                 ("mote.exit", Some("ready")) => options.exit = ExitPolicy::Ready,
                 ("mote.exit", Some("never")) => options.exit = ExitPolicy::Never,
                 ("mote.exit", Some("idle")) => options.exit = ExitPolicy::WhenIdle,
@@ -236,6 +282,49 @@ mod tests {
         assert_eq!(
             Options::parse("mote.exit=\"ready\"").exit,
             ExitPolicy::Ready
+        );
+    }
+
+    #[test]
+    fn tsc_early_khz_as_linux_reads_it() {
+        let hz = |cmdline| {
+            Options::parse(cmdline)
+                .tsc_early_khz
+                .and_then(TscEarlyKhz::hz)
+        };
+        assert_eq!(hz("tsc_early_khz=1000000"), Some(1_000_000_000));
+        assert_eq!(hz("tsc_early_khz=0x10"), Some(16_000));
+        assert_eq!(hz("tsc_early_khz=10000000"), Some(10_000_000_000));
+        assert_eq!(
+            hz("tsc_early_khz=5 tsc_early_khz=7"),
+            Some(7000),
+            "the last wins"
+        );
+        assert_eq!(Options::parse("").tsc_early_khz, None);
+        for (bad, reason) in [
+            ("0", "zero"),
+            ("0x0", "zero"),
+            ("10000001", "above 10 GHz"),
+            ("18446744073709551615", "above 10 GHz"),
+            ("18446744073709551616", "not a number"),
+            ("", "not a number"),
+            ("-1", "not a number"),
+            ("1e6", "not a number"),
+            ("1000000kHz", "not a number"),
+            ("0x", "not a number"),
+            ("\u{0}", "not a number"),
+        ] {
+            let cmdline = std::format!("tsc_early_khz={bad}");
+            assert_eq!(
+                Options::parse(&cmdline).tsc_early_khz,
+                Some(TscEarlyKhz::Rejected { value: bad, reason }),
+                "{cmdline}"
+            );
+        }
+        assert_eq!(
+            Options::parse("tsc_early_khz").tsc_early_khz,
+            None,
+            "no value: not the option"
         );
     }
 

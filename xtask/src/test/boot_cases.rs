@@ -27,6 +27,10 @@ const GIB: u64 = 1024 * MIB;
 /// The `start_info` version microvm's firmware hands over (qboot
 /// `fw_cfg.c`, `boot_pvh_from_fw_cfg`; docs/pvh.md).
 const START_INFO_VERSION: u32 = 1;
+/// A TSC frequency no VMM here reports, so only the command line gives it.
+const TSC_CMDLINE: &str = "console=ttyS0 mote.exit=ready tsc_early_khz=2500000";
+/// 20 GHz: above the 10 GHz mote believes.
+const TSC_ABSURD_CMDLINE: &str = "console=ttyS0 mote.exit=ready tsc_early_khz=20000000";
 
 /// The page-fault exception's vector (Intel SDM vol. 3 §6.15, #PF).
 const PAGE_FAULT_VECTOR: u8 = 14;
@@ -449,6 +453,44 @@ pub(crate) fn boot_cases(fixtures: &Fixtures) -> Vec<BootCase> {
             .check(Check::Custom {
                 description: "calibrated TSC within 1 % of the host's",
                 check: |_, report| tsc_check(report, TscSource::Calibrated, 0.01),
+            }),
+        // Linux's tsc_early_khz= comes before every other source, under
+        // any accelerator (TCG here: icount passes its own).
+        BootCase::new("tsc-cmdline", TSC_CMDLINE)
+            .only_under(Accel::Tcg)
+            .checks(complete_report(TSC_CMDLINE))
+            .check(Check::Custom {
+                description: "TSC 2 500 000 000 Hz from cmdline",
+                check: |_, report| match report.tsc {
+                    Some(tsc) if tsc.source == TscSource::Cmdline && tsc.hz == 2_500_000_000 => {
+                        Ok(())
+                    }
+                    other => Err(format!("{other:?}")),
+                },
+            }),
+        // An absurd value is reported and ignored: the PIT calibrates.
+        BootCase::new("tsc-cmdline-absurd", TSC_ABSURD_CMDLINE)
+            .only_under(Accel::Tcg)
+            .checks(complete_report(TSC_ABSURD_CMDLINE))
+            .check(Check::line_matches(
+                r#"^\[WARN .*tsc_early_khz="20000000" ignored: above 10 GHz"#,
+            ))
+            .check(Check::Custom {
+                description: "calibrated TSC within 1 % of the host's",
+                check: |_, report| tsc_check(report, TscSource::Calibrated, 0.01),
+            }),
+        // icount: the TSC is the instruction count, 1 GHz by construction.
+        BootCase::new("tsc-icount", READY_CMDLINE)
+            .only_under(Accel::Icount)
+            .checks(complete_report(READY_CMDLINE))
+            .check(Check::Custom {
+                description: "TSC 1 000 000 000 Hz from cmdline",
+                check: |_, report| match report.tsc {
+                    Some(tsc) if tsc.source == TscSource::Cmdline && tsc.hz == 1_000_000_000 => {
+                        Ok(())
+                    }
+                    other => Err(format!("{other:?}")),
+                },
             }),
         // KVM with +invtsc: CPUID 0x40000010 (EAX kHz x 1000).
         BootCase::new("tsc-cpuid-leaf", READY_CMDLINE)

@@ -153,7 +153,7 @@ fn run_on_qemu(case: &BootCase, target: &Target, kernel: &Path, name: String) ->
             CaseResult {
                 name,
                 elapsed: finished.elapsed,
-                failures: judge(case, &finished, &ending),
+                failures: judge(case, target.accel, &finished, &ending),
                 command_line,
                 tail: finished.tail(FAILURE_TAIL_LINES),
             }
@@ -183,7 +183,7 @@ fn run_on_other(case: &BootCase, target: &Target, kernel: &Path, name: String) -
     ) {
         Ok(finished) => {
             let ending = target.vmm.ending(&finished, case.timeout);
-            let mut failures = judge(case, &finished, &ending);
+            let mut failures = judge(case, target.accel, &finished, &ending);
             let problems = invocation.log_problems(target.vmm.kind, &finished);
             if !problems.is_empty() {
                 failures.push(format!(
@@ -216,7 +216,7 @@ fn run_on_other(case: &BootCase, target: &Target, kernel: &Path, name: String) -
 }
 
 /// Every way `finished` (which ended as `ending`) falls short of `case`; empty if it passed.
-fn judge(case: &BootCase, finished: &Finished, ending: &PowerOff) -> Vec<String> {
+fn judge(case: &BootCase, accel: Accel, finished: &Finished, ending: &PowerOff) -> Vec<String> {
     let mut failures = Vec::new();
     let power_off = ending;
     let exit_ok = match case.expected_exit {
@@ -246,7 +246,7 @@ fn judge(case: &BootCase, finished: &Finished, ending: &PowerOff) -> Vec<String>
     failures.extend(
         case.checks
             .iter()
-            .filter_map(|check| check.evaluate(&finished.stdout, &report).err()),
+            .filter_map(|check| check.under(accel).evaluate(&finished.stdout, &report).err()),
     );
     failures
 }
@@ -274,7 +274,12 @@ mod tests {
 
     /// `judge` with QEMU's reading of the exit status.
     fn judge_exit(case: &BootCase, finished: &Finished) -> Vec<String> {
-        judge(case, finished, &PowerOff::from_exit(finished, case.timeout))
+        judge(
+            case,
+            Accel::Tcg,
+            finished,
+            &PowerOff::from_exit(finished, case.timeout),
+        )
     }
 
     fn case() -> BootCase {

@@ -1,5 +1,6 @@
 //! Assertions a boot test makes about the serial output and the boot report.
 
+use crate::vm::accel::Accel;
 use std::fmt;
 use std::sync::Arc;
 
@@ -89,6 +90,15 @@ impl Check {
         Check::Reports {
             description,
             accept: Arc::new(accept),
+        }
+    }
+
+    /// This check for a boot under `accel`, which may add to the command
+    /// line the kernel sees (icount adds `tsc_early_khz=`).
+    pub(crate) fn under(&self, accel: Accel) -> Check {
+        match self {
+            Check::CmdlineEquals(cmdline) => Check::CmdlineEquals(accel.kernel_cmdline(cmdline)),
+            other => other.clone(),
         }
     }
 

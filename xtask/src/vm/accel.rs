@@ -20,6 +20,10 @@ pub(crate) enum AccelChoice {
     Kvm,
     /// QEMU's emulator (`-cpu max`); works everywhere.
     Tcg,
+    /// TCG counting instructions (`-icount shift=0,sleep=off`, the kernel
+    /// told `tsc_early_khz=1000000`): one guest instruction is one TSC tick
+    /// and one nanosecond, so every figure is exact and repeats.
+    Icount,
 }
 
 /// The accelerator a VM runs with (as bench results record it, too).
@@ -28,6 +32,33 @@ pub(crate) enum AccelChoice {
 pub(crate) enum Accel {
     Kvm,
     Tcg,
+    /// TCG with QEMU's instruction counting ([`ICOUNT_ARGUMENTS`]).
+    Icount,
+}
+
+/// QEMU's instruction counting: `shift=0` advances the virtual clock 2^0 ns
+/// per guest instruction, `sleep=off` lets it jump over idle time instead
+/// of waiting for the host's (QEMU `qemu-options.hx`, `-icount`). It needs
+/// TCG; QEMU then runs one vCPU thread.
+pub(crate) const ICOUNT_ARGUMENTS: [&str; 2] = ["-icount", "shift=0,sleep=off"];
+
+/// Under icount the guest's TSC reads the virtual clock in nanoseconds
+/// (QEMU `softmmu/cpu-timers.c`, `cpu_get_ticks`: `icount_get()`), so it
+/// ticks at exactly 1 GHz; the kernel is told so as Linux is, which spares
+/// it the PIT calibration (a PIT-calibrated boot measured 1 000 024 421 Hz).
+pub(crate) const ICOUNT_TSC_EARLY_KHZ: &str = "tsc_early_khz=1000000";
+
+impl Accel {
+    /// The kernel command line with what this accelerator adds: under
+    /// icount, [`ICOUNT_TSC_EARLY_KHZ`] last, so it overrides any earlier
+    /// one (Linux and mote take the last).
+    pub(crate) fn kernel_cmdline(self, cmdline: &str) -> String {
+        match self {
+            Accel::Icount if cmdline.is_empty() => ICOUNT_TSC_EARLY_KHZ.to_owned(),
+            Accel::Icount => format!("{cmdline} {ICOUNT_TSC_EARLY_KHZ}"),
+            Accel::Kvm | Accel::Tcg => cmdline.to_owned(),
+        }
+    }
 }
 
 impl fmt::Display for Accel {
@@ -35,6 +66,7 @@ impl fmt::Display for Accel {
         formatter.write_str(match self {
             Accel::Kvm => "kvm",
             Accel::Tcg => "tcg",
+            Accel::Icount => "icount",
         })
     }
 }
@@ -50,6 +82,7 @@ pub(crate) fn resolve(choice: AccelChoice, kernel: &Path) -> Accel {
     match choice {
         AccelChoice::Kvm => Accel::Kvm,
         AccelChoice::Tcg => Accel::Tcg,
+        AccelChoice::Icount => Accel::Icount,
         AccelChoice::Auto => *AUTO.get_or_init(|| {
             let (accel, reason) = probe_kvm(kernel);
             println!("xtask: --accel auto chose {accel}: {reason}");

@@ -316,6 +316,8 @@ words! {
         Cpuid15 => "cpuid-0x15",
         /// Measured against PIT channel 0.
         Calibrated => "calibrated",
+        /// Linux's `tsc_early_khz=` on the command line, which comes first.
+        Cmdline => "cmdline",
     }
 }
 
@@ -327,7 +329,7 @@ pub struct Tsc {
 }
 
 line_shape! {
-    impl[] Tsc, "tsc", "tsc <hz> Hz from cpuid-0x40000010|kvmclock|cpuid-0x15|calibrated",
+    impl[] Tsc, "tsc", "tsc <hz> Hz from cmdline|cpuid-0x40000010|kvmclock|cpuid-0x15|calibrated",
     |line, f| write!(f, "tsc {} Hz from {}", line.hz, line.source)
 }
 

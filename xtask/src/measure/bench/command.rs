@@ -162,6 +162,7 @@ fn measure_http(options: &BenchArgs) -> Result<bool> {
                 AccelRequest::Auto => working_accels(&files.kernel)[0],
                 AccelRequest::Kvm => Accel::Kvm,
                 AccelRequest::Tcg => Accel::Tcg,
+                AccelRequest::Icount => Accel::Icount,
             };
             // As in the boot matrix, a KVM-only VMM skips the other accelerators.
             if (!kind.needs_kvm() || accel == Accel::Kvm)
@@ -240,7 +241,8 @@ fn compare(before: &Path, after: &Path, pairs: &[String]) -> Result<bool> {
 fn working_accels(kernel: &Path) -> Vec<Accel> {
     match accel::resolve(AccelChoice::Auto, kernel) {
         Accel::Kvm => vec![Accel::Kvm, Accel::Tcg],
-        Accel::Tcg => vec![Accel::Tcg],
+        // The probe never picks icount: it is asked for by name.
+        Accel::Tcg | Accel::Icount => vec![Accel::Tcg],
     }
 }
 
@@ -287,6 +289,7 @@ fn configurations(arguments: &BenchArgs, mote: &Path) -> Result<Vec<Configuratio
                     AccelRequest::Auto => accels.extend(working_accels(mote)),
                     AccelRequest::Kvm => accels.push(Accel::Kvm),
                     AccelRequest::Tcg => accels.push(Accel::Tcg),
+                    AccelRequest::Icount => accels.push(Accel::Icount),
                 }
             }
             let mut matrix = arguments.matrix.clone();

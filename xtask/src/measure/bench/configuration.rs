@@ -131,6 +131,8 @@ pub(crate) enum AccelRequest {
     Auto,
     Kvm,
     Tcg,
+    /// TCG counting instructions: exact figures (see `--accel icount` of `run`).
+    Icount,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -206,8 +208,8 @@ impl Configuration {
         match (self.accel, self.invtsc) {
             (Accel::Kvm, true) => KVM_CPU,
             (Accel::Kvm, false) => "host,-arch-capabilities",
-            (Accel::Tcg, true) => "max",
-            (Accel::Tcg, false) => "max,-invtsc",
+            (Accel::Tcg | Accel::Icount, true) => "max",
+            (Accel::Tcg | Accel::Icount, false) => "max,-invtsc",
         }
     }
 
@@ -478,7 +480,10 @@ pub(crate) fn parse_config_file(text: &str) -> Result<Vec<FileConfiguration>> {
                         "auto" => (true, Accel::Tcg),
                         "kvm" => (false, Accel::Kvm),
                         "tcg" => (false, Accel::Tcg),
-                        _ => bail!("line {number}: accel takes kvm, tcg or auto, got {value:?}"),
+                        "icount" => (false, Accel::Icount),
+                        _ => bail!(
+                            "line {number}: accel takes kvm, tcg, icount or auto, got {value:?}"
+                        ),
                     }
                 }
                 "invtsc" => configuration.invtsc = switch()?,

@@ -132,6 +132,11 @@ impl Figure {
         }
     }
 
+    /// Read off the guest's TSC: under icount, an instruction count.
+    pub(crate) fn is_guest_clock(&self) -> bool {
+        matches!(self, Figure::EntryToReady | Figure::Phase(_))
+    }
+
     /// The value in microseconds, if this sample has it.
     pub(crate) fn value(&self, sample: &Sample) -> Option<f64> {
         match self {

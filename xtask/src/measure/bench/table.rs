@@ -473,7 +473,8 @@ pub(crate) fn render_comparison(
     let _ = writeln!(
         out,
         "test: two-sided Mann-Whitney U over the counted boots (normal approximation, tie and \
-         continuity corrected); a difference is significant when p < {SIGNIFICANCE_LEVEL}"
+         continuity corrected); a difference is significant when p < {SIGNIFICANCE_LEVEL}; \
+         guest figures of two icount configurations are instruction counts, compared exactly"
     );
     for (name_a, name_b) in &pairs {
         let (Some(config_a), Some(config_b)) =
@@ -501,8 +502,33 @@ pub(crate) fn render_comparison(
             "{:<36} {:>4} {:>4} {:>4} {:>10} {:>10} {:>7} {:>8}  verdict",
             "figure", "unit", "n A", "n B", "median A", "median B", "B/A", "p"
         );
+        let both_icount = config_a.accel == Accel::Icount && config_b.accel == Accel::Icount;
         for series in before.series(name_a) {
             let values_b = after.values(name_b, &series.figure);
+            if both_icount
+                && series.figure.is_guest_clock()
+                && let (Some(a), Some(b)) = (exact_value(&series.values), exact_value(&values_b))
+            {
+                let unit: Unit = series.figure.unit();
+                let _ = writeln!(
+                    out,
+                    "{:<36} {:>4} {:>4} {:>4} {:>10} {:>10} {:>7} {:>8}  {}",
+                    series.figure.label(),
+                    unit.name(),
+                    series.values.len(),
+                    values_b.len(),
+                    unit.format(a),
+                    unit.format(b),
+                    if a > 0.0 {
+                        format!("{:.3}", b / a)
+                    } else {
+                        "-".to_owned()
+                    },
+                    "exact",
+                    exact_difference(a, b)
+                );
+                continue;
+            }
             let Some(test) = stats::mann_whitney_u(&series.values, &values_b) else {
                 continue;
             };
@@ -536,6 +562,30 @@ pub(crate) fn render_comparison(
         }
     }
     Ok(out)
+}
+
+/// Instructions in a microsecond of an icount guest's clock (1 GHz TSC).
+const ICOUNT_INSTRUCTIONS_PER_US: f64 = 1000.0;
+
+/// The one value every boot gave, when they all agree (icount's guest
+/// figures do); `None` for a spread or no boot.
+fn exact_value(values: &[f64]) -> Option<f64> {
+    let first = *values.first()?;
+    values.iter().all(|&value| value == first).then_some(first)
+}
+
+/// B - A of two icount guest figures, in instructions.
+fn exact_difference(a: f64, b: f64) -> String {
+    #[allow(
+        clippy::cast_possible_truncation,
+        reason = "icount figures are whole instruction counts well inside i64"
+    )]
+    let instructions = ((b - a) * ICOUNT_INSTRUCTIONS_PER_US).round() as i64;
+    if instructions == 0 {
+        "same (exact)".to_owned()
+    } else {
+        format!("{instructions:+} instructions (exact)")
+    }
 }
 
 #[cfg(test)]
@@ -816,5 +866,62 @@ mod tests {
         assert!(!paired.contains("== null"));
         let error = render_comparison(&before, &slower, &[("x".into(), "y".into())]).unwrap_err();
         assert!(error.contains("no configuration"), "{error}");
+    }
+
+    /// `fixture` as icount runs it: the guest's figures the same every boot.
+    fn icount_fixture(entry_us: f64) -> BenchRun {
+        let mut run = fixture(1.0, 1);
+        for record in &mut run.configurations {
+            record.configuration.accel = Accel::Icount;
+        }
+        for sample in &mut run.samples {
+            if sample.entry_to_ready_us.is_some() {
+                sample.entry_to_ready_us = Some(entry_us);
+                for phase in &mut sample.phases {
+                    phase.us = if phase.path == "memory_init" {
+                        entry_us - 1000.0
+                    } else {
+                        500.0
+                    };
+                }
+            }
+        }
+        run
+    }
+
+    #[test]
+    fn icount_guest_figures_are_compared_exactly() {
+        let table =
+            render_comparison(&icount_fixture(1031.0), &icount_fixture(1033.5), &[]).unwrap();
+        let line = |start: &str| {
+            table
+                .lines()
+                .find(|line| line.trim_start().starts_with(start))
+                .unwrap_or_else(|| panic!("no {start} in {table}"))
+                .to_owned()
+        };
+        assert!(
+            line("guest: entry -> ready").ends_with("+2500 instructions (exact)"),
+            "{table}"
+        );
+        assert!(
+            line("memory_init").ends_with("+2500 instructions (exact)"),
+            "{table}"
+        );
+        assert!(line("zero_bss").ends_with("same (exact)"), "{table}");
+        // Host figures are wall-clock time even under icount: still tested.
+        assert!(
+            !line("host: start -> ready line").contains("exact"),
+            "{table}"
+        );
+        // A spread (not icount's) falls back to the test.
+        let mut spread = icount_fixture(1031.0);
+        spread.samples[4].entry_to_ready_us = Some(1040.0);
+        let table = render_comparison(&spread, &icount_fixture(1031.0), &[]).unwrap();
+        let entry = table
+            .lines()
+            .find(|line| line.starts_with("guest: entry -> ready"))
+            .unwrap();
+        assert!(!entry.contains("exact"), "{table}");
     }
 }

@@ -10,7 +10,7 @@ use mote_boot::protocol::exit::DEBUG_EXIT_DEVICE;
 
 use super::Vmm;
 use crate::env::workspace;
-use crate::vm::accel::Accel;
+use crate::vm::accel::{Accel, ICOUNT_ARGUMENTS};
 use crate::vm::network::{HostForward, Transport};
 use crate::vm::process::{self, Finished, Output};
 
@@ -52,7 +52,7 @@ fn accel_arguments(accel: Accel) -> [&'static str; 4] {
         // 0x10a (ARCH_CAPABILITIES) and QEMU aborts; mote never reads it, so
         // it is hidden.
         Accel::Kvm => ["-accel", "kvm", "-cpu", KVM_CPU],
-        Accel::Tcg => ["-accel", "tcg", "-cpu", "max"],
+        Accel::Tcg | Accel::Icount => ["-accel", "tcg", "-cpu", "max"],
     }
 }
 
@@ -259,6 +259,10 @@ impl QemuCommand {
         let machine = self.machine_value();
         push(&["-M", &machine]);
         push(&self.accel_and_cpu());
+        if self.accel == Accel::Icount {
+            push(&ICOUNT_ARGUMENTS);
+        }
+        let append = self.accel.kernel_cmdline(&self.append);
         if let Some(memory) = &self.memory {
             push(&["-m", memory]);
         }
@@ -277,7 +281,7 @@ impl QemuCommand {
                     "-kernel",
                     &kernel,
                     "-append",
-                    &self.append,
+                    &append,
                 ]);
             }
             Machine::MicrovmDefaults => {
@@ -291,7 +295,7 @@ impl QemuCommand {
                     "none",
                     "-no-reboot",
                     "-append",
-                    &self.append,
+                    &append,
                 ]);
             }
         }
