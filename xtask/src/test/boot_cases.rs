@@ -206,6 +206,14 @@ fn host_tsc_hz() -> f64 {
     })
 }
 
+/// `Ok` if the report's TSC line says exactly `hz` from `source`.
+fn tsc_exactly(report: &report::BootReport, source: TscSource, hz: u64) -> Result<(), String> {
+    match report.tsc {
+        Some(tsc) if tsc.source == source && tsc.hz == hz => Ok(()),
+        other => Err(format!("{other:?}")),
+    }
+}
+
 fn tsc_check(report: &report::BootReport, source: TscSource, tolerance: f64) -> Result<(), String> {
     let tsc = report.tsc.ok_or("no tsc line")?;
     if tsc.source != source {
@@ -461,12 +469,7 @@ pub(crate) fn boot_cases(fixtures: &Fixtures) -> Vec<BootCase> {
             .checks(complete_report(TSC_CMDLINE))
             .check(Check::Custom {
                 description: "TSC 2 500 000 000 Hz from cmdline",
-                check: |_, report| match report.tsc {
-                    Some(tsc) if tsc.source == TscSource::Cmdline && tsc.hz == 2_500_000_000 => {
-                        Ok(())
-                    }
-                    other => Err(format!("{other:?}")),
-                },
+                check: |_, report| tsc_exactly(report, TscSource::Cmdline, 2_500_000_000),
             }),
         // An absurd value is reported and ignored: the PIT calibrates.
         BootCase::new("tsc-cmdline-absurd", TSC_ABSURD_CMDLINE)
@@ -485,12 +488,7 @@ pub(crate) fn boot_cases(fixtures: &Fixtures) -> Vec<BootCase> {
             .checks(complete_report(READY_CMDLINE))
             .check(Check::Custom {
                 description: "TSC 1 000 000 000 Hz from cmdline",
-                check: |_, report| match report.tsc {
-                    Some(tsc) if tsc.source == TscSource::Cmdline && tsc.hz == 1_000_000_000 => {
-                        Ok(())
-                    }
-                    other => Err(format!("{other:?}")),
-                },
+                check: |_, report| tsc_exactly(report, TscSource::Cmdline, 1_000_000_000),
             }),
         // KVM with +invtsc: CPUID 0x40000010 (EAX kHz x 1000).
         BootCase::new("tsc-cpuid-leaf", READY_CMDLINE)

@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 
 use super::configuration::{Configuration, Guest, baseline_of};
-use super::results::{BenchRun, Figure, Unit};
+use super::results::{BenchRun, Figure, FigureSeries, Unit};
 use crate::measure::stats::{self, OUTLIER_FENCE_IQRS, SIGNIFICANCE_LEVEL};
 use crate::vm::accel::Accel;
 
@@ -503,62 +503,38 @@ pub(crate) fn render_comparison(
             "figure", "unit", "n A", "n B", "median A", "median B", "B/A", "p"
         );
         let both_icount = config_a.accel == Accel::Icount && config_b.accel == Accel::Icount;
-        for series in before.series(name_a) {
+        for series in &before.series(name_a) {
             let values_b = after.values(name_b, &series.figure);
             if both_icount
                 && series.figure.is_guest_clock()
                 && let (Some(a), Some(b)) = (exact_value(&series.values), exact_value(&values_b))
             {
-                let unit: Unit = series.figure.unit();
-                let _ = writeln!(
-                    out,
-                    "{:<36} {:>4} {:>4} {:>4} {:>10} {:>10} {:>7} {:>8}  {}",
-                    series.figure.label(),
-                    unit.name(),
-                    series.values.len(),
-                    values_b.len(),
-                    unit.format(a),
-                    unit.format(b),
-                    if a > 0.0 {
-                        format!("{:.3}", b / a)
-                    } else {
-                        "-".to_owned()
-                    },
-                    "exact",
-                    exact_difference(a, b)
-                );
+                let row = CompareRow {
+                    figure: series,
+                    count_b: values_b.len(),
+                    value_a: a,
+                    value_b: b,
+                };
+                row.write(&mut out, "exact", &exact_difference(a, b));
                 continue;
             }
             let Some(test) = stats::mann_whitney_u(&series.values, &values_b) else {
                 continue;
             };
-            let unit: Unit = series.figure.unit();
-            let median_a = series.summary.median;
-            let median_b = stats::median(&values_b);
-            let ratio = if median_a > 0.0 {
-                format!("{:.3}", median_b / median_a)
-            } else {
-                "-".to_owned()
+            let row = CompareRow {
+                figure: series,
+                count_b: values_b.len(),
+                value_a: series.summary.median,
+                value_b: stats::median(&values_b),
             };
             let verdict = if !test.significant() {
                 "within noise"
-            } else if median_b > median_a {
+            } else if row.value_b > row.value_a {
                 "SLOWER (significant)"
             } else {
                 "FASTER (significant)"
             };
-            let _ = writeln!(
-                out,
-                "{:<36} {:>4} {:>4} {:>4} {:>10} {:>10} {:>7} {:>8.4}  {verdict}",
-                series.figure.label(),
-                unit.name(),
-                series.values.len(),
-                values_b.len(),
-                unit.format(median_a),
-                unit.format(median_b),
-                ratio,
-                test.p_value
-            );
+            row.write(&mut out, &format!("{:.4}", test.p_value), verdict);
         }
     }
     Ok(out)
@@ -566,6 +542,38 @@ pub(crate) fn render_comparison(
 
 /// Instructions in a microsecond of an icount guest's clock (1 GHz TSC).
 const ICOUNT_INSTRUCTIONS_PER_US: f64 = 1000.0;
+
+/// One figure's row of the `--compare` table: A's series against B's value.
+struct CompareRow<'a> {
+    figure: &'a FigureSeries,
+    count_b: usize,
+    value_a: f64,
+    value_b: f64,
+}
+
+impl CompareRow<'_> {
+    /// Writes the row; `test` fills the `p` column (a p-value, or `exact`).
+    fn write(&self, out: &mut String, test: &str, verdict: &str) {
+        let unit: Unit = self.figure.figure.unit();
+        let ratio = if self.value_a > 0.0 {
+            format!("{:.3}", self.value_b / self.value_a)
+        } else {
+            "-".to_owned()
+        };
+        let _ = writeln!(
+            out,
+            "{:<36} {:>4} {:>4} {:>4} {:>10} {:>10} {:>7} {:>8}  {verdict}",
+            self.figure.figure.label(),
+            unit.name(),
+            self.figure.values.len(),
+            self.count_b,
+            unit.format(self.value_a),
+            unit.format(self.value_b),
+            ratio,
+            test
+        );
+    }
+}
 
 /// The one value every boot gave, when they all agree (icount's guest
 /// figures do); `None` for a spread or no boot.
