@@ -185,6 +185,7 @@ fn run_case(case: &NetCase, target: &Target, kernel: &Path) -> (CaseResult, Vec<
         machine: case.machine,
         accel: target.accel,
         network: network_on(case, target),
+        peer: None,
     };
     let mut boot = match ServedBoot::start(&vm, kernel, &cmdline, case.timeout, LISTEN_WITHIN) {
         Ok(boot) => boot,

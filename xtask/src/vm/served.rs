@@ -4,7 +4,7 @@
 //! through a tap device in a network namespace of its own.
 
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -20,7 +20,7 @@ use super::network::{
 use super::power_off::PowerOff;
 use super::process::{Finished, LineWait, LiveChild};
 use super::tap_namespace::{TAP_NAME, TapNamespace};
-use super::vmm::qemu::{Machine, QemuCommand};
+use super::vmm::qemu::{self, Machine, QemuCommand};
 use super::vmm::{Invocation, VmSpec, Vmm, VmmKind};
 use crate::guest_output::report::{self, BootReport};
 
@@ -78,6 +78,23 @@ pub(crate) struct ServedVm {
     pub(crate) machine: Machine,
     pub(crate) accel: Accel,
     pub(crate) network: ServedNetwork,
+    /// Another kernel than mote, serving HTTP on port 80 (QEMU over a tap only).
+    pub(crate) peer: Option<PeerGuest>,
+}
+
+/// A kernel other than mote booted as a served guest: the Linux peer
+/// (`cargo xtask peer linux`), compared with mote under the same load.
+#[derive(Debug, Clone)]
+pub(crate) struct PeerGuest {
+    pub(crate) initrd: PathBuf,
+    /// The whole line it prints once it serves (mote's is [`LISTENING_LINE`]).
+    pub(crate) ready_line: String,
+    /// Whether its microvm needs ACPI (the Debian kernel finds its
+    /// virtio-mmio devices only in the DSDT).
+    pub(crate) acpi: bool,
+    /// The request that powers it off (method, path); it may close the
+    /// connection unanswered while it goes down.
+    pub(crate) power_off: (String, String),
 }
 
 /// Where the host reaches the guest's services.
@@ -146,11 +163,22 @@ fn prepare(vm: &ServedVm, kernel: &Path, cmdline: &str) -> Result<Prepared> {
             },
         });
     }
+    if vm.peer.is_some() && vm.vmm.kind != VmmKind::Qemu {
+        bail!(
+            "the Linux peer is served on QEMU only: Debian's kernel reads no virtio_mmio.device= \
+             (CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES is off), which is how {} describes its devices",
+            vm.vmm.kind
+        );
+    }
     let namespace = TapNamespace::create()?;
     let (inner, command_line, invocation) = if vm.vmm.kind == VmmKind::Qemu {
-        let qemu = served_qemu(vm.machine, kernel, vm.accel, cmdline)
-            .vmm(&vm.vmm)
-            .virtio_net_tap("net0", TAP_NAME);
+        let mut qemu = served_qemu(vm.machine, kernel, vm.accel, cmdline).vmm(&vm.vmm);
+        if let Some(peer) = &vm.peer {
+            qemu = qemu
+                .machine_options(qemu::microvm_options(peer.acpi))
+                .initrd(&peer.initrd);
+        }
+        let qemu = qemu.virtio_net_tap("net0", TAP_NAME);
         (qemu.command(), qemu.command_line(), None)
     } else {
         let mut spec = VmSpec::new(kernel, cmdline);
@@ -196,8 +224,16 @@ impl ServedBoot {
             if let Some(namespace) = &prepared.namespace {
                 namespace.adopt(child.id());
             }
+            let ready_line = vm.peer.as_ref().map_or_else(
+                || LISTENING_LINE.to_string(),
+                |peer| peer.ready_line.clone(),
+            );
+            let is_ready = |line: &str| match &vm.peer {
+                None => report::is_line(line, &LISTENING_LINE),
+                Some(peer) => line.trim_end() == peer.ready_line,
+            };
             let waited = child
-                .wait_for_stdout(|line| report::is_line(line, &LISTENING_LINE), listen_within)
+                .wait_for_stdout(is_ready, listen_within)
                 .map_err(|error| failure(format!("{error:#}"), Vec::new()));
             let output = |child: &LiveChild| {
                 let mut lines = child.stdout().to_vec();
@@ -238,10 +274,10 @@ impl ServedBoot {
                     let lines = output(&child);
                     let failures = report::failure_lines(&lines);
                     let reason = if failures.is_empty() {
-                        format!("{} exited before `{LISTENING_LINE}`", vm.vmm.kind)
+                        format!("{} exited before `{ready_line}`", vm.vmm.kind)
                     } else {
                         format!(
-                            "{} exited before `{LISTENING_LINE}`: {}",
+                            "{} exited before `{ready_line}`: {}",
                             vm.vmm.kind,
                             failures.join("; ")
                         )
@@ -256,7 +292,7 @@ impl ServedBoot {
                     let lines = output(&child);
                     return Err(failure(
                         format!(
-                            "no `{LISTENING_LINE}` within {:.0} s",
+                            "no `{ready_line}` within {:.0} s",
                             listen_within.as_secs_f64()
                         ),
                         lines,
@@ -319,15 +355,24 @@ impl ServedBoot {
     /// and waits up to `exit_within` for the VMM to exit; it is killed if it
     /// does not. Reaches the guest where it is (see [`Self::reachable`]).
     pub(crate) fn power_off(
+        self,
+        request_timeout: Duration,
+        exit_within: Duration,
+    ) -> Result<PowerOffRun> {
+        self.power_off_with(("POST", "/poweroff"), request_timeout, exit_within)
+    }
+
+    /// [`Self::power_off`] with another request (a peer's).
+    pub(crate) fn power_off_with(
         mut self,
+        (method, path): (&str, &str),
         request_timeout: Duration,
         exit_within: Duration,
     ) -> Result<PowerOffRun> {
         let start = Instant::now();
         let address = self.http_address();
-        let response = self.reachable(|_| {
-            http_client::request(address, "POST", "/poweroff", b"", request_timeout)
-        })?;
+        let response =
+            self.reachable(|_| http_client::request(address, method, path, b"", request_timeout))?;
         let answered_after = start.elapsed();
         let finished = self.child.finish(Some(exit_within))?;
         let ending = self.vmm.ending(&finished, exit_within);

@@ -14,7 +14,7 @@ use super::configuration::{
     self, AccelRequest, Configuration, ExternalGuest, Guest, HttpRequestLine, MatrixArgs, Switch,
 };
 use super::host::HostMachine;
-use super::http::{self, HttpPlan, HttpRun};
+use super::http::{self, HttpPeer, HttpPlan, HttpRun};
 use super::http_chart;
 use super::results::{BenchRun, ConfigurationRecord, FORMAT_VERSION};
 use super::runner::{self, Images};
@@ -24,6 +24,7 @@ use crate::env::{build, workspace};
 use crate::peer::{PeerKind, linux};
 use crate::vm::accel::{self, Accel, AccelChoice};
 use crate::vm::network::HostPorts;
+use crate::vm::served::PeerGuest;
 use crate::vm::vmm::{self, VmmKind, VmmPaths, qemu};
 
 /// `cargo xtask bench`'s command line.
@@ -64,7 +65,9 @@ pub(crate) struct BenchArgs {
     /// A stock guest beside mote: `linux` is `cargo xtask peer linux`'s
     /// Debian kernel and busybox httpd (built here when missing), booted
     /// with ACPI on and tsc_early_khz=; mote and it are both booted served
-    /// and timed to their ready line and first GET /health 200.
+    /// and timed to their ready line and first GET /health 200. With
+    /// --http, it is driven through the same wrk ladder after mote on each
+    /// QEMU target (its kernel has no virtio_mmio.device= for the others).
     #[arg(long, value_enum, conflicts_with_all = ["kernel", "configs"])]
     peer: Option<PeerKind>,
     /// Boot this prebuilt mote image instead of building target/kernel.
@@ -182,6 +185,10 @@ fn measure_http(options: &BenchArgs) -> Result<bool> {
         path: options.http_path.clone(),
         kernel: files.kernel,
         command: invocation(),
+        peer: match options.peer {
+            Some(PeerKind::Linux) => Some(linux_http_peer()?),
+            None => None,
+        },
     };
     let run = http::measure(&plan)?;
     let json = options.out.clone().unwrap_or_else(|| {
@@ -261,6 +268,26 @@ fn linux_peer() -> Result<ExternalGuest> {
             method: "GET".to_owned(),
             path: linux::POWER_OFF_PATH.to_owned(),
         }),
+    })
+}
+
+/// The Linux peer for `--http`: served over the tap, with ACPI, powered off
+/// by its CGI.
+fn linux_http_peer() -> Result<HttpPeer> {
+    let peer = linux_peer()?;
+    let power_off = peer
+        .power_off
+        .expect("the Linux peer is powered off over HTTP");
+    Ok(HttpPeer {
+        prefix: peer.prefix,
+        kernel: peer.kernel,
+        kernel_args: peer.kernel_args,
+        guest: PeerGuest {
+            initrd: peer.initrd.expect("the Linux peer has an initramfs"),
+            ready_line: linux::READY_LINE.to_owned(),
+            acpi: peer.acpi.unwrap_or(true),
+            power_off: (power_off.method, power_off.path),
+        },
     })
 }
 

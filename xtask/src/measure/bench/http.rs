@@ -19,8 +19,9 @@ use crate::guest_output::status_page::LoadCounters;
 use crate::vm::accel::Accel;
 use crate::vm::cmdline::{self, STATIC_IP_PARAMETER};
 use crate::vm::http_client;
-use crate::vm::process::{self, Output};
-use crate::vm::served::{self, ServedBoot, ServedNetwork, ServedVm};
+use crate::vm::power_off::PowerOff;
+use crate::vm::process::{self, Finished, Output};
+use crate::vm::served::{self, PeerGuest, ServedBoot, ServedNetwork, ServedVm};
 use crate::vm::tap_namespace;
 use crate::vm::vmm::qemu::Machine;
 use crate::vm::vmm::{Vmm, VmmKind};
@@ -34,6 +35,11 @@ pub(crate) const DEFAULT_LADDER: [usize; 5] = [1, 16, 64, 256, 1000];
 
 /// From the VMM's start to `mote: listening` (about a second under TCG).
 const LISTEN_WITHIN: Duration = Duration::from_secs(30);
+/// From the VMM's start to the peer's ready line (Linux under TCG: about
+/// 7 s on an idle host, several times that on a loaded one).
+const PEER_LISTEN_WITHIN: Duration = Duration::from_secs(120);
+/// The peer syncs and shuts its devices down before the ACPI sleep.
+const PEER_POWER_OFF_WITHIN: Duration = Duration::from_secs(30);
 /// `GET /` for the counters and `POST /poweroff`, each.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 const POWER_OFF_WITHIN: Duration = Duration::from_secs(10);
@@ -118,10 +124,23 @@ pub(crate) struct HttpPlan {
     pub(crate) path: String,
     pub(crate) kernel: PathBuf,
     pub(crate) command: String,
+    /// A stock guest driven through the same ladder after mote, on each
+    /// QEMU target (`--peer linux`).
+    pub(crate) peer: Option<HttpPeer>,
 }
 
-fn configuration_name(vmm: VmmKind, accel: Accel) -> String {
-    format!("mote-{vmm}-{accel}-http")
+/// The peer of an HTTP bench: its kernel, the words after `console=ttyS0
+/// ip=…`, and how it is served.
+pub(crate) struct HttpPeer {
+    /// Its configurations' prefix (`linux`).
+    pub(crate) prefix: String,
+    pub(crate) kernel: PathBuf,
+    pub(crate) kernel_args: String,
+    pub(crate) guest: PeerGuest,
+}
+
+fn configuration_name(prefix: &str, vmm: VmmKind, accel: Accel) -> String {
+    format!("{prefix}-{vmm}-{accel}-http")
 }
 
 /// Boots each target and runs the ladder against it.
@@ -151,11 +170,13 @@ pub(crate) fn measure(plan: &HttpPlan) -> Result<HttpRun> {
         .duration_since(UNIX_EPOCH)
         .map_or(0, |since| since.as_secs());
     let started = Instant::now();
-    let configurations = plan
-        .targets
-        .iter()
-        .map(|(vmm, accel)| run_ladder(plan, vmm, *accel))
-        .collect();
+    let mut configurations = Vec::new();
+    for (vmm, accel) in &plan.targets {
+        configurations.push(run_ladder(plan, vmm, *accel, None));
+        if let Some(peer) = plan.peer.as_ref().filter(|_| vmm.kind == VmmKind::Qemu) {
+            configurations.push(run_ladder(plan, vmm, *accel, Some(peer)));
+        }
+    }
     Ok(HttpRun {
         kind: HTTP_RUN_KIND.to_owned(),
         format: HTTP_FORMAT_VERSION,
@@ -171,18 +192,37 @@ pub(crate) fn measure(plan: &HttpPlan) -> Result<HttpRun> {
     })
 }
 
-fn run_ladder(plan: &HttpPlan, vmm: &Vmm, accel: Accel) -> HttpConfiguration {
-    let name = configuration_name(vmm.kind, accel);
+/// One boot through the ladder: mote, or `peer` when given.
+fn run_ladder(
+    plan: &HttpPlan,
+    vmm: &Vmm,
+    accel: Accel,
+    peer: Option<&HttpPeer>,
+) -> HttpConfiguration {
+    let name = configuration_name(peer.map_or("mote", |peer| &peer.prefix), vmm.kind, accel);
     println!("bench --http: {name}: booting");
     let vm = ServedVm {
         vmm: vmm.clone(),
         machine: Machine::MicrovmNoAcpi,
         accel,
         network: ServedNetwork::Tap,
+        peer: peer.map(|peer| peer.guest.clone()),
+    };
+    let listen_within = if peer.is_some() {
+        PEER_LISTEN_WITHIN
+    } else {
+        LISTEN_WITHIN
     };
     let per_step = plan.duration + WRK_GRACE + SETTLE + REQUEST_TIMEOUT;
-    let timeout = LISTEN_WITHIN + per_step * plan.ladder.len() as u32 + POWER_OFF_WITHIN;
-    let cmdline = cmdline::served_cmdline(STATIC_IP_PARAMETER);
+    let timeout = listen_within + per_step * plan.ladder.len() as u32 + POWER_OFF_WITHIN;
+    let served = cmdline::served_cmdline(STATIC_IP_PARAMETER);
+    let (kernel, cmdline) = match peer {
+        None => (&plan.kernel, served),
+        Some(peer) => (
+            &peer.kernel,
+            cmdline::with_append(&served, Some(&peer.kernel_args)),
+        ),
+    };
     let mut configuration = HttpConfiguration {
         name,
         vmm: vmm.kind,
@@ -192,7 +232,7 @@ fn run_ladder(plan: &HttpPlan, vmm: &Vmm, accel: Accel) -> HttpConfiguration {
         steps: Vec::new(),
         problems: Vec::new(),
     };
-    let mut boot = match ServedBoot::start(&vm, &plan.kernel, &cmdline, timeout, LISTEN_WITHIN) {
+    let mut boot = match ServedBoot::start(&vm, kernel, &cmdline, timeout, listen_within) {
         Ok(boot) => boot,
         Err(failure) => {
             configuration.command_line = failure.command_line;
@@ -226,14 +266,17 @@ fn run_ladder(plan: &HttpPlan, vmm: &Vmm, accel: Accel) -> HttpConfiguration {
             wrk::parse_report(&finished.stdout.join("\n")).map_err(|error| format!("{error:#}"))
         });
         std::thread::sleep(SETTLE);
-        let guest = boot
-            .reachable(|_| http_client::get(address, "/", REQUEST_TIMEOUT))
-            .map_err(|error| format!("{error:#}"))
-            .and_then(|response| response)
-            .and_then(|response| {
-                LoadCounters::parse(&response.body_text())
-                    .ok_or_else(|| "GET /: no `http connections` line".to_owned())
-            });
+        let guest = if peer.is_some() {
+            Err(NO_PEER_COUNTERS.to_owned())
+        } else {
+            boot.reachable(|_| http_client::get(address, "/", REQUEST_TIMEOUT))
+                .map_err(|error| format!("{error:#}"))
+                .and_then(|response| response)
+                .and_then(|response| {
+                    LoadCounters::parse(&response.body_text())
+                        .ok_or_else(|| "GET /: no `http connections` line".to_owned())
+                })
+        };
         let step = Step {
             connections,
             wrk,
@@ -242,18 +285,51 @@ fn run_ladder(plan: &HttpPlan, vmm: &Vmm, accel: Accel) -> HttpConfiguration {
         println!("  {}", step_summary(&step));
         configuration.steps.push(step);
     }
-    match boot.power_off(REQUEST_TIMEOUT, POWER_OFF_WITHIN) {
-        Ok(run) => {
-            configuration.problems.extend(served::judge_power_off(
-                &run.response,
-                &run.finished,
-                &run.ending,
-            ));
-            configuration.problems.extend(run.log_problems);
+    match peer {
+        None => match boot.power_off(REQUEST_TIMEOUT, POWER_OFF_WITHIN) {
+            Ok(run) => {
+                configuration.problems.extend(served::judge_power_off(
+                    &run.response,
+                    &run.finished,
+                    &run.ending,
+                ));
+                configuration.problems.extend(run.log_problems);
+            }
+            Err(error) => configuration.problems.push(format!("{error:#}")),
+        },
+        Some(peer) => {
+            let (method, path) = &peer.guest.power_off;
+            match boot.power_off_with((method, path), REQUEST_TIMEOUT, PEER_POWER_OFF_WITHIN) {
+                Ok(run) => configuration
+                    .problems
+                    .extend(judge_peer_power_off(&run.finished, PEER_POWER_OFF_WITHIN)),
+                Err(error) => configuration.problems.push(format!("{error:#}")),
+            }
         }
-        Err(error) => configuration.problems.push(format!("{error:#}")),
     }
     configuration
+}
+
+/// What a peer step's counters say: only mote has a status page with them.
+const NO_PEER_COUNTERS: &str = "not mote: no counters";
+
+/// A peer powers off through ACPI, after which QEMU exits 0 (it has no
+/// isa-debug-exit verdict to give); its answer to the request may be lost
+/// as it goes down, so only the exit is judged.
+fn judge_peer_power_off(finished: &Finished, within: Duration) -> Vec<String> {
+    if finished.timed_out {
+        return vec![format!(
+            "the peer did not power off within {} s of its power-off request and was killed",
+            within.as_secs()
+        )];
+    }
+    match finished.exit_code {
+        Some(0) => Vec::new(),
+        _ => vec![format!(
+            "after its power-off request: {}",
+            PowerOff::from_exit(finished, within)
+        )],
+    }
 }
 
 fn milliseconds(us: Option<f64>) -> String {
@@ -310,19 +386,82 @@ pub(crate) fn render_report(run: &HttpRun) -> String {
             if let Err(reason) = &step.wrk {
                 text.push_str(&format!("  c={}: wrk: {reason}\n", step.connections));
             }
-            if let Err(reason) = &step.guest {
-                text.push_str(&format!("  c={}: counters: {reason}\n", step.connections));
+            match &step.guest {
+                Err(reason) if reason != NO_PEER_COUNTERS => {
+                    text.push_str(&format!("  c={}: counters: {reason}\n", step.connections));
+                }
+                _ => {}
             }
         }
         for problem in &configuration.problems {
             text.push_str(&format!("  problem: {problem}\n"));
         }
     }
+    text.push_str(&side_by_side(run));
     text.push_str(
         "\nrefused (guest): SYNs the guest dropped with its pool full during the step (its status page's counter, before and after); \
-         peak open: the most connections it held at once since boot; heap low mark: its fewest free heap bytes since boot.\n\
-         No Linux peer column: the Linux peer (cargo xtask peer linux) is timed to its first 200 by bench --peer linux, not yet loaded by wrk here.\n",
+         peak open: the most connections it held at once since boot; heap low mark: its fewest free heap bytes since boot \
+         (mote only: a peer has no such counters).\n",
     );
+    if !run
+        .configurations
+        .iter()
+        .any(|configuration| !configuration.name.starts_with("mote-"))
+    {
+        text.push_str(
+            "--peer linux drives the Linux peer (cargo xtask peer linux: Debian's kernel, busybox httpd) through the same ladder on each QEMU target.\n",
+        );
+    }
+    text
+}
+
+/// Each peer configuration beside mote's of the same VMM and accelerator:
+/// req/s, p99 and socket errors per step.
+fn side_by_side(run: &HttpRun) -> String {
+    let mut text = String::new();
+    for peer in &run.configurations {
+        let Some((prefix, rest)) = peer.name.split_once('-') else {
+            continue;
+        };
+        if prefix == "mote" {
+            continue;
+        }
+        let mote_name = format!("mote-{rest}");
+        let Some(mote) = run
+            .configurations
+            .iter()
+            .find(|configuration| configuration.name == mote_name)
+        else {
+            continue;
+        };
+        text.push_str(&format!(
+            "\n{mote_name} beside {}:\n\n\
+             | connections | mote req/s | {prefix} req/s | mote p99 ms | {prefix} p99 ms | mote errors | {prefix} errors |\n\
+             |---|---|---|---|---|---|---|\n",
+            peer.name
+        ));
+        for step in &mote.steps {
+            let other = peer
+                .steps
+                .iter()
+                .find(|other| other.connections == step.connections);
+            let figures = |step: Option<&Step>| match step.map(|step| &step.wrk) {
+                Some(Ok(report)) => (
+                    format!("{:.0}", report.requests_per_second),
+                    milliseconds(report.p99_us),
+                    report.errors.total().to_string(),
+                ),
+                Some(Err(_)) => ("failed".to_owned(), "—".to_owned(), "—".to_owned()),
+                None => ("—".to_owned(), "—".to_owned(), "—".to_owned()),
+            };
+            let (mote_rate, mote_p99, mote_errors) = figures(Some(step));
+            let (peer_rate, peer_p99, peer_errors) = figures(other);
+            text.push_str(&format!(
+                "| {} | {mote_rate} | {peer_rate} | {mote_p99} | {peer_p99} | {mote_errors} | {peer_errors} |\n",
+                step.connections
+            ));
+        }
+    }
     text
 }
 
@@ -417,7 +556,7 @@ pub(super) fn sample_run() -> HttpRun {
         duration_seconds: 5,
         wrk_timeout_seconds: 2,
         configurations: vec![HttpConfiguration {
-            name: configuration_name(VmmKind::Qemu, Accel::Tcg),
+            name: configuration_name("mote", VmmKind::Qemu, Accel::Tcg),
             vmm: VmmKind::Qemu,
             vmm_version: "7.2.22".to_owned(),
             accel: Accel::Tcg,
@@ -475,12 +614,48 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("c=1: wrk: wrk: killed"), "{text}");
-        assert!(text.contains("No Linux peer column"), "{text}");
+        assert!(
+            text.contains("--peer linux drives the Linux peer"),
+            "{text}"
+        );
         assert!(!complete(&run));
         // Rendering is a function of the JSON alone.
         let again = HttpRun::from_json(&serde_json::to_string(&run).unwrap())
             .unwrap()
             .unwrap();
         assert_eq!(render_report(&again), text);
+    }
+
+    #[test]
+    fn a_peer_ladder_is_shown_beside_motes_without_counters() {
+        let mut run = sample_run();
+        let mut peer = run.configurations[0].clone();
+        peer.name = configuration_name("linux", VmmKind::Qemu, Accel::Tcg);
+        for step in &mut peer.steps {
+            step.guest = Err(NO_PEER_COUNTERS.to_owned());
+        }
+        peer.steps[0].wrk = Ok(WrkReport {
+            requests_per_second: 120.0,
+            p99_us: Some(1_900_000.0),
+            ..peer.steps[1].wrk.clone().unwrap()
+        });
+        peer.steps.truncate(2);
+        run.configurations.push(peer);
+        let text = render_report(&run);
+        assert!(
+            text.contains("mote-qemu-tcg-http beside linux-qemu-tcg-http:"),
+            "{text}"
+        );
+        assert!(
+            text.contains("| 16 | 8000 | 120 | 30.00 | 1900.00 | 0 | 3 |"),
+            "{text}"
+        );
+        // Mote's failed step, and a step the peer never ran.
+        assert!(
+            text.contains("| 1 | failed | — | — | — | — | — |"),
+            "{text}"
+        );
+        assert!(!text.contains("counters: not mote"), "{text}");
+        assert!(!text.contains("--peer linux drives"), "{text}");
     }
 }
