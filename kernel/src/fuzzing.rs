@@ -21,6 +21,7 @@ use crate::acpi::{self, Acpi, DsdtFacts, aml};
 use crate::cmdline::Options;
 use crate::net::http::{self, Method, Pages, Parse};
 use crate::net::ip_config::{self, IpConfig};
+use crate::smp::{MAX_CPUS, Processors, mp_table};
 use crate::virtio::acpi::{VIRTIO_MMIO_HID, virtio_mmio_devices_from_dsdt};
 use crate::virtio::cmdline::virtio_mmio_devices_from_cmdline;
 use crate::virtio::{Discovery, MmioDevice};
@@ -398,8 +399,105 @@ pub fn acpi_tables(data: &[u8]) {
         assert!(2 * (io_apics.len() + overrides) <= madt.bytes.len().saturating_sub(44));
     }
 
+    if let Ok(processors) = tables.processors() {
+        let madt = tables.table(b"APIC").expect("the MADT was read");
+        // Each processor entry is at least 8 bytes, after the 44-byte header.
+        check_processors(&processors, madt.bytes.len().saturating_sub(44) / 8);
+    }
+
     let again = PhysicalImage::decode(&image).expect("decoded once");
     assert_eq!(Acpi::read(&again, rsdp).as_ref(), Ok(&tables));
+}
+
+/// What every processor list promises: each APIC id once, at most
+/// [`MAX_CPUS`], and no more entries accounted for than the table has room
+/// for (`entries`); the boot processor, when named, is one of the CPUs.
+fn check_processors(processors: &Processors, entries: usize) {
+    let ids = processors.apic_ids();
+    assert!(ids.len() <= MAX_CPUS);
+    for (index, id) in ids.iter().enumerate() {
+        assert!(!ids[..index].contains(id), "APIC id {id} twice");
+    }
+    let accounted =
+        ids.len() + processors.duplicates + processors.disabled + processors.beyond_limit;
+    assert!(
+        accounted <= entries,
+        "{accounted} entries in room for {entries}"
+    );
+    assert!(processors.online_capable <= processors.disabled);
+    if let Some(boot) = processors.boot_processor {
+        assert!(ids.contains(&boot), "boot processor {boot} is not a CPU");
+    }
+}
+
+/// Repairs the checksum of every MP floating pointer and configuration
+/// table at the start of a chunk, so the fuzzer reaches the entries.
+fn repair_mp_checksums(data: &mut [u8]) {
+    let mut at = 8;
+    while at + 10 <= data.len() {
+        let length = usize::from(u16::from_le_bytes([data[at + 8], data[at + 9]]));
+        let start = at + 10;
+        let end = (start + length).min(data.len());
+        let chunk = &mut data[start..end];
+        if chunk.starts_with(b"_MP_") {
+            repair_checksum(chunk, 10, 16);
+        } else if chunk.starts_with(b"PCMP") && chunk.len() >= 8 {
+            let declared = usize::from(u16::from_le_bytes([chunk[4], chunk[5]]));
+            repair_checksum(chunk, 7, declared);
+        }
+        at = end;
+    }
+}
+
+/// The MP table reader (`smp::mp_table`): the floating pointer search over
+/// the image, and the configuration table at the image's entry address.
+/// The first byte's bit 0 asks to repair every checksum first. Invariants:
+/// a floating pointer found is a checksummed `_MP_` paragraph of the image
+/// inside a search area; every processor list keeps each APIC id once,
+/// accounts for no more entries than the table holds, and names a boot
+/// processor among its CPUs; the same image gives the same answers.
+pub fn mp_table(data: &[u8]) {
+    let Some((&flags, image)) = data.split_first() else {
+        return;
+    };
+    let mut image = image.to_vec();
+    if flags & 1 != 0 {
+        repair_mp_checksums(&mut image);
+    }
+    let Some(memory) = PhysicalImage::decode(&image) else {
+        return;
+    };
+    if let Some(pointer) = mp_table::find_floating_pointer(&memory) {
+        let bytes = memory
+            .bytes(pointer.paddr, 16)
+            .expect("the pointer was read");
+        assert_eq!(&bytes[..4], b"_MP_");
+        assert_eq!(bytes.iter().fold(0u8, |sum, &b| sum.wrapping_add(b)), 0);
+        assert_eq!(pointer.paddr % 16, 0);
+        let inside = mp_table::search_areas(&memory)
+            .into_iter()
+            .flatten()
+            .any(|(start, length)| (start..start + length as u64).contains(&pointer.paddr));
+        assert!(
+            inside,
+            "pointer at {:#x} outside the search areas",
+            pointer.paddr
+        );
+    }
+    let searched = mp_table::processors(&memory);
+    let direct = mp_table::read_table(&memory, memory.entry);
+    for processors in [&searched, &direct].into_iter().flatten() {
+        // A processor entry is 20 bytes; a table is at most 64 KiB.
+        check_processors(processors, usize::from(u16::MAX) / 20);
+    }
+    if let Ok(processors) = &direct {
+        let header = memory.bytes(memory.entry, 44).expect("the header was read");
+        let length = usize::from(u16::from_le_bytes([header[4], header[5]]));
+        check_processors(processors, length.saturating_sub(44) / 20);
+    }
+    let again = PhysicalImage::decode(&image).expect("decoded once");
+    assert_eq!(mp_table::processors(&again), searched);
+    assert_eq!(mp_table::read_table(&again, again.entry), direct);
 }
 
 /// Pages with fixed bodies.

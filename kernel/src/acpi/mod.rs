@@ -26,9 +26,12 @@ use zerocopy::{FromBytes, FromZeros, IntoBytes};
 
 pub(crate) use self::rsdp::RootPointer;
 use self::tables::{
-    FADT_HW_REDUCED_ACPI, Fadt, HEADER_SIZE, MADT_IO_APIC, MADT_SOURCE_OVERRIDE, MadtHeader,
-    MadtIoApic, SdtHeader, checksum, read,
+    FADT_HW_REDUCED_ACPI, Fadt, HEADER_SIZE, MADT_IO_APIC, MADT_LOCAL_APIC, MADT_LOCAL_X2APIC,
+    MADT_PROCESSOR_ENABLED, MADT_PROCESSOR_ONLINE_CAPABLE, MADT_SOURCE_OVERRIDE, MadtHeader,
+    MadtIoApic, MadtLocalApic, MadtLocalX2Apic, SdtHeader, checksum, read,
 };
+use crate::smp::Processors;
+use crate::smp::processors::Source;
 use crate::virtio::acpi::{DsdtScan, VIRTIO_MMIO_HID};
 
 /// Largest DSDT read (Cloud Hypervisor's is the largest seen).
@@ -208,21 +211,35 @@ impl Acpi {
         })
     }
 
+    /// The MADT's interrupt controller structures: `(type, bytes)` each,
+    /// up to the first whose length is below 2 or runs past the table;
+    /// the flag says whether the walk stopped at such an entry.
+    fn madt_entries(&self) -> Result<(Vec<MadtEntry<'_>>, bool), AcpiError> {
+        let bytes = &self.table(b"APIC").ok_or(AcpiError::NoMadt)?.bytes;
+        let length = bytes.len();
+        let mut entries = Vec::new();
+        let mut at = size_of::<MadtHeader>();
+        while at < length {
+            let Some(&[kind, entry_length]) = bytes.get(at..at + 2) else {
+                return Ok((entries, true));
+            };
+            let entry_length = usize::from(entry_length);
+            if entry_length < 2 || at + entry_length > length {
+                return Ok((entries, true));
+            }
+            entries.push((kind, &bytes[at..at + entry_length]));
+            at += entry_length;
+        }
+        Ok((entries, false))
+    }
+
     /// The I/O APICs the MADT lists, and how many interrupt source
     /// overrides it has (QEMU microvm gives none; mote does not remap ISA
     /// IRQs).
     pub(crate) fn io_apics(&self) -> Result<(ArrayVec<IoApic, MAX_IO_APICS>, usize), AcpiError> {
-        let bytes = &self.table(b"APIC").ok_or(AcpiError::NoMadt)?.bytes;
-        let length = bytes.len();
         let mut io_apics = ArrayVec::new();
         let mut overrides = 0;
-        let mut at = size_of::<MadtHeader>();
-        while at + 2 <= length {
-            let (kind, entry_length) = (bytes[at], usize::from(bytes[at + 1]));
-            if entry_length < 2 || at + entry_length > length {
-                break;
-            }
-            let entry = &bytes[at..at + entry_length];
+        for (kind, entry) in self.madt_entries()?.0 {
             match kind {
                 MADT_IO_APIC => {
                     if let Ok((io_apic, _)) = MadtIoApic::read_from_prefix(entry) {
@@ -236,11 +253,45 @@ impl Acpi {
                 MADT_SOURCE_OVERRIDE => overrides += 1,
                 _ => {}
             }
-            at += entry_length;
         }
         Ok((io_apics, overrides))
     }
+
+    /// The processors the MADT lists: its local APIC and x2APIC entries
+    /// (ACPI 6.5 §5.2.12.2 and §5.2.12.12), enabled or online-capable as
+    /// their flags say. An x2APIC entry for an id a local APIC entry had
+    /// is a duplicate (ACPI lists ids below 255 as local APICs); a local
+    /// APIC id of 0xff is no processor.
+    pub(crate) fn processors(&self) -> Result<Processors, AcpiError> {
+        let (entries, truncated) = self.madt_entries()?;
+        let mut processors = Processors::new(Source::Madt);
+        processors.truncated = truncated;
+        for (kind, entry) in entries {
+            let (apic_id, flags) = match kind {
+                MADT_LOCAL_APIC => match MadtLocalApic::read_from_prefix(entry) {
+                    Ok((apic, _)) if apic.apic_id != 0xff => {
+                        (u32::from(apic.apic_id), apic.flags.get())
+                    }
+                    _ => continue,
+                },
+                MADT_LOCAL_X2APIC => match MadtLocalX2Apic::read_from_prefix(entry) {
+                    Ok((apic, _)) => (apic.x2apic_id.get(), apic.flags.get()),
+                    Err(_) => continue,
+                },
+                _ => continue,
+            };
+            processors.add(
+                apic_id,
+                flags & MADT_PROCESSOR_ENABLED != 0,
+                flags & MADT_PROCESSOR_ONLINE_CAPABLE != 0,
+            );
+        }
+        Ok(processors)
+    }
 }
+
+/// One interrupt controller structure of the MADT: its type and its bytes.
+type MadtEntry<'a> = (u8, &'a [u8]);
 
 /// What the boot needs from the DSDT, found in one walk: `\_S5`'s SLP_TYP
 /// and the virtio-mmio transports.
@@ -531,6 +582,94 @@ mod tests {
         );
     }
 
+    /// The QEMU microvm tables with the MADT's entries replaced by
+    /// `entries` (its header kept, its length and checksum fixed).
+    fn with_madt_entries(entries: &[&[u8]]) -> Acpi {
+        let mut m = qemu_microvm();
+        let mut madt = m[0x600..0x600 + 44].to_vec();
+        for entry in entries {
+            madt.extend_from_slice(entry);
+        }
+        assert!(0x600 + madt.len() <= DSDT);
+        m[0x600..0x600 + madt.len()].copy_from_slice(&madt);
+        table(&mut m, 0x600, b"APIC", madt.len());
+        fix_checksum(&mut m[0x600..0x600 + madt.len()], 9);
+        Acpi::read(&FakeMemory(m), RSDP as u64).unwrap()
+    }
+
+    fn local_apic(apic_id: u8, flags: u32) -> [u8; 8] {
+        let mut entry = [0, 8, apic_id, apic_id, 0, 0, 0, 0];
+        entry[4..].copy_from_slice(&flags.to_le_bytes());
+        entry
+    }
+
+    fn local_x2apic(apic_id: u32, flags: u32) -> [u8; 16] {
+        let mut entry = [0u8; 16];
+        entry[..2].copy_from_slice(&[9, 16]);
+        entry[4..8].copy_from_slice(&apic_id.to_le_bytes());
+        entry[8..12].copy_from_slice(&flags.to_le_bytes());
+        entry
+    }
+
+    #[test]
+    fn processors_from_the_madt() {
+        let memory = FakeMemory(qemu_microvm());
+        let processors = Acpi::read(&memory, RSDP as u64)
+            .unwrap()
+            .processors()
+            .unwrap();
+        assert_eq!(processors.source, Source::Madt);
+        assert_eq!(processors.apic_ids(), [0]);
+        assert!(!processors.truncated);
+
+        let io_apic = [1u8, 12, 0, 0, 0x00, 0x00, 0xc0, 0xfe, 0, 0, 0, 0];
+        let acpi = with_madt_entries(&[
+            &local_apic(0, 1),
+            &io_apic,
+            &local_apic(1, 1),
+            &local_apic(2, 0b10),
+            &local_apic(3, 0),
+            &local_apic(0xff, 1),
+            &local_x2apic(300, 1),
+            &local_x2apic(301, 0b10),
+        ]);
+        let processors = acpi.processors().unwrap();
+        assert_eq!(processors.apic_ids(), [0, 1, 300]);
+        assert_eq!((processors.disabled, processors.online_capable), (3, 2));
+        assert_eq!(acpi.io_apics().unwrap().0.len(), 1, "the walk is shared");
+    }
+
+    #[test]
+    fn duplicate_apic_ids_in_the_madt_count_once() {
+        let acpi = with_madt_entries(&[
+            &local_apic(0, 1),
+            &local_apic(1, 1),
+            &local_x2apic(1, 1),
+            &local_apic(0, 1),
+        ]);
+        let processors = acpi.processors().unwrap();
+        assert_eq!(processors.apic_ids(), [0, 1]);
+        assert_eq!(processors.duplicates, 2);
+    }
+
+    #[test]
+    fn a_zero_or_overlong_madt_entry_ends_the_walk() {
+        let zero = [0u8, 0, 5, 5, 1, 0, 0, 0];
+        let acpi = with_madt_entries(&[&local_apic(0, 1), &zero, &local_apic(1, 1)]);
+        let processors = acpi.processors().unwrap();
+        assert_eq!(processors.apic_ids(), [0]);
+        assert!(processors.truncated);
+        let overlong = [0u8, 200, 1, 1, 1, 0, 0, 0];
+        let acpi = with_madt_entries(&[&local_apic(0, 1), &overlong]);
+        let processors = acpi.processors().unwrap();
+        assert_eq!(processors.apic_ids(), [0]);
+        assert!(processors.truncated);
+        // Short entries (a 2-byte local APIC) are skipped, not misread.
+        let short = [0u8, 2];
+        let acpi = with_madt_entries(&[&short, &local_apic(4, 1), &[9u8, 4, 0, 0]]);
+        assert_eq!(acpi.processors().unwrap().apic_ids(), [4]);
+    }
+
     #[test]
     fn missing_s5() {
         let mut bytes = qemu_microvm();
@@ -593,6 +732,8 @@ mod fixtures {
                 gsi_base: 0
             }]
         );
+        let processors = acpi.processors().unwrap();
+        assert_eq!(processors.apic_ids(), [0], "booted with one vCPU");
         // Not hardware-reduced: no sleep register; the i8042 powers off.
         let facts = DsdtFacts::scan(acpi.dsdt_aml().unwrap()).unwrap();
         assert_eq!(

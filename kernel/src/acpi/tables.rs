@@ -109,8 +109,37 @@ pub(crate) struct MadtIoApic {
     pub(crate) gsi_base: U32,
 }
 
+/// A processor's local APIC structure of the MADT (ACPI 6.5 §5.2.12.2).
+#[derive(FromBytes, IntoBytes, KnownLayout, Immutable)]
+#[repr(C)]
+pub(crate) struct MadtLocalApic {
+    pub(crate) kind: u8,
+    pub(crate) length: u8,
+    pub(crate) processor_uid: u8,
+    pub(crate) apic_id: u8,
+    pub(crate) flags: U32,
+}
+
+/// A processor's local x2APIC structure of the MADT (ACPI 6.5 §5.2.12.12).
+#[derive(FromBytes, IntoBytes, KnownLayout, Immutable)]
+#[repr(C)]
+pub(crate) struct MadtLocalX2Apic {
+    pub(crate) kind: u8,
+    pub(crate) length: u8,
+    pub(crate) reserved: U16,
+    pub(crate) x2apic_id: U32,
+    pub(crate) flags: U32,
+    pub(crate) processor_uid: U32,
+}
+
+pub(crate) const MADT_LOCAL_APIC: u8 = 0;
 pub(crate) const MADT_IO_APIC: u8 = 1;
 pub(crate) const MADT_SOURCE_OVERRIDE: u8 = 2;
+pub(crate) const MADT_LOCAL_X2APIC: u8 = 9;
+/// Local APIC flags (ACPI 6.5 table 5.23): usable now, or can be enabled
+/// at run time (only meaningful when not enabled).
+pub(crate) const MADT_PROCESSOR_ENABLED: u32 = 1 << 0;
+pub(crate) const MADT_PROCESSOR_ONLINE_CAPABLE: u32 = 1 << 1;
 
 const _: () = assert!(RSDP_V1_SIZE == 20 && size_of::<Rsdp>() == 36);
 const _: () = assert!(HEADER_SIZE == 36);
@@ -120,6 +149,7 @@ const _: () = assert!(core::mem::offset_of!(Fadt, x_dsdt) == 140);
 const _: () = assert!(core::mem::offset_of!(Fadt, sleep_control_reg) == 244);
 const _: () = assert!(size_of::<Fadt>() == 276);
 const _: () = assert!(size_of::<MadtHeader>() == 44 && size_of::<MadtIoApic>() == 12);
+const _: () = assert!(size_of::<MadtLocalApic>() == 8 && size_of::<MadtLocalX2Apic>() == 16);
 
 /// Reads `buf.len()` bytes at `paddr`; address 0 is never a table.
 pub(crate) fn read(

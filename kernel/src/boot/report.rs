@@ -11,7 +11,7 @@ use core::fmt::{self, Write};
 
 use mote_boot::protocol::report::{
     AcpiNone, AcpiSleepRegister, AcpiUnusable, BootTimerWritten, Clock as ClockLine, ClockSource,
-    Cmdline, Disk, Line, Memory as MemoryLine, MemoryMapped, Module, ModuleUnusable, PREFIX,
+    Cmdline, Cpus, Disk, Line, Memory as MemoryLine, MemoryMapped, Module, ModuleUnusable, PREFIX,
     Ramdisk as RamdiskLine, Ready, StartInfo, Tsc, VirtioMmio,
 };
 use mote_boot::start_info::BootInfo;
@@ -33,6 +33,8 @@ pub(super) struct Facts {
     pub(super) clock_at_ready: Option<(u64, ClockSource)>,
     /// Where the boot-timer byte was written at the ready mark.
     pub(super) boot_timer: Option<u64>,
+    /// The CPUs found and brought online.
+    pub(super) cpus: Cpus,
 }
 
 /// The ready mark's line: microseconds from the entry stub's first
@@ -121,6 +123,7 @@ pub(super) fn write_boot_facts(out: &mut dyn Write, boot: &BootInfo, facts: &Fac
     if let Some((ns, source)) = facts.clock_at_ready {
         writeln!(out, "{}", Line(ClockLine { source, ns }))?;
     }
+    writeln!(out, "{}", Line(facts.cpus))?;
     if let Some(address) = facts.boot_timer {
         writeln!(out, "{}", Line(BootTimerWritten { address }))?;
     }

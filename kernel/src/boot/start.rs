@@ -4,7 +4,7 @@
 #![deny(unsafe_code)]
 
 use mote_boot::protocol::exit::Status;
-use mote_boot::protocol::report::Line;
+use mote_boot::protocol::report::{Cpus, Elapsed, Line};
 use mote_boot::start_info::BootInfo;
 use spin::Once;
 
@@ -14,7 +14,7 @@ use crate::arch::x86_64::{cpu, descriptors};
 use crate::cmdline::{ExitPolicy, MAX_TSC_EARLY_KHZ, Options, TscEarlyKhz};
 use crate::memory::physical::IdentityMapped;
 use crate::net::service;
-use crate::{clock, console, memory, trace};
+use crate::{clock, console, memory, smp, trace};
 
 static BOOT_INFO: Once<BootInfo> = Once::new();
 
@@ -61,6 +61,9 @@ pub fn start(start_info_paddr: u32, entry_tsc: u64) -> ! {
         log::error!("TSC frequency unknown: no hypervisor leaf, kvmclock, CPUID 0x15 or PIT");
     }
 
+    let phase = phase.then("smp_init");
+    let cpus = smp_init(&platform);
+
     let phase = phase.then("devices_init");
     // With mote.exit=ready nothing is served: the NIC is not started.
     let serve = options.exit != ExitPolicy::Ready;
@@ -95,6 +98,7 @@ pub fn start(start_info_paddr: u32, entry_tsc: u64) -> ! {
         clock,
         clock_at_ready,
         boot_timer,
+        cpus,
     };
     let mut out = console::Writer;
     let _ = report::write_boot_facts(&mut out, boot, &facts);
@@ -135,6 +139,39 @@ pub fn start(start_info_paddr: u32, entry_tsc: u64) -> ! {
             log::info!("mote.exit=never: halting; stop the VM from the host");
             cpu::halt_forever()
         }
+    }
+}
+
+/// Finds the processors the firmware tables list. Only the boot CPU runs.
+fn smp_init(platform: &platform::Platform) -> Cpus {
+    let found = match smp::discovery::processors(platform.tables, &IdentityMapped::boot()) {
+        Ok(processors) => {
+            if processors.duplicates > 0 || processors.truncated || processors.beyond_limit > 0 {
+                log::warn!(
+                    "{:?} processors: {} duplicate APIC ids, {} beyond {} CPUs, entries cut short: {}",
+                    processors.source,
+                    processors.duplicates,
+                    processors.beyond_limit,
+                    smp::MAX_CPUS,
+                    processors.truncated
+                );
+            }
+            log::debug!(
+                "{:?} lists APIC ids {:?}",
+                processors.source,
+                processors.apic_ids()
+            );
+            processors.count()
+        }
+        Err(error) => {
+            log::warn!("{error}: the boot CPU only");
+            1
+        }
+    };
+    Cpus {
+        online: 1,
+        found: u32::try_from(found.max(1)).unwrap_or(u32::MAX),
+        elapsed: Elapsed::Micros(0),
     }
 }
 

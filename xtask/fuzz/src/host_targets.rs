@@ -82,6 +82,7 @@ fn format_fact(fact: &Fact<'_>) -> String {
         Fact::AcpiNone(f) => Line(f).to_string(),
         Fact::Tsc(f) => Line(f).to_string(),
         Fact::Clock(f) => Line(f).to_string(),
+        Fact::Cpus(f) => Line(f).to_string(),
         Fact::VirtioMmio(f) => Line(f).to_string(),
         Fact::Disk(f) => Line(f).to_string(),
         Fact::Ramdisk(f) => Line(f).to_string(),

@@ -50,8 +50,13 @@ pub const TARGETS: &[Target] = &[
     },
     Target {
         name: "acpi_tables",
-        parser: "kernel acpi::Acpi::read, then sleep_control, io_apics and DsdtFacts::scan (RSDP, XSDT/RSDT, every table listed, FADT, MADT, DSDT, \\_S5)",
+        parser: "kernel acpi::Acpi::read, then sleep_control, io_apics, processors and DsdtFacts::scan (RSDP, XSDT/RSDT, every table listed, FADT, MADT, DSDT, \\_S5)",
         run: mote_kernel::fuzzing::acpi_tables,
+    },
+    Target {
+        name: "mp_table",
+        parser: "kernel smp::mp_table::{find_floating_pointer, processors, read_table} (MP floating pointer search, configuration table, processor entries)",
+        run: mote_kernel::fuzzing::mp_table,
     },
     Target {
         name: "dsdt_aml",

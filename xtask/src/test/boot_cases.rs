@@ -343,7 +343,7 @@ pub(super) fn write_pattern(fixtures: &Fixtures) -> BootCase {
 /// Every boot test, in the order they start.
 pub(crate) fn boot_cases(fixtures: &Fixtures) -> Vec<BootCase> {
     let cmdline_2k = cmdline_of_length(&format!("{READY_CMDLINE} "), 2048);
-    vec![
+    let mut cases = vec![
         BootCase::new("default-report", READY_CMDLINE)
             .check(start_info_line(READY_CMDLINE))
             .checks(complete_report(READY_CMDLINE))
@@ -568,7 +568,46 @@ pub(crate) fn boot_cases(fixtures: &Fixtures) -> Vec<BootCase> {
         BootCase::new("loglevel-debug", "console=ttyS0 loglevel=8 mote.exit=ready")
             .check(Check::line_matches(r"^\[DEBUG\]"))
             .checks(complete_report("console=ttyS0 loglevel=8 mote.exit=ready")),
-    ]
+    ];
+    cases.extend(smp_cases());
+    cases
+}
+
+/// `-smp 1, 2, 4, 8` with ACPI off (the MP table names the CPUs) and on
+/// (the MADT does): every vCPU QEMU made is found.
+fn smp_cases() -> Vec<BootCase> {
+    const CASES: [(&str, u32, Machine); 8] = [
+        ("smp-1-acpi-off", 1, Machine::MicrovmNoAcpi),
+        ("smp-2-acpi-off", 2, Machine::MicrovmNoAcpi),
+        ("smp-4-acpi-off", 4, Machine::MicrovmNoAcpi),
+        ("smp-8-acpi-off", 8, Machine::MicrovmNoAcpi),
+        ("smp-1-acpi-on", 1, Machine::MicrovmDefaults),
+        ("smp-2-acpi-on", 2, Machine::MicrovmDefaults),
+        ("smp-4-acpi-on", 4, Machine::MicrovmDefaults),
+        ("smp-8-acpi-on", 8, Machine::MicrovmDefaults),
+    ];
+    CASES
+        .into_iter()
+        .map(|(name, cpus, machine)| {
+            let case = BootCase::new(name, READY_CMDLINE)
+                .machine(machine)
+                .qemu_args(["-smp".to_owned(), cpus.to_string()])
+                .check(cpus_found(cpus))
+                .check(powered_off(Status::Success));
+            match machine {
+                Machine::MicrovmNoAcpi => case.checks(complete_report(READY_CMDLINE)),
+                Machine::MicrovmDefaults => case.expect_exit(ExpectedExit::QemuExitCode(0)),
+            }
+        })
+        .collect()
+}
+
+/// The `cpus` line names `found` CPUs.
+fn cpus_found(found: u32) -> Check {
+    Check::reports(
+        "`cpus <online>/<found> online in …` with every vCPU found",
+        move |fact| matches!(fact, Fact::Cpus(cpus) if cpus.found == found),
+    )
 }
 
 #[cfg(test)]

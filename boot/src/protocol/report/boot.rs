@@ -382,6 +382,67 @@ impl Clock {
     }
 }
 
+/// `cpus <online>/<found> online in <us> us`: how many of the CPUs the
+/// firmware tables list run, and how long bringing up the others took
+/// (from the first INIT to the last CPU online or the wait's end).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cpus {
+    pub online: u32,
+    pub found: u32,
+    pub elapsed: Elapsed,
+}
+
+/// A span of boot time: microseconds, or TSC cycles when the TSC
+/// frequency is unknown.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Elapsed {
+    Micros(u64),
+    Cycles(u64),
+}
+
+impl Cpus {
+    pub const MICROS_SHAPE: Shape = Shape {
+        keyword: "cpus",
+        grammar: "cpus <online>/<found> online in <microseconds> us",
+    };
+    pub const CYCLES_SHAPE: Shape = Shape {
+        keyword: "cpus",
+        grammar: "cpus <online>/<found> online in <cycles> cycles (TSC frequency unknown)",
+    };
+    const CYCLES_TAIL: &'static str = " cycles (TSC frequency unknown)";
+
+    pub fn parse(fact: &str) -> Result<Self, ParseError> {
+        parse_after(fact, "cpus ", "'cpus '", |fields| {
+            let online = fields.decimal()?;
+            fields.literal("/", "'/'")?;
+            let found = fields.decimal()?;
+            fields.literal(" online in ", "' online in '")?;
+            let count = fields.decimal()?;
+            let elapsed = if fields.optional(" us") {
+                Elapsed::Micros(count)
+            } else {
+                fields.literal(Self::CYCLES_TAIL, "' us' or ' cycles …'")?;
+                Elapsed::Cycles(count)
+            };
+            Ok(Self {
+                online,
+                found,
+                elapsed,
+            })
+        })
+    }
+}
+
+impl fmt::Display for Cpus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "cpus {}/{} online in ", self.online, self.found)?;
+        match self.elapsed {
+            Elapsed::Micros(micros) => write!(f, "{micros} us"),
+            Elapsed::Cycles(cycles) => write!(f, "{cycles}{}", Self::CYCLES_TAIL),
+        }
+    }
+}
+
 /// `tslog begin tsc_hz=<hz> records=<n> dropped=<n>`: the boot trace
 /// follows, one [`crate::protocol::tslog::Record`] per line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -562,6 +623,22 @@ mod tests {
             let text = format!("tsc 2300000000 Hz from {}", source.word());
             round_trip(&tsc, &text, Fact::Tsc(tsc));
         }
+        let cpus = Cpus {
+            online: 3,
+            found: 4,
+            elapsed: Elapsed::Micros(1250),
+        };
+        round_trip(&cpus, "cpus 3/4 online in 1250 us", Fact::Cpus(cpus));
+        let cpus = Cpus {
+            online: 1,
+            found: 1,
+            elapsed: Elapsed::Cycles(0),
+        };
+        round_trip(
+            &cpus,
+            "cpus 1/1 online in 0 cycles (TSC frequency unknown)",
+            Fact::Cpus(cpus),
+        );
         let clock = Clock {
             source: ClockSource::Tsc,
             ns: 1_034_158,
@@ -616,6 +693,10 @@ mod tests {
             "tsc 100 Hz from guesswork",
             "tsc Hz from calibrated",
             "clock hpet 5 ns at ready",
+            "cpus 1 online in 5 us",
+            "cpus 1/2 online in 5",
+            "cpus 1/x online in 5 us",
+            "cpus 1/2 online in 5 us extra",
             "tslog begin tsc_hz=1 records=2",
             "tslog ended",
             "poweroff maybe",

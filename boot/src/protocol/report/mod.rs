@@ -39,9 +39,9 @@ mod quoted;
 use core::fmt;
 
 pub use self::boot::{
-    AcpiNone, AcpiSleepRegister, AcpiUnusable, BootTimerWritten, Clock, ClockSource, Memory,
-    MemoryMapped, Module, ModuleUnusable, PowerOff, Ready, StartInfo, Tsc, TscSource, TslogBegin,
-    TslogEnd,
+    AcpiNone, AcpiSleepRegister, AcpiUnusable, BootTimerWritten, Clock, ClockSource, Cpus, Elapsed,
+    Memory, MemoryMapped, Module, ModuleUnusable, PowerOff, Ready, StartInfo, Tsc, TscSource,
+    TslogBegin, TslogEnd,
 };
 pub use self::crash::{
     ControlRegisters, ErrorCode, Exception, Fatal, GeneralRegisters, Location, PageFault, Panic,
@@ -96,6 +96,8 @@ pub const SHAPES: &[Shape] = &[
     AcpiNone::SHAPE,
     Tsc::SHAPE,
     Clock::SHAPE,
+    Cpus::MICROS_SHAPE,
+    Cpus::CYCLES_SHAPE,
     BootTimerWritten::SHAPE,
     VirtioMmio::SHAPE,
     Disk::SHAPE,
@@ -136,6 +138,7 @@ pub enum Fact<'a> {
     AcpiNone(AcpiNone),
     Tsc(Tsc),
     Clock(Clock),
+    Cpus(Cpus),
     BootTimerWritten(BootTimerWritten),
     VirtioMmio(VirtioMmio<'a>),
     Disk(Disk),
@@ -194,6 +197,7 @@ impl<'a> Fact<'a> {
             "acpi" => boot::parse_acpi(fact),
             "tsc" => Tsc::parse(fact).map(Self::Tsc),
             "clock" => Clock::parse(fact).map(Self::Clock),
+            "cpus" => Cpus::parse(fact).map(Self::Cpus),
             "boottimer" => BootTimerWritten::parse(fact).map(Self::BootTimerWritten),
             "virtio-mmio" => VirtioMmio::parse(fact).map(Self::VirtioMmio),
             "blk" | "ramdisk" if indexed => devices::parse_disk_fact(fact),
