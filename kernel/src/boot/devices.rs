@@ -65,7 +65,13 @@ pub(super) fn init(
             }
         } else if probed.kind == DeviceType::Network && serve_network && devices.net.is_none() {
             let _span = trace::span("virtio_net_init");
-            match VirtioNetDevice::new(probed.transport, &probed.negotiation, device.base) {
+            let buffer_len = crate::virtio::net::receive_buffer_len(probed.vendor);
+            match VirtioNetDevice::new(
+                probed.transport,
+                &probed.negotiation,
+                device.base,
+                buffer_len,
+            ) {
                 Ok(net) => devices.net = Some((net, device)),
                 Err(error) => log::warn!("virtio-net at {:#x}: {error}; skipped", device.base),
             }

@@ -13,6 +13,7 @@ pub(crate) mod blk;
 mod hal;
 #[cfg(target_os = "none")]
 pub(crate) mod net;
+pub(crate) mod net_buffers;
 #[cfg(target_os = "none")]
 pub(crate) mod transport;
 

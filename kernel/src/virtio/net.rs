@@ -14,16 +14,12 @@ use virtio_drivers::transport::mmio::MmioTransport;
 
 use super::transport::{InOrder, Negotiation};
 
+pub(crate) use super::net_buffers::receive_buffer_len;
+
 use super::hal::KernelHal;
 
 /// Receive and transmit queue size (a power of two; QEMU allows 256).
 const QUEUE_SIZE: usize = 16;
-/// Receive buffer length. Without VIRTIO_NET_F_MRG_RXBUF (which
-/// virtio-drivers 0.13 does not offer) a device may fill one buffer with a
-/// 64 KiB TSO/GSO frame plus its header, and Firecracker drops every frame
-/// whose buffer is smaller than that, 65 562 bytes (its
-/// `src/vmm/src/devices/virtio/net/device.rs`, docs/vmms.md). 68 KiB each.
-const BUFFER_LEN: usize = 68 * 1024;
 /// VIRTIO_NET_F_MAC (virtio v1.2 §5.1.3): the config space holds a MAC.
 const FEATURE_MAC: u64 = 1 << 5;
 /// Ethernet MTU as smoltcp counts it (frame without the FCS).
@@ -46,14 +42,16 @@ pub(crate) struct VirtioNetDevice {
 }
 
 impl VirtioNetDevice {
-    /// Starts the device; `base` (its transport's address) makes a MAC for
-    /// a device that offers none.
+    /// Starts the device with receive buffers of `buffer_len` bytes
+    /// ([`receive_buffer_len`]); `base` (its transport's address) makes a
+    /// MAC for a device that offers none.
     pub(crate) fn new(
         transport: InOrder<MmioTransport<'static>>,
         negotiation: &Negotiation,
         base: u64,
+        buffer_len: usize,
     ) -> Result<Self, NetError> {
-        let mut net = Net::new(transport, BUFFER_LEN).map_err(NetError::Driver)?;
+        let mut net = Net::new(transport, buffer_len).map_err(NetError::Driver)?;
         if negotiation.refused() {
             return Err(NetError::FeaturesRefused);
         }

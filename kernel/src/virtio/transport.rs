@@ -30,6 +30,9 @@ pub(crate) struct Probed {
     pub(crate) negotiation: Arc<Negotiation>,
     pub(crate) kind: DeviceType,
     pub(crate) version: u32,
+    /// The VendorID register, read for network devices only (one exit):
+    /// it decides their receive buffer size (`net::receive_buffer_len`).
+    pub(crate) vendor: Option<u32>,
 }
 
 /// The word the boot report uses for a device type.
@@ -69,12 +72,14 @@ pub(crate) fn probe(device: MmioDevice, mapped: IdentityMapped) -> Option<Probed
                 MmioVersion::Modern => 2,
             };
             let kind = transport.device_type();
+            let vendor = (kind == DeviceType::Network).then(|| transport.vendor_id());
             let (transport, negotiation) = InOrder::new(transport);
             Some(Probed {
                 transport,
                 negotiation,
                 kind,
                 version,
+                vendor,
             })
         }
         Err(MmioError::InvalidDeviceID(_)) => {
