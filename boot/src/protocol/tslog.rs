@@ -54,6 +54,115 @@ impl Kind {
     }
 }
 
+/// The exits mote causes itself, by kind: the instructions that leave the
+/// guest under a hypervisor (or may: RDTSC traps only where the host makes
+/// it), counted by the kernel's own wrappers as it executes them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExitKind {
+    Cpuid,
+    Rdmsr,
+    Wrmsr,
+    /// A port read (`in`).
+    PortIn,
+    /// A port write (`out`).
+    PortOut,
+    Hlt,
+    Rdtsc,
+}
+
+impl ExitKind {
+    /// Every kind, in the order a record's `exits=` field lists them.
+    pub const ALL: [Self; 7] = [
+        Self::Cpuid,
+        Self::Rdmsr,
+        Self::Wrmsr,
+        Self::PortIn,
+        Self::PortOut,
+        Self::Hlt,
+        Self::Rdtsc,
+    ];
+
+    /// The column name tables print.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Cpuid => "cpuid",
+            Self::Rdmsr => "rdmsr",
+            Self::Wrmsr => "wrmsr",
+            Self::PortIn => "in",
+            Self::PortOut => "out",
+            Self::Hlt => "hlt",
+            Self::Rdtsc => "rdtsc",
+        }
+    }
+
+    /// This kind's position in [`Self::ALL`] and in [`Exits`].
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Exits counted since the kernel started, one counter per [`ExitKind`]. A
+/// kernel record carries the counts at the moment it was written, so a
+/// span's own exits are its EXIT's counts minus its ENTER's. On a record
+/// line they are the last word, `exits=<cpuid>,<rdmsr>,<wrmsr>,<in>,<out>,<hlt>,<rdtsc>`,
+/// where FreeBSD writes a record's detail: FreeBSD's scripts read only the
+/// first four fields.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Exits(pub [u32; ExitKind::ALL.len()]);
+
+impl Exits {
+    /// The word's prefix.
+    pub const PREFIX: &'static str = "exits=";
+
+    pub const fn get(&self, kind: ExitKind) -> u32 {
+        self.0[kind.index()]
+    }
+
+    /// The counts from `earlier` to `self`, kind by kind (zero where a
+    /// counter went backwards, which only a garbled dump can do).
+    #[must_use]
+    pub fn since(&self, earlier: &Self) -> Self {
+        let mut delta = [0; ExitKind::ALL.len()];
+        for (index, value) in delta.iter_mut().enumerate() {
+            *value = self.0[index].saturating_sub(earlier.0[index]);
+        }
+        Self(delta)
+    }
+
+    /// All kinds together.
+    pub fn total(&self) -> u64 {
+        self.0.iter().map(|&count| u64::from(count)).sum()
+    }
+
+    /// Reads an `exits=` word.
+    pub fn parse(word: &str) -> Result<Self, ParseError> {
+        let mut fields = Fields::new(word);
+        fields.literal(Self::PREFIX, "'exits='")?;
+        let mut counts = [0; ExitKind::ALL.len()];
+        for (index, count) in counts.iter_mut().enumerate() {
+            if index > 0 {
+                fields.literal(",", "','")?;
+            }
+            *count = fields.decimal()?;
+        }
+        fields.end()?;
+        Ok(Self(counts))
+    }
+}
+
+impl fmt::Display for Exits {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(Self::PREFIX)?;
+        for (index, count) in self.0.iter().enumerate() {
+            if index > 0 {
+                f.write_str(",")?;
+            }
+            write!(f, "{count}")?;
+        }
+        Ok(())
+    }
+}
+
 /// One record line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Record<'a> {
@@ -64,6 +173,9 @@ pub struct Record<'a> {
     pub kind: Kind,
     pub function: &'a str,
     pub detail: Option<&'a str>,
+    /// The kernel's exit counts when it wrote the record; `None` for the
+    /// stub's records, dumps from before mote counted, and FreeBSD's.
+    pub exits: Option<Exits>,
 }
 
 impl fmt::Display for Record<'_> {
@@ -79,14 +191,16 @@ impl fmt::Display for Record<'_> {
         if let Some(detail) = self.detail {
             write!(f, " {detail}")?;
         }
+        if let Some(exits) = self.exits {
+            write!(f, " {exits}")?;
+        }
         Ok(())
     }
 }
 
 impl<'a> Record<'a> {
     /// The grammar, for documentation.
-    pub const GRAMMAR: &'static str =
-        "<0xthread> <tsc> ENTER|EXIT|THREAD|EVENT <function>[ <detail>]";
+    pub const GRAMMAR: &'static str = "<0xthread> <tsc> ENTER|EXIT|THREAD|EVENT <function>[ <detail>][ exits=<n>,<n>,<n>,<n>,<n>,<n>,<n>]";
 
     /// Parses one record line (a trailing `\r` from a serial capture is ignored).
     pub fn parse(line: &'a str) -> Result<Self, ParseError> {
@@ -101,18 +215,27 @@ impl<'a> Record<'a> {
             .ok_or_else(|| at_kind.error("ENTER, EXIT, THREAD or EVENT"))?;
         fields.literal(" ", "' '")?;
         let function = fields.word()?;
-        let detail = if fields.optional(" ") {
+        let mut detail = if fields.optional(" ") {
             Some(fields.text()?)
         } else {
             fields.end()?;
             None
         };
+        let mut exits = None;
+        if let Some(text) = detail {
+            let (before, last) = text.rsplit_once(' ').map_or(("", text), |(b, l)| (b, l));
+            if let Ok(counts) = Exits::parse(last) {
+                exits = Some(counts);
+                detail = (!before.is_empty()).then_some(before);
+            }
+        }
         Ok(Self {
             thread,
             tsc,
             kind,
             function,
             detail,
+            exits,
         })
     }
 }
@@ -128,6 +251,7 @@ mod tests {
             kind,
             function: "memory_init",
             detail,
+            exits: None,
         }
     }
 
@@ -147,6 +271,27 @@ mod tests {
                 assert_eq!(Record::parse(&text), Ok(record(kind, detail)), "{text}");
             }
         }
+    }
+
+    #[test]
+    fn exit_counts_are_the_last_word_and_round_trip() {
+        let exits = Exits([1, 2, 3, 4, 50, 6, 700]);
+        let line = "0x1000 9 ENTER pci exits=1,2,3,4,50,6,700";
+        let parsed = Record::parse(line).unwrap();
+        assert_eq!(parsed.exits, Some(exits));
+        assert_eq!(parsed.detail, None);
+        assert_eq!(parsed.to_string(), line);
+        let event = Record::parse("0x1000 9 EVENT ready boot exits=1,2,3,4,50,6,700").unwrap();
+        assert_eq!((event.detail, event.exits), (Some("boot"), Some(exits)));
+        assert_eq!(event.exits.unwrap().get(ExitKind::Rdtsc), 700);
+        assert_eq!(exits.total(), 766);
+        assert_eq!(
+            Exits([2, 2, 3, 5, 50, 6, 701]).since(&exits),
+            Exits([1, 0, 0, 1, 0, 0, 1])
+        );
+        // Not seven counts: an ordinary detail.
+        let short = Record::parse("0x1000 9 EVENT note exits=1,2").unwrap();
+        assert_eq!((short.detail, short.exits), (Some("exits=1,2"), None));
     }
 
     #[test]

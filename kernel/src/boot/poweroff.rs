@@ -16,7 +16,6 @@ use mote_boot::protocol::exit::{self, Status};
 use mote_boot::protocol::report::{Line, PowerOff};
 use spin::Once;
 use volatile::VolatilePtr;
-use x86_64::instructions::port::PortWriteOnly;
 
 use crate::acpi::vmm::Vmm;
 use crate::acpi::{AddressSpace, SleepControl};
@@ -109,5 +108,5 @@ fn write_port(port: u16, value: u8) {
     // SAFETY: every caller names an exit device (debug exit, the ACPI sleep
     // port, the i8042); after this the VM is gone, so no state it changes
     // matters.
-    unsafe { PortWriteOnly::<u8>::new(port).write(value) };
+    unsafe { cpu::Port::<u8>::new(port).write(value) };
 }

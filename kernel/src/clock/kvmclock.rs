@@ -5,10 +5,9 @@
 use core::cell::UnsafeCell;
 
 use spin::Once;
-use x86_64::registers::model_specific::Msr;
 
 use super::pvclock::PvclockTimeInfo;
-use crate::arch::x86_64::cpu;
+use crate::arch::x86_64::cpu::{self, Msr};
 
 /// `MSR_KVM_SYSTEM_TIME_NEW`: physical address of a pvclock area | enable.
 const MSR_KVM_SYSTEM_TIME_NEW: u32 = 0x4b56_4d01;

@@ -3,10 +3,8 @@
 //! (speaker gate), so channel 2 cannot be used: channel 0 (gate tied high)
 //! is read back instead (docs/qemu-microvm.md).
 
-use x86_64::instructions::port::{Port, PortWriteOnly};
-
 use super::frequency;
-use crate::arch::x86_64::cpu;
+use crate::arch::x86_64::cpu::{self, Port};
 
 /// PIT ports (Intel 8254 datasheet; IBM PC/AT layout).
 const PIT_CHANNEL0: u16 = 0x40;
@@ -27,7 +25,7 @@ const GIVE_UP_CYCLES: u64 = 1 << 32;
 /// PIT channel 0, driven by calibration alone.
 struct Pit {
     channel0: Port<u8>,
-    command: PortWriteOnly<u8>,
+    command: Port<u8>,
 }
 
 impl Pit {
@@ -37,7 +35,7 @@ impl Pit {
     unsafe fn new() -> Self {
         Self {
             channel0: Port::new(PIT_CHANNEL0),
-            command: PortWriteOnly::new(PIT_COMMAND),
+            command: Port::new(PIT_COMMAND),
         }
     }
 

@@ -9,7 +9,7 @@ use core::fmt;
 use core::mem::MaybeUninit;
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use mote_boot::protocol::tslog::Kind;
+use mote_boot::protocol::tslog::{Exits, Kind};
 
 /// Records kept; a traced boot writes a few hundred.
 pub(crate) const CAPACITY: usize = 2048;
@@ -23,6 +23,8 @@ pub(crate) struct Record {
     pub(crate) tsc: u64,
     pub(crate) function: &'static str,
     pub(crate) detail: Option<&'static str>,
+    /// The exit counts when the kernel wrote it; `None` for the stub's.
+    pub(crate) exits: Option<Exits>,
 }
 
 impl fmt::Display for Record {
@@ -33,6 +35,7 @@ impl fmt::Display for Record {
             kind: self.kind,
             function: self.function,
             detail: self.detail,
+            exits: self.exits,
         }
         .fmt(f)
     }
@@ -136,6 +139,7 @@ pub(super) fn rec(kind: Kind, tsc: u64, function: &'static str) -> Record {
         tsc,
         function,
         detail: None,
+        exits: None,
     }
 }
 
@@ -168,6 +172,7 @@ mod tests {
             tsc: 7,
             function: "ready",
             detail: Some("boot"),
+            exits: None,
         };
         assert_eq!(event.to_string(), "0x0 7 EVENT ready boot");
     }

@@ -8,6 +8,7 @@
 
 mod buffer;
 mod dump;
+pub(crate) mod exits;
 pub(crate) mod phase;
 mod span;
 

@@ -6,7 +6,7 @@
 use mote_boot::protocol::tslog::{KERNEL_THREAD, Kind, STUB_THREAD};
 
 use super::buffer::{Record, TSLOG};
-use super::{phase, timestamp};
+use super::{exits, phase, timestamp};
 
 /// Who wrote a record: the stub is traced as FreeBSD traces its loader.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,6 +43,7 @@ fn record_as(
         tsc,
         function,
         detail,
+        exits: (writer == Writer::Kernel).then(exits::snapshot),
     });
 }
 

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use anyhow::{Result, bail};
 use mote_boot::protocol::report::{self, Fact, PREFIX, TslogBegin};
-use mote_boot::protocol::tslog::{Kind, Record};
+use mote_boot::protocol::tslog::{Exits, Kind, Record};
 
 /// A parsed dump; its records borrow the text they were read from.
 #[derive(Debug, Default)]
@@ -105,6 +105,12 @@ pub(crate) struct Span {
     pub(crate) children: Vec<usize>,
     /// Closed by the analysis, not by an EXIT record.
     pub(crate) unclosed: bool,
+    /// The exits mote counted inside the span (its EXIT's counts minus its
+    /// ENTER's); `None` when either record has no counts (the stub's, an
+    /// older kernel's, FreeBSD's) or the span was not closed by its EXIT.
+    pub(crate) exits: Option<Exits>,
+    /// Its ENTER's counts, kept until the EXIT.
+    entered_with: Option<Exits>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -124,6 +130,9 @@ pub(crate) struct Trace {
     pub(crate) start: u64,
     /// The `ready` event, when there is one; else the last record.
     pub(crate) end: u64,
+    /// Counted exits from the first kernel record to `ready` (`None`
+    /// without counts on both).
+    pub(crate) exits: Option<Exits>,
     pub(crate) ready_seen: bool,
     /// What did not add up (EXIT without ENTER, spans never closed, …).
     pub(crate) problems: Vec<String>,
@@ -139,6 +148,7 @@ impl Trace {
         let last = records.iter().map(|r| r.tsc).max().unwrap_or(first.tsc);
         // One open-span stack per thread (the stub and the kernel; FreeBSD many).
         let mut stacks: HashMap<u64, Vec<usize>> = HashMap::new();
+        let first_counts = records.iter().find_map(|record| record.exits);
         for record in records {
             let stack = stacks.entry(record.thread).or_default();
             match record.kind {
@@ -151,6 +161,8 @@ impl Trace {
                         depth: stack.len(),
                         children: Vec::new(),
                         unclosed: false,
+                        exits: None,
+                        entered_with: record.exits,
                     });
                     match stack.last() {
                         Some(&parent) => trace.spans[parent].children.push(index),
@@ -173,7 +185,12 @@ impl Trace {
                                     trace.spans[open].name, record.function
                                 ));
                             }
-                            trace.spans[stack[position]].end = record.tsc;
+                            let closed = &mut trace.spans[stack[position]];
+                            closed.end = record.tsc;
+                            closed.exits = closed
+                                .entered_with
+                                .zip(record.exits)
+                                .map(|(enter, exit)| exit.since(&enter));
                             // A TSC that went backwards (a garbled line, a
                             // migrated vCPU) must not make a span end
                             // before it starts: its length would underflow.
@@ -199,6 +216,9 @@ impl Trace {
                     if record.function == "ready" && !trace.ready_seen {
                         trace.ready_seen = true;
                         trace.end = record.tsc;
+                        trace.exits = first_counts
+                            .zip(record.exits)
+                            .map(|(first, ready)| ready.since(&first));
                     }
                     trace.events.push(Event {
                         tsc: record.tsc,
@@ -323,6 +343,26 @@ mod tests {
             trace.covered() * 100 / trace.total() >= 95,
             "top-level spans cover >= 95 %"
         );
+    }
+
+    #[test]
+    fn spans_carry_the_exits_counted_inside_them() {
+        let text = dump(concat!(
+            "0x0 0 ENTER stub\n0x0 5 EXIT stub\n",
+            "0x1000 10 ENTER a exits=0,0,0,0,0,0,1\n",
+            "0x1000 20 ENTER b exits=1,0,0,2,3,0,2\n",
+            "0x1000 30 EXIT b exits=2,0,1,4,9,0,3\n",
+            "0x1000 40 EXIT a exits=2,0,1,4,9,1,4\n",
+            "0x1000 50 EVENT ready exits=2,0,1,4,9,1,5\n",
+        ));
+        let trace = Trace::build(&parse_dump(&text).unwrap().records);
+        assert_eq!(
+            trace.spans[0].exits, None,
+            "the stub's records have no counts"
+        );
+        assert_eq!(trace.spans[1].exits, Some(Exits([2, 0, 1, 4, 9, 1, 3])));
+        assert_eq!(trace.spans[2].exits, Some(Exits([1, 0, 1, 2, 6, 0, 1])));
+        assert_eq!(trace.exits, Some(Exits([2, 0, 1, 4, 9, 1, 4])));
     }
 
     #[test]

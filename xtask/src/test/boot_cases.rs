@@ -174,6 +174,27 @@ pub(super) fn tslog_dump_accounts_for_boot(
             return Err(format!("no {needed} span"));
         }
     }
+    // Every kernel record carries exit counts, and each RDTSC that stamped
+    // one was counted: at least one per kernel record up to ready.
+    let kernel_records = || {
+        dump.records
+            .iter()
+            .filter(|record| record.thread != mote_boot::protocol::tslog::STUB_THREAD)
+    };
+    if let Some(record) = kernel_records().find(|record| record.exits.is_none()) {
+        return Err(format!("kernel record without exit counts: {record}"));
+    }
+    let stamped = kernel_records()
+        .take_while(|record| record.function != "ready")
+        .count();
+    let rdtsc = trace
+        .exits
+        .map(|exits| exits.get(mote_boot::protocol::tslog::ExitKind::Rdtsc));
+    if rdtsc.is_none_or(|count| (count as usize) < stamped) {
+        return Err(format!(
+            "{stamped} kernel records before ready, but the counts say {rdtsc:?} RDTSCs"
+        ));
+    }
     let coverage = trace.covered() as f64 / trace.total().max(1) as f64;
     if coverage < 0.95 {
         return Err(format!(

@@ -210,6 +210,6 @@ pub(crate) fn wait_for_interrupt() {
     if EVENTS.pending() {
         return;
     }
-    x86_64::instructions::interrupts::enable_and_hlt();
+    super::cpu::enable_interrupts_and_halt();
     x86_64::instructions::interrupts::disable();
 }

@@ -9,9 +9,10 @@ use anyhow::{Context, Result, bail};
 use mote_boot::protocol::report::{self, Fact};
 
 use super::flamechart::{flamechart_svg, folded_stacks};
-use super::phase_table::phase_table;
+use super::phase_table::{Columns, phase_table};
 use crate::env::workspace;
 use crate::guest_output::tslog::{self, Trace};
+use crate::vm::accel::Accel;
 use crate::vm::args::BootArgs;
 use crate::vm::cmdline;
 use crate::vm::run;
@@ -30,10 +31,12 @@ pub(crate) struct TraceArgs {
 }
 
 pub(crate) fn trace(options: &TraceArgs) -> Result<bool> {
-    let (text, source) = match &options.from {
+    // Under icount the TSC counts instructions; a saved dump does not say.
+    let (text, source, icount) = match &options.from {
         Some(path) => (
             fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?,
             path.display().to_string(),
+            false,
         ),
         None => boot_with_dump(&options.boot)?,
     };
@@ -65,7 +68,16 @@ pub(crate) fn trace(options: &TraceArgs) -> Result<bool> {
         eprintln!("xtask: warning: {problem}");
     }
     println!("\nboot trace from {source} (TSC {tsc_hz} Hz):\n");
-    print!("{}", phase_table(&trace, tsc_hz));
+    print!(
+        "{}",
+        phase_table(
+            &trace,
+            tsc_hz,
+            Columns {
+                instructions: icount,
+            }
+        )
+    );
 
     let out = workspace::target_dir();
     fs::create_dir_all(&out)?;
@@ -95,7 +107,7 @@ pub(crate) fn trace(options: &TraceArgs) -> Result<bool> {
 }
 
 /// Boots like `cargo xtask run`, with `mote.tslog=1`, and returns the output.
-fn boot_with_dump(boot: &BootArgs) -> Result<(String, String)> {
+fn boot_with_dump(boot: &BootArgs) -> Result<(String, String, bool)> {
     let setup = run::Setup::prepare(boot)?;
     let cmdline = cmdline::with_append(&cmdline::traced_cmdline(), boot.append.as_deref());
     let accel = setup.accel;
@@ -121,5 +133,6 @@ fn boot_with_dump(boot: &BootArgs) -> Result<(String, String)> {
     Ok((
         finished.stdout.join("\n"),
         format!("{} {accel} boot", setup.vmm.label()),
+        accel == Accel::Icount,
     ))
 }

@@ -1,17 +1,63 @@
 //! The per-phase table `cargo xtask trace` prints: each span's time and
-//! share of entry → ready, nested by depth, then the coverage lines.
+//! share of entry → ready, nested by depth, then the coverage lines. With
+//! counts in the dump, each span's exits mote counted itself, in total and
+//! by kind; under icount, its instructions.
 
 use std::fmt::Write as _;
 
+use mote_boot::protocol::tslog::{ExitKind, Exits};
+
 use crate::guest_output::tslog::Trace;
 
+/// What the table shows beside time.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Columns {
+    /// The TSC counts instructions (`--accel icount`): cycles are shown as
+    /// instructions too.
+    pub(crate) instructions: bool,
+}
+
 /// The table, with cycles turned into microseconds at `tsc_hz`.
-pub(crate) fn phase_table(trace: &Trace, tsc_hz: u64) -> String {
+pub(crate) fn phase_table(trace: &Trace, tsc_hz: u64, columns: Columns) -> String {
     let total = trace.total().max(1);
     let micros = |cycles: u64| cycles as f64 * 1e6 / tsc_hz as f64;
     let percent = |cycles: u64| cycles as f64 * 100.0 / total as f64;
+    let counted = trace.spans.iter().any(|span| span.exits.is_some());
+    let extra = |cycles: u64, exits: Option<Exits>| {
+        let mut cells = String::new();
+        if columns.instructions {
+            let _ = write!(cells, " {cycles:>10}");
+        }
+        if counted {
+            match exits {
+                Some(exits) => {
+                    let _ = write!(cells, " {:>6}", exits.total());
+                    for kind in ExitKind::ALL {
+                        let _ = write!(cells, " {:>5}", exits.get(kind));
+                    }
+                }
+                None => {
+                    let _ = write!(cells, " {:>6}", "-");
+                    for _ in ExitKind::ALL {
+                        let _ = write!(cells, " {:>5}", "-");
+                    }
+                }
+            }
+        }
+        cells
+    };
     let mut out = String::new();
-    let _ = writeln!(out, "{:<40} {:>12} {:>7}", "phase", "us", "%");
+    let mut header = format!("{:<40} {:>12} {:>7}", "phase", "us", "%");
+    if columns.instructions {
+        let _ = write!(header, " {:>10}", "insns");
+    }
+    if counted {
+        let _ = write!(header, " {:>6}", "exits");
+        for kind in ExitKind::ALL {
+            let _ = write!(header, " {:>5}", kind.name());
+        }
+    }
+    let _ = writeln!(out, "{}", header.trim_end());
     let mut order = Vec::new();
     for &root in &trace.roots {
         preorder(trace, root, &mut order);
@@ -28,32 +74,45 @@ pub(crate) fn phase_table(trace: &Trace, tsc_hz: u64) -> String {
             span.name,
             if span.unclosed { " (unclosed)" } else { "" }
         );
+        // A span that runs past ready has counts for its whole length.
+        let exits = span.exits.filter(|_| span.end <= trace.end);
         let _ = writeln!(
             out,
-            "{name:<40} {:>12.1} {:>6.1}%",
+            "{name:<40} {:>12.1} {:>6.1}%{}",
             micros(end - start),
-            percent(end - start)
+            percent(end - start),
+            extra(end - start, exits)
         );
     }
     let covered = trace.covered();
+    let gap = trace.total() - covered.min(trace.total());
     let _ = writeln!(
         out,
-        "{:<40} {:>12.1} {:>6.1}%",
+        "{:<40} {:>12.1} {:>6.1}%{}",
         "(between top-level spans)",
-        micros(trace.total() - covered.min(trace.total())),
-        percent(trace.total() - covered.min(trace.total()))
+        micros(gap),
+        percent(gap),
+        extra(gap, None)
     );
     let _ = writeln!(
         out,
-        "{:<40} {:>12.1} {:>6.1}%",
+        "{:<40} {:>12.1} {:>6.1}%{}",
         if trace.ready_seen {
             "entry -> ready"
         } else {
             "entry -> last record"
         },
         micros(trace.total()),
-        100.0
+        100.0,
+        extra(trace.total(), trace.exits)
     );
+    if counted {
+        let _ = writeln!(
+            out,
+            "\nexits: counted by mote's own wrappers (CPUID, MSRs, port I/O, HLT, RDTSC, each\n\
+             RDTSC a record stamps included); the entry stub's and device memory accesses are not"
+        );
+    }
     out
 }
 
@@ -73,7 +132,7 @@ mod tests {
     fn real_dump_table_nests_and_ends_at_the_whole_window() {
         let dump = parse_dump(TCG_DUMP).unwrap();
         let trace = Trace::build(&dump.records);
-        let table = phase_table(&trace, dump.tsc_hz.unwrap());
+        let table = phase_table(&trace, dump.tsc_hz.unwrap(), Columns::default());
         assert!(table.contains("  zero_bss"), "{table}");
         assert!(table.lines().last().unwrap().contains("100.0%"));
     }
@@ -84,7 +143,7 @@ mod tests {
             "0x0 0 ENTER a\n0x0 10 ENTER b\n0x0 30 EXIT b\n0x0 40 EXIT a\n0x0 45 ENTER c\n0x0 50 EXIT c\n0x0 60 EVENT ready\n",
         );
         let trace = Trace::build(&parse_dump(&text).unwrap().records);
-        let table = phase_table(&trace, 1_000_000);
+        let table = phase_table(&trace, 1_000_000, Columns::default());
         assert!(table.contains("  b "), "{table}");
         let gap = table
             .lines()
@@ -97,9 +156,41 @@ mod tests {
     }
 
     #[test]
+    fn exit_and_instruction_columns() {
+        let text = framed_dump(concat!(
+            "0x0 0 ENTER stub\n0x0 10 EXIT stub\n",
+            "0x1000 10 ENTER a exits=0,0,0,0,0,0,1\n",
+            "0x1000 40 EXIT a exits=3,0,0,1,7,0,2\n",
+            "0x1000 40 EVENT ready exits=3,0,0,1,7,0,3\n",
+        ));
+        let trace = Trace::build(&parse_dump(&text).unwrap().records);
+        let table = phase_table(&trace, 1_000_000_000, Columns { instructions: true });
+        let header = table.lines().next().unwrap();
+        assert!(
+            header.ends_with("insns  exits cpuid rdmsr wrmsr    in   out   hlt rdtsc"),
+            "{table}"
+        );
+        let a = table.lines().find(|l| l.starts_with("a ")).unwrap();
+        assert!(
+            a.ends_with("30     12     3     0     0     1     7     0     1"),
+            "{table}"
+        );
+        let stub = table.lines().find(|l| l.starts_with("stub ")).unwrap();
+        assert!(
+            stub.ends_with("10      -     -     -     -     -     -     -     -"),
+            "{table}"
+        );
+        let whole = table
+            .lines()
+            .find(|l| l.starts_with("entry -> ready"))
+            .unwrap();
+        assert!(whole.contains(" 40     13     3 "), "{table}");
+    }
+
+    #[test]
     fn unclosed_spans_are_marked() {
         let text = frame(1000, 2, 3, "0x0 0 ENTER a\n0x0 5 ENTER b\n");
         let trace = Trace::build(&parse_dump(&text).unwrap().records);
-        assert!(phase_table(&trace, 1000).contains("(unclosed)"));
+        assert!(phase_table(&trace, 1000, Columns::default()).contains("(unclosed)"));
     }
 }

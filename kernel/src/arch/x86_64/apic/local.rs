@@ -6,14 +6,12 @@ use core::ptr::NonNull;
 
 use spin::Once;
 use volatile::VolatilePtr;
-use x86_64::instructions::port::PortWriteOnly;
-use x86_64::registers::model_specific::Msr;
 
 use super::registers::{
     APIC_BASE_ADDRESS_MASK, ApicBase, Features, LocalRegister, Lvt, MSR_APIC_BASE, Svr,
 };
 use super::vectors;
-use crate::arch::x86_64::cpu;
+use crate::arch::x86_64::cpu::{self, Msr, Port};
 
 /// The 8259 PICs' data (mask) ports: all lines masked so nothing arrives
 /// through LINT0 (IBM PC/AT layout, QEMU `hw/intc/i8259.c`).
@@ -55,7 +53,7 @@ fn enable() -> Option<LocalApic> {
     for port in [PIC1_DATA, PIC2_DATA] {
         // SAFETY: masking every line of a PIC only stops interrupts that
         // nothing here handles; no memory is involved.
-        unsafe { PortWriteOnly::<u8>::new(port).write(0xff) };
+        unsafe { Port::<u8>::new(port).write(0xff) };
     }
     let mut base_msr = Msr::new(MSR_APIC_BASE);
     // SAFETY: CPUID.1 said the APIC, hence IA32_APIC_BASE, exists.

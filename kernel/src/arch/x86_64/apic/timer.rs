@@ -3,12 +3,10 @@
 //! counting down at the bus frequency (published by the hypervisor, or
 //! measured against the TSC once).
 
-use x86_64::registers::model_specific::Msr;
-
 use super::local::LocalApic;
 use super::registers::{self, LocalRegister, Lvt, MSR_TSC_DEADLINE, TIMER_DIVIDE_BY_1};
 use super::vectors;
-use crate::arch::x86_64::cpu;
+use crate::arch::x86_64::cpu::{self, Msr};
 use crate::clock::TscFrequency;
 
 /// The timer, owned by the one loop that sleeps on it.
