@@ -37,6 +37,9 @@ pub fn start(start_info_paddr: u32, entry_tsc: u64) -> ! {
 
     let phase = phase.then("console_init");
     let options = Options::parse(boot.cmdline());
+    if options.tslog_markers {
+        trace::TSLOG.enable_markers();
+    }
     console::init(options.max_log_level());
     for unknown in &options.unrecognised {
         log::warn!("unrecognised option {:?} ignored", unknown.option);

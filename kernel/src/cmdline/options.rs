@@ -103,6 +103,9 @@ pub(crate) struct Options<'a> {
     pub(crate) crash: Option<Crash>,
     /// `mote.tslog=1`: dump the boot trace after the ready mark.
     pub(crate) tslog: bool,
+    /// `mote.tslog=markers`: the dump, and each record's index written to
+    /// I/O port 0x80 as it is recorded, for `cargo xtask trace --exits`.
+    pub(crate) tslog_markers: bool,
     /// `mote.blk=verify`: CRC-32 of every sector of every disk.
     pub(crate) blk_verify: bool,
     /// `mote.blk=bench`: sequential read throughput of every disk.
@@ -128,6 +131,7 @@ impl Default for Options<'_> {
             exit: ExitPolicy::WhenIdle,
             crash: None,
             tslog: false,
+            tslog_markers: false,
             blk_verify: false,
             blk_bench: false,
             blk_write: None,
@@ -167,8 +171,15 @@ impl<'a> Options<'a> {
                 ("mote.crash", Some("page-fault")) => options.crash = Some(Crash::PageFault),
                 ("mote.crash", Some("panic")) => options.crash = Some(Crash::Panic),
                 ("mote.crash", Some("divide-error")) => options.crash = Some(Crash::DivideError),
-                ("mote.tslog", Some("1" | "on" | "yes")) => options.tslog = true,
-                ("mote.tslog", Some("0" | "off" | "no")) => options.tslog = false,
+                ("mote.tslog", Some("1" | "on" | "yes")) => {
+                    (options.tslog, options.tslog_markers) = (true, false);
+                }
+                ("mote.tslog", Some("markers")) => {
+                    (options.tslog, options.tslog_markers) = (true, true)
+                }
+                ("mote.tslog", Some("0" | "off" | "no")) => {
+                    (options.tslog, options.tslog_markers) = (false, false);
+                }
                 ("mote.blk", Some(list))
                     if list
                         .split(',')
@@ -263,6 +274,11 @@ mod tests {
         let options = Options::parse("console=ttyS0 mote.exit=ready mote.tslog=1 mote.crash=panic");
         assert_eq!(options.exit, ExitPolicy::Ready);
         assert!(options.tslog);
+        assert!(!options.tslog_markers);
+        let markers = Options::parse("mote.tslog=markers");
+        assert!(markers.tslog && markers.tslog_markers);
+        let off = Options::parse("mote.tslog=markers mote.tslog=0");
+        assert!(!off.tslog && !off.tslog_markers);
         assert_eq!(options.crash, Some(Crash::Panic));
         assert_eq!(
             Options::parse("mote.crash=page-fault").crash,

@@ -13,6 +13,8 @@ use mote_boot::protocol::tslog::{Exits, Kind};
 
 /// Records kept; a traced boot writes a few hundred.
 pub(crate) const CAPACITY: usize = 2048;
+// `mote.tslog=markers` writes an index in 16 bits.
+const _: () = assert!(CAPACITY <= 1 << 16);
 
 /// One record: a `debug.tslog` line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -69,6 +71,8 @@ pub(crate) struct Tslog<const N: usize> {
     written: [AtomicBool; N],
     claimed: AtomicUsize,
     dropped: AtomicUsize,
+    /// `mote.tslog=markers`: each stored record's index goes to the host.
+    markers: AtomicBool,
 }
 
 impl<const N: usize> Tslog<N> {
@@ -80,6 +84,7 @@ impl<const N: usize> Tslog<N> {
             written: [const { AtomicBool::new(false) }; N],
             claimed: AtomicUsize::new(0),
             dropped: AtomicUsize::new(0),
+            markers: AtomicBool::new(false),
         }
     }
 
@@ -94,6 +99,21 @@ impl<const N: usize> Tslog<N> {
         // one else writes this slot; readers wait for `written`.
         unsafe { (*slot.get()).write(record) };
         written.store(true, Ordering::Release);
+        if self.markers.load(Ordering::Relaxed) {
+            super::marker(index);
+        }
+    }
+
+    /// From now on, tells the host each stored record's index as it is
+    /// recorded ([`super::marker`]), starting with the last record stored
+    /// so far: the host then knows which record every later device access
+    /// follows. Records stored before this had no marker.
+    pub(crate) fn enable_markers(&self) {
+        let claimed = self.claimed.load(Ordering::Relaxed);
+        self.markers.store(true, Ordering::Relaxed);
+        if let Some(last) = claimed.checked_sub(1).filter(|&last| last < N) {
+            super::marker(last);
+        }
     }
 
     /// The records written so far, in claim order.

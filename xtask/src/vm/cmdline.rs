@@ -5,6 +5,8 @@ pub(crate) const READY_CMDLINE: &str = "console=ttyS0 mote.exit=ready";
 
 /// The kernel option that dumps the tslog trace after the report.
 const TSLOG_DUMP_OPTION: &str = "mote.tslog=1";
+/// The dump, and each record's index to port 0x80 as it is stored.
+const TSLOG_MARKERS_OPTION: &str = "mote.tslog=markers";
 
 /// Linux's `ip=<client>:<server>:<gateway>:<netmask>:<hostname>:<device>:<autoconf>`
 /// for QEMU's user network (docs/system/devices/net.rst): the guest is
@@ -18,6 +20,11 @@ pub(crate) const DHCP_IP_PARAMETER: &str = "ip=dhcp";
 /// [`READY_CMDLINE`] with the tslog dump: what `trace` and `bench` boot.
 pub(crate) fn traced_cmdline() -> String {
     format!("{READY_CMDLINE} {TSLOG_DUMP_OPTION}")
+}
+
+/// [`traced_cmdline`] with the dump's markers on (`cargo xtask trace --exits`).
+pub(crate) fn traced_cmdline_with_markers() -> String {
+    format!("{READY_CMDLINE} {TSLOG_MARKERS_OPTION}")
 }
 
 /// The command line of a served boot, before any extra words. No

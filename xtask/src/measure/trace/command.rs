@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use mote_boot::protocol::report::{self, Fact};
 
+use super::exits;
 use super::flamechart::{flamechart_svg, folded_stacks};
 use super::phase_table::{Columns, phase_table};
 use crate::env::workspace;
@@ -16,6 +17,7 @@ use crate::vm::accel::Accel;
 use crate::vm::args::BootArgs;
 use crate::vm::cmdline;
 use crate::vm::run;
+use crate::vm::vmm::VmmKind;
 
 /// `cargo xtask trace`'s command line.
 #[derive(Debug, clap::Args)]
@@ -28,6 +30,10 @@ pub(crate) struct TraceArgs {
     /// TSC frequency, for a dump without mote's `tslog begin` line.
     #[arg(long, value_name = "HZ")]
     tsc_hz: Option<u64>,
+    /// Also count device accesses per phase (QEMU only): boots with
+    /// `mote.tslog=markers` and QEMU's memory-region trace.
+    #[arg(long, conflicts_with = "from")]
+    exits: bool,
 }
 
 pub(crate) fn trace(options: &TraceArgs) -> Result<bool> {
@@ -38,7 +44,7 @@ pub(crate) fn trace(options: &TraceArgs) -> Result<bool> {
             path.display().to_string(),
             false,
         ),
-        None => boot_with_dump(&options.boot)?,
+        None => boot_with_dump(&options.boot, options.exits)?,
     };
     let dump = tslog::parse_dump(&text)?;
     let Some(tsc_hz) = dump.tsc_hz.or(options.tsc_hz) else {
@@ -67,6 +73,15 @@ pub(crate) fn trace(options: &TraceArgs) -> Result<bool> {
     for problem in &trace.problems {
         eprintln!("xtask: warning: {problem}");
     }
+    let devices = if options.exits {
+        let path = exits_trace_path();
+        let text = fs::read_to_string(&path)
+            .with_context(|| format!("reading QEMU's trace {}", path.display()))?;
+        let accesses = exits::parse_trace(&text);
+        Some(exits::attribute(&dump.records, &accesses)?)
+    } else {
+        None
+    };
     println!("\nboot trace from {source} (TSC {tsc_hz} Hz):\n");
     print!(
         "{}",
@@ -75,6 +90,7 @@ pub(crate) fn trace(options: &TraceArgs) -> Result<bool> {
             tsc_hz,
             Columns {
                 instructions: icount,
+                devices: devices.as_ref(),
             }
         )
     );
@@ -106,12 +122,38 @@ pub(crate) fn trace(options: &TraceArgs) -> Result<bool> {
     Ok(true)
 }
 
+/// Where `--exits` has QEMU write its memory-region trace.
+fn exits_trace_path() -> PathBuf {
+    workspace::target_dir().join("tslog-exits.trace")
+}
+
 /// Boots like `cargo xtask run`, with `mote.tslog=1`, and returns the output.
-fn boot_with_dump(boot: &BootArgs) -> Result<(String, String, bool)> {
+fn boot_with_dump(boot: &BootArgs, exits: bool) -> Result<(String, String, bool)> {
     let setup = run::Setup::prepare(boot)?;
-    let cmdline = cmdline::with_append(&cmdline::traced_cmdline(), boot.append.as_deref());
+    let base = if exits {
+        cmdline::traced_cmdline_with_markers()
+    } else {
+        cmdline::traced_cmdline()
+    };
+    let cmdline = cmdline::with_append(&base, boot.append.as_deref());
     let accel = setup.accel;
-    let booted = setup.boot(&cmdline, &[], &boot.qemu_args, boot.timeout(), false)?;
+    let mut qemu_args = boot.qemu_args.clone();
+    if exits {
+        if setup.vmm.kind != VmmKind::Qemu {
+            bail!("--exits reads QEMU's memory-region trace: it needs --vmm qemu");
+        }
+        let path = exits_trace_path();
+        fs::create_dir_all(workspace::target_dir())?;
+        // A stale trace must never be read for this boot.
+        let _ = fs::remove_file(&path);
+        qemu_args.extend([
+            "-trace".to_owned(),
+            "memory_region_ops_*".to_owned(),
+            "-D".to_owned(),
+            path.display().to_string(),
+        ]);
+    }
+    let booted = setup.boot(&cmdline, &[], &qemu_args, boot.timeout(), false)?;
     let finished = booted.finished;
     // The report without the dump's frame lines (the table below shows the dump).
     for line in finished.stdout.iter().filter(|line| {
