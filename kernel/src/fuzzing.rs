@@ -398,6 +398,20 @@ pub fn acpi_tables(data: &[u8]) {
         // Each entry is at least 2 bytes, after the 44-byte MADT header.
         assert!(2 * (io_apics.len() + overrides) <= madt.bytes.len().saturating_sub(44));
     }
+    let windows = tables.ecam_windows();
+    if !windows.is_empty() {
+        let mcfg = tables.table(b"MCFG").expect("the MCFG was read");
+        // 16 bytes each, after the header and 8 reserved bytes.
+        assert!(44 + 16 * windows.len() <= mcfg.bytes.len());
+    }
+    for window in &windows {
+        assert!(window.start_bus <= window.end_bus, "{window:?}");
+        assert_eq!(window.base % acpi::ECAM_BUS_SIZE, 0, "{window:?}");
+        assert!(
+            window.start().checked_add(window.size()).is_some(),
+            "{window:?}"
+        );
+    }
 
     if let Ok(processors) = tables.processors() {
         let madt = tables.table(b"APIC").expect("the MADT was read");
@@ -600,4 +614,218 @@ pub fn crs_templates(aml: &[u8]) -> Vec<Vec<u8>> {
     let mut templates = Templates(Vec::new());
     let _ = aml::walk(aml, &mut templates);
     templates.0
+}
+
+/// A fuzzer-chosen PCI segment, as [`pci_config`] reads it: first and last
+/// bus, then per function `bus, device-function (device << 3 | function),
+/// 24 bytes of BAR size masks, up to 256 bytes of configuration space`
+/// (zero-padded; at most [`MAX_PCI_FUNCTIONS`] functions, a later record
+/// for the same function replacing the earlier). A write of all ones to a
+/// BAR reads back that BAR's mask and the flag bits, as hardware does; any
+/// other write is stored, but for the status register (read-only here).
+pub struct FuzzConfigSpace {
+    functions: alloc::collections::BTreeMap<crate::pci::config::Bdf, ([u8; 256], [u32; 6])>,
+    accesses: core::cell::Cell<usize>,
+}
+
+/// Most functions a [`FuzzConfigSpace`] holds.
+const MAX_PCI_FUNCTIONS: usize = 64;
+
+impl FuzzConfigSpace {
+    fn decode(data: &[u8]) -> Option<(Self, core::ops::RangeInclusive<u8>)> {
+        let (&[start, end], mut rest) = data.split_first_chunk::<2>()?;
+        let mut functions = alloc::collections::BTreeMap::new();
+        let mut records = 0;
+        while let Some((&[bus, device_function], after)) = rest.split_first_chunk::<2>() {
+            if records == MAX_PCI_FUNCTIONS {
+                break;
+            }
+            records += 1;
+            let mut masks = [0u32; 6];
+            let mut after = after;
+            for mask in &mut masks {
+                let Some((bytes, tail)) = after.split_first_chunk::<4>() else {
+                    break;
+                };
+                *mask = u32::from_le_bytes(*bytes);
+                after = tail;
+            }
+            let length = after.len().min(256);
+            let mut bytes = [0u8; 256];
+            bytes[..length].copy_from_slice(&after[..length]);
+            rest = &after[length..];
+            let bdf = crate::pci::config::Bdf::new(bus, device_function >> 3, device_function & 7)?;
+            functions.insert(bdf, (bytes, masks));
+        }
+        let config = Self {
+            functions,
+            accesses: core::cell::Cell::new(0),
+        };
+        Some((config, start..=end))
+    }
+}
+
+impl crate::pci::config::ConfigSpace for FuzzConfigSpace {
+    fn read(&self, bdf: crate::pci::config::Bdf, offset: u16) -> u32 {
+        assert!(
+            offset.is_multiple_of(4) && offset < 256,
+            "read at {offset:#x}"
+        );
+        self.accesses.set(self.accesses.get() + 1);
+        let at = usize::from(offset);
+        self.functions.get(&bdf).map_or(u32::MAX, |(bytes, _)| {
+            u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
+        })
+    }
+
+    fn write(&mut self, bdf: crate::pci::config::Bdf, offset: u16, value: u32) {
+        assert!(
+            offset.is_multiple_of(4) && offset < 256,
+            "write at {offset:#x}"
+        );
+        self.accesses.set(self.accesses.get() + 1);
+        let Some((bytes, masks)) = self.functions.get_mut(&bdf) else {
+            return;
+        };
+        let at = usize::from(offset);
+        let old = u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
+        let value = match at {
+            0x04 => (value & 0xffff) | (old & 0xffff_0000),
+            0x10..0x28 => {
+                let mask = masks[(at - 0x10) / 4];
+                (value & mask) | (old & !mask & 0xf)
+            }
+            _ => value,
+        };
+        bytes[at..at + 4].copy_from_slice(&value.to_le_bytes());
+    }
+}
+
+/// Enumerates a fuzzer-chosen segment, then sizes each function's BARs and
+/// walks its capabilities, as boot does. Checks: only buses of the range
+/// are walked, each once, the first first; functions are distinct, on
+/// walked buses, and answer; every BAR is a power of two, aligned and not
+/// wrapping, and sizing leaves the BAR registers as they were; a
+/// capability list has distinct offsets past the header, at most 48; an
+/// MSI-X capability that passes its check has its table and pending bits
+/// inside a memory BAR; the accesses stay below a bound linear in the
+/// buses walked.
+pub fn pci_config(data: &[u8]) {
+    use crate::pci::bar::{BRIDGE_BARS, DEVICE_BARS, size_bars};
+    use crate::pci::capability::{CAPABILITY_MSIX, MSIX_ENTRY_SIZE, capabilities, msix};
+    use crate::pci::config::{ConfigSpace, HEADER_TYPE_BRIDGE, HEADER_TYPE_DEVICE};
+    use crate::pci::enumerate::enumerate;
+
+    let Some((mut config, buses)) = FuzzConfigSpace::decode(data) else {
+        return;
+    };
+    let found = enumerate(&config, buses.clone());
+    let walked = found.buses.len();
+    assert!(walked <= 256);
+    assert!(
+        config.accesses.get() <= walked * (32 + 32 * 8 * 3),
+        "{walked} buses"
+    );
+    assert_eq!(found.buses.first(), Some(buses.start()));
+    let mut seen = [false; 256];
+    for &bus in &found.buses {
+        assert!(buses.contains(&bus), "bus {bus} outside {buses:?}");
+        assert!(
+            !core::mem::replace(&mut seen[usize::from(bus)], true),
+            "bus {bus} twice"
+        );
+    }
+    let mut addresses: Vec<_> = found
+        .functions
+        .iter()
+        .map(|function| function.bdf)
+        .collect();
+    addresses.sort();
+    addresses.dedup();
+    assert_eq!(addresses.len(), found.functions.len(), "a function twice");
+    for function in &found.functions {
+        assert!(seen[usize::from(function.bdf.bus)]);
+        assert!(config.functions.contains_key(&function.bdf));
+        let count = match function.header_type {
+            HEADER_TYPE_DEVICE => DEVICE_BARS,
+            HEADER_TYPE_BRIDGE => BRIDGE_BARS,
+            _ => continue,
+        };
+        let before: Vec<u32> = (0..count)
+            .map(|index| config.read(function.bdf, 0x10 + 4 * u16::from(index)))
+            .collect();
+        let bars = size_bars(&mut config, function.bdf, count);
+        for bar in &bars.bars {
+            assert!(bar.size.is_power_of_two(), "{bar:?}");
+            assert_eq!(bar.address % bar.size, 0, "{bar:?}");
+            assert!(bar.address.checked_add(bar.size).is_some(), "{bar:?}");
+        }
+        let after: Vec<u32> = (0..count)
+            .map(|index| config.read(function.bdf, 0x10 + 4 * u16::from(index)))
+            .collect();
+        // Sizing restores what it read, up to the bits a write cannot set.
+        let masks = &config.functions[&function.bdf].1;
+        for (index, (before, after)) in before.iter().zip(&after).enumerate() {
+            let keep = masks[index] | 0xf;
+            assert_eq!(before & keep, after & keep, "BAR{index} changed by sizing");
+        }
+        let (list, _) = capabilities(&config, function.bdf);
+        assert!(list.len() <= 48);
+        let mut offsets: Vec<u16> = list.iter().map(|capability| capability.offset).collect();
+        assert!(
+            offsets
+                .iter()
+                .all(|&offset| (0x40..=0xfc).contains(&offset))
+        );
+        offsets.sort_unstable();
+        offsets.dedup();
+        assert_eq!(offsets.len(), list.len(), "a capability twice");
+        for capability in list.iter().filter(|c| c.id == CAPABILITY_MSIX) {
+            let Ok(table) = msix(&config, function.bdf, *capability) else {
+                continue;
+            };
+            assert!((1..=2048).contains(&table.vectors));
+            if table.check(function.bdf, &bars).is_ok() {
+                let bar = bars.get(table.table.bar).unwrap();
+                assert!(bar.is_memory());
+                let end =
+                    u64::from(table.table.offset) + u64::from(table.vectors) * MSIX_ENTRY_SIZE;
+                assert!(end <= bar.size);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::FuzzConfigSpace;
+    use crate::pci::bar::{DEVICE_BARS, size_bars};
+    use crate::pci::capability::{capabilities, msix};
+    use crate::pci::enumerate::enumerate;
+
+    /// The hand-written seeds reach what they were written for.
+    #[test]
+    fn pci_seeds_describe_what_they_say() {
+        let seed = include_bytes!("../../xtask/fuzz/corpus/pci_config/q35-like-by-hand");
+        let (mut config, buses) = FuzzConfigSpace::decode(seed).unwrap();
+        let found = enumerate(&config, buses);
+        assert_eq!(found.buses, [0, 1]);
+        assert_eq!(found.functions.len(), 4);
+        let blk = found.functions[1].bdf;
+        let bars = size_bars(&mut config, blk, DEVICE_BARS);
+        assert_eq!(bars.bars.len(), 3, "{bars:?}");
+        let (list, stopped) = capabilities(&config, blk);
+        assert_eq!((list.len(), stopped), (6, None));
+        let table = msix(&config, blk, list[0]).unwrap();
+        assert_eq!(table.vectors, 2);
+        assert_eq!(table.check(blk, &bars), Ok(()));
+
+        let seed = include_bytes!("../../xtask/fuzz/corpus/pci_config/hostile-loops-by-hand");
+        let (config, buses) = FuzzConfigSpace::decode(seed).unwrap();
+        let found = enumerate(&config, buses);
+        assert_eq!((found.buses.len(), found.skipped.len()), (2, 1));
+        let (list, stopped) = capabilities(&config, found.functions[0].bdf);
+        assert_eq!(list.len(), 2);
+        assert!(stopped.is_some());
+    }
 }

@@ -19,6 +19,7 @@ mod console;
 pub mod fuzzing;
 mod memory;
 mod net;
+mod pci;
 mod smp;
 mod trace;
 mod virtio;

@@ -27,8 +27,9 @@ use zerocopy::{FromBytes, FromZeros, IntoBytes};
 pub(crate) use self::rsdp::RootPointer;
 use self::tables::{
     FADT_HW_REDUCED_ACPI, Fadt, HEADER_SIZE, MADT_IO_APIC, MADT_LOCAL_APIC, MADT_LOCAL_X2APIC,
-    MADT_PROCESSOR_ENABLED, MADT_PROCESSOR_ONLINE_CAPABLE, MADT_SOURCE_OVERRIDE, MadtHeader,
-    MadtIoApic, MadtLocalApic, MadtLocalX2Apic, SdtHeader, checksum, read,
+    MADT_PROCESSOR_ENABLED, MADT_PROCESSOR_ONLINE_CAPABLE, MADT_SOURCE_OVERRIDE, MCFG_ALLOCATIONS,
+    MadtHeader, MadtIoApic, MadtLocalApic, MadtLocalX2Apic, McfgAllocation, SdtHeader, checksum,
+    read,
 };
 use crate::smp::Processors;
 use crate::smp::processors::Source;
@@ -287,6 +288,86 @@ impl Acpi {
             );
         }
         Ok(processors)
+    }
+}
+
+impl Acpi {
+    /// The ECAM windows the MCFG lists (none without an MCFG). An entry
+    /// whose bus range is reversed, whose base is not 1 MiB-aligned, or
+    /// whose window would wrap the address space is left out.
+    pub(crate) fn ecam_windows(&self) -> Vec<EcamWindow> {
+        let Some(table) = self.table(b"MCFG") else {
+            return Vec::new();
+        };
+        let Some(allocations) = table.bytes.get(MCFG_ALLOCATIONS..) else {
+            return Vec::new();
+        };
+        allocations
+            .chunks_exact(size_of::<McfgAllocation>())
+            .filter_map(|entry| McfgAllocation::read_from_bytes(entry).ok())
+            .map(|entry| EcamWindow {
+                base: entry.base.get(),
+                segment: entry.segment.get(),
+                start_bus: entry.start_bus,
+                end_bus: entry.end_bus,
+            })
+            .filter(EcamWindow::is_sound)
+            .collect()
+    }
+}
+
+/// `DWordConst` of the compressed EISA IDs `PNP0A03` (PCI host bridge) and
+/// `PNP0A08` (PCI Express root bridge), as `EisaId ()` puts them in AML
+/// (ACPI 6.5 §19.6.35, §20.2.3; PCI Firmware 3.2 §4.1.5).
+const PCI_HOST_BRIDGE_IDS: [[u8; 5]; 2] = [
+    [0x0c, 0x41, 0xd0, 0x0a, 0x03],
+    [0x0c, 0x41, 0xd0, 0x0a, 0x08],
+];
+
+impl Acpi {
+    /// Whether the DSDT names a PCI host bridge anywhere (a byte search:
+    /// the `_HID` of `PNP0A03` or `PNP0A08`). Without one, mote does not
+    /// probe the configuration ports.
+    pub(crate) fn has_pci_host_bridge(&self) -> bool {
+        self.dsdt_aml().is_ok_and(|aml| {
+            aml.windows(5)
+                .any(|window| PCI_HOST_BRIDGE_IDS.iter().any(|id| window == id))
+        })
+    }
+}
+
+/// Bytes of ECAM space per bus: 32 devices x 8 functions x 4 KiB (PCI
+/// Express Base 4.0 §7.2.2).
+pub(crate) const ECAM_BUS_SIZE: u64 = 1 << 20;
+
+/// An ECAM window of one PCI segment, as the MCFG gives it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct EcamWindow {
+    /// The address bus 0 would have (PCI Firmware 3.2 table 4-3).
+    pub(crate) base: u64,
+    pub(crate) segment: u16,
+    pub(crate) start_bus: u8,
+    pub(crate) end_bus: u8,
+}
+
+impl EcamWindow {
+    /// Where the first decoded bus's space starts.
+    pub(crate) fn start(&self) -> u64 {
+        self.base + u64::from(self.start_bus) * ECAM_BUS_SIZE
+    }
+
+    /// Bytes from [`Self::start`] to the end of the last bus's space.
+    pub(crate) fn size(&self) -> u64 {
+        (u64::from(self.end_bus) - u64::from(self.start_bus) + 1) * ECAM_BUS_SIZE
+    }
+
+    fn is_sound(&self) -> bool {
+        self.start_bus <= self.end_bus
+            && self.base.is_multiple_of(ECAM_BUS_SIZE)
+            && self
+                .base
+                .checked_add((u64::from(self.end_bus) + 1) * ECAM_BUS_SIZE)
+                .is_some()
     }
 }
 
@@ -722,6 +803,11 @@ mod fixtures {
             signatures(&acpi),
             [b"XSDT", b"FACP", b"APIC", b"MCFG", b"DSDT"]
         );
+        // Without --enable-pci, Firecracker still lists an ECAM window,
+        // but its DSDT has no host bridge: mote does not enumerate.
+        assert_eq!(acpi.ecam_windows().len(), 1);
+        assert_eq!(acpi.ecam_windows()[0].base, 0xeec0_0000);
+        assert!(!acpi.has_pci_host_bridge());
         let (io_apics, overrides) = acpi.io_apics().unwrap();
         assert_eq!(overrides, 0);
         assert_eq!(
@@ -752,6 +838,54 @@ mod fixtures {
 
     /// Cloud Hypervisor: sleep control in I/O space at 0x600, a PCI
     /// segment in the MCFG, and no virtio-mmio device in its DSDT.
+    /// An MCFG table with `allocations` (base, segment, start, end).
+    fn mcfg(allocations: &[(u64, u16, u8, u8)]) -> Acpi {
+        let mut bytes = vec![0u8; MCFG_ALLOCATIONS];
+        bytes[..4].copy_from_slice(b"MCFG");
+        for &(base, segment, start, end) in allocations {
+            bytes.extend_from_slice(&base.to_le_bytes());
+            bytes.extend_from_slice(&segment.to_le_bytes());
+            bytes.extend_from_slice(&[start, end, 0, 0, 0, 0]);
+        }
+        // A truncated allocation at the end is not one.
+        bytes.extend_from_slice(&[0xff; 9]);
+        Acpi {
+            rsdp: RootPointer {
+                paddr: 0xf_0000,
+                oem_id: *b"BOCHS ",
+                revision: 2,
+                root: 0,
+                root_is_xsdt: true,
+            },
+            tables: vec![Table {
+                signature: *b"MCFG",
+                paddr: 0x1000,
+                bytes,
+            }],
+            unusable: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn ecam_windows_from_the_mcfg() {
+        // q35: 256 buses at 0xb000_0000; a second segment from bus 0x10.
+        let acpi = mcfg(&[
+            (0xb000_0000, 0, 0, 0xff),
+            (0x1_0000_0000, 1, 0x10, 0x1f),
+            // Reversed bus range, misaligned base, a window that wraps.
+            (0xc000_0000, 2, 5, 4),
+            (0xc008_0000, 3, 0, 0),
+            (u64::MAX - (1 << 20) + 1, 4, 0, 1),
+        ]);
+        let windows = acpi.ecam_windows();
+        assert_eq!(windows.len(), 2);
+        assert_eq!(windows[0].start(), 0xb000_0000);
+        assert_eq!(windows[0].size(), 256 << 20);
+        assert_eq!(windows[1].start(), 0x1_0100_0000);
+        assert_eq!(windows[1].size(), 16 << 20);
+        assert!(mcfg(&[]).ecam_windows().is_empty());
+    }
+
     #[test]
     fn cloud_hypervisor_tables() {
         let (_, acpi) = read(CLOUD_HYPERVISOR, 0xa0000);
@@ -774,15 +908,17 @@ mod fixtures {
             })
         );
         assert!(facts.virtio_mmio.devices.is_empty());
-        // MCFG (PCI Firmware spec 3.2 §4.1.2): after the header and 8
-        // reserved bytes, one 16-byte allocation per segment: base (u64),
-        // segment, first and last bus.
-        let mcfg = &acpi.table(b"MCFG").unwrap().bytes;
-        assert_eq!(mcfg.len(), 60);
-        let allocation = &mcfg[HEADER_SIZE + 8..];
-        let base = u64::from_le_bytes(allocation[..8].try_into().unwrap());
-        assert_eq!(base, 0xe800_0000, "the reserved range of its memory map");
-        assert_eq!(u16::from_le_bytes([allocation[8], allocation[9]]), 0);
+        assert!(acpi.has_pci_host_bridge());
+        // One segment, one bus: enumeration walks bus 0 only.
+        assert_eq!(
+            acpi.ecam_windows(),
+            [EcamWindow {
+                base: 0xe800_0000,
+                segment: 0,
+                start_bus: 0,
+                end_bus: 0
+            }]
+        );
         // The full walk sees the same: the skipping walk lost nothing.
         let mut everything = DsdtFacts::default();
         aml::walk(acpi.dsdt_aml().unwrap(), &mut everything).unwrap();

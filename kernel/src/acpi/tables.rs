@@ -1,7 +1,7 @@
 //! ACPI table layouts and the walk from the RSDP to a table (ACPI 6.5
 //! §5.2.5 RSDP, §5.2.6 system description table header, §5.2.7-8
 //! RSDT/XSDT, §5.2.9 FADT, §5.2.12 MADT, §5.2.3.2 Generic Address
-//! Structure). Fields are little-endian and unaligned; tables are read
+//! Structure; PCI Firmware 3.2 §4.1.2 MCFG). Fields are little-endian and unaligned; tables are read
 //! through [`PhysicalMemory`], so everything is tested on the host.
 #![deny(unsafe_code)]
 
@@ -109,6 +109,22 @@ pub(crate) struct MadtIoApic {
     pub(crate) gsi_base: U32,
 }
 
+/// One MCFG allocation (PCI Firmware 3.2 §4.1.2, table 4-3): an ECAM
+/// window for `start_bus..=end_bus` of a segment. `base` is the address of
+/// bus 0's space, even when `start_bus` is not 0.
+#[derive(FromBytes, IntoBytes, KnownLayout, Immutable)]
+#[repr(C)]
+pub(crate) struct McfgAllocation {
+    pub(crate) base: U64,
+    pub(crate) segment: U16,
+    pub(crate) start_bus: u8,
+    pub(crate) end_bus: u8,
+    pub(crate) reserved: U32,
+}
+
+/// The MCFG's header and 8 reserved bytes come before the allocations.
+pub(crate) const MCFG_ALLOCATIONS: usize = HEADER_SIZE + 8;
+
 /// A processor's local APIC structure of the MADT (ACPI 6.5 §5.2.12.2).
 #[derive(FromBytes, IntoBytes, KnownLayout, Immutable)]
 #[repr(C)]
@@ -148,6 +164,7 @@ const _: () = assert!(core::mem::offset_of!(Fadt, flags) == 112);
 const _: () = assert!(core::mem::offset_of!(Fadt, x_dsdt) == 140);
 const _: () = assert!(core::mem::offset_of!(Fadt, sleep_control_reg) == 244);
 const _: () = assert!(size_of::<Fadt>() == 276);
+const _: () = assert!(size_of::<McfgAllocation>() == 16 && MCFG_ALLOCATIONS == 44);
 const _: () = assert!(size_of::<MadtHeader>() == 44 && size_of::<MadtIoApic>() == 12);
 const _: () = assert!(size_of::<MadtLocalApic>() == 8 && size_of::<MadtLocalX2Apic>() == 16);
 

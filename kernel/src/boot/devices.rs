@@ -11,6 +11,9 @@ use virtio_drivers::transport::DeviceType;
 
 use crate::block::Ramdisk;
 use crate::memory::physical::IdentityMapped;
+use crate::pci::device::{Inspected, inspect, is_virtio};
+use crate::pci::enumerate::enumerate;
+use crate::pci::host::{self as pci_host, HostBridge};
 use crate::trace;
 use crate::virtio::blk::VirtioBlock;
 use crate::virtio::net::VirtioNetDevice;
@@ -33,6 +36,59 @@ pub(super) struct Devices {
     pub(super) ramdisks: Vec<Ramdisk>,
     /// The first network device and its transport (more are not served).
     pub(super) net: Option<(VirtioNetDevice, MmioDevice)>,
+    /// virtio functions found on PCI.
+    pub(super) pci_functions: usize,
+}
+
+/// Enumerates segment 0 when the platform has PCI, and inspects its virtio
+/// functions (BARs, capabilities, MSI-X). Problems are logged and skipped.
+fn pci_virtio_functions(
+    platform: &Platform,
+    mapped: IdentityMapped,
+) -> Option<(HostBridge, Vec<Inspected>)> {
+    let mut bridge = HostBridge::find(platform.tables, mapped)?;
+    let found = enumerate(&bridge, bridge.buses());
+    for skipped in &found.skipped {
+        log::warn!("PCI: {skipped}; not walked");
+    }
+    let mut virtio = Vec::new();
+    for &function in found
+        .functions
+        .iter()
+        .filter(|function| is_virtio(function))
+    {
+        let inspected = inspect(&mut bridge, function);
+        for error in &inspected.bars.errors {
+            log::warn!("PCI {}: {error}; BAR ignored", function.bdf);
+        }
+        for problem in &inspected.problems {
+            log::warn!("PCI {problem}");
+        }
+        log::debug!(
+            "PCI {}: virtio {:04x}, {} BARs ({} unassigned), {} capabilities, MSI-X {:?}",
+            function.bdf,
+            function.device,
+            inspected.bars.bars.len(),
+            inspected
+                .bars
+                .bars
+                .iter()
+                .filter(|bar| !bar.is_assigned())
+                .count(),
+            inspected.capabilities.len(),
+            inspected.msix.map(|msix| msix.vectors)
+        );
+        virtio.push(inspected);
+    }
+    log::info!(
+        "PCI: {} functions on {} buses through {}, {} virtio; {} configuration accesses",
+        found.functions.len(),
+        found.buses.len(),
+        bridge.mechanism(),
+        virtio.len(),
+        pci_host::accesses()
+    );
+    Some((bridge, virtio))
 }
 
 /// Finds transports, starts a driver for each block device (and the first
@@ -44,6 +100,11 @@ pub(super) fn init(
     serve_network: bool,
 ) -> Devices {
     let mut devices = Devices::default();
+    let pci = {
+        let _span = trace::span("pci_enumeration");
+        pci_virtio_functions(platform, mapped)
+    };
+    devices.pci_functions = pci.as_ref().map_or(0, |(_, found)| found.len());
     let found = {
         let _span = trace::span("virtio_discovery");
         discover(boot, platform)

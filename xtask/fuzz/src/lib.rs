@@ -69,6 +69,11 @@ pub const TARGETS: &[Target] = &[
         run: mote_kernel::fuzzing::aml_resources,
     },
     Target {
+        name: "pci_config",
+        parser: "kernel pci::{enumerate::enumerate, bar::size_bars, capability::{capabilities, msix, Msix::check}} (a fake configuration space)",
+        run: mote_kernel::fuzzing::pci_config,
+    },
+    Target {
         name: "http_request",
         parser: "kernel net::http::{parse_request, route, response}",
         run: mote_kernel::fuzzing::http_request,

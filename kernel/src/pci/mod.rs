@@ -1,0 +1,16 @@
+//! PCI: configuration space behind one trait ([`config::ConfigSpace`]),
+//! the walk of the buses a host bridge decodes ([`enumerate`]), BAR sizing
+//! and decoding ([`bar`]), and the capability list with MSI-X
+//! ([`capability`]). All of it is logic over that trait, tested on the
+//! host against fake configuration spaces, hostile ones included; ECAM and
+//! port access are the hardware shell (docs/virtio-pci.md).
+
+pub(crate) mod bar;
+pub(crate) mod capability;
+pub(crate) mod config;
+pub(crate) mod device;
+pub(crate) mod enumerate;
+#[cfg(test)]
+pub(crate) mod fake;
+#[cfg(target_os = "none")]
+pub(crate) mod host;
