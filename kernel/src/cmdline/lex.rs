@@ -5,25 +5,28 @@
 
 /// Splits a command line into words the way Linux's `next_arg` does:
 /// whitespace separates, double quotes group (`a="b c"` is one word).
+///
+/// It scans bytes, not chars: the separators and the quote are ASCII, and
+/// an ASCII byte never occurs inside a UTF-8 sequence, so every split falls
+/// on a char boundary. Decoding chars cost three times the instructions,
+/// and the command line is read twice before the ready mark.
 pub(crate) fn words(cmdline: &str) -> impl Iterator<Item = &str> {
     let mut rest = cmdline;
     core::iter::from_fn(move || {
-        rest = rest.trim_start_matches(|c: char| c.is_ascii_whitespace());
-        if rest.is_empty() {
-            return None;
-        }
+        let bytes = rest.as_bytes();
+        let start = bytes.iter().position(|byte| !byte.is_ascii_whitespace())?;
         let mut in_quotes = false;
-        let end = rest
-            .char_indices()
-            .find(|&(_, c)| {
-                if c == '"' {
+        let end = bytes[start..]
+            .iter()
+            .position(|&byte| {
+                if byte == b'"' {
                     in_quotes = !in_quotes;
                 }
-                !in_quotes && c.is_ascii_whitespace()
+                !in_quotes && byte.is_ascii_whitespace()
             })
-            .map_or(rest.len(), |(index, _)| index);
-        let (word, tail) = rest.split_at(end);
-        rest = tail;
+            .map_or(bytes.len(), |length| start + length);
+        let word = &rest[start..end];
+        rest = &rest[end..];
         Some(word)
     })
 }
@@ -54,10 +57,12 @@ pub(crate) fn auto_radix(text: &str) -> Option<(u64, &str)> {
         } else {
             (10, text)
         };
+    // Digits are ASCII: the first byte that is not one ends the number
+    // on a char boundary.
     let end = digits
-        .char_indices()
-        .find(|&(_, c)| !c.is_digit(radix))
-        .map_or(digits.len(), |(index, _)| index);
+        .bytes()
+        .position(|byte| !char::from(byte).is_digit(radix))
+        .unwrap_or(digits.len());
     if end == 0 {
         return None;
     }
@@ -102,6 +107,12 @@ mod tests {
             ["a", "b=\"c d\"", "e", "\"f g\"", "h=\"unterminated i"]
         );
         assert_eq!(words("").count(), 0);
+        let parts: Vec<&str> = words("\u{e9}t\u{e9} a=\"\u{fc} \u{fc}\"\u{a0}b").collect();
+        assert_eq!(
+            parts,
+            ["\u{e9}t\u{e9}", "a=\"\u{fc} \u{fc}\"\u{a0}b"],
+            "non-ASCII text, and U+00A0 is no separator"
+        );
         assert_eq!(words(" \t\n").count(), 0);
     }
 
@@ -126,6 +137,12 @@ mod tests {
         assert_eq!(auto_radix("x"), None);
         assert_eq!(number("0x2a"), Some(42));
         assert_eq!(number("42x"), None);
+        assert_eq!(auto_radix("12\u{e9}"), Some((12, "\u{e9}")));
+        assert_eq!(
+            auto_radix("0xff\u{663}"),
+            Some((255, "\u{663}")),
+            "an Arabic-Indic digit is no digit"
+        );
     }
 
     #[test]

@@ -49,6 +49,9 @@ pub(crate) struct Network {
     timer: Option<OneShotTimer>,
     clock: &'static Clock,
     tsc: TscFrequency,
+    /// The heap the connection pool may take (logged after the ready mark:
+    /// formatting before it costs the boot).
+    budget: usize,
 }
 
 /// Routes the device's interrupt (or falls back to polling), configures the
@@ -89,11 +92,8 @@ pub(crate) fn start(
     let budget = memory::heap::free_bytes() / 100 * CONNECTION_HEAP_SHARE_PERCENT;
     let mut server = Server::new(device, mac, config, now(clock, tsc), cpu::rdtsc(), budget);
     server.watch_heap(memory::heap::free_bytes);
-    log::info!(
-        "http: up to {} connections ({budget} bytes of heap)",
-        server.load().capacity
-    );
     Ok(Network {
+        budget,
         server,
         line,
         timer,
@@ -113,6 +113,11 @@ fn now(clock: &Clock, tsc: TscFrequency) -> Instant {
 impl Network {
     /// The report lines: the address (once known) and the services.
     pub(crate) fn write_report(&self, out: &mut dyn Write) -> core::fmt::Result {
+        log::info!(
+            "http: up to {} connections ({} bytes of heap)",
+            self.server.load().capacity,
+            self.budget
+        );
         match self.server.address() {
             Some(cidr) => self.write_address(out, cidr),
             // The report line waits for the lease.
