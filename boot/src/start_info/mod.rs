@@ -121,7 +121,16 @@ pub struct BootInfo {
     pub unusable_modules: ArrayVec<UnusableModule, MAX_MODULES>,
     /// `rsdp_paddr`, when the loader gave one.
     pub rsdp: Option<u64>,
+    /// `[start, end)` of every structure the loader wrote and this was
+    /// read from: start_info, the memory map, the command line, the module
+    /// list and the module command lines (the modules are in `modules`).
+    /// Memory the kernel takes for itself below 1 MiB must avoid them.
+    pub loader_ranges: ArrayVec<(u64, u64), MAX_LOADER_RANGES>,
 }
+
+/// Structures a loader writes besides the modules: start_info, the memory
+/// map, the command line, the module list, one command line per module.
+pub const MAX_LOADER_RANGES: usize = 4 + MAX_MODULES;
 
 impl BootInfo {
     /// The command line's bytes, without the NUL. Not necessarily UTF-8.
@@ -178,6 +187,19 @@ impl BootInfo {
             (0, 0)
         };
 
+        let mut loader_ranges = ArrayVec::new();
+        let header_size = if version >= 1 {
+            size_of::<StartInfoLayout>()
+        } else {
+            START_INFO_V0_SIZE
+        };
+        record(&mut loader_ranges, paddr, header_size as u64);
+        record(
+            &mut loader_ranges,
+            memmap_paddr,
+            u64::from(memmap_entries) * size_of::<MemmapEntry>() as u64,
+        );
+
         let memory_map = read_memory_map(memory, memmap_paddr, memmap_entries)?;
         // Only a loader that gave a map can be held to it.
         let check_in_map = |what, start: u64, len: u64| {
@@ -196,15 +218,21 @@ impl BootInfo {
         if cmdline_paddr != 0 {
             read_c_string(memory, "command line", cmdline_paddr, &mut cmdline)?;
             check_in_map("command line", cmdline_paddr, cmdline.len() as u64 + 1)?;
+            record(&mut loader_ranges, cmdline_paddr, cmdline.len() as u64 + 1);
         }
 
-        let listed = read_modules(memory, modlist_paddr, nr_modules)?;
+        let listed = read_modules(memory, modlist_paddr, nr_modules, &mut loader_ranges)?;
         if nr_modules > 0 {
             check_in_map(
                 "module list",
                 modlist_paddr,
                 u64::from(nr_modules) * size_of::<ModlistEntry>() as u64,
             )?;
+            record(
+                &mut loader_ranges,
+                modlist_paddr,
+                u64::from(nr_modules) * size_of::<ModlistEntry>() as u64,
+            );
         }
         let mut modules = ArrayVec::new();
         let mut unusable_modules = ArrayVec::new();
@@ -234,6 +262,7 @@ impl BootInfo {
             modules,
             unusable_modules,
             rsdp: (rsdp_paddr != 0).then_some(rsdp_paddr),
+            loader_ranges,
         })
     }
 }
@@ -263,10 +292,20 @@ fn read_memory_map(
     Ok(MemoryMap::normalise(&raw))
 }
 
+/// Adds `[start, start + length)` to `ranges` (a zero address or length is
+/// nothing the loader wrote).
+fn record(ranges: &mut ArrayVec<(u64, u64), MAX_LOADER_RANGES>, start: u64, length: u64) {
+    if start != 0 && length != 0 {
+        let _ = ranges.try_push((start, start.saturating_add(length)));
+    }
+}
+
+/// The module list; each module command line read is added to `ranges`.
 fn read_modules(
     memory: &impl PhysicalMemory,
     paddr: u64,
     count: u32,
+    ranges: &mut ArrayVec<(u64, u64), MAX_LOADER_RANGES>,
 ) -> Result<ArrayVec<Module, MAX_MODULES>, StartInfoError> {
     let mut modules = ArrayVec::new();
     if count == 0 {
@@ -301,9 +340,12 @@ fn read_modules(
                 cmdline_paddr,
                 &mut module.cmdline,
             );
-            if let Err(error) = read {
-                module.cmdline.clear();
-                module.cmdline_ignored = Some(error);
+            match read {
+                Ok(()) => record(ranges, cmdline_paddr, module.cmdline.len() as u64 + 1),
+                Err(error) => {
+                    module.cmdline.clear();
+                    module.cmdline_ignored = Some(error);
+                }
             }
         }
         modules.push(module);
@@ -704,6 +746,25 @@ mod tests {
         assert_eq!(
             guest.parse().unwrap().modules[0].cmdline.as_slice(),
             b"rootfs"
+        );
+    }
+
+    #[test]
+    fn every_structure_the_loader_wrote_is_a_loader_range() {
+        let mut guest = Builder::new();
+        guest.put_bytes(0x5000, b"rootfs\0");
+        guest.module(MODULE, 16, 0x5000);
+        let info = guest.parse().unwrap();
+        let memmap_size = 2 * size_of::<MemmapEntry>() as u64;
+        assert_eq!(
+            info.loader_ranges.as_slice(),
+            [
+                (START_INFO, START_INFO + size_of::<StartInfoLayout>() as u64),
+                (MEMMAP, MEMMAP + memmap_size),
+                (CMDLINE, CMDLINE + 20),
+                (0x5000, 0x5007),
+                (MODLIST, MODLIST + size_of::<ModlistEntry>() as u64),
+            ]
         );
     }
 

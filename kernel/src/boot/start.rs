@@ -3,10 +3,15 @@
 //! crash reports.
 #![deny(unsafe_code)]
 
+use arrayvec::ArrayVec;
 use mote_boot::protocol::exit::Status;
 use mote_boot::protocol::report::{Cpus, Elapsed, Line};
 use mote_boot::start_info::BootInfo;
+use mote_boot::start_info::memory_map::MAX_REGIONS;
 use spin::Once;
+
+extern crate alloc;
+use alloc::vec::Vec;
 
 use super::{crash, devices, platform, poweroff, report};
 use crate::arch::x86_64::apic::local::{self, LocalApic};
@@ -68,7 +73,7 @@ pub fn start(start_info_paddr: u32, entry_tsc: u64) -> ! {
     }
 
     let phase = phase.then("smp_init");
-    let cpus = smp_init(&platform);
+    let cpus = smp_init(boot, &platform, clock);
 
     let phase = phase.then("devices_init");
     // With mote.exit=ready nothing is served: the NIC is not started.
@@ -148,37 +153,82 @@ pub fn start(start_info_paddr: u32, entry_tsc: u64) -> ! {
     }
 }
 
-/// Finds the processors the firmware tables list. Only the boot CPU runs.
-fn smp_init(platform: &platform::Platform) -> Cpus {
-    let found = match smp::discovery::processors(platform.tables, &IdentityMapped::boot()) {
-        Ok(processors) => {
-            if processors.duplicates > 0 || processors.truncated || processors.beyond_limit > 0 {
-                log::warn!(
-                    "{:?} processors: {} duplicate APIC ids, {} beyond {} CPUs, entries cut short: {}",
-                    processors.source,
-                    processors.duplicates,
-                    processors.beyond_limit,
-                    smp::MAX_CPUS,
-                    processors.truncated
-                );
-            }
-            log::debug!(
-                "{:?} lists APIC ids {:?}",
-                processors.source,
-                processors.apic_ids()
-            );
-            processors.count()
-        }
+/// Finds the processors the firmware tables list and starts them all.
+fn smp_init(boot: &BootInfo, platform: &platform::Platform, clock: &clock::Clock) -> Cpus {
+    let processors = match smp::discovery::processors(platform.tables, &IdentityMapped::boot()) {
+        Ok(processors) => processors,
         Err(error) => {
             log::warn!("{error}: the boot CPU only");
-            1
+            return Cpus {
+                online: 1,
+                found: 1,
+                elapsed: Elapsed::Micros(0),
+            };
         }
     };
-    Cpus {
-        online: 1,
-        found: u32::try_from(found.max(1)).unwrap_or(u32::MAX),
-        elapsed: Elapsed::Micros(0),
+    if processors.duplicates > 0 || processors.truncated || processors.beyond_limit > 0 {
+        log::warn!(
+            "{:?} processors: {} duplicate APIC ids, {} beyond {} CPUs, entries cut short: {}",
+            processors.source,
+            processors.duplicates,
+            processors.beyond_limit,
+            smp::MAX_CPUS,
+            processors.truncated
+        );
     }
+    log::debug!(
+        "{:?} lists APIC ids {:?}",
+        processors.source,
+        processors.apic_ids()
+    );
+    let found = u32::try_from(processors.count().max(1)).unwrap_or(u32::MAX);
+    let mut cpus = Cpus {
+        online: 1,
+        found,
+        elapsed: Elapsed::Micros(0),
+    };
+    if processors.count() <= 1 {
+        return cpus;
+    }
+    let usable: ArrayVec<(u64, u64), MAX_REGIONS> = boot
+        .memory_map
+        .usable()
+        .map(|region| (region.start, region.end))
+        .collect();
+    let mut occupied: Vec<(u64, u64)> = boot.loader_ranges.to_vec();
+    occupied.extend(
+        boot.modules
+            .iter()
+            .map(|module| (module.paddr, module.paddr.saturating_add(module.size))),
+    );
+    if let Some(tables) = platform.tables {
+        occupied.extend(tables.tables.iter().map(|table| {
+            (
+                table.paddr,
+                table.paddr.saturating_add(table.bytes.len() as u64),
+            )
+        }));
+    }
+    match smp::bring_up::start(processors.apic_ids(), &usable, &occupied, clock.tsc()) {
+        Ok(brought_up) => {
+            let started = u32::try_from(brought_up.started.len()).unwrap_or(u32::MAX);
+            let missing = u32::try_from(brought_up.missing.len()).unwrap_or(u32::MAX);
+            for apic_id in &brought_up.missing {
+                log::warn!("CPU with APIC id {apic_id} did not come online; going on without it");
+            }
+            log::debug!("AP trampoline at {:#x}", brought_up.trampoline);
+            cpus.online = 1 + started - missing;
+            let cycles = brought_up.ended.wrapping_sub(brought_up.began);
+            cpus.elapsed = match clock.tsc() {
+                Some(tsc) => {
+                    Elapsed::Micros(tsc.micros_between(brought_up.began, brought_up.ended))
+                }
+                None => Elapsed::Cycles(cycles),
+            };
+        }
+        Err(error) => log::warn!("application processors not started: {error}"),
+    }
+    cpus
 }
 
 /// The stub's own phases, from the TSC stamps it left (`pvh.s`), then the

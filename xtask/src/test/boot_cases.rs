@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use mote_boot::protocol::exit::Status;
 use mote_boot::protocol::report::{
-    Cmdline, Crc32, Discovery, Disk as DiskLine, DiskName, Fact, Line, PREFIX, Panic, PowerOff,
-    Ramdisk, Ready, StartInfo, TscSource, VirtioMmio, WriteRefused, Wrote,
+    Cmdline, Crc32, Discovery, Disk as DiskLine, DiskName, Elapsed, Fact, Line, PREFIX, Panic,
+    PowerOff, Ramdisk, Ready, StartInfo, TscSource, VirtioMmio, WriteRefused, Wrote,
 };
 
 use super::boot_case::{BootCase, ExpectedExit};
@@ -595,7 +595,7 @@ pub(crate) fn boot_cases(fixtures: &Fixtures) -> Vec<BootCase> {
 }
 
 /// `-smp 1, 2, 4, 8` with ACPI off (the MP table names the CPUs) and on
-/// (the MADT does): every vCPU QEMU made is found.
+/// (the MADT does): every vCPU QEMU made is found and comes online.
 fn smp_cases() -> Vec<BootCase> {
     const CASES: [(&str, u32, Machine); 8] = [
         ("smp-1-acpi-off", 1, Machine::MicrovmNoAcpi),
@@ -613,7 +613,7 @@ fn smp_cases() -> Vec<BootCase> {
             let case = BootCase::new(name, READY_CMDLINE)
                 .machine(machine)
                 .qemu_args(["-smp".to_owned(), cpus.to_string()])
-                .check(cpus_found(cpus))
+                .check(every_cpu_online(cpus))
                 .check(powered_off(Status::Success));
             match machine {
                 Machine::MicrovmNoAcpi => case.checks(complete_report(READY_CMDLINE)),
@@ -623,11 +623,14 @@ fn smp_cases() -> Vec<BootCase> {
         .collect()
 }
 
-/// The `cpus` line names `found` CPUs.
-fn cpus_found(found: u32) -> Check {
+/// The `cpus` line says all of `count` CPUs were found and are online.
+fn every_cpu_online(count: u32) -> Check {
     Check::reports(
-        "`cpus <online>/<found> online in …` with every vCPU found",
-        move |fact| matches!(fact, Fact::Cpus(cpus) if cpus.found == found),
+        "`cpus <n>/<n> online in <microseconds> us`, n the vCPUs given",
+        move |fact| {
+            matches!(fact, Fact::Cpus(cpus) if cpus.found == count && cpus.online == count
+                && matches!(cpus.elapsed, Elapsed::Micros(_)))
+        },
     )
 }
 

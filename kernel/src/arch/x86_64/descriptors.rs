@@ -3,9 +3,13 @@
 //! from the `x86_64` crate's descriptor types; the stubs stay assembly
 //! because stable Rust has no interrupt calling convention.
 //!
-//! One CPU runs this today; with SMP every CPU will need its own TSS and
-//! GDT (the IDT can be shared).
+//! Each application processor gets a GDT and TSS of its own, with its own
+//! double-fault stack ([`CpuDescriptors`], built by the boot CPU), and
+//! shares the one IDT.
 
+extern crate alloc;
+
+use alloc::boxed::Box;
 use core::sync::atomic::{AtomicBool, Ordering};
 
 use spin::Once;
@@ -19,6 +23,8 @@ use x86_64::structures::tss::TaskStateSegment;
 use super::interrupts;
 
 const DOUBLE_FAULT_STACK_SIZE: usize = 16 * 1024;
+/// An application processor's double-fault stack, in bytes.
+pub(crate) const AP_DOUBLE_FAULT_STACK_SIZE: u64 = DOUBLE_FAULT_STACK_SIZE as u64;
 /// The double fault runs on IST 1 (the crate counts IST slots from 0).
 const DOUBLE_FAULT_IST_INDEX: u16 = 0;
 
@@ -65,6 +71,23 @@ pub(crate) fn init() {
         let tss = gdt.append(Descriptor::tss_segment(tss));
         (gdt, Selectors { code, data, tss })
     });
+    load_gdt(gdt, selectors);
+
+    let idt: *mut InterruptDescriptorTable = &raw mut IDT;
+    // SAFETY: `INITIALISED` lets only this call get here, so this is the
+    // one reference to the table until it is loaded and only read.
+    let idt: &'static mut InterruptDescriptorTable = unsafe { &mut *idt };
+    fill(idt);
+    let idt: &'static InterruptDescriptorTable = idt;
+    idt.load();
+    IDT_FILLED.store(true, Ordering::Release);
+}
+
+/// Set once [`init`] has filled the IDT: from then on it is only read.
+static IDT_FILLED: AtomicBool = AtomicBool::new(false);
+
+/// Loads `gdt`, reloads the segment registers from it and loads its TSS.
+fn load_gdt(gdt: &'static GlobalDescriptorTable, selectors: &Selectors) {
     gdt.load();
     // SAFETY: the selectors index the GDT just loaded, whose descriptors are
     // a 64-bit code segment, a data segment and an available TSS.
@@ -75,14 +98,50 @@ pub(crate) fn init() {
         ES::set_reg(selectors.data);
         load_tss(selectors.tss);
     }
+}
 
-    let idt: *mut InterruptDescriptorTable = &raw mut IDT;
-    // SAFETY: `INITIALISED` lets only this call get here, so this is the
-    // one reference to the table until it is loaded and only read.
-    let idt: &'static mut InterruptDescriptorTable = unsafe { &mut *idt };
-    fill(idt);
-    let idt: &'static InterruptDescriptorTable = idt;
-    idt.load();
+/// An application processor's GDT and TSS, the TSS's double-fault stack
+/// given: built on the boot CPU (which owns the heap's state at the
+/// time), loaded by the processor itself with [`CpuDescriptors::load`].
+pub(crate) struct CpuDescriptors {
+    gdt: &'static GlobalDescriptorTable,
+    selectors: Selectors,
+}
+
+impl CpuDescriptors {
+    /// Builds them with the double-fault stack ending at `stack_end`
+    /// (identity mapped, [`AP_DOUBLE_FAULT_STACK_SIZE`] bytes, this CPU's
+    /// alone). They live as long as the VM: a CPU is never taken down.
+    pub(crate) fn new(stack_end: u64) -> Self {
+        let mut tss = TaskStateSegment::new();
+        tss.interrupt_stack_table[usize::from(DOUBLE_FAULT_IST_INDEX)] = VirtAddr::new(stack_end);
+        let tss: &'static TaskStateSegment = Box::leak(Box::new(tss));
+        let gdt: &'static mut GlobalDescriptorTable =
+            Box::leak(Box::new(GlobalDescriptorTable::new()));
+        let code = gdt.append(Descriptor::kernel_code_segment());
+        let data = gdt.append(Descriptor::kernel_data_segment());
+        let tss = gdt.append(Descriptor::tss_segment(tss));
+        Self {
+            gdt,
+            selectors: Selectors { code, data, tss },
+        }
+    }
+
+    /// Loads this GDT and TSS on the CPU that calls it, and the IDT the
+    /// boot CPU filled. Call once per CPU (a TSS is marked busy when
+    /// loaded), after [`init`] ran on the boot CPU.
+    pub(crate) fn load(&self) {
+        assert!(
+            IDT_FILLED.load(Ordering::Acquire),
+            "descriptors::init runs on the boot CPU before any other CPU starts"
+        );
+        load_gdt(self.gdt, &self.selectors);
+        let idt: *const InterruptDescriptorTable = &raw const IDT;
+        // SAFETY: `init` filled the table and dropped its one mutable
+        // reference before setting `IDT_FILLED`; it is only read since.
+        let idt: &'static InterruptDescriptorTable = unsafe { &*idt };
+        idt.load();
+    }
 }
 
 /// Points every gate but the reserved ones (15, 22-27, 31: the CPU never

@@ -8,7 +8,8 @@ use spin::Once;
 use volatile::VolatilePtr;
 
 use super::registers::{
-    APIC_BASE_ADDRESS_MASK, ApicBase, Features, LocalRegister, Lvt, MSR_APIC_BASE, Svr,
+    APIC_BASE_ADDRESS_MASK, ApicBase, Features, InterruptCommand, LocalRegister, Lvt,
+    MSR_APIC_BASE, Svr,
 };
 use super::vectors;
 use crate::arch::x86_64::cpu::{self, Msr, Port};
@@ -42,6 +43,13 @@ static LOCAL_APIC: Once<Option<LocalApic>> = Once::new();
 /// APIC; later calls return the first result.
 pub(crate) fn init() -> Option<&'static LocalApic> {
     LOCAL_APIC.call_once(enable).as_ref()
+}
+
+/// Enables the local APIC of the CPU this runs on, in the mode [`init`]
+/// chose for the boot CPU (an application processor's APIC starts in
+/// xAPIC mode after INIT). Call after [`init`]; `false` without an APIC.
+pub(crate) fn init_this_cpu() -> bool {
+    enable().is_some()
 }
 
 fn enable() -> Option<LocalApic> {
@@ -106,6 +114,53 @@ impl LocalApic {
             "tsc-deadline"
         } else {
             "lapic-oneshot"
+        }
+    }
+
+    /// The APIC id of the CPU this runs on (SDM vol. 3 §11.4.6, §11.12.5.1).
+    pub(crate) fn id(&self) -> u32 {
+        let id = self.read(LocalRegister::Id);
+        match self.access {
+            Access::X2Apic => id,
+            Access::XApic { .. } => id >> 24,
+        }
+    }
+
+    /// Whether the registers are MSRs (x2APIC mode).
+    pub(crate) fn is_x2apic(&self) -> bool {
+        matches!(self.access, Access::X2Apic)
+    }
+
+    /// Sends the IPI `command` (the ICR's low half: delivery mode, level,
+    /// vector) to the CPU with APIC id `destination`. In xAPIC mode it
+    /// waits, at most about `spins` reads, for the previous IPI to be
+    /// accepted first; `false` if it was not.
+    pub(crate) fn send_ipi(&self, destination: u32, command: u32, spins: u32) -> bool {
+        match self.access {
+            Access::X2Apic => {
+                let value = InterruptCommand::x2apic_value(command, destination);
+                // SAFETY: x2APIC mode is on, so the ICR MSR exists; an INIT
+                // or STARTUP IPI touches only the CPU it is sent to.
+                unsafe { Msr::new(LocalRegister::InterruptCommand.msr()).write(value) };
+                true
+            }
+            Access::XApic { .. } => {
+                let pending = InterruptCommand::SEND_PENDING.bits();
+                let idle = (0..spins).any(|_| {
+                    let busy = self.read(LocalRegister::InterruptCommand) & pending != 0;
+                    core::hint::spin_loop();
+                    !busy
+                });
+                if !idle {
+                    return false;
+                }
+                self.write(
+                    LocalRegister::InterruptCommandHigh,
+                    InterruptCommand::xapic_high(destination),
+                );
+                self.write(LocalRegister::InterruptCommand, command);
+                true
+            }
         }
     }
 

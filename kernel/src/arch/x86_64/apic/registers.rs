@@ -12,7 +12,13 @@ use crate::clock::TscFrequency;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u32)]
 pub(crate) enum LocalRegister {
+    /// This CPU's APIC id: bits 24-31 in xAPIC mode, all 32 bits as an MSR.
+    Id = 0x20,
     TaskPriority = 0x80,
+    /// The interrupt command register; in xAPIC mode writing this low half
+    /// sends the IPI, the destination in the high half (0x310) first.
+    InterruptCommand = 0x300,
+    InterruptCommandHigh = 0x310,
     EndOfInterrupt = 0xb0,
     SpuriousVector = 0xf0,
     LvtTimer = 0x320,
@@ -79,6 +85,47 @@ bitflags! {
     #[derive(Clone, Copy, Debug, PartialEq, Eq)]
     pub(crate) struct Svr: u32 {
         const APIC_ENABLE = 1 << 8;
+    }
+}
+
+bitflags! {
+    /// Interrupt command register bits (SDM vol. 3 §11.6.1, figure 11-12):
+    /// delivery mode in bits 8-10, the level and trigger mode an INIT
+    /// needs, and the xAPIC's delivery status.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub(crate) struct InterruptCommand: u32 {
+        /// Delivery mode 0b101: INIT.
+        const INIT = 0b101 << 8;
+        /// Delivery mode 0b110: STARTUP, the vector naming the start page.
+        const STARTUP = 0b110 << 8;
+        /// xAPIC only: the IPI has not been accepted yet.
+        const SEND_PENDING = 1 << 12;
+        const ASSERT = 1 << 14;
+        const LEVEL_TRIGGERED = 1 << 15;
+    }
+}
+
+impl InterruptCommand {
+    /// INIT, level-triggered and asserted, then the same deasserted (the
+    /// pair Linux's `wakeup_secondary_cpu_via_init` sends).
+    pub(crate) const INIT_ASSERT: Self =
+        Self::INIT.union(Self::ASSERT).union(Self::LEVEL_TRIGGERED);
+    pub(crate) const INIT_DEASSERT: Self = Self::INIT.union(Self::LEVEL_TRIGGERED);
+
+    /// A STARTUP IPI that starts the CPU at `vector << 12`.
+    pub(crate) fn startup(vector: u8) -> u32 {
+        Self::STARTUP.bits() | u32::from(vector)
+    }
+
+    /// The x2APIC ICR MSR value (SDM vol. 3 §11.12.9): the destination's
+    /// 32-bit x2APIC id in the high half.
+    pub(crate) fn x2apic_value(low: u32, destination: u32) -> u64 {
+        (u64::from(destination) << 32) | u64::from(low)
+    }
+
+    /// The xAPIC ICR high half: the 8-bit destination in bits 24-31.
+    pub(crate) fn xapic_high(destination: u32) -> u32 {
+        (destination & 0xff) << 24
     }
 }
 
@@ -177,6 +224,19 @@ mod tests {
             0x1_804c
         );
         assert_eq!(Svr::APIC_ENABLE.bits() | 0xff, 0x1ff);
+    }
+
+    #[test]
+    fn interrupt_commands() {
+        assert_eq!(LocalRegister::InterruptCommand.msr(), 0x830);
+        assert_eq!(InterruptCommand::INIT_ASSERT.bits(), 0xc500);
+        assert_eq!(InterruptCommand::INIT_DEASSERT.bits(), 0x8500);
+        assert_eq!(InterruptCommand::startup(0x9e), 0x069e);
+        assert_eq!(
+            InterruptCommand::x2apic_value(0x069e, 300),
+            0x0000_012c_0000_069e
+        );
+        assert_eq!(InterruptCommand::xapic_high(3), 0x0300_0000);
     }
 
     #[test]
