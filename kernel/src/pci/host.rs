@@ -7,7 +7,7 @@ use core::fmt;
 use core::ops::RangeInclusive;
 use core::sync::atomic::{AtomicU32, Ordering};
 
-use x86_64::instructions::port::Port;
+use crate::arch::x86_64::cpu::Port;
 
 use super::config::{Bdf, ConfigSpace, LEGACY_SPACE};
 use crate::acpi::{Acpi, EcamWindow};

@@ -13,14 +13,14 @@ use core::sync::atomic::{AtomicBool, AtomicU32, Ordering, fence};
 use arrayvec::ArrayVec;
 use spin::Once;
 use x86_64::registers::control::{Cr0, Cr0Flags, Cr3, Cr4, Cr4Flags};
-use x86_64::registers::model_specific::Msr;
+
 use x86_64::structures::gdt::DescriptorFlags;
 
 use super::processors::MAX_CPUS;
 use super::trampoline_page::{self, PAGE_SIZE};
 use crate::arch::x86_64::apic::local::{self, LocalApic};
 use crate::arch::x86_64::apic::registers::InterruptCommand;
-use crate::arch::x86_64::cpu;
+use crate::arch::x86_64::cpu::{self, Msr};
 use crate::arch::x86_64::descriptors::{AP_DOUBLE_FAULT_STACK_SIZE, CpuDescriptors};
 use crate::clock::TscFrequency;
 use crate::memory::FRAMES;

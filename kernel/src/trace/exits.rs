@@ -7,7 +7,9 @@
 //! What is not counted: the entry stub's instructions (before the kernel),
 //! and device registers reached by memory access (virtio-mmio, the xAPIC
 //! page, the I/O APIC), which `cargo xtask trace --exits` counts on the host.
-//! The counters are the machine's, not a CPU's: mote boots on one CPU.
+//! The counters are the machine's, not a CPU's: with more than one vCPU,
+//! the application processors' exits through these wrappers (their HLT)
+//! are counted too; their trampoline's own instructions are not.
 
 use core::sync::atomic::{AtomicU32, Ordering};
 
