@@ -511,6 +511,22 @@ pub(crate) fn boot_cases(fixtures: &Fixtures) -> Vec<BootCase> {
                 description: "TSC 1 000 000 000 Hz from cmdline",
                 check: |_, report| tsc_exactly(report, TscSource::Cmdline, 1_000_000_000),
             }),
+        // The budgets of xtask/budgets.txt: disk and NIC, ACPI off, the
+        // trace's markers on and QEMU's memory-region trace.
+        BootCase::new("budget-boot", format!("{READY_CMDLINE} mote.tslog=markers"))
+            .only_under(Accel::Icount)
+            .disk(Disk::read_only(&fixtures.budget_disk))
+            .qemu_args([
+                "-netdev",
+                "user,id=net0",
+                "-device",
+                "virtio-net-device,netdev=net0",
+            ])
+            .qemu_args(super::budgets::trace_arguments("budget-boot"))
+            .check(Check::Custom {
+                description: "instructions and exits per phase within xtask/budgets.txt",
+                check: |output, _| super::budgets::check("budget-boot", output),
+            }),
         // KVM with +invtsc: CPUID 0x40000010 (EAX kHz x 1000).
         BootCase::new("tsc-cpuid-leaf", READY_CMDLINE)
             .only_under(Accel::Kvm)
@@ -645,6 +661,7 @@ pub(super) mod tests {
         Fixtures {
             initrd: test.join("initrd.bin"),
             small_disk: test.join("small-disk.img"),
+            budget_disk: test.join("budget-disk.img"),
             random_disk: test.join("random-64M.img"),
             three_disks: ["8", "4", "2"].map(|mib| test.join(format!("random-{mib}M.img"))),
             write_disk: test.join("write.img"),

@@ -26,6 +26,8 @@ pub(crate) struct Fixtures {
     pub(crate) modern_disk: PathBuf,
     pub(crate) readonly_disk: PathBuf,
     pub(crate) bench_disk: PathBuf,
+    /// The budget case's disk (1 MiB of zeroes, as `small_disk`).
+    pub(crate) budget_disk: PathBuf,
     pub(crate) gzip_initrd: PathBuf,
     pub(crate) png_initrd: PathBuf,
 }
@@ -85,6 +87,8 @@ impl Fixtures {
         )?;
         let small_disk = directory.join("small-disk.img");
         images::ensure_disk_image(&small_disk, MIB)?;
+        let budget_disk = directory.join("budget-disk.img");
+        images::ensure_disk_image(&budget_disk, MIB)?;
         let random_disk = directory.join("random-64M.img");
         images::write_if_changed(&random_disk, &images::pseudo_random_bytes(64 * MIB, 0x64))?;
         let three_disks = [8, 4, 2].map(|mib| directory.join(format!("random-{mib}M.img")));
@@ -113,6 +117,7 @@ impl Fixtures {
         Ok(Self {
             initrd,
             small_disk,
+            budget_disk,
             random_disk,
             three_disks,
             write_disk: write_disk_path(),

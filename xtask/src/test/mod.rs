@@ -4,6 +4,7 @@
 mod boot_case;
 mod boot_cases;
 mod boot_runner;
+mod budgets;
 mod checks;
 mod fixtures;
 mod host_tests;
