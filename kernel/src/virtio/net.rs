@@ -51,10 +51,18 @@ impl VirtioNetDevice {
         base: u64,
         buffer_len: usize,
     ) -> Result<Self, NetError> {
-        let mut net = Net::new(transport, buffer_len).map_err(NetError::Driver)?;
+        // One notification for the receive buffers posted at start, not
+        // one each: written by the acknowledgement below.
+        negotiation.hold_notifications(true);
+        let net = Net::new(transport, buffer_len);
+        negotiation.hold_notifications(false);
+        let mut net = net.map_err(NetError::Driver)?;
         if negotiation.refused() {
             return Err(NetError::FeaturesRefused);
         }
+        // Rings the held notification, and clears what the start raised
+        // before the interrupt line is unmasked.
+        let _ = net.ack_interrupt();
         net.enable_interrupts();
         let mac = if negotiation.driver_features() & FEATURE_MAC != 0 {
             net.mac_address()

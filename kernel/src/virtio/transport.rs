@@ -9,7 +9,7 @@ extern crate alloc;
 
 use alloc::sync::Arc;
 use core::ptr::NonNull;
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use virtio_drivers::PhysAddr;
 use virtio_drivers::transport::mmio::{MmioError, MmioTransport, MmioVersion, VirtIOHeader};
@@ -107,11 +107,20 @@ const STATUS_ORDER: [DeviceStatus; 5] = [
 /// which has no FEATURES_OK step to read back (§3.1.2).
 const FEATURE_VERSION_1: u64 = 1 << 32;
 
+/// Queue `queue`'s bit in [`InOrder`]'s set (queues past 31 are not kept).
+fn queue_bit(queue: u16) -> u32 {
+    1u32.checked_shl(u32::from(queue)).unwrap_or(0)
+}
+
 /// What initialisation through an [`InOrder`] transport ended with.
 #[derive(Debug, Default)]
 pub(crate) struct Negotiation {
     driver_features: AtomicU64,
     refused: AtomicBool,
+    /// Notifications are held (see [`Negotiation::hold_notifications`]).
+    holding: AtomicBool,
+    /// The queues with a held notification (queue `n` is bit `n`).
+    held: AtomicU32,
 }
 
 impl Negotiation {
@@ -125,6 +134,17 @@ impl Negotiation {
     pub(crate) fn refused(&self) -> bool {
         self.refused.load(Ordering::Relaxed)
     }
+
+    /// While `hold` is on, the transport's notifications are recorded per
+    /// queue instead of written; once it is off, the transport's next
+    /// `notify` or `ack_interrupt` writes one per queue that had any. A
+    /// notification tells the device to look at the queue's available ring
+    /// (virtio v1.2 §2.7.13), so one after a burst of buffers stands for
+    /// all of them: `virtio-drivers` notifies after each of the receive
+    /// buffers it posts at start, 16 VM exits where one does.
+    pub(crate) fn hold_notifications(&self, hold: bool) {
+        self.holding.store(hold, Ordering::Relaxed);
+    }
 }
 
 /// A transport whose status register only ever gains one bit per write.
@@ -132,11 +152,17 @@ impl Negotiation {
 /// `virtio-drivers` 0.13 writes ACKNOWLEDGE|DRIVER in one go (its
 /// `Transport::begin_init`), which the spec's sequence does not allow and
 /// Firecracker rejects (`invalid virtio driver status transition`), leaving
-/// the device inactive. Everything else is delegated unchanged.
+/// the device inactive. It also answers, without a register access (each is
+/// a VM exit), two questions whose answer it knows: whether a queue is in
+/// use since the reset it wrote, and a legacy device's configuration
+/// generation. Everything else is delegated unchanged.
 pub(crate) struct InOrder<T> {
     inner: T,
     /// The last status written (not read back: each read is a VM exit).
     written: DeviceStatus,
+    /// The queues set since this transport reset the device (queue `n`
+    /// is bit `n`); `None` before that reset, when only the device knows.
+    queues_set: Option<u32>,
     negotiation: Arc<Negotiation>,
 }
 
@@ -146,9 +172,26 @@ impl<T: Transport> InOrder<T> {
         let transport = Self {
             inner,
             written: DeviceStatus::empty(),
+            queues_set: None,
             negotiation: Arc::clone(&negotiation),
         };
         (transport, negotiation)
+    }
+
+    /// Writes the notifications held while holding was on, once it is off.
+    fn write_held_notifications(&mut self) {
+        if self.negotiation.holding.load(Ordering::Relaxed) {
+            return;
+        }
+        let mut held = self.negotiation.held.swap(0, Ordering::Relaxed);
+        while held != 0 {
+            let queue = held.trailing_zeros();
+            held &= held - 1;
+            // At most 31: a `u32` has 32 bits.
+            if let Ok(queue) = u16::try_from(queue) {
+                self.inner.notify(queue);
+            }
+        }
     }
 
     /// Adds `bit` to the status, and after FEATURES_OK of a modern device
@@ -172,10 +215,16 @@ impl<T: Transport> InOrder<T> {
     }
 }
 
-/// Only `set_status` and `write_driver_features` differ from the inner
-/// transport; the trait's own `begin_init` and `finish_init` call them.
+/// `set_status`, `write_driver_features`, the queue bookkeeping and the
+/// legacy configuration generation differ from the inner transport; the
+/// trait's own `begin_init` and `finish_init` call them.
 impl<T: Transport> Transport for InOrder<T> {
     fn set_status(&mut self, status: DeviceStatus) {
+        if status.is_empty() {
+            // A reset: every queue is unused after it (virtio v1.2 §2.1.2,
+            // §4.2.2.1 for QueueReady and §4.2.4 for QueuePFN).
+            self.queues_set = Some(0);
+        }
         if status.is_empty() || !status.contains(self.written) {
             // A reset, or a request to drop bits (which only a reset may
             // do): written as asked.
@@ -214,6 +263,13 @@ impl<T: Transport> Transport for InOrder<T> {
     }
 
     fn notify(&mut self, queue: u16) {
+        if self.negotiation.holding.load(Ordering::Relaxed) && queue < 32 {
+            self.negotiation
+                .held
+                .fetch_or(queue_bit(queue), Ordering::Relaxed);
+            return;
+        }
+        self.write_held_notifications();
         self.inner.notify(queue);
     }
 
@@ -235,21 +291,33 @@ impl<T: Transport> Transport for InOrder<T> {
     ) {
         self.inner
             .queue_set(queue, size, descriptors, driver_area, device_area);
+        self.queues_set = self.queues_set.map(|set| set | queue_bit(queue));
     }
 
     fn queue_unset(&mut self, queue: u16) {
         self.inner.queue_unset(queue);
+        self.queues_set = self.queues_set.map(|set| set & !queue_bit(queue));
     }
 
     fn queue_used(&mut self, queue: u16) -> bool {
-        self.inner.queue_used(queue)
+        match self.queues_set {
+            Some(set) if queue < 32 => set & queue_bit(queue) != 0,
+            _ => self.inner.queue_used(queue),
+        }
     }
 
     fn ack_interrupt(&mut self) -> InterruptStatus {
+        self.write_held_notifications();
         self.inner.ack_interrupt()
     }
 
     fn read_config_generation(&self) -> u32 {
+        // A legacy device has no ConfigGeneration register (virtio v1.2
+        // §4.2.4, the legacy layout; §2.5.1: a generation that never
+        // changes is what a device without one amounts to).
+        if self.inner.requires_legacy_layout() {
+            return 0;
+        }
         self.inner.read_config_generation()
     }
 
