@@ -3,7 +3,7 @@
 //! status; `mote.crash=` fails on purpose to prove it.
 
 use mote_boot::protocol::exit::Status;
-use mote_boot::protocol::report::{Fatal, Line, Location, Panic};
+use mote_boot::protocol::report::{Fatal, Line, Location, OnCpu, Panic};
 
 use super::poweroff::poweroff;
 use crate::cmdline::Crash;
@@ -22,6 +22,7 @@ pub(crate) fn fatal(message: core::fmt::Arguments<'_>) -> ! {
             message,
         })
     );
+    console_println!("{}", Line(OnCpu(trace::current_cpu())));
     poweroff(Status::Failure)
 }
 
@@ -41,19 +42,28 @@ pub(crate) fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
             message: info.message(),
         })
     );
+    console_println!("{}", Line(OnCpu(trace::current_cpu())));
     poweroff(Status::Failure)
+}
+
+/// Reads an unmapped address: the page fault powers the VM off.
+pub(super) fn page_fault() {
+    // SAFETY: deliberately not safe: the address is unmapped and the read
+    // raises #PF, which powers the VM off.
+    let value = unsafe { core::ptr::read_volatile(UNMAPPED_ADDRESS as *const u64) };
+    log::error!("read {value:#x} from an unmapped address?");
 }
 
 /// Fails the way `crash` asks: each way must end in a report and power-off.
 pub(super) fn crash_on_purpose(crash: Crash) {
     log::info!("mote.crash={crash:?}: failing on purpose");
     match crash {
-        Crash::PageFault => {
-            // SAFETY: deliberately not safe: the address is unmapped and the
-            // read raises #PF, which powers the VM off.
-            let value = unsafe { core::ptr::read_volatile(UNMAPPED_ADDRESS as *const u64) };
-            log::error!("read {value:#x} from an unmapped address?");
-        }
+        Crash::PageFault => page_fault(),
+        // The first application processor faults as it comes up
+        // (`page_fault` is its hook): getting here means none came.
+        Crash::ApPageFault => fatal(format_args!(
+            "mote.crash=ap-page-fault: no application processor came up to fault"
+        )),
         Crash::Panic => panic!("mote.crash=panic asked for a panic"),
         Crash::DivideError => {
             // SAFETY: raises #DE on purpose; the handler powers off.

@@ -15,8 +15,8 @@ use alloc::vec::Vec;
 
 use super::{crash, devices, platform, poweroff, report};
 use crate::arch::x86_64::apic::local::{self, LocalApic};
-use crate::arch::x86_64::{cpu, descriptors};
-use crate::cmdline::{ExitPolicy, MAX_TSC_EARLY_KHZ, Options, TscEarlyKhz};
+use crate::arch::x86_64::{cpu, descriptors, per_cpu};
+use crate::cmdline::{Crash, ExitPolicy, MAX_TSC_EARLY_KHZ, Options, TscEarlyKhz};
 use crate::memory::physical::IdentityMapped;
 use crate::net::service;
 use crate::{clock, console, memory, smp, trace};
@@ -25,6 +25,8 @@ static BOOT_INFO: Once<BootInfo> = Once::new();
 
 /// Called by the PVH stub (`boot/src/pvh/pvh.s`) on the boot stack.
 pub fn start(start_info_paddr: u32, entry_tsc: u64) -> ! {
+    // Before the first trace record: records name the CPU through GS.
+    per_cpu::init_this_cpu(0);
     let rust_tsc = record_entry_stub(entry_tsc);
 
     // Top-level phases hand over with `then`: no untraced time between them.
@@ -73,7 +75,8 @@ pub fn start(start_info_paddr: u32, entry_tsc: u64) -> ! {
     }
 
     let phase = phase.then("smp_init");
-    let cpus = smp_init(boot, &platform, clock);
+    let ap_hook = (options.crash == Some(Crash::ApPageFault)).then_some(crash::page_fault as fn());
+    let cpus = smp_init(boot, &platform, clock, ap_hook);
 
     let phase = phase.then("devices_init");
     // With mote.exit=ready nothing is served: the NIC is not started.
@@ -154,7 +157,12 @@ pub fn start(start_info_paddr: u32, entry_tsc: u64) -> ! {
 }
 
 /// Finds the processors the firmware tables list and starts them all.
-fn smp_init(boot: &BootInfo, platform: &platform::Platform, clock: &clock::Clock) -> Cpus {
+fn smp_init(
+    boot: &BootInfo,
+    platform: &platform::Platform,
+    clock: &clock::Clock,
+    first_ap_hook: Option<fn()>,
+) -> Cpus {
     let processors = match smp::discovery::processors(platform.tables, &IdentityMapped::boot()) {
         Ok(processors) => processors,
         Err(error) => {
@@ -209,7 +217,14 @@ fn smp_init(boot: &BootInfo, platform: &platform::Platform, clock: &clock::Clock
             )
         }));
     }
-    match smp::bring_up::start(processors.apic_ids(), &usable, &occupied, clock.tsc()) {
+    let started = smp::bring_up::start(
+        processors.apic_ids(),
+        &usable,
+        &occupied,
+        clock.tsc(),
+        first_ap_hook,
+    );
+    match started {
         Ok(brought_up) => {
             let started = u32::try_from(brought_up.started.len()).unwrap_or(u32::MAX);
             let missing = u32::try_from(brought_up.missing.len()).unwrap_or(u32::MAX);

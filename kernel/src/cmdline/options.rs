@@ -33,6 +33,8 @@ pub(crate) enum ExitPolicy {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Crash {
     PageFault,
+    /// A page fault on the first application processor, as it comes up.
+    ApPageFault,
     Panic,
     DivideError,
 }
@@ -169,6 +171,7 @@ impl<'a> Options<'a> {
                 ("mote.exit", Some("never")) => options.exit = ExitPolicy::Never,
                 ("mote.exit", Some("idle")) => options.exit = ExitPolicy::WhenIdle,
                 ("mote.crash", Some("page-fault")) => options.crash = Some(Crash::PageFault),
+                ("mote.crash", Some("ap-page-fault")) => options.crash = Some(Crash::ApPageFault),
                 ("mote.crash", Some("panic")) => options.crash = Some(Crash::Panic),
                 ("mote.crash", Some("divide-error")) => options.crash = Some(Crash::DivideError),
                 ("mote.tslog", Some("1" | "on" | "yes")) => {
@@ -280,6 +283,10 @@ mod tests {
         let off = Options::parse("mote.tslog=markers mote.tslog=0");
         assert!(!off.tslog && !off.tslog_markers);
         assert_eq!(options.crash, Some(Crash::Panic));
+        assert_eq!(
+            Options::parse("mote.crash=ap-page-fault").crash,
+            Some(Crash::ApPageFault)
+        );
         assert_eq!(
             Options::parse("mote.crash=page-fault").crash,
             Some(Crash::PageFault)

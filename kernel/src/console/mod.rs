@@ -129,14 +129,36 @@ mod machine {
         LIVE.store(true, Ordering::Release);
     }
 
+    /// The first CPU on the crash path; any later one stops.
+    static CRASHING: AtomicBool = AtomicBool::new(false);
+    /// How many times the crash path tries a lock before forcing it:
+    /// enough for another CPU to finish a line (a FIFO's worth of bytes).
+    const CRASH_LOCK_TRIES: u32 = 1_000_000;
+
     /// For the crash path: makes the console usable whatever state it was in
-    /// (a panic may strike while a lock is held), then goes live.
+    /// (a panic may strike while a lock is held), then goes live. Only the
+    /// first CPU to crash gets through; a CPU that crashes after it halts
+    /// here, so one failure report is printed, whole.
     pub(crate) fn recover_for_crash() {
-        // SAFETY: called only on the crash path, after which nothing that
-        // held these locks runs again; one CPU, interrupts off.
-        unsafe {
-            SERIAL.force_unlock();
-            BOOT_LOG.force_unlock();
+        if CRASHING.swap(true, Ordering::AcqRel) {
+            crate::arch::x86_64::cpu::halt_forever();
+        }
+        // Another CPU may be printing: give it the time to let go.
+        let free = (0..CRASH_LOCK_TRIES).any(|_| {
+            let free = !SERIAL.is_locked() && !BOOT_LOG.is_locked();
+            core::hint::spin_loop();
+            free
+        });
+        if !free {
+            // SAFETY: the crash path, once (CRASHING): a lock still held
+            // is held by this CPU (a panic inside a print) or by another
+            // that did not let go in the tries above; forcing it may
+            // interleave that CPU's bytes with the report, which is the
+            // price of never hanging before the power-off.
+            unsafe {
+                SERIAL.force_unlock();
+                BOOT_LOG.force_unlock();
+            }
         }
         go_live();
     }

@@ -8,7 +8,7 @@ extern crate alloc;
 
 use core::arch::global_asm;
 use core::mem::offset_of;
-use core::sync::atomic::{AtomicBool, AtomicU32, Ordering, fence};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering, fence};
 
 use arrayvec::ArrayVec;
 use spin::Once;
@@ -22,9 +22,11 @@ use crate::arch::x86_64::apic::local::{self, LocalApic};
 use crate::arch::x86_64::apic::registers::InterruptCommand;
 use crate::arch::x86_64::cpu::{self, Msr};
 use crate::arch::x86_64::descriptors::{AP_DOUBLE_FAULT_STACK_SIZE, CpuDescriptors};
+use crate::arch::x86_64::per_cpu;
 use crate::clock::TscFrequency;
 use crate::memory::FRAMES;
 use crate::memory::frames::FRAME_SIZE;
+use crate::trace;
 
 /// Where in the trampoline page [`TrampolineData`] goes; the code before
 /// it must be shorter (checked when it is copied).
@@ -130,6 +132,12 @@ struct Cpu {
 static CPUS: Once<ArrayVec<Cpu, MAX_CPUS>> = Once::new();
 /// How many of [`CPUS`] are online.
 static ONLINE: AtomicU32 = AtomicU32::new(0);
+/// The boot CPU's TSC as it sent the first STARTUP IPI: where each
+/// CPU's `ap_startup` span begins.
+static STARTUP_TSC: AtomicU64 = AtomicU64::new(0);
+/// Run by the first application processor before it says it is online
+/// (`mote.crash=ap-page-fault`).
+static FIRST_AP_HOOK: Once<fn()> = Once::new();
 
 /// Why no application processor was started.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -162,12 +170,18 @@ pub(crate) struct BroughtUp {
 /// Starts every CPU of `apic_ids` but the one this runs on, with the
 /// trampoline in a page of `usable` RAM that overlaps none of `occupied`,
 /// and waits until each is online or [`ONLINE_TIMEOUT_US`] have passed.
+/// `first_ap_hook`, when given, runs on the first of them (CPU 1) before
+/// it says it is online.
 pub(crate) fn start(
     apic_ids: &[u32],
     usable: &[(u64, u64)],
     occupied: &[(u64, u64)],
     tsc: Option<TscFrequency>,
+    first_ap_hook: Option<fn()>,
 ) -> Result<BroughtUp, BringUpError> {
+    if let Some(hook) = first_ap_hook {
+        FIRST_AP_HOOK.call_once(|| hook);
+    }
     let apic = local::init().ok_or(BringUpError::NoLocalApic)?;
     let own_id = apic.id();
     if CPUS.is_completed() {
@@ -222,6 +236,7 @@ pub(crate) fn start(
             apic.send_ipi(id, InterruptCommand::INIT_DEASSERT.bits(), ICR_SPINS);
         }
     }
+    STARTUP_TSC.store(cpu::rdtsc(), Ordering::Release);
     for round in 0..2 {
         for &id in &targets {
             apic.send_ipi(id, InterruptCommand::startup(vector), ICR_SPINS);
@@ -315,22 +330,42 @@ fn wait_cycles(cycles: u64) {
 }
 
 /// Where every application processor arrives from the trampoline, on the
-/// stack of `slot`, interrupts off: its own GDT and TSS, the shared IDT,
-/// its local APIC, then it says it is online and halts.
-extern "C" fn ap_entry(slot: u32) -> ! {
+/// stack of `slot`, interrupts off, with the TSC it read at its first
+/// instruction and in long mode: its per-CPU data, its own GDT and TSS,
+/// the shared IDT, its local APIC; then it records its spans, says it is
+/// online and halts.
+extern "C" fn ap_entry(slot: u32, first_tsc: u64, long_mode_tsc: u64) -> ! {
     let Some(cpus) = CPUS.get() else {
         cpu::halt_forever()
     };
     let enabled = local::init_this_cpu();
     let apic_id = local::init().map(LocalApic::id);
-    let cpu = apic_id.and_then(|id| cpus.iter().find(|cpu| cpu.apic_id == id));
-    let (Some(cpu), true) = (cpu, enabled) else {
+    let found = apic_id.and_then(|id| cpus.iter().position(|cpu| cpu.apic_id == id));
+    let (Some(index), true) = (found, enabled) else {
         // Not a CPU the boot CPU started (or one without an APIC): it
         // cannot be named, so it stops here and is reported missing.
         let _ = slot;
         cpu::halt_forever()
     };
+    // CPU 0 is the boot CPU.
+    let number = index + 1;
+    per_cpu::init_this_cpu(number);
+    let cpu = &cpus[index];
     cpu.descriptors.load();
+    let kernel = trace::Writer::Kernel;
+    trace::span_at(
+        kernel,
+        "ap_startup",
+        STARTUP_TSC.load(Ordering::Acquire),
+        first_tsc,
+    );
+    trace::span_at(kernel, "ap_long_mode", first_tsc, long_mode_tsc);
+    if number == 1
+        && let Some(hook) = FIRST_AP_HOOK.get()
+    {
+        hook();
+    }
+    trace::span_at(kernel, "ap_online", long_mode_tsc, cpu::rdtsc());
     cpu.online.store(true, Ordering::Release);
     ONLINE.fetch_add(1, Ordering::AcqRel);
     cpu::halt_forever()

@@ -5,7 +5,8 @@
 # runs this at once: nothing here is written but the two counters, with
 # locked instructions. Real mode -> 32-bit protected mode (the data's GDT)
 # -> long mode (the boot CPU's page tables, EFER, CR0, CR4) -> a stack of
-# its own (a slot claimed by a locked add) -> Rust.
+# its own (a slot claimed by a locked add) -> Rust, with the TSC read at
+# its first instruction and on reaching long mode, for the trace.
 
     .pushsection .text.ap_trampoline, "ax"
     .balign 16
@@ -14,6 +15,9 @@ ap_trampoline_start:
     .code16
     cli
     cld
+    rdtsc                               # the TSC at the first instruction
+    mov %eax, %ebp                      # (kept in ebp:esi through the modes)
+    mov %edx, %esi
     mov %cs, %ax
     mov %ax, %ds
     lock incl {data}+{started}          # "this CPU answered its STARTUP IPI"
@@ -53,6 +57,14 @@ ap_trampoline64:
     mov %ebx, %ebx                      # the upper half is undefined
     mov {data}+{cr4}(%rbx), %rax
     mov %rax, %cr4
+    rdtsc
+    shl $32, %rdx
+    mov %eax, %eax
+    or %rax, %rdx                       # arg 2: the TSC in long mode
+    mov %esi, %esi
+    shl $32, %rsi
+    mov %ebp, %ebp
+    or %rbp, %rsi                       # arg 1: the TSC at the first instruction
     mov $1, %eax
     lock xadd %eax, {data}+{slots}(%rbx)
     cmp {data}+{slot_count}(%rbx), %eax

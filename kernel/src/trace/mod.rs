@@ -34,6 +34,16 @@ fn marker(index: usize) {
 #[cfg(not(target_os = "none"))]
 fn marker(_index: usize) {}
 
+/// The CPU a record is written on (its tslog thread is
+/// `kernel_thread(cpu)`); host tests run as the boot CPU.
+#[cfg(target_os = "none")]
+pub(crate) use crate::arch::x86_64::per_cpu::current_cpu;
+
+#[cfg(not(target_os = "none"))]
+pub(crate) fn current_cpu() -> u32 {
+    0
+}
+
 #[cfg(not(target_os = "none"))]
 pub(crate) fn timestamp() -> u64 {
     use core::sync::atomic::{AtomicU64, Ordering};

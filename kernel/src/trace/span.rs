@@ -3,7 +3,7 @@
 //! span sets for crash reports.
 #![deny(unsafe_code)]
 
-use mote_boot::protocol::tslog::{KERNEL_THREAD, Kind, STUB_THREAD};
+use mote_boot::protocol::tslog::{Kind, STUB_THREAD, kernel_thread};
 
 use super::buffer::{Record, TSLOG};
 use super::{exits, phase, timestamp};
@@ -13,15 +13,15 @@ use super::{exits, phase, timestamp};
 pub(crate) enum Writer {
     /// The 32-bit entry stub, whose stamps the kernel records later.
     EntryStub,
-    /// The kernel on the boot CPU.
+    /// The kernel, on the CPU that records (one tslog thread per CPU).
     Kernel,
 }
 
 impl Writer {
-    const fn thread(self) -> u64 {
+    fn thread(self) -> u64 {
         match self {
             Self::EntryStub => STUB_THREAD,
-            Self::Kernel => KERNEL_THREAD,
+            Self::Kernel => kernel_thread(u8::try_from(super::current_cpu()).unwrap_or(u8::MAX)),
         }
     }
 }
@@ -119,6 +119,8 @@ impl Drop for Span {
 
 #[cfg(test)]
 mod tests {
+    use mote_boot::protocol::tslog::KERNEL_THREAD;
+
     use super::*;
 
     #[test]

@@ -100,6 +100,7 @@ fn format_fact(fact: &Fact<'_>) -> String {
         Fact::Fatal(f) => Line(f).to_string(),
         Fact::Panic(f) => Line(f).to_string(),
         Fact::Exception(f) => Line(f).to_string(),
+        Fact::OnCpu(f) => Line(f).to_string(),
         Fact::PageFault(f) => Line(f).to_string(),
         Fact::ErrorCode(f) => Line(f).to_string(),
         Fact::ControlRegisters(f) => Line(f).to_string(),

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use mote_boot::protocol::exit::Status;
 use mote_boot::protocol::report::{
-    Cmdline, Crc32, Discovery, Disk as DiskLine, DiskName, Elapsed, Fact, Line, PREFIX, Panic,
-    PowerOff, Ramdisk, Ready, StartInfo, TscSource, VirtioMmio, WriteRefused, Wrote,
+    Cmdline, Crc32, Discovery, Disk as DiskLine, DiskName, Elapsed, Fact, Line, OnCpu, PREFIX,
+    Panic, PowerOff, Ramdisk, Ready, StartInfo, TscSource, VirtioMmio, WriteRefused, Wrote,
 };
 
 use super::boot_case::{BootCase, ExpectedExit};
@@ -607,6 +607,22 @@ pub(crate) fn boot_cases(fixtures: &Fixtures) -> Vec<BootCase> {
             .checks(complete_report("console=ttyS0 loglevel=8 mote.exit=ready")),
     ];
     cases.extend(smp_cases());
+    // A page fault on an application processor: reported with its CPU,
+    // and a failure power-off, not a hang.
+    cases.push(
+        BootCase::new("ap-page-fault", "console=ttyS0 mote.crash=ap-page-fault")
+            .qemu_args(["-smp", "2"])
+            .expect_exit(ExpectedExit::Failure)
+            .must_finish_within(Duration::from_secs(20))
+            .check(Check::reports(
+                "`EXCEPTION <name> (vector 14) in phase <phase>`",
+                |fact| {
+                    matches!(fact, Fact::Exception(exception) if exception.vector == PAGE_FAULT_VECTOR)
+                },
+            ))
+            .check(Check::line_equals(Line(OnCpu(1))))
+            .checks(crash_report()),
+    );
     cases
 }
 

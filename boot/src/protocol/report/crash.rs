@@ -257,9 +257,24 @@ impl GeneralRegisters {
     }
 }
 
-/// The four detail shapes, told apart by their first words.
+/// `  on cpu <n>`: the CPU a failure happened on (0 is the boot CPU; the
+/// others in the order the firmware table lists them).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OnCpu(pub u32);
+
+line_shape! {
+    impl[] OnCpu, "", "  on cpu <n>",
+    |line, f| write!(f, "  on cpu {}", line.0)
+}
+
+/// The five detail shapes, told apart by their first words.
 pub(crate) fn parse_detail(fact: &str) -> Result<Fact<'_>, ParseError> {
     let mut fields = Fields::new(fact);
+    if fields.optional("  on cpu ") {
+        let cpu = fields.decimal()?;
+        fields.end()?;
+        return Ok(Fact::OnCpu(OnCpu(cpu)));
+    }
     if fields.optional("  page fault at CR2 ") {
         let fault = PageFault::read(&mut fields)?;
         fields.end()?;
@@ -289,7 +304,10 @@ pub(crate) fn parse_detail(fact: &str) -> Result<Fact<'_>, ParseError> {
             ss,
         }));
     }
-    fields.literal(" ", "'  page fault', '  error code', '  RIP' or '  RAX'")?;
+    fields.literal(
+        " ",
+        "'  on cpu', '  page fault', '  error code', '  RIP' or '  RAX'",
+    )?;
     let mut values = [0u64; 7];
     for (name, value) in GeneralRegisters::NAMES.iter().zip(&mut values) {
         fields.literal(" ", "' '")?;
@@ -314,6 +332,12 @@ pub(crate) fn parse_detail(fact: &str) -> Result<Fact<'_>, ParseError> {
 mod tests {
     use super::*;
     use crate::protocol::report::testing::{malformed, round_trip};
+
+    #[test]
+    fn the_cpu_detail_round_trips() {
+        round_trip(&OnCpu(3), "  on cpu 3", Fact::OnCpu(OnCpu(3)));
+        malformed(&["  on cpu", "  on cpu x", "  on cpu 3 extra"]);
+    }
 
     #[test]
     fn failure_lines_round_trip() {

@@ -44,7 +44,8 @@ pub use self::boot::{
     TslogBegin, TslogEnd,
 };
 pub use self::crash::{
-    ControlRegisters, ErrorCode, Exception, Fatal, GeneralRegisters, Location, PageFault, Panic,
+    ControlRegisters, ErrorCode, Exception, Fatal, GeneralRegisters, Location, OnCpu, PageFault,
+    Panic,
 };
 pub use self::devices::{
     BenchFailed, BenchRead, Crc32, Discovery, Disk, DiskName, Ramdisk, VerifyFailed, VirtioMmio,
@@ -117,6 +118,7 @@ pub const SHAPES: &[Shape] = &[
     Panic::<&str>::LOCATED_SHAPE,
     Panic::<&str>::SHAPE,
     Exception::SHAPE,
+    OnCpu::SHAPE,
     PageFault::SHAPE,
     ErrorCode::SHAPE,
     ControlRegisters::SHAPE,
@@ -157,6 +159,7 @@ pub enum Fact<'a> {
     Fatal(Fatal<'a, &'a str>),
     Panic(Panic<'a, &'a str>),
     Exception(Exception<'a>),
+    OnCpu(OnCpu),
     PageFault(PageFault),
     ErrorCode(ErrorCode),
     ControlRegisters(ControlRegisters),

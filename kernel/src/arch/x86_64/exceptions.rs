@@ -5,7 +5,7 @@
 
 use mote_boot::protocol::exit::Status;
 use mote_boot::protocol::report::{
-    ControlRegisters, ErrorCode, Exception, GeneralRegisters, Line, PageFault,
+    ControlRegisters, ErrorCode, Exception, GeneralRegisters, Line, OnCpu, PageFault,
 };
 use x86_64::registers::control::Cr2;
 use x86_64::structures::idt::PageFaultErrorCode;
@@ -67,6 +67,7 @@ pub(super) fn report(frame: &InterruptFrame) -> ! {
             phase: trace::phase::current(),
         })
     );
+    console_println!("{}", Line(OnCpu(trace::current_cpu())));
     if frame.vector == PAGE_FAULT_VECTOR {
         let cause = PageFaultErrorCode::from_bits_truncate(frame.error_code);
         console_println!(

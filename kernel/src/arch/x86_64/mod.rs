@@ -12,3 +12,5 @@ pub(crate) mod descriptors;
 mod exceptions;
 #[cfg(target_os = "none")]
 pub(crate) mod interrupts;
+#[cfg(target_os = "none")]
+pub(crate) mod per_cpu;
