@@ -1,6 +1,7 @@
-//! Device bring-up during boot: virtio-mmio discovery (command line first;
-//! the DSDT when the command line names none), a driver for each block
-//! device and the first network device, and a ramdisk for each module.
+//! Device bring-up during boot: virtio-pci functions on PCI segment 0, and
+//! virtio-mmio discovery (command line first; the DSDT when the command
+//! line names none), a driver for each block device and the first network
+//! device, and a ramdisk for each module.
 
 extern crate alloc;
 
@@ -11,22 +12,69 @@ use virtio_drivers::transport::DeviceType;
 
 use crate::block::Ramdisk;
 use crate::memory::physical::IdentityMapped;
+use crate::pci::config::Bdf;
 use crate::pci::device::{Inspected, inspect, is_virtio};
 use crate::pci::enumerate::enumerate;
-use crate::pci::host::{self as pci_host, HostBridge};
+use crate::pci::host::{self as pci_host, HostBridge, Mechanism};
 use crate::trace;
 use crate::virtio::blk::VirtioBlock;
 use crate::virtio::net::VirtioNetDevice;
-use crate::virtio::transport::{self, kind_name};
-use crate::virtio::{MmioDevice, cmdline};
+use crate::virtio::transport::{self, Probed, kind_name};
+use crate::virtio::{MmioDevice, cmdline, pci as virtio_pci};
 
 use super::platform::Platform;
 
 /// A transport as the report shows it.
-pub(super) struct TransportFact {
-    pub(super) device: MmioDevice,
-    pub(super) kind: &'static str,
-    pub(super) version: u32,
+pub(super) enum TransportFact {
+    Mmio {
+        device: MmioDevice,
+        kind: &'static str,
+        version: u32,
+    },
+    Pci {
+        bdf: Bdf,
+        kind: &'static str,
+        /// MSI-X table entries; 0 when it has no usable table.
+        vectors: u16,
+        access: Mechanism,
+    },
+}
+
+/// Where a started device sits, for its log lines and its interrupt.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Place {
+    Mmio(MmioDevice),
+    Pci(Bdf),
+}
+
+impl Place {
+    /// The legacy interrupt (GSI) of a virtio-mmio transport; PCI
+    /// functions have none mote can route.
+    pub(super) fn irq(self) -> Option<u32> {
+        match self {
+            Self::Mmio(device) => Some(device.irq),
+            Self::Pci(_) => None,
+        }
+    }
+
+    /// A number that tells devices apart (a MAC for a NIC without one).
+    fn number(self) -> u64 {
+        match self {
+            Self::Mmio(device) => device.base,
+            Self::Pci(bdf) => {
+                u64::from(bdf.bus) << 8 | u64::from(bdf.device) << 3 | u64::from(bdf.function)
+            }
+        }
+    }
+}
+
+impl core::fmt::Display for Place {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Mmio(device) => write!(f, "virtio-mmio {:#x}", device.base),
+            Self::Pci(bdf) => write!(f, "virtio-pci {bdf}"),
+        }
+    }
 }
 
 #[derive(Default)]
@@ -34,10 +82,8 @@ pub(super) struct Devices {
     pub(super) transports: Vec<TransportFact>,
     pub(super) disks: Vec<VirtioBlock>,
     pub(super) ramdisks: Vec<Ramdisk>,
-    /// The first network device and its transport (more are not served).
-    pub(super) net: Option<(VirtioNetDevice, MmioDevice)>,
-    /// virtio functions found on PCI.
-    pub(super) pci_functions: usize,
+    /// The first network device and where it is (more are not served).
+    pub(super) net: Option<(VirtioNetDevice, Place)>,
 }
 
 /// Enumerates segment 0 when the platform has PCI, and inspects its virtio
@@ -104,7 +150,34 @@ pub(super) fn init(
         let _span = trace::span("pci_enumeration");
         pci_virtio_functions(platform, mapped)
     };
-    devices.pci_functions = pci.as_ref().map_or(0, |(_, found)| found.len());
+    if let Some((bridge, functions)) = pci {
+        for inspected in &functions {
+            let bdf = inspected.function.bdf;
+            let kind = virtio_pci::kind_of(inspected.function.device).map_or("other", kind_name);
+            let vectors = inspected.msix.map_or(0, |msix| msix.vectors);
+            devices.transports.push(TransportFact::Pci {
+                bdf,
+                kind,
+                vectors,
+                access: bridge.mechanism(),
+            });
+            if vectors == 0 {
+                log::warn!(
+                    "virtio-pci {bdf}: no usable MSI-X table; not started (INTx needs _PRT, which mote does not read)"
+                );
+                continue;
+            }
+            let _span = trace::span("virtio_pci_init");
+            let Some(probed) = virtio_pci::probe(bridge, inspected, mapped) else {
+                continue;
+            };
+            start_driver(&mut devices, probed, Place::Pci(bdf), serve_network);
+        }
+        log::info!(
+            "PCI: {} configuration accesses up to the drivers' start",
+            pci_host::accesses()
+        );
+    }
     let found = {
         let _span = trace::span("virtio_discovery");
         discover(boot, platform)
@@ -113,38 +186,12 @@ pub(super) fn init(
         let Some(probed) = transport::probe(device, mapped) else {
             continue;
         };
-        devices.transports.push(TransportFact {
+        devices.transports.push(TransportFact::Mmio {
             device,
             kind: kind_name(probed.kind),
             version: probed.version,
         });
-        if probed.kind == DeviceType::Block {
-            let _span = trace::span("virtio_blk_init");
-            match VirtioBlock::new(probed.transport, &probed.negotiation) {
-                Ok(disk) => devices.disks.push(disk),
-                Err(error) => log::warn!("virtio-blk at {:#x}: {error}; skipped", device.base),
-            }
-        } else if probed.kind == DeviceType::Network && serve_network && devices.net.is_none() {
-            let _span = trace::span("virtio_net_init");
-            let buffer_len = crate::virtio::net::receive_buffer_len(probed.vendor);
-            match VirtioNetDevice::new(
-                probed.transport,
-                &probed.negotiation,
-                device.base,
-                buffer_len,
-            ) {
-                Ok(net) => devices.net = Some((net, device)),
-                Err(error) => log::warn!("virtio-net at {:#x}: {error}; skipped", device.base),
-            }
-        } else {
-            // Debug, not info: a message filtered out is never formatted,
-            // and under TCG the first use of the formatter costs.
-            log::debug!(
-                "virtio-mmio {:#x}: {} device not started",
-                device.base,
-                kind_name(probed.kind)
-            );
-        }
+        start_driver(&mut devices, probed, Place::Mmio(device), serve_network);
     }
     for module in &boot.modules {
         let bytes = usize::try_from(module.size)
@@ -167,6 +214,34 @@ pub(super) fn init(
         }
     }
     devices
+}
+
+/// Starts the block driver, or the network driver for the first network
+/// device when `serve_network`; other devices are left alone.
+fn start_driver(devices: &mut Devices, probed: Probed, place: Place, serve_network: bool) {
+    if probed.kind == DeviceType::Block {
+        let _span = trace::span("virtio_blk_init");
+        match VirtioBlock::new(probed.transport, &probed.negotiation) {
+            Ok(disk) => devices.disks.push(disk),
+            Err(error) => log::warn!("{place}: virtio-blk: {error}; skipped"),
+        }
+    } else if probed.kind == DeviceType::Network && serve_network && devices.net.is_none() {
+        let _span = trace::span("virtio_net_init");
+        let buffer_len = crate::virtio::net::receive_buffer_len(probed.vendor);
+        match VirtioNetDevice::new(
+            probed.transport,
+            &probed.negotiation,
+            place.number(),
+            buffer_len,
+        ) {
+            Ok(net) => devices.net = Some((net, place)),
+            Err(error) => log::warn!("{place}: virtio-net: {error}; skipped"),
+        }
+    } else {
+        // Debug, not info: a message filtered out is never formatted,
+        // and under TCG the first use of the formatter costs.
+        log::debug!("{place}: {} device not started", kind_name(probed.kind));
+    }
 }
 
 fn discover(boot: &BootInfo, platform: &Platform) -> Vec<MmioDevice> {

@@ -11,17 +11,18 @@ use core::fmt::{self, Write};
 
 use mote_boot::protocol::report::{
     AcpiNone, AcpiSleepRegister, AcpiUnusable, BootTimerWritten, Clock as ClockLine, ClockSource,
-    Cmdline, Cpus, Disk, Line, Memory as MemoryLine, MemoryMapped, Module, ModuleUnusable, PREFIX,
-    Ramdisk as RamdiskLine, Ready, StartInfo, Tsc, VirtioMmio,
+    Cmdline, ConfigAccess, Cpus, Disk, Line, Memory as MemoryLine, MemoryMapped, Module,
+    ModuleUnusable, PREFIX, Ramdisk as RamdiskLine, Ready, StartInfo, Tsc, VirtioMmio, VirtioPci,
 };
 use mote_boot::start_info::BootInfo;
 
-use super::devices::Devices;
+use super::devices::{Devices, TransportFact};
 use crate::acpi::{AcpiError, SleepControl};
 use crate::block::{self, BlockDevice};
 use crate::clock::Clock;
 use crate::memory::{FRAMES, Memory};
 use crate::net::http::Pages;
+use crate::pci::host::Mechanism;
 use crate::trace;
 
 /// Facts gathered during boot, printed after the ready mark.
@@ -138,14 +139,41 @@ pub(super) fn write_device_lines(
     prefix: &str,
 ) -> fmt::Result {
     for fact in &devices.transports {
-        let transport = VirtioMmio {
-            base: fact.device.base,
-            irq: fact.device.irq,
-            kind: fact.kind,
-            version: fact.version,
-            found_by: fact.device.found_by,
-        };
-        writeln!(out, "{prefix}{transport}")?;
+        match *fact {
+            TransportFact::Mmio {
+                device,
+                kind,
+                version,
+            } => {
+                let transport = VirtioMmio {
+                    base: device.base,
+                    irq: device.irq,
+                    kind,
+                    version,
+                    found_by: device.found_by,
+                };
+                writeln!(out, "{prefix}{transport}")?;
+            }
+            TransportFact::Pci {
+                bdf,
+                kind,
+                vectors,
+                access,
+            } => {
+                let function = VirtioPci {
+                    bus: bdf.bus,
+                    device: bdf.device,
+                    function: bdf.function,
+                    kind,
+                    vectors,
+                    access: match access {
+                        Mechanism::Ecam => ConfigAccess::Ecam,
+                        Mechanism::Ports => ConfigAccess::Ports,
+                    },
+                };
+                writeln!(out, "{prefix}{function}")?;
+            }
+        }
     }
     for (index, disk) in devices.disks.iter().enumerate() {
         let disk = Disk {

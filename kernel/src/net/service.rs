@@ -21,7 +21,6 @@ use crate::arch::x86_64::interrupts::{self, EVENTS};
 use crate::clock::{Clock, TscFrequency};
 use crate::console;
 use crate::memory;
-use crate::virtio::MmioDevice;
 use crate::virtio::net::VirtioNetDevice;
 
 /// The turn after which the loop polls when it has no interrupt.
@@ -54,11 +53,12 @@ pub(crate) struct Network {
     budget: usize,
 }
 
-/// Routes the device's interrupt (or falls back to polling), configures the
+/// Routes the device's interrupt, `irq` (a GSI; none for a PCI function,
+/// until MSI-X is programmed), or falls back to polling; configures the
 /// address (`ip=`, else DHCP) and opens the sockets.
 pub(crate) fn start(
     device: VirtioNetDevice,
-    transport: MmioDevice,
+    irq: Option<u32>,
     acpi: Option<&Acpi>,
     ip: Option<&'static str>,
     clock: &'static Clock,
@@ -71,18 +71,19 @@ pub(crate) fn start(
     };
     let tsc = clock.tsc().ok_or(StartError::NoClock)?;
     let apic = local::init();
-    let line = match apic {
-        Some(_) => match IoApics::discover(acpi).route_level(transport.irq) {
-            Some(line) => Some((transport.irq, line)),
+    let line = match (apic, irq) {
+        (Some(_), Some(irq)) => match IoApics::discover(acpi).route_level(irq) {
+            Some(line) => Some((irq, line)),
             None => {
-                log::warn!(
-                    "no I/O APIC serves GSI {}: polling net0 every 1 ms",
-                    transport.irq
-                );
+                log::warn!("no I/O APIC serves GSI {irq}: polling net0 every 1 ms");
                 None
             }
         },
-        None => {
+        (Some(_), None) => {
+            log::info!("net0 has no routed interrupt: polling every 1 ms");
+            None
+        }
+        (None, _) => {
             log::warn!("no local APIC: polling net0 every 1 ms");
             None
         }

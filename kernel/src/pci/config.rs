@@ -31,6 +31,7 @@ pub(crate) const HEADER_TYPE_BRIDGE: u8 = 0x01;
 /// Command register bits (PCI Local Bus 3.0 §6.2.2).
 pub(crate) const COMMAND_IO: u16 = 1 << 0;
 pub(crate) const COMMAND_MEMORY: u16 = 1 << 1;
+pub(crate) const COMMAND_BUS_MASTER: u16 = 1 << 2;
 /// Status register: the function has a capability list.
 pub(crate) const STATUS_CAPABILITIES: u16 = 1 << 4;
 

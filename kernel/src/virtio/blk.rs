@@ -8,7 +8,7 @@ use alloc::vec;
 use alloc::vec::Vec;
 
 use virtio_drivers::device::blk::{BlkReq, BlkResp, VirtIOBlk};
-use virtio_drivers::transport::mmio::MmioTransport;
+use virtio_drivers::transport::SomeTransport;
 
 use super::transport::{InOrder, Negotiation};
 
@@ -18,7 +18,7 @@ use crate::block::{BlockDevice, BlockError, QueuedRead, check_request, check_wri
 
 /// A virtio-blk disk.
 pub(crate) struct VirtioBlock {
-    device: VirtIOBlk<KernelHal, InOrder<MmioTransport<'static>>>,
+    device: VirtIOBlk<KernelHal, InOrder<SomeTransport<'static>>>,
     sectors: u64,
     read_only: bool,
 }
@@ -41,7 +41,7 @@ fn block_id(lba: u64) -> Result<usize, BlockError> {
 
 impl VirtioBlock {
     pub(crate) fn new(
-        transport: InOrder<MmioTransport<'static>>,
+        transport: InOrder<SomeTransport<'static>>,
         negotiation: &Negotiation,
     ) -> Result<Self, BlockError> {
         let device = VirtIOBlk::new(transport).map_err(device_error)?;

@@ -1,8 +1,10 @@
-//! virtio over MMIO: finding the transports (from the kernel command line,
+//! virtio: finding virtio-mmio transports (from the kernel command line,
 //! Linux and FreeBSD grammar, or from the ACPI DSDT's `LNRO0005` devices),
-//! opening them, the block and network drivers, and the `virtio-drivers`
-//! HAL they share. Discovery is host-tested logic; the rest is the
-//! hardware shell over `virtio-drivers` (docs/virtio-mmio.md).
+//! opening them and virtio-pci functions (`pci.rs`, over `crate::pci`),
+//! the block and network drivers both transports share, and the
+//! `virtio-drivers` HAL. Discovery is host-tested logic; the rest is the
+//! hardware shell over `virtio-drivers` (docs/virtio-mmio.md,
+//! docs/virtio-pci.md).
 
 pub(crate) mod acpi;
 pub(crate) mod cmdline;
@@ -14,6 +16,8 @@ mod hal;
 #[cfg(target_os = "none")]
 pub(crate) mod net;
 pub(crate) mod net_buffers;
+#[cfg(target_os = "none")]
+pub(crate) mod pci;
 #[cfg(target_os = "none")]
 pub(crate) mod transport;
 

@@ -10,7 +10,7 @@ use core::cell::RefCell;
 use smoltcp::phy::{self, DeviceCapabilities, Medium};
 use smoltcp::time::Instant;
 use virtio_drivers::device::net::{RxBuffer, VirtIONet};
-use virtio_drivers::transport::mmio::MmioTransport;
+use virtio_drivers::transport::SomeTransport;
 
 use super::transport::{InOrder, Negotiation};
 
@@ -25,7 +25,7 @@ const FEATURE_MAC: u64 = 1 << 5;
 /// Ethernet MTU as smoltcp counts it (frame without the FCS).
 const ETHERNET_MTU: usize = 1514;
 
-type Net = VirtIONet<KernelHal, InOrder<MmioTransport<'static>>, QUEUE_SIZE>;
+type Net = VirtIONet<KernelHal, InOrder<SomeTransport<'static>>, QUEUE_SIZE>;
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum NetError {
@@ -43,10 +43,10 @@ pub(crate) struct VirtioNetDevice {
 
 impl VirtioNetDevice {
     /// Starts the device with receive buffers of `buffer_len` bytes
-    /// ([`receive_buffer_len`]); `base` (its transport's address) makes a
-    /// MAC for a device that offers none.
+    /// ([`receive_buffer_len`]); `base` (its transport's address, or its
+    /// PCI bus:device.function) makes a MAC for a device that offers none.
     pub(crate) fn new(
-        transport: InOrder<MmioTransport<'static>>,
+        transport: InOrder<SomeTransport<'static>>,
         negotiation: &Negotiation,
         base: u64,
         buffer_len: usize,

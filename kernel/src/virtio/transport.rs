@@ -13,7 +13,9 @@ use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use virtio_drivers::PhysAddr;
 use virtio_drivers::transport::mmio::{MmioError, MmioTransport, MmioVersion, VirtIOHeader};
-use virtio_drivers::transport::{DeviceStatus, DeviceType, InterruptStatus, Transport};
+use virtio_drivers::transport::{
+    DeviceStatus, DeviceType, InterruptStatus, SomeTransport, Transport,
+};
 use zerocopy::{FromBytes, Immutable, IntoBytes};
 
 use super::MmioDevice;
@@ -24,7 +26,7 @@ const MIN_WINDOW: u64 = 0x100;
 
 /// A transport that answered with a device behind it.
 pub(crate) struct Probed {
-    pub(crate) transport: InOrder<MmioTransport<'static>>,
+    pub(crate) transport: InOrder<SomeTransport<'static>>,
     /// What the driver negotiated through `transport`, readable after the
     /// driver has taken the transport.
     pub(crate) negotiation: Arc<Negotiation>,
@@ -73,7 +75,7 @@ pub(crate) fn probe(device: MmioDevice, mapped: IdentityMapped) -> Option<Probed
             };
             let kind = transport.device_type();
             let vendor = (kind == DeviceType::Network).then(|| transport.vendor_id());
-            let (transport, negotiation) = InOrder::new(transport);
+            let (transport, negotiation) = InOrder::new(SomeTransport::from(transport));
             Some(Probed {
                 transport,
                 negotiation,
@@ -167,7 +169,7 @@ pub(crate) struct InOrder<T> {
 }
 
 impl<T: Transport> InOrder<T> {
-    fn new(inner: T) -> (Self, Arc<Negotiation>) {
+    pub(super) fn new(inner: T) -> (Self, Arc<Negotiation>) {
         let negotiation = Arc::new(Negotiation::default());
         let transport = Self {
             inner,

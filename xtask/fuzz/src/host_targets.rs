@@ -84,6 +84,7 @@ fn format_fact(fact: &Fact<'_>) -> String {
         Fact::Clock(f) => Line(f).to_string(),
         Fact::Cpus(f) => Line(f).to_string(),
         Fact::VirtioMmio(f) => Line(f).to_string(),
+        Fact::VirtioPci(f) => Line(f).to_string(),
         Fact::Disk(f) => Line(f).to_string(),
         Fact::Ramdisk(f) => Line(f).to_string(),
         Fact::Crc32(f) => Line(f).to_string(),

@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use mote_boot::protocol::exit::Status;
 use mote_boot::protocol::report::{
-    Cmdline, Crc32, Discovery, Disk as DiskLine, DiskName, Elapsed, Fact, Line, OnCpu, PREFIX,
-    Panic, PowerOff, Ramdisk, Ready, StartInfo, TscSource, VirtioMmio, WriteRefused, Wrote,
+    Cmdline, ConfigAccess, Crc32, Discovery, Disk as DiskLine, DiskName, Elapsed, Fact, Line,
+    OnCpu, PREFIX, Panic, PowerOff, Ramdisk, Ready, StartInfo, TscSource, VirtioMmio, VirtioPci,
+    WriteRefused, Wrote,
 };
 
 use super::boot_case::{BootCase, ExpectedExit};
@@ -606,6 +607,7 @@ pub(crate) fn boot_cases(fixtures: &Fixtures) -> Vec<BootCase> {
             .check(Check::line_matches(r"^\[DEBUG\]"))
             .checks(complete_report("console=ttyS0 loglevel=8 mote.exit=ready")),
     ];
+    cases.extend(pci_cases(fixtures));
     cases.extend(smp_cases());
     // A page fault on an application processor: reported with its CPU,
     // and a failure power-off, not a hang.
@@ -624,6 +626,40 @@ pub(crate) fn boot_cases(fixtures: &Fixtures) -> Vec<BootCase> {
             .checks(crash_report()),
     );
     cases
+}
+
+/// virtio over PCI (docs/virtio-pci.md): QEMU q35, whose SeaBIOS assigns
+/// the BARs; ECAM from its MCFG; devices in slots from 1 in `-device`
+/// order, each with one MSI-X vector per queue and one for configuration
+/// changes (QEMU 7.2 hw/virtio/virtio-blk-pci.c: one queue per vCPU).
+fn pci_cases(fixtures: &Fixtures) -> Vec<BootCase> {
+    vec![
+        BootCase::new("q35-blk-verify", format!("{READY_CMDLINE} mote.blk=verify"))
+            .machine(Machine::Q35)
+            .disk(Disk::writable(&fixtures.pci_disk))
+            .check(pci_function(0, 1, "block", 2, ConfigAccess::Ecam))
+            .check(disk_line(0, 16_384, false))
+            .check(crc_line(DiskName::Blk(0), &fixtures.pci_disk))
+            .check(powered_off(Status::Success)),
+    ]
+}
+
+/// The `virtio-pci` line of the function at `bus:device.0`.
+fn pci_function(
+    bus: u8,
+    device: u8,
+    kind: &'static str,
+    vectors: u16,
+    access: ConfigAccess,
+) -> Check {
+    Check::line_equals(Line(VirtioPci {
+        bus,
+        device,
+        function: 0,
+        kind,
+        vectors,
+        access,
+    }))
 }
 
 /// `-smp 1, 2, 4, 8` with ACPI off (the MP table names the CPUs) and on
@@ -650,6 +686,7 @@ fn smp_cases() -> Vec<BootCase> {
             match machine {
                 Machine::MicrovmNoAcpi => case.checks(complete_report(READY_CMDLINE)),
                 Machine::MicrovmDefaults => case.expect_exit(ExpectedExit::QemuExitCode(0)),
+                Machine::Q35 => case,
             }
         })
         .collect()
@@ -684,6 +721,7 @@ pub(super) mod tests {
             modern_disk: test.join("modern-2M.img"),
             readonly_disk: test.join("readonly-2M.img"),
             bench_disk: test.join("bench-8M.img"),
+            pci_disk: test.join("pci-8M.img"),
             gzip_initrd: test.join("initrd.gz"),
             png_initrd: test.join("initrd.png"),
         }

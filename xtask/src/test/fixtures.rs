@@ -28,6 +28,8 @@ pub(crate) struct Fixtures {
     pub(crate) bench_disk: PathBuf,
     /// The budget case's disk (1 MiB of zeroes, as `small_disk`).
     pub(crate) budget_disk: PathBuf,
+    /// 8 MiB of pseudo-random data for the virtio-pci verify case.
+    pub(crate) pci_disk: PathBuf,
     pub(crate) gzip_initrd: PathBuf,
     pub(crate) png_initrd: PathBuf,
 }
@@ -99,17 +101,19 @@ impl Fixtures {
         images::write_if_changed(&write_base_path(), &base)?;
         // Always a fresh copy: the guest writes into it.
         std::fs::write(write_disk_path(), &base)?;
-        let [modern_disk, readonly_disk, bench_disk] = [
+        let [modern_disk, readonly_disk, bench_disk, pci_disk] = [
             ("modern", 2, 0x21),
             ("readonly", 2, 0x22),
             ("bench", 8, 0x23),
+            ("pci", 8, 0x24),
         ]
         .map(|(name, mib, seed)| {
             let disk = directory.join(format!("{name}-{mib}M.img"));
             images::write_if_changed(&disk, &images::pseudo_random_bytes(mib * MIB, seed))
                 .map(|()| disk)
         });
-        let (modern_disk, readonly_disk, bench_disk) = (modern_disk?, readonly_disk?, bench_disk?);
+        let (modern_disk, readonly_disk, bench_disk, pci_disk) =
+            (modern_disk?, readonly_disk?, bench_disk?, pci_disk?);
         let gzip_initrd = directory.join("initrd.gz");
         images::write_if_changed(&gzip_initrd, &gzip_bytes())?;
         let png_initrd = directory.join("initrd.png");
@@ -124,6 +128,7 @@ impl Fixtures {
             modern_disk,
             readonly_disk,
             bench_disk,
+            pci_disk,
             gzip_initrd,
             png_initrd,
         })

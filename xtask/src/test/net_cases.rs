@@ -132,6 +132,12 @@ pub(crate) fn net_cases() -> Vec<NetCase> {
             machine: Machine::MicrovmDefaults,
             ..case("net-acpi", acpi, 60)
         },
+        // QEMU q35: the NIC is a virtio-net-pci function (polled: mote
+        // routes no interrupt for it yet).
+        NetCase {
+            machine: Machine::Q35,
+            ..case("net-http-q35", http_endpoints as fn(&mut _, &mut _), 90)
+        },
     ]
 }
 
@@ -583,13 +589,15 @@ mod tests {
                 "net-burst",
                 "net-idle-cpu",
                 "net-dhcp",
-                "net-acpi"
+                "net-acpi",
+                "net-http-q35"
             ]
         );
         assert_eq!(selected(Some("dhcp")).len(), 1);
-        assert_eq!(selected(Some("net-")).len(), 7);
+        assert_eq!(selected(Some("net-")).len(), 8);
         assert!(selected(Some("default-report")).is_empty());
-        assert_eq!(selected(None).len(), 7);
+        assert_eq!(selected(None).len(), 8);
+        assert_eq!(selected(Some("q35"))[0].machine, Machine::Q35);
         assert_eq!(selected(Some("acpi"))[0].machine, Machine::MicrovmDefaults);
         let dhcp = &selected(Some("dhcp"))[0];
         assert_eq!(dhcp.ip_parameter, "ip=dhcp");

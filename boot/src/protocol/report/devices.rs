@@ -66,6 +66,78 @@ impl<'a> VirtioMmio<'a> {
     }
 }
 
+words! {
+    /// How a virtio-pci function's configuration space was reached.
+    pub enum ConfigAccess {
+        /// Memory-mapped, through the ACPI MCFG's window (PCIe ECAM).
+        Ecam => "ecam",
+        /// Configuration mechanism #1, ports 0xCF8/0xCFC.
+        Ports => "cf8",
+    }
+}
+
+/// `virtio-pci <bus:device.function> <kind> msix <vectors> ecam|cf8`: a
+/// virtio function on PCI (bus, device and function in hex, as `lspci`
+/// writes them), its device type's word and its MSI-X table size (0: it
+/// has none, and is left unused).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VirtioPci<'a> {
+    pub bus: u8,
+    pub device: u8,
+    pub function: u8,
+    pub kind: &'a str,
+    pub vectors: u16,
+    pub access: ConfigAccess,
+}
+
+line_shape! {
+    impl['a] VirtioPci<'a>, "virtio-pci", "virtio-pci <bus:device.function> <kind> msix <vectors> ecam|cf8",
+    |line, f| {
+        write!(
+            f,
+            "virtio-pci {:02x}:{:02x}.{:x} {} msix {} {}",
+            line.bus, line.device, line.function, line.kind, line.vectors, line.access
+        )
+    }
+}
+
+impl<'a> VirtioPci<'a> {
+    pub fn parse(fact: &'a str) -> Result<Self, ParseError> {
+        parse_after(fact, "virtio-pci ", "'virtio-pci '", |fields| {
+            let at = *fields;
+            let bus = u8::try_from(fields.fixed_hex(2)?).map_err(|_| at.error("bus"))?;
+            fields.literal(":", "':'")?;
+            let at = *fields;
+            let device = u8::try_from(fields.fixed_hex(2)?)
+                .ok()
+                .filter(|&device| device < 32)
+                .ok_or_else(|| at.error("device 00-1f"))?;
+            fields.literal(".", "'.'")?;
+            let at = *fields;
+            let function = u8::try_from(fields.fixed_hex(1)?)
+                .ok()
+                .filter(|&function| function < 8)
+                .ok_or_else(|| at.error("function 0-7"))?;
+            fields.literal(" ", "' '")?;
+            let kind = fields.word()?;
+            fields.literal(" msix ", "' msix '")?;
+            let vectors = fields.decimal()?;
+            fields.literal(" ", "' '")?;
+            let at = *fields;
+            let access =
+                ConfigAccess::from_word(fields.word()?).ok_or_else(|| at.error("ecam or cf8"))?;
+            Ok(Self {
+                bus,
+                device,
+                function,
+                kind,
+                vectors,
+                access,
+            })
+        })
+    }
+}
+
 /// A disk's name in the report: `blk<index>` (virtio-blk) or
 /// `ramdisk<index>` (a `start_info` module).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -345,6 +417,18 @@ mod tests {
             };
             let text = format!("virtio-mmio 0xfeb00e00 irq 12 block v1 {found_by}");
             round_trip(&transport, &text, Fact::VirtioMmio(transport));
+        }
+        for access in [ConfigAccess::Ecam, ConfigAccess::Ports] {
+            let function = VirtioPci {
+                bus: 0,
+                device: 0x1f,
+                function: 7,
+                kind: "network",
+                vectors: 3,
+                access,
+            };
+            let text = format!("virtio-pci 00:1f.7 network msix 3 {access}");
+            round_trip(&function, &text, Fact::VirtioPci(function));
         }
         let disk = Disk {
             index: 0,

@@ -48,8 +48,8 @@ pub use self::crash::{
     Panic,
 };
 pub use self::devices::{
-    BenchFailed, BenchRead, Crc32, Discovery, Disk, DiskName, Ramdisk, VerifyFailed, VirtioMmio,
-    WriteRefused, Wrote,
+    BenchFailed, BenchRead, ConfigAccess, Crc32, Discovery, Disk, DiskName, Ramdisk, VerifyFailed,
+    VirtioMmio, VirtioPci, WriteRefused, Wrote,
 };
 pub use self::net::{Cidr, Listening, MacAddress, Net};
 pub use self::quoted::Cmdline;
@@ -101,6 +101,7 @@ pub const SHAPES: &[Shape] = &[
     Cpus::CYCLES_SHAPE,
     BootTimerWritten::SHAPE,
     VirtioMmio::SHAPE,
+    VirtioPci::SHAPE,
     Disk::SHAPE,
     Ramdisk::SHAPE,
     Crc32::SHAPE,
@@ -143,6 +144,7 @@ pub enum Fact<'a> {
     Cpus(Cpus),
     BootTimerWritten(BootTimerWritten),
     VirtioMmio(VirtioMmio<'a>),
+    VirtioPci(VirtioPci<'a>),
     Disk(Disk),
     Ramdisk(Ramdisk<'a>),
     Crc32(Crc32),
@@ -203,6 +205,7 @@ impl<'a> Fact<'a> {
             "cpus" => Cpus::parse(fact).map(Self::Cpus),
             "boottimer" => BootTimerWritten::parse(fact).map(Self::BootTimerWritten),
             "virtio-mmio" => VirtioMmio::parse(fact).map(Self::VirtioMmio),
+            "virtio-pci" => VirtioPci::parse(fact).map(Self::VirtioPci),
             "blk" | "ramdisk" if indexed => devices::parse_disk_fact(fact),
             "net" if indexed => Net::parse(fact).map(Self::Net),
             "listening" => Listening::parse(fact).map(Self::Listening),

@@ -64,6 +64,25 @@ pub(crate) enum Machine {
     /// A plain `-M microvm` with QEMU's defaults (ACPI on, no isa-debug-exit),
     /// as a user would type it; the kernel powers off through ACPI and QEMU exits 0.
     MicrovmDefaults,
+    /// `-M q35` (SeaBIOS, which assigns BARs; ECAM in the MCFG), otherwise
+    /// as the base line: virtio devices are `virtio-*-pci`.
+    Q35,
+}
+
+impl Machine {
+    /// Whether virtio devices go on PCI rather than virtio-mmio.
+    pub(crate) fn virtio_on_pci(self) -> bool {
+        matches!(self, Self::Q35)
+    }
+
+    /// The QEMU device model for virtio `kind` (`blk`, `net`).
+    fn virtio_model(self, kind: &str) -> String {
+        if self.virtio_on_pci() {
+            format!("virtio-{kind}-pci")
+        } else {
+            format!("virtio-{kind}-device")
+        }
+    }
 }
 
 /// A raw disk image the guest sees as a block device.
@@ -113,7 +132,7 @@ impl QemuCommand {
             machine,
             accel,
             memory: match machine {
-                Machine::MicrovmNoAcpi => Some(DEFAULT_MEMORY.to_owned()),
+                Machine::MicrovmNoAcpi | Machine::Q35 => Some(DEFAULT_MEMORY.to_owned()),
                 Machine::MicrovmDefaults => None,
             },
             kernel: workspace::relative_to_root(kernel),
@@ -137,6 +156,7 @@ impl QemuCommand {
         let machine = match self.machine {
             Machine::MicrovmNoAcpi => self.machine_options.as_deref().unwrap_or(MICROVM_NO_ACPI),
             Machine::MicrovmDefaults => "microvm",
+            Machine::Q35 => "q35",
         };
         let seabios = self.vmm.as_ref().is_some_and(|vmm| vmm.seabios_microvm);
         if seabios && !machine.split(',').any(|option| option == "acpi=off") {
@@ -198,6 +218,7 @@ impl QemuCommand {
     pub(crate) fn virtio_blk(self, disk: &Disk, id: &str) -> Self {
         let image = workspace::relative_to_root(&disk.image);
         let read_only = if disk.read_only { ",readonly=on" } else { "" };
+        let model = self.machine.virtio_model("blk");
         self.args([
             "-drive".to_owned(),
             format!(
@@ -205,7 +226,7 @@ impl QemuCommand {
                 image.display()
             ),
             "-device".to_owned(),
-            format!("virtio-blk-device,drive={id}"),
+            format!("{model},drive={id}"),
         ])
     }
 
@@ -231,11 +252,12 @@ impl QemuCommand {
         for forward in forwards {
             netdev.push_str(&format!(",hostfwd={}", hostfwd_rule(forward)));
         }
+        let model = self.machine.virtio_model("net");
         self.args([
             "-netdev".to_owned(),
             netdev,
             "-device".to_owned(),
-            format!("virtio-net-device,netdev={id}"),
+            format!("{model},netdev={id}"),
         ])
     }
 
@@ -243,11 +265,12 @@ impl QemuCommand {
     /// runs in; `docs/system/net.rst`, `-netdev tap`), without QEMU's
     /// up/down scripts: xtask configures the tap itself.
     pub(crate) fn virtio_net_tap(self, id: &str, tap: &str) -> Self {
+        let model = self.machine.virtio_model("net");
         self.args([
             "-netdev".to_owned(),
             format!("tap,id={id},ifname={tap},script=no,downscript=no"),
             "-device".to_owned(),
-            format!("virtio-net-device,netdev={id}"),
+            format!("{model},netdev={id}"),
         ])
     }
 
@@ -267,7 +290,7 @@ impl QemuCommand {
             push(&["-m", memory]);
         }
         match self.machine {
-            Machine::MicrovmNoAcpi => {
+            Machine::MicrovmNoAcpi | Machine::Q35 => {
                 push(&[
                     "-nodefaults",
                     "-no-user-config",
