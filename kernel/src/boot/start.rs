@@ -74,9 +74,10 @@ pub fn start(start_info_paddr: u32, entry_tsc: u64) -> ! {
         log::error!("TSC frequency unknown: no hypervisor leaf, kvmclock, CPUID 0x15 or PIT");
     }
 
+    // The other CPUs come up while this one brings up the devices.
     let phase = phase.then("smp_init");
     let ap_hook = (options.crash == Some(Crash::ApPageFault)).then_some(crash::page_fault as fn());
-    let cpus = smp_init(boot, &platform, clock, ap_hook);
+    let smp = smp_init(boot, &platform, clock, &options, ap_hook);
 
     let phase = phase.then("devices_init");
     // With mote.exit=ready nothing is served: the NIC is not started.
@@ -89,6 +90,9 @@ pub fn start(start_info_paddr: u32, entry_tsc: u64) -> ! {
             .inspect_err(|error| log::error!("{error}"))
             .ok()
     });
+
+    let phase = phase.then("smp_wait");
+    let cpus = smp.wait(clock);
 
     if let Some(crash) = options.crash {
         let _phase = phase.then("crash_test");
@@ -156,22 +160,62 @@ pub fn start(start_info_paddr: u32, entry_tsc: u64) -> ! {
     }
 }
 
-/// Finds the processors the firmware tables list and starts them all.
+/// The other CPUs: all accounted for, or started and not yet waited for.
+enum Smp {
+    Done(Cpus),
+    Starting {
+        found: u32,
+        starting: smp::bring_up::Starting,
+    },
+}
+
+impl Smp {
+    /// Waits for the CPUs started (bounded) and says how many are online.
+    fn wait(self, clock: &clock::Clock) -> Cpus {
+        let (found, starting) = match self {
+            Self::Done(cpus) => return cpus,
+            Self::Starting { found, starting } => (found, starting),
+        };
+        let brought_up = smp::bring_up::wait(starting);
+        for apic_id in &brought_up.missing {
+            log::warn!("CPU with APIC id {apic_id} did not come online; going on without it");
+        }
+        log::debug!("AP trampoline at {:#x}", brought_up.trampoline);
+        let online = brought_up.started - brought_up.missing.len();
+        Cpus {
+            online: u32::try_from(1 + online).unwrap_or(u32::MAX),
+            found,
+            elapsed: match clock.tsc() {
+                Some(tsc) => {
+                    Elapsed::Micros(tsc.micros_between(brought_up.began, brought_up.ended))
+                }
+                None => Elapsed::Cycles(brought_up.ended.wrapping_sub(brought_up.began)),
+            },
+        }
+    }
+}
+
+/// Finds the processors the firmware tables list and starts those the
+/// command line allows (`mote.smp=`, `maxcpus=`), without waiting.
 fn smp_init(
     boot: &BootInfo,
     platform: &platform::Platform,
     clock: &clock::Clock,
+    options: &Options<'_>,
     first_ap_hook: Option<fn()>,
-) -> Cpus {
+) -> Smp {
+    let boot_cpu_only = |found| {
+        Smp::Done(Cpus {
+            online: 1,
+            found,
+            elapsed: Elapsed::Micros(0),
+        })
+    };
     let processors = match smp::discovery::processors(platform.tables, &IdentityMapped::boot()) {
         Ok(processors) => processors,
         Err(error) => {
             log::warn!("{error}: the boot CPU only");
-            return Cpus {
-                online: 1,
-                found: 1,
-                elapsed: Elapsed::Micros(0),
-            };
+            return boot_cpu_only(1);
         }
     };
     if processors.duplicates > 0 || processors.truncated || processors.beyond_limit > 0 {
@@ -190,13 +234,14 @@ fn smp_init(
         processors.apic_ids()
     );
     let found = u32::try_from(processors.count().max(1)).unwrap_or(u32::MAX);
-    let mut cpus = Cpus {
-        online: 1,
-        found,
-        elapsed: Elapsed::Micros(0),
+    // Linux's maxcpus= counts the boot CPU; 0 means it alone, like 1.
+    let others = match (options.smp, options.max_cpus) {
+        (false, _) => 0,
+        (true, Some(max)) => usize::try_from(max.saturating_sub(1)).unwrap_or(usize::MAX),
+        (true, None) => usize::MAX,
     };
-    if processors.count() <= 1 {
-        return cpus;
+    if processors.count() <= 1 || others == 0 {
+        return boot_cpu_only(found);
     }
     let usable: ArrayVec<(u64, u64), MAX_REGIONS> = boot
         .memory_map
@@ -222,28 +267,16 @@ fn smp_init(
         &usable,
         &occupied,
         clock.tsc(),
+        others,
         first_ap_hook,
     );
     match started {
-        Ok(brought_up) => {
-            let started = u32::try_from(brought_up.started.len()).unwrap_or(u32::MAX);
-            let missing = u32::try_from(brought_up.missing.len()).unwrap_or(u32::MAX);
-            for apic_id in &brought_up.missing {
-                log::warn!("CPU with APIC id {apic_id} did not come online; going on without it");
-            }
-            log::debug!("AP trampoline at {:#x}", brought_up.trampoline);
-            cpus.online = 1 + started - missing;
-            let cycles = brought_up.ended.wrapping_sub(brought_up.began);
-            cpus.elapsed = match clock.tsc() {
-                Some(tsc) => {
-                    Elapsed::Micros(tsc.micros_between(brought_up.began, brought_up.ended))
-                }
-                None => Elapsed::Cycles(cycles),
-            };
+        Ok(starting) => Smp::Starting { found, starting },
+        Err(error) => {
+            log::warn!("application processors not started: {error}");
+            boot_cpu_only(found)
         }
-        Err(error) => log::warn!("application processors not started: {error}"),
     }
-    cpus
 }
 
 /// The stub's own phases, from the TSC stamps it left (`pvh.s`), then the

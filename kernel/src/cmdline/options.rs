@@ -120,6 +120,11 @@ pub(crate) struct Options<'a> {
     pub(crate) ip: Option<&'a str>,
     /// `mote.acpi=dump`: every ACPI table as hex on the console.
     pub(crate) acpi_dump: bool,
+    /// `mote.smp=off`: the boot CPU only (`on`, the default: every CPU).
+    pub(crate) smp: bool,
+    /// Linux's `maxcpus=<n>`: at most n CPUs online, the boot CPU one of
+    /// them (0 means the boot CPU only, as in Linux).
+    pub(crate) max_cpus: Option<u32>,
     pub(crate) boot_timer: BootTimer,
     /// Linux's `tsc_early_khz=`, when given.
     pub(crate) tsc_early_khz: Option<TscEarlyKhz<'a>>,
@@ -140,6 +145,8 @@ impl Default for Options<'_> {
             blk_seed: disk_pattern::DEFAULT_SEED,
             ip: None,
             acpi_dump: false,
+            smp: true,
+            max_cpus: None,
             boot_timer: BootTimer::WhenFirecracker,
             tsc_early_khz: None,
             unrecognised: ArrayVec::new(),
@@ -198,6 +205,14 @@ impl<'a> Options<'a> {
                     options.blk_seed = lex::number(seed).unwrap_or(disk_pattern::DEFAULT_SEED);
                 }
                 ("mote.acpi", Some("dump")) => options.acpi_dump = true,
+                ("mote.smp", Some("off")) => options.smp = false,
+                ("mote.smp", Some("on")) => options.smp = true,
+                // Linux ignores a value it cannot parse; so do we.
+                ("maxcpus", Some(count)) => {
+                    if let Some(count) = lex::number(count).and_then(|n| u32::try_from(n).ok()) {
+                        options.max_cpus = Some(count);
+                    }
+                }
                 ("mote.boottimer", Some("off")) => options.boot_timer = BootTimer::Off,
                 ("mote.boottimer", Some(address)) if lex::number(address).is_some() => {
                     options.boot_timer = lex::number(address).map_or(BootTimer::Off, BootTimer::At);
@@ -292,6 +307,17 @@ mod tests {
             Some(Crash::PageFault)
         );
         assert_eq!(Options::parse("mote.exit=never").exit, ExitPolicy::Never);
+        assert!(Options::parse("").smp);
+        assert!(!Options::parse("mote.smp=off").smp);
+        assert!(Options::parse("mote.smp=off mote.smp=on").smp);
+        assert_eq!(Options::parse("").max_cpus, None);
+        assert_eq!(Options::parse("maxcpus=2").max_cpus, Some(2));
+        assert_eq!(Options::parse("maxcpus=0x10").max_cpus, Some(16));
+        assert_eq!(Options::parse("maxcpus=junk").max_cpus, None);
+        assert_eq!(
+            Options::parse("mote.smp=maybe").unrecognised[0].option,
+            "mote.smp=maybe"
+        );
         assert!(Options::parse("mote.acpi=dump").acpi_dump);
         assert_eq!(Options::parse("").boot_timer, BootTimer::WhenFirecracker);
         assert_eq!(

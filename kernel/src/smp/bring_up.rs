@@ -2,7 +2,8 @@
 //! (`trampoline.s`) copied to a free page below 1 MiB, a stack, a GDT and
 //! a TSS made for each CPU, then INIT and two STARTUP IPIs sent to every
 //! one of them before waiting for any (so they all come up at once), and
-//! a bounded wait for each to say it is online. Each then halts.
+//! later (the boot CPU brings up its devices meanwhile) a bounded wait
+//! for each to say it is online. Each then halts.
 
 extern crate alloc;
 
@@ -40,9 +41,11 @@ const CODE32_SELECTOR: u16 = 0x08;
 const DATA_SELECTOR: u16 = 0x10;
 const CODE64_SELECTOR: u16 = 0x18;
 /// How long every CPU gets to come online, from the first INIT: far more
-/// than any VMM needs (a few ms under TCG with 8 vCPUs on 2 host cores),
-/// so only a CPU that will not come is waited for this long.
-const ONLINE_TIMEOUT_US: u64 = 1_000_000;
+/// than any VMM needs when the host is idle (a few ms under TCG with 8
+/// vCPUs on 2 host cores), and enough when it is not (one boot on a 2-core
+/// host at load 7 took 1.0 s for its last CPU), so only a CPU that will
+/// not come is waited for this long.
+const ONLINE_TIMEOUT_US: u64 = 5_000_000;
 /// The INIT to STARTUP delay of the MultiProcessor Specification (§B.4),
 /// which Linux's `smp_quirk_init_udelay` skips on modern CPUs; mote skips
 /// it under a hypervisor (CPUID.1:ECX bit 31), whose vCPUs take INIT at
@@ -125,6 +128,8 @@ struct Cpu {
     apic_id: u32,
     descriptors: CpuDescriptors,
     online: AtomicBool,
+    /// Its TSC as it came online.
+    online_tsc: AtomicU64,
 }
 
 /// The CPUs being started, in the order of the firmware table; filled by
@@ -154,31 +159,44 @@ pub(crate) enum BringUpError {
     AlreadyStarted,
 }
 
+/// CPUs sent their IPIs, not yet waited for ([`wait`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Starting {
+    /// How many CPUs were started.
+    started: usize,
+    /// TSC at the first INIT, and the latest the wait may end.
+    pub(crate) began: u64,
+    deadline: u64,
+    pub(crate) trampoline: u64,
+}
+
 /// How the bring-up went.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct BroughtUp {
-    /// The APIC ids started, in table order.
-    pub(crate) started: ArrayVec<u32, MAX_CPUS>,
+    /// How many CPUs were started.
+    pub(crate) started: usize,
     /// Those that did not come online in time.
     pub(crate) missing: ArrayVec<u32, MAX_CPUS>,
-    /// TSC at the first INIT and when the wait ended.
+    /// TSC at the first INIT, and when the last CPU came online (or the
+    /// wait ended, when one did not).
     pub(crate) began: u64,
     pub(crate) ended: u64,
     pub(crate) trampoline: u64,
 }
 
-/// Starts every CPU of `apic_ids` but the one this runs on, with the
-/// trampoline in a page of `usable` RAM that overlaps none of `occupied`,
-/// and waits until each is online or [`ONLINE_TIMEOUT_US`] have passed.
-/// `first_ap_hook`, when given, runs on the first of them (CPU 1) before
-/// it says it is online.
+/// Starts every CPU of `apic_ids` but the one this runs on (the first
+/// `limit` of them), with the trampoline in a page of `usable` RAM that
+/// overlaps none of `occupied`, and returns without waiting: [`wait`]
+/// waits. `first_ap_hook`, when given, runs on the first of them (CPU 1)
+/// before it says it is online.
 pub(crate) fn start(
     apic_ids: &[u32],
     usable: &[(u64, u64)],
     occupied: &[(u64, u64)],
     tsc: Option<TscFrequency>,
+    limit: usize,
     first_ap_hook: Option<fn()>,
-) -> Result<BroughtUp, BringUpError> {
+) -> Result<Starting, BringUpError> {
     if let Some(hook) = first_ap_hook {
         FIRST_AP_HOOK.call_once(|| hook);
     }
@@ -193,6 +211,7 @@ pub(crate) fn start(
         .iter()
         .copied()
         .filter(|&id| id != own_id)
+        .take(limit)
         .collect();
 
     let mut data = trampoline_data(page);
@@ -210,6 +229,7 @@ pub(crate) fn start(
             apic_id,
             descriptors,
             online: AtomicBool::new(false),
+            online_tsc: AtomicU64::new(0),
         });
     }
     data.slot_count = targets.len() as u64;
@@ -250,26 +270,43 @@ pub(crate) fn start(
             wait_cycles(cycles(delay));
         }
     }
-    let deadline = began.saturating_add(cycles(ONLINE_TIMEOUT_US));
-    let want = u32::try_from(targets.len()).unwrap_or(u32::MAX);
-    while ONLINE.load(Ordering::Acquire) < want && cpu::rdtsc() < deadline {
+    Ok(Starting {
+        started: targets.len(),
+        began,
+        deadline: began.saturating_add(cycles(ONLINE_TIMEOUT_US)),
+        trampoline: page,
+    })
+}
+
+/// Waits until every CPU [`start`] started is online, or its deadline
+/// ([`ONLINE_TIMEOUT_US`] after the first INIT) has passed.
+pub(crate) fn wait(starting: Starting) -> BroughtUp {
+    let want = u32::try_from(starting.started).unwrap_or(u32::MAX);
+    while ONLINE.load(Ordering::Acquire) < want && cpu::rdtsc() < starting.deadline {
         core::hint::spin_loop();
     }
-    let ended = cpu::rdtsc();
-    let missing = CPUS
-        .get()
-        .into_iter()
-        .flatten()
+    let waited = cpu::rdtsc();
+    let cpus = CPUS.get().map_or(&[][..], |cpus| cpus.as_slice());
+    let missing: ArrayVec<u32, MAX_CPUS> = cpus
+        .iter()
         .filter(|cpu| !cpu.online.load(Ordering::Acquire))
         .map(|cpu| cpu.apic_id)
         .collect();
-    Ok(BroughtUp {
-        started: targets,
+    let ended = if missing.is_empty() {
+        cpus.iter()
+            .map(|cpu| cpu.online_tsc.load(Ordering::Acquire))
+            .max()
+            .unwrap_or(waited)
+    } else {
+        waited
+    };
+    BroughtUp {
+        started: starting.started,
         missing,
-        began,
+        began: starting.began,
         ended,
-        trampoline: page,
-    })
+        trampoline: starting.trampoline,
+    }
 }
 
 /// The trampoline data for `page`, stacks not yet filled in.
@@ -365,7 +402,9 @@ extern "C" fn ap_entry(slot: u32, first_tsc: u64, long_mode_tsc: u64) -> ! {
     {
         hook();
     }
-    trace::span_at(kernel, "ap_online", long_mode_tsc, cpu::rdtsc());
+    let online = cpu::rdtsc();
+    trace::span_at(kernel, "ap_online", long_mode_tsc, online);
+    cpu.online_tsc.store(online, Ordering::Release);
     cpu.online.store(true, Ordering::Release);
     ONLINE.fetch_add(1, Ordering::AcqRel);
     cpu::halt_forever()

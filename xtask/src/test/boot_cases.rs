@@ -609,6 +609,22 @@ pub(crate) fn boot_cases(fixtures: &Fixtures) -> Vec<BootCase> {
     ];
     cases.extend(pci_cases(fixtures));
     cases.extend(smp_cases());
+    // Linux's maxcpus= counts the boot CPU; mote.smp=off starts none. The
+    // `cpus` line still counts every CPU found.
+    let maxcpus = format!("{READY_CMDLINE} maxcpus=2");
+    let smp_off = format!("{READY_CMDLINE} mote.smp=off");
+    cases.push(
+        BootCase::new("smp-4-maxcpus-2", maxcpus.clone())
+            .qemu_args(["-smp", "4"])
+            .check(cpus_online(2, 4))
+            .checks(complete_report(&maxcpus)),
+    );
+    cases.push(
+        BootCase::new("smp-4-smp-off", smp_off.clone())
+            .qemu_args(["-smp", "4"])
+            .check(cpus_online(1, 4))
+            .checks(complete_report(&smp_off)),
+    );
     // A page fault on an application processor: reported with its CPU,
     // and a failure power-off, not a hang.
     cases.push(
@@ -690,6 +706,14 @@ fn smp_cases() -> Vec<BootCase> {
             }
         })
         .collect()
+}
+
+/// The `cpus` line says `online` of `found` CPUs are online.
+fn cpus_online(online: u32, found: u32) -> Check {
+    Check::reports(
+        "`cpus <online>/<found> online in …` with the CPUs allowed online",
+        move |fact| matches!(fact, Fact::Cpus(cpus) if cpus.found == found && cpus.online == online),
+    )
 }
 
 /// The `cpus` line says all of `count` CPUs were found and are online.
