@@ -105,6 +105,7 @@ pub(crate) fn walk<'a>(aml: &'a [u8], visitor: &mut impl Visitor<'a>) -> Result<
         aml,
         unknown_opcodes: 0,
         needles: None,
+        buffers: Vec::new(),
     }
     .read_all(visitor)
 }
@@ -127,6 +128,7 @@ pub(crate) fn walk_for<'a>(
         aml,
         unknown_opcodes: 0,
         needles: Some(offsets),
+        buffers: Vec::new(),
     }
     .read_all(visitor)
 }
@@ -158,6 +160,17 @@ struct Reader<'a> {
     unknown_opcodes: usize,
     /// Sorted offsets of what the walk looks for; `None` walks everything.
     needles: Option<Vec<usize>>,
+    /// Name and path buffers per nesting depth, reused by every object at
+    /// that depth: a walk reads a name per object, and allocating (then
+    /// freeing) two strings for each was most of its instructions.
+    buffers: Vec<NameBuffers>,
+}
+
+/// The name read and the path it resolves to, at one depth of the walk.
+#[derive(Default)]
+struct NameBuffers {
+    name: String,
+    path: String,
 }
 
 impl<'a> Reader<'a> {
@@ -201,10 +214,22 @@ impl<'a> Reader<'a> {
         Ok((end, at + 1 + extra))
     }
 
-    /// A NameString at `at`: returns the text ("\\_SB_.VR23" style, "^"
-    /// and root prefixes kept) and the offset after it.
-    fn name_string(&self, mut at: usize) -> Result<(String, usize), AmlError> {
-        let mut name = String::new();
+    /// The buffers of `depth`, taken out of the reader while in use.
+    fn take_buffers(&mut self, depth: usize) -> NameBuffers {
+        if self.buffers.len() <= depth {
+            self.buffers.resize_with(depth + 1, NameBuffers::default);
+        }
+        core::mem::take(&mut self.buffers[depth])
+    }
+
+    fn put_buffers(&mut self, depth: usize, buffers: NameBuffers) {
+        self.buffers[depth] = buffers;
+    }
+
+    /// A NameString at `at`, written to `name` ("\\_SB_.VR23" style, "^"
+    /// and root prefixes kept); returns the offset after it.
+    fn name_string(&self, mut at: usize, name: &mut String) -> Result<usize, AmlError> {
+        name.clear();
         while matches!(self.byte(at)?, opcode::ROOT_CHAR | opcode::PARENT_PREFIX) {
             name.push(char::from(self.byte(at)?));
             at += 1;
@@ -232,7 +257,7 @@ impl<'a> Reader<'a> {
             name.extend(segment.iter().map(|&b| char::from(b)));
             at += 4;
         }
-        Ok((name, at))
+        Ok(at)
     }
 
     /// Reads objects in `[at, end)` in scope `scope`, telling `visitor`;
@@ -261,10 +286,11 @@ impl<'a> Reader<'a> {
                 }
                 // NameOp NameString DataRefObject
                 (opcode::NAME, _) => {
-                    let (name, after) = self.name_string(at + 1)?;
+                    let mut buffers = self.take_buffers(depth);
+                    let after = self.name_string(at + 1, &mut buffers.name)?;
                     let (data, after) = self.data(after, end)?;
                     if let Some(objects) = device.as_deref_mut() {
-                        match (name.as_str(), data) {
+                        match (buffers.name.as_str(), data) {
                             ("_HID", Data::String(text)) => objects.hid = Some(Hid::String(text)),
                             ("_HID", Data::Integer(id)) => objects.hid = Some(Hid::Eisa(id)),
                             ("_UID", Data::Integer(uid)) => objects.uid = Some(uid),
@@ -272,7 +298,9 @@ impl<'a> Reader<'a> {
                             _ => {}
                         }
                     }
-                    visitor.name(&resolve(scope, &name), data);
+                    resolve_into(scope, &buffers.name, &mut buffers.path);
+                    visitor.name(&buffers.path, data);
+                    self.put_buffers(depth, buffers);
                     after
                 }
                 // Objects with a PkgLength right after the opcode: skipped whole.
@@ -291,8 +319,9 @@ impl<'a> Reader<'a> {
                 }
                 // OperationRegion NameString RegionSpace Offset Length.
                 (_, Some(opcode::EXT_OPERATION_REGION)) => {
-                    let (_, after) = self.name_string(at + 2)?;
-                    let after = after + 1;
+                    let mut buffers = self.take_buffers(depth);
+                    let after = self.name_string(at + 2, &mut buffers.name)? + 1;
+                    self.put_buffers(depth, buffers);
                     let (_, after) = self.integer(after)?.ok_or(AmlError { offset: after })?;
                     let (_, after) = self.integer(after)?.ok_or(AmlError { offset: after })?;
                     after
@@ -320,18 +349,28 @@ impl<'a> Reader<'a> {
         if !self.holds_a_needle(at, end) {
             return Ok(end);
         }
-        let (name, body) = self.name_string(body)?;
-        let path = resolve(scope, &name);
+        let mut buffers = self.take_buffers(depth);
+        let body = self.name_string(body, &mut buffers.name)?;
         if depth >= MAX_DEPTH {
+            self.put_buffers(depth, buffers);
             return Ok(end);
         }
+        resolve_into(scope, &buffers.name, &mut buffers.path);
         if is_device {
             let mut objects = DeviceObjects::default();
-            self.term_list(body, end, &path, Some(&mut objects), depth + 1, visitor)?;
-            visitor.device(&path, &objects);
+            self.term_list(
+                body,
+                end,
+                &buffers.path,
+                Some(&mut objects),
+                depth + 1,
+                visitor,
+            )?;
+            visitor.device(&buffers.path, &objects);
         } else {
-            self.term_list(body, end, &path, None, depth + 1, visitor)?;
+            self.term_list(body, end, &buffers.path, None, depth + 1, visitor)?;
         }
+        self.put_buffers(depth, buffers);
         Ok(end)
     }
 
@@ -410,25 +449,28 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// The absolute path of `name` used in `scope`.
-fn resolve(scope: &str, name: &str) -> String {
+/// The absolute path of `name` used in `scope`, written to `path`.
+fn resolve_into(scope: &str, name: &str, path: &mut String) {
+    path.clear();
     if name.starts_with('\\') {
-        return name.into();
+        path.push_str(name);
+        return;
     }
-    let mut base = String::from(scope);
+    // The scope is cut, not copied, for each `^`.
+    let mut base = scope;
     let mut rest = name;
     while let Some(stripped) = rest.strip_prefix('^') {
         rest = stripped;
-        match base.rfind('.') {
-            Some(dot) => base.truncate(dot),
-            None => base = "\\".into(),
-        }
+        base = match base.rfind('.') {
+            Some(dot) => &base[..dot],
+            None => "\\",
+        };
     }
-    if base.ends_with('\\') {
-        base + rest
-    } else {
-        base + "." + rest
+    path.push_str(base);
+    if !base.ends_with('\\') {
+        path.push('.');
     }
+    path.push_str(rest);
 }
 
 /// AML built the way QEMU's `hw/i386/acpi-microvm.c` builds it, for tests
@@ -637,16 +679,26 @@ mod tests {
 
     #[test]
     fn parent_prefixes_and_multi_segment_names_resolve() {
+        let resolve = |scope: &str, name: &str| {
+            // A used buffer: what it held before must not show.
+            let mut path = String::from("\\OLD_.PATH");
+            resolve_into(scope, name, &mut path);
+            path
+        };
         assert_eq!(resolve("\\_SB_.PCI0", "^DEV0"), "\\_SB_.DEV0");
         assert_eq!(resolve("\\_SB_", "^^X"), "\\X");
         assert_eq!(resolve("\\", "_S5_"), "\\_S5_");
         assert_eq!(resolve("\\_SB_", "\\_GPE"), "\\_GPE");
+        assert_eq!(resolve("\\_SB_", "DEV1"), "\\_SB_.DEV1");
         let reader = Reader {
             aml: b"\x2f\x03_SB_PCI0DEV0",
             unknown_opcodes: 0,
             needles: None,
+            buffers: Vec::new(),
         };
-        assert_eq!(reader.name_string(0).unwrap().0, "_SB_.PCI0.DEV0");
+        let mut name = String::from("stale");
+        assert_eq!(reader.name_string(0, &mut name), Ok(14));
+        assert_eq!(name, "_SB_.PCI0.DEV0");
     }
 
     #[test]
