@@ -74,8 +74,10 @@ struct TrampolineData {
     gdt: [u64; 4],
     /// Limit in bits 0-15, base in bits 16-47.
     gdt_pointer: u64,
-    /// Offset of `ap_trampoline32` in bits 0-31, selector in bits 32-47.
+    /// Address of `ap_trampoline32` in bits 0-31, selector in bits 32-47.
     far32: u64,
+    /// The same for `ap_trampoline64`.
+    far64: u64,
     cr3: u64,
     efer: u64,
     cr0: u64,
@@ -99,6 +101,7 @@ global_asm!(
     started = const offset_of!(TrampolineData, started),
     gdt_pointer = const offset_of!(TrampolineData, gdt_pointer),
     far32 = const offset_of!(TrampolineData, far32),
+    far64 = const offset_of!(TrampolineData, far64),
     cr3 = const offset_of!(TrampolineData, cr3),
     efer = const offset_of!(TrampolineData, efer),
     cr0 = const offset_of!(TrampolineData, cr0),
@@ -111,19 +114,21 @@ global_asm!(
     cr4_pae = const Cr4Flags::PHYSICAL_ADDRESS_EXTENSION.bits(),
     msr_efer = const MSR_EFER,
     data_selector = const DATA_SELECTOR,
-    code64_selector = const CODE64_SELECTOR,
     options(att_syntax)
 );
 
 unsafe extern "C" {
-    /// The trampoline's bounds and its 32-bit entry (`trampoline.s`); only
-    /// their addresses are used.
+    /// The trampoline's bounds and its 32- and 64-bit entries
+    /// (`trampoline.s`); only their addresses are used.
     static ap_trampoline_start: u8;
     static ap_trampoline32: u8;
+    static ap_trampoline64: u8;
     static ap_trampoline_end: u8;
 }
 
-/// One CPU the boot CPU starts: its APIC id and its descriptor tables.
+/// One CPU the boot CPU starts: its APIC id, and the descriptor tables of
+/// the slot with the same index (a CPU takes the slot it claims in the
+/// trampoline, its stack's, before it knows which CPU it is).
 struct Cpu {
     apic_id: u32,
     descriptors: CpuDescriptors,
@@ -311,7 +316,9 @@ pub(crate) fn wait(starting: Starting) -> BroughtUp {
 
 /// The trampoline data for `page`, stacks not yet filled in.
 fn trampoline_data(page: u64) -> TrampolineData {
-    let code32 = (&raw const ap_trampoline32 as u64) - (&raw const ap_trampoline_start as u64);
+    let start = &raw const ap_trampoline_start as u64;
+    let code32 = (&raw const ap_trampoline32 as u64) - start;
+    let code64 = (&raw const ap_trampoline64 as u64) - start;
     let gdt_base = page + (DATA_OFFSET + offset_of!(TrampolineData, gdt)) as u64;
     let gdt_limit = (size_of::<[u64; 4]>() - 1) as u64;
     // SAFETY: reading EFER, which every x86-64 CPU has.
@@ -325,6 +332,7 @@ fn trampoline_data(page: u64) -> TrampolineData {
         ],
         gdt_pointer: gdt_limit | (gdt_base << 16),
         far32: (page + code32) | (u64::from(CODE32_SELECTOR) << 32),
+        far64: (page + code64) | (u64::from(CODE64_SELECTOR) << 32),
         cr3: Cr3::read().0.start_address().as_u64(),
         efer,
         cr0: Cr0::read_raw(),
@@ -368,27 +376,33 @@ fn wait_cycles(cycles: u64) {
 
 /// Where every application processor arrives from the trampoline, on the
 /// stack of `slot`, interrupts off, with the TSC it read at its first
-/// instruction and in long mode: its per-CPU data, its own GDT and TSS,
-/// the shared IDT, its local APIC; then it records its spans, says it is
-/// online and halts.
+/// instruction and in long mode: the slot's GDT and TSS and the shared
+/// IDT, its local APIC, its per-CPU data; then it records its spans, says
+/// it is online and halts.
 extern "C" fn ap_entry(slot: u32, first_tsc: u64, long_mode_tsc: u64) -> ! {
     let Some(cpus) = CPUS.get() else {
         cpu::halt_forever()
     };
+    // The tables of this CPU's slot (any started CPU's would do) before
+    // anything that can fault, so a fault is reported rather than a
+    // triple fault; the slot's number until the APIC id gives the real one.
+    let Some(tables) = usize::try_from(slot).ok().and_then(|slot| cpus.get(slot)) else {
+        cpu::halt_forever()
+    };
+    per_cpu::init_this_cpu(usize::try_from(slot).unwrap_or(0) + 1);
+    tables.descriptors.load();
     let enabled = local::init_this_cpu();
     let apic_id = local::init().map(LocalApic::id);
     let found = apic_id.and_then(|id| cpus.iter().position(|cpu| cpu.apic_id == id));
     let (Some(index), true) = (found, enabled) else {
         // Not a CPU the boot CPU started (or one without an APIC): it
         // cannot be named, so it stops here and is reported missing.
-        let _ = slot;
         cpu::halt_forever()
     };
     // CPU 0 is the boot CPU.
     let number = index + 1;
     per_cpu::init_this_cpu(number);
     let cpu = &cpus[index];
-    cpu.descriptors.load();
     let kernel = trace::Writer::Kernel;
     trace::span_at(
         kernel,

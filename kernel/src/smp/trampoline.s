@@ -47,12 +47,11 @@ ap_trampoline32:
     wrmsr                               # EFER.LME (and whatever else the boot CPU has)
     mov {data}+{cr0}(%ebx), %eax
     mov %eax, %cr0                      # paging on: compatibility mode
-    push ${code64_selector}
-    lea ap_trampoline64 - ap_trampoline_start(%ebx), %eax
-    push %eax
-    lret                                # to 64-bit mode
+    ljmpl *{data}+{far64}(%ebx)         # to ap_trampoline64, CS = code64
+                                        # (no stack yet: ESP is 0 after INIT)
 
     .code64
+    .global ap_trampoline64
 ap_trampoline64:
     mov %ebx, %ebx                      # the upper half is undefined
     mov {data}+{cr4}(%rbx), %rax

@@ -33,6 +33,9 @@ pub(crate) struct BootCase {
     pub(crate) disks: Vec<Disk>,
     /// Handed to the guest as a PVH module.
     pub(crate) initrd: Option<PathBuf>,
+    /// vCPUs (QEMU `-smp`, Firecracker `vcpu_count`, Cloud Hypervisor
+    /// `--cpus boot=`).
+    pub(crate) vcpus: u32,
     /// Extra QEMU arguments after the machine's own and the devices.
     pub(crate) qemu_args: Vec<String>,
     /// The whole kernel command line.
@@ -59,6 +62,7 @@ impl BootCase {
             memory: None,
             disks: Vec::new(),
             initrd: None,
+            vcpus: 1,
             qemu_args: Vec::new(),
             append: append.into(),
             expected_exit: ExpectedExit::Success,
@@ -98,6 +102,11 @@ impl BootCase {
 
     pub(crate) fn initrd(mut self, image: &Path) -> Self {
         self.initrd = Some(image.to_path_buf());
+        self
+    }
+
+    pub(crate) fn vcpus(mut self, vcpus: u32) -> Self {
+        self.vcpus = vcpus;
         self
     }
 

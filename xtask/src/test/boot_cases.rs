@@ -615,13 +615,13 @@ pub(crate) fn boot_cases(fixtures: &Fixtures) -> Vec<BootCase> {
     let smp_off = format!("{READY_CMDLINE} mote.smp=off");
     cases.push(
         BootCase::new("smp-4-maxcpus-2", maxcpus.clone())
-            .qemu_args(["-smp", "4"])
+            .vcpus(4)
             .check(cpus_online(2, 4))
             .checks(complete_report(&maxcpus)),
     );
     cases.push(
         BootCase::new("smp-4-smp-off", smp_off.clone())
-            .qemu_args(["-smp", "4"])
+            .vcpus(4)
             .check(cpus_online(1, 4))
             .checks(complete_report(&smp_off)),
     );
@@ -629,7 +629,7 @@ pub(crate) fn boot_cases(fixtures: &Fixtures) -> Vec<BootCase> {
     // and a failure power-off, not a hang.
     cases.push(
         BootCase::new("ap-page-fault", "console=ttyS0 mote.crash=ap-page-fault")
-            .qemu_args(["-smp", "2"])
+            .vcpus(2)
             .expect_exit(ExpectedExit::Failure)
             .must_finish_within(Duration::from_secs(20))
             .check(Check::reports(
@@ -696,7 +696,7 @@ fn smp_cases() -> Vec<BootCase> {
         .map(|(name, cpus, machine)| {
             let case = BootCase::new(name, READY_CMDLINE)
                 .machine(machine)
-                .qemu_args(["-smp".to_owned(), cpus.to_string()])
+                .vcpus(cpus)
                 .check(every_cpu_online(cpus))
                 .check(powered_off(Status::Success));
             match machine {
@@ -717,7 +717,7 @@ fn cpus_online(online: u32, found: u32) -> Check {
 }
 
 /// The `cpus` line says all of `count` CPUs were found and are online.
-fn every_cpu_online(count: u32) -> Check {
+pub(super) fn every_cpu_online(count: u32) -> Check {
     Check::reports(
         "`cpus <n>/<n> online in <microseconds> us`, n the vCPUs given",
         move |fact| {

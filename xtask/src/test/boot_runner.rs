@@ -142,6 +142,9 @@ fn run_on_qemu(case: &BootCase, target: &Target, kernel: &Path, name: String) ->
     if let Some(initrd) = &case.initrd {
         qemu = qemu.initrd(initrd);
     }
+    if case.vcpus > 1 {
+        qemu = qemu.args(&["-smp".to_owned(), case.vcpus.to_string()]);
+    }
     qemu = qemu.args(&case.qemu_args);
     if let Some(memory) = case.memory {
         qemu = qemu.memory(memory);
@@ -171,6 +174,7 @@ fn run_on_other(case: &BootCase, target: &Target, kernel: &Path, name: String) -
     let mut spec = VmSpec::new(kernel, &case.append);
     spec.memory_mib = DEFAULT_MEMORY_MIB;
     spec.disks = case.disks.clone();
+    spec.vcpus = case.vcpus;
     let mut invocation = match target.vmm.invocation(&spec) {
         Ok(invocation) => invocation,
         Err(error) => return CaseResult::not_run(name, format!("{error:#}")),

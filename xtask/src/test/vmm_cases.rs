@@ -10,8 +10,8 @@ use mote_boot::protocol::report::{Discovery, DiskName, Fact};
 
 use super::boot_case::{BootCase, ExpectedExit};
 use super::boot_cases::{
-    block_transport, complete_report, crc_line, disk_line, powered_off, readonly_refuses_write,
-    start_info_line, tslog_dump_accounts_for_boot, write_pattern,
+    block_transport, complete_report, crc_line, disk_line, every_cpu_online, powered_off,
+    readonly_refuses_write, start_info_line, tslog_dump_accounts_for_boot, write_pattern,
 };
 use super::checks::Check;
 use super::fixtures::Fixtures;
@@ -66,7 +66,18 @@ pub(crate) fn vmm_cases(fixtures: &Fixtures, kind: VmmKind) -> Vec<BootCase> {
     if let Some(transport) = first_block_transport(kind) {
         verify = verify.check(transport);
     }
+    // Firecracker's MP table and MADT, Cloud Hypervisor's MADT: every vCPU
+    // found and online.
+    let cpus = match kind {
+        VmmKind::Firecracker => 2,
+        VmmKind::Qemu | VmmKind::CloudHypervisor => 4,
+    };
+    let smp = BootCase::new(if cpus == 2 { "smp-2" } else { "smp-4" }, READY_CMDLINE)
+        .vcpus(cpus)
+        .check(every_cpu_online(cpus))
+        .checks(complete_report(&ready));
     vec![
+        smp,
         BootCase::new("default-report", READY_CMDLINE)
             .check(start_info_line(&ready))
             .checks(complete_report(&ready))
