@@ -625,6 +625,20 @@ pub(crate) fn boot_cases(fixtures: &Fixtures) -> Vec<BootCase> {
             .check(cpus_online(1, 4))
             .checks(complete_report(&smp_off)),
     );
+    // Four CPUs tracing: each AP's spans on its own thread, and the boot
+    // CPU's still account for entry -> ready.
+    let tslog_cmdline = format!("{READY_CMDLINE} mote.tslog=1");
+    cases.push(
+        BootCase::new("tslog-dump-smp-4", tslog_cmdline.clone())
+            .vcpus(4)
+            .check(every_cpu_online(4))
+            .checks(complete_report(&tslog_cmdline))
+            .check(Check::Custom {
+                description: "the tslog dump accounts for entry -> ready",
+                check: tslog_dump_accounts_for_boot,
+            })
+            .check(Check::line_matches(r"^0x1003 \d+ EXIT ap_online")),
+    );
     // A page fault on an application processor: reported with its CPU,
     // and a failure power-off, not a hang.
     cases.push(
