@@ -1,12 +1,15 @@
 //! Physical memory: the frame allocator (host-tested logic), and on the
-//! target the identity map over all RAM, the reader of physical memory
-//! through it, and the heap.
+//! target the identity map over all RAM, uncached mappings of device
+//! memory above it, the reader of physical memory through it, and the
+//! heap.
 
 pub(crate) mod frames;
 #[cfg(target_os = "none")]
 pub(crate) mod heap;
 #[cfg(target_os = "none")]
 mod identity_map;
+#[cfg(target_os = "none")]
+pub(crate) mod mmio;
 #[cfg(target_os = "none")]
 pub(crate) mod physical;
 

@@ -9,6 +9,7 @@ use virtio_drivers::transport::{DeviceType, SomeTransport, Transport};
 
 use super::hal::KernelHal;
 use super::transport::{InOrder, Probed};
+use crate::memory::mmio;
 use crate::memory::physical::IdentityMapped;
 use crate::pci::config::{Bdf, COMMAND_BUS_MASTER, COMMAND_MEMORY, COMMAND_STATUS, ConfigSpace};
 use crate::pci::device::Inspected;
@@ -44,8 +45,9 @@ impl ConfigurationAccess for Access {
 }
 
 /// Opens the virtio function `inspected` describes, or says in one log
-/// line why not. Its memory BARs must be assigned and identity mapped;
-/// memory decoding and bus mastering are turned on here.
+/// line why not. Its memory BARs must be assigned; those above the
+/// identity map are mapped uncached (`memory::mmio`). Memory decoding and
+/// bus mastering are turned on here.
 pub(crate) fn probe(
     bridge: HostBridge,
     inspected: &Inspected,
@@ -54,12 +56,17 @@ pub(crate) fn probe(
     let at = inspected.function.bdf;
     let memory_bars = inspected.bars.bars.iter().filter(|bar| bar.is_memory());
     for bar in memory_bars {
-        if !bar.is_assigned() || !mapped.contains(bar.address, bar.size) {
+        if !bar.is_assigned() {
+            log::warn!("virtio-pci {at}: BAR{} is unassigned; skipped", bar.index);
+            return None;
+        }
+        if mapped.contains(bar.address, bar.size) {
+            continue;
+        }
+        if let Err(error) = mmio::map_uncached(bar.address, bar.size) {
             log::warn!(
-                "virtio-pci {at}: BAR{} at {:#x} ({:#x} bytes) is unassigned or not mapped; skipped",
-                bar.index,
-                bar.address,
-                bar.size
+                "virtio-pci {at}: BAR{} not mapped: {error}; skipped",
+                bar.index
             );
             return None;
         }

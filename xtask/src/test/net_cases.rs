@@ -82,8 +82,7 @@ pub(crate) struct NetCase {
     traffic: fn(&mut ServedBoot, &mut Findings),
 }
 
-/// Every VMM with a virtio-mmio NIC mote can drive (Cloud Hypervisor's is
-/// virtio-pci: issue 11).
+/// Every VMM (Cloud Hypervisor's NIC is virtio-pci).
 const EVERY_VMM: &[VmmKind] = &[
     VmmKind::Qemu,
     VmmKind::Firecracker,

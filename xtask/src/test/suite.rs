@@ -207,13 +207,6 @@ fn run_vm_tests(options: &TestArgs) -> (Vec<CaseResult>, u64) {
                     skipped += 1;
                 }
             }
-            let (boot, no_transport): (Vec<BootCase>, Vec<BootCase>) = boot
-                .into_iter()
-                .partition(|case| kind != VmmKind::CloudHypervisor || case.disks.is_empty());
-            for case in &no_transport {
-                println!("skip {} ({VIRTIO_PCI_ONLY})", target.case_name(case.name));
-                skipped += 1;
-            }
             if !boot.is_empty() {
                 println!(
                     "xtask: {} boot tests on {} under {accel}",
@@ -229,11 +222,7 @@ fn run_vm_tests(options: &TestArgs) -> (Vec<CaseResult>, u64) {
             }
             let mut runnable = Vec::new();
             for case in net {
-                let reason = if kind == VmmKind::CloudHypervisor {
-                    Some(VIRTIO_PCI_ONLY.to_owned())
-                } else {
-                    net_cases::unavailable(&case, &target)
-                };
+                let reason = net_cases::unavailable(&case, &target);
                 match reason {
                     Some(reason) => {
                         println!("skip {} ({reason})", target.case_name(case.name));
@@ -260,10 +249,6 @@ fn run_vm_tests(options: &TestArgs) -> (Vec<CaseResult>, u64) {
     }
     (results, skipped)
 }
-
-/// Why device cases do not run on Cloud Hypervisor.
-const VIRTIO_PCI_ONLY: &str =
-    "cloud-hypervisor has virtio-pci devices only; mote has no virtio-pci transport yet (issue 11)";
 
 /// The boot and network cases that apply to `kind`.
 fn cases_for(kind: VmmKind, fixtures: &Fixtures) -> (Vec<BootCase>, Vec<NetCase>) {

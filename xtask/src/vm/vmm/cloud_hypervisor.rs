@@ -1,8 +1,8 @@
 //! Cloud Hypervisor: a [`VmSpec`] as its command-line flags (upstream
 //! `cloud-hypervisor/src/main.rs`, `--help`). Its serial console is the
 //! terminal (`--serial tty`); its log, on stderr, is checked for errors.
-//! It has virtio-pci only: disks and NICs are passed as asked, but mote
-//! finds them only once it has a virtio-pci transport (issue 11).
+//! It has virtio-pci only: disks and NICs are passed as asked, and mote
+//! drives them through its virtio-pci transport (docs/virtio-pci.md).
 
 use super::{Invocation, VmSpec, Vmm, shell_line};
 

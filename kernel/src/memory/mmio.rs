@@ -1,0 +1,95 @@
+//! Device memory above what the boot map and the identity map reach: BARs
+//! that a VMM puts high (Cloud Hypervisor 54 puts its 64-bit BARs just
+//! below 64 TiB), mapped 1:1 with 2 MiB pages that are uncached (PCD and
+//! PWT; Intel SDM vol. 3A §11.12.3: PAT entry 3, UC, with the default PAT).
+//! Only PML4 entries from the second on are touched: the first is the
+//! boot PDPT, which `identity_map` owns above 4 GiB.
+
+use spin::Mutex;
+use x86_64::PhysAddr;
+use x86_64::registers::control::Cr3;
+use x86_64::structures::paging::{PageTable, PageTableFlags};
+
+use super::FRAMES;
+use super::frames::{FRAME_BYTES, FrameError};
+
+const PAGE: u64 = 2 << 20;
+/// What one PML4 entry covers; below it is the boot PDPT's.
+const PML4_SPAN: u64 = 512 << 30;
+/// The end of the lower canonical half (48-bit virtual addresses).
+const LOWER_HALF_END: u64 = 1 << 47;
+const TABLE: PageTableFlags = PageTableFlags::PRESENT.union(PageTableFlags::WRITABLE);
+const UNCACHED_PAGE: PageTableFlags = TABLE
+    .union(PageTableFlags::HUGE_PAGE)
+    .union(PageTableFlags::NO_CACHE)
+    .union(PageTableFlags::WRITE_THROUGH);
+
+/// Serialises the walks: this module is the only writer of PML4 entries
+/// from the second on and of the tables below them.
+static TABLES: Mutex<()> = Mutex::new(());
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum MmioError {
+    #[error("{start:#x}+{size:#x} is below 512 GiB or outside the lower canonical half")]
+    OutOfRange { start: u64, size: u64 },
+    #[error("no page table frame: {0}")]
+    Frames(#[from] FrameError),
+}
+
+/// Maps `[start, start + size)` 1:1, uncached, in 2 MiB pages. Pages
+/// already mapped by an earlier call are left as they are.
+pub(crate) fn map_uncached(start: u64, size: u64) -> Result<(), MmioError> {
+    let end = start
+        .checked_add(size)
+        .filter(|&end| start >= PML4_SPAN && end <= LOWER_HALF_END && size > 0)
+        .ok_or(MmioError::OutOfRange { start, size })?;
+    let _tables = TABLES.lock();
+    let (pml4_frame, _) = Cr3::read();
+    let pml4 = table_at(pml4_frame.start_address().as_u64());
+    let mut page = start & !(PAGE - 1);
+    while page < end {
+        // SAFETY: CR3 holds the identity-mapped PML4 the boot stub built;
+        // entries from the second on are this module's (module comment),
+        // and the lock above makes this the only walk.
+        let pml4 = unsafe { &mut *pml4 };
+        let pdpt = next_table(&mut pml4[index(page, 39)])?;
+        let directory = next_table(&mut pdpt[index(page, 30)])?;
+        let entry = &mut directory[index(page, 21)];
+        if entry.is_unused() {
+            entry.set_addr(PhysAddr::new(page), UNCACHED_PAGE);
+        }
+        page += PAGE;
+    }
+    x86_64::instructions::tlb::flush_all();
+    Ok(())
+}
+
+/// The 9-bit table index of `address` at `shift` (39 PML4, 30 PDPT, 21 PD).
+fn index(address: u64, shift: u32) -> usize {
+    usize::from(u16::try_from((address >> shift) & 511).unwrap_or(0))
+}
+
+/// The identity-mapped table at physical `address`.
+fn table_at(address: u64) -> *mut PageTable {
+    usize::try_from(address).unwrap_or(0) as *mut PageTable
+}
+
+/// The table `entry` points to, made (zeroed, from the frame allocator)
+/// when it points nowhere yet.
+fn next_table(
+    entry: &mut x86_64::structures::paging::page_table::PageTableEntry,
+) -> Result<&'static mut PageTable, MmioError> {
+    if entry.is_unused() {
+        let frame = FRAMES.lock().allocate(1, 1)?;
+        // SAFETY: the frame was just allocated, so it is this caller's; it
+        // is RAM, identity mapped (frames come from mapped RAM) and page
+        // aligned.
+        unsafe { core::ptr::write_bytes(table_at(frame).cast::<u8>(), 0, FRAME_BYTES) };
+        entry.set_addr(PhysAddr::new(frame), TABLE);
+    }
+    let table = table_at(entry.addr().as_u64());
+    // SAFETY: the entry is one of this module's (module comment), so its
+    // table is a frame this module allocated, identity mapped; the lock in
+    // `map_uncached` makes this the only reference.
+    Ok(unsafe { &mut *table })
+}
