@@ -99,6 +99,8 @@ pub(crate) fn parse_dump(text: &str) -> Result<Dump<'_>> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Span {
     pub(crate) name: String,
+    /// The record's thread field (`0x1000 + n` for mote's CPU n).
+    pub(crate) thread: u64,
     pub(crate) start: u64,
     pub(crate) end: u64,
     pub(crate) depth: usize,
@@ -111,6 +113,16 @@ pub(crate) struct Span {
     pub(crate) exits: Option<Exits>,
     /// Its ENTER's counts, kept until the EXIT.
     entered_with: Option<Exits>,
+}
+
+impl Span {
+    /// The application processor that recorded it (mote's CPU 1, 2, …),
+    /// or `None` for the stub, the boot CPU and any other thread.
+    pub(crate) fn application_processor(&self) -> Option<u64> {
+        self.thread
+            .checked_sub(mote_boot::protocol::tslog::KERNEL_THREAD)
+            .filter(|&cpu| (1..=u64::from(u8::MAX)).contains(&cpu))
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -156,6 +168,7 @@ impl Trace {
                     let index = trace.spans.len();
                     trace.spans.push(Span {
                         name: record.function.to_owned(),
+                        thread: record.thread,
                         start: record.tsc,
                         end: record.tsc,
                         depth: stack.len(),

@@ -1,6 +1,8 @@
 //! A trace as folded stacks in time order (flamegraph.pl's input) and the
 //! flamechart SVG inferno draws from them.
 
+use std::collections::BTreeMap;
+
 use anyhow::Result;
 
 use crate::guest_output::tslog::Trace;
@@ -10,20 +12,37 @@ const ROOT: &str = "boot";
 
 /// Folded stacks in time order (`boot;a;b <cycles>`), one line per stretch
 /// of self time: flamegraph.pl's input, and a flamechart when not merged.
+/// The boot CPU (and the stub) is the `boot` lane; each application
+/// processor follows as a lane of its own, `cpu<n>`, over the same window
+/// (its time outside its spans is the lane's self time).
 pub(crate) fn folded_stacks(trace: &Trace) -> Vec<String> {
-    let mut lines = Vec::new();
-    let mut cursor = trace.start;
+    let mut lanes: BTreeMap<Option<u64>, Vec<usize>> = BTreeMap::new();
     for &root in &trace.roots {
+        let lane = trace.spans[root].application_processor();
+        lanes.entry(lane).or_default().push(root);
+    }
+    lanes.entry(None).or_default();
+    let mut lines = Vec::new();
+    for (lane, roots) in lanes {
+        let name = lane.map_or_else(|| ROOT.to_owned(), |cpu| format!("cpu{cpu}"));
+        fold_lane(trace, &name, &roots, &mut lines);
+    }
+    lines
+}
+
+/// One lane: its roots' stacks under `name`, and the time between them.
+fn fold_lane(trace: &Trace, name: &str, roots: &[usize], lines: &mut Vec<String>) {
+    let mut cursor = trace.start;
+    for &root in roots {
         let (start, end) = trace.clipped(&trace.spans[root]);
         if start >= end {
             continue;
         }
-        push_folded(&mut lines, ROOT, start.saturating_sub(cursor));
-        fold_span(trace, root, ROOT, &mut lines);
+        push_folded(lines, name, start.saturating_sub(cursor));
+        fold_span(trace, root, name, lines);
         cursor = cursor.max(end);
     }
-    push_folded(&mut lines, ROOT, trace.end.saturating_sub(cursor));
-    lines
+    push_folded(lines, name, trace.end.saturating_sub(cursor));
 }
 
 fn fold_span(trace: &Trace, index: usize, parent_path: &str, lines: &mut Vec<String>) {
@@ -97,6 +116,25 @@ mod tests {
                 "boot 5",
                 "boot;c 5",
                 "boot 10"
+            ]
+        );
+    }
+
+    #[test]
+    fn each_application_processor_is_a_lane_of_its_own() {
+        let text = framed_dump(
+            "0x1000 0 ENTER smp_init\n0x1001 10 ENTER ap_startup\n0x1001 20 EXIT ap_startup\n\
+             0x1000 30 EXIT smp_init\n0x1000 40 EVENT ready\n",
+        );
+        let trace = Trace::build(&parse_dump(&text).unwrap().records);
+        assert_eq!(
+            folded_stacks(&trace),
+            [
+                "boot;smp_init 30",
+                "boot 10",
+                "cpu1 10",
+                "cpu1;ap_startup 10",
+                "cpu1 20"
             ]
         );
     }

@@ -107,7 +107,10 @@ pub(crate) fn phase_table(trace: &Trace, tsc_hz: u64, columns: Columns<'_>) -> S
         let name = format!(
             "{}{}{}",
             "  ".repeat(span.depth),
-            span.name,
+            span.application_processor().map_or_else(
+                || span.name.clone(),
+                |cpu| format!("cpu{cpu}: {}", span.name)
+            ),
             if span.unclosed { " (unclosed)" } else { "" }
         );
         // A span that runs past ready has counts for its whole length.
