@@ -27,10 +27,16 @@ static ACPI_SLEEP: Once<SleepControl> = Once::new();
 /// The VMM the ACPI tables named; unset without ACPI.
 static VMM: Once<Option<Vmm>> = Once::new();
 
-/// How long to let the VMM act on one exit write before trying the next:
-/// 2^30 TSC cycles, 0.3-0.5 s at the frequencies VMMs report. The TSC
-/// frequency may not be known on this path (a crash before it is).
+/// How long to let the VMM act on one exit write before trying the next,
+/// when the TSC frequency is not known (a crash before it is): 2^30 TSC
+/// cycles, 0.3-0.5 s at the frequencies VMMs report.
 const EXIT_GRACE_CYCLES: u64 = 1 << 30;
+/// The same when the frequency is known: 100 ms, at most
+/// [`EXIT_GRACE_CYCLES`]. Under `-icount` the TSC counts instructions
+/// (`tsc_early_khz=1000000`), and 2^30 of them took QEMU 20 s and more to
+/// emulate: a boot without the debug-exit device outlived its test's
+/// timeout before reaching the ACPI sleep register.
+const EXIT_GRACE_MICROS: u64 = 100_000;
 
 /// Records the ACPI S5 register found at boot (the first one counts).
 pub(crate) fn set_acpi_sleep(sleep: SleepControl) {
@@ -92,12 +98,16 @@ fn write_sleep_register(sleep: &SleepControl) {
     }
 }
 
-/// Spins (interrupts off, `pause`) for [`EXIT_GRACE_CYCLES`]: a VMM that
+/// Spins (interrupts off, `pause`) for the grace period: a VMM that
 /// honoured the last write stops the vCPU meanwhile.
 fn wait_for_the_vmm() {
     x86_64::instructions::interrupts::disable();
+    let grace = crate::clock::known_tsc().map_or(EXIT_GRACE_CYCLES, |tsc| {
+        tsc.cycles_for_micros(EXIT_GRACE_MICROS)
+            .min(EXIT_GRACE_CYCLES)
+    });
     let start = cpu::rdtsc();
-    while cpu::rdtsc().wrapping_sub(start) < EXIT_GRACE_CYCLES {
+    while cpu::rdtsc().wrapping_sub(start) < grace {
         core::hint::spin_loop();
     }
 }

@@ -16,7 +16,7 @@ mod pit;
 pub(crate) use frequency::TscFrequency;
 
 #[cfg(target_os = "none")]
-pub(crate) use machine::{Clock, init};
+pub(crate) use machine::{Clock, init, known_tsc};
 
 #[cfg(target_os = "none")]
 mod machine {
@@ -57,6 +57,12 @@ mod machine {
                 kvmclock,
             }
         })
+    }
+
+    /// The TSC frequency, if [`init`] has run and found one (the power-off
+    /// path, which may run before it).
+    pub(crate) fn known_tsc() -> Option<TscFrequency> {
+        CLOCK.get().and_then(Clock::tsc)
     }
 
     impl Clock {

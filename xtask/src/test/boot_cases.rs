@@ -6,9 +6,8 @@ use std::time::Duration;
 
 use mote_boot::protocol::exit::Status;
 use mote_boot::protocol::report::{
-    Cmdline, ConfigAccess, Crc32, Discovery, Disk as DiskLine, DiskName, Elapsed, Fact, Line,
-    OnCpu, PREFIX, Panic, PowerOff, Ramdisk, Ready, StartInfo, TscSource, VirtioMmio, VirtioPci,
-    WriteRefused, Wrote,
+    ConfigAccess, Crc32, Discovery, Disk as DiskLine, DiskName, Elapsed, Fact, Line, OnCpu, PREFIX,
+    Panic, PowerOff, Ramdisk, Ready, TscSource, VirtioMmio, VirtioPci, WriteRefused, Wrote,
 };
 
 use super::boot_case::{BootCase, ExpectedExit};
@@ -25,9 +24,6 @@ use crate::vm::vmm::qemu::{Disk, Machine};
 
 const GIB: u64 = 1024 * MIB;
 
-/// The `start_info` version microvm's firmware hands over (qboot
-/// `fw_cfg.c`, `boot_pvh_from_fw_cfg`; docs/pvh.md).
-const START_INFO_VERSION: u32 = 1;
 /// A TSC frequency no VMM here reports, so only the command line gives it.
 const TSC_CMDLINE: &str = "console=ttyS0 mote.exit=ready tsc_early_khz=2500000";
 /// 20 GHz: above the 10 GHz mote believes.
@@ -38,7 +34,19 @@ const PAGE_FAULT_VECTOR: u8 = 14;
 
 /// The complete report of a boot that got to `mote.exit=ready`.
 pub(super) fn complete_report(cmdline: &str) -> Vec<Check> {
-    let mut checks = vec![Check::cmdline_equals(cmdline)];
+    report_checks(Check::cmdline_equals(cmdline))
+}
+
+/// [`complete_report`] for a command line the VMM appended `appended` to.
+fn complete_report_appended(ours: &str, appended: &str) -> Vec<Check> {
+    report_checks(Check::CmdlineEqualsAppended {
+        ours: ours.to_owned(),
+        appended: appended.to_owned(),
+    })
+}
+
+fn report_checks(cmdline: Check) -> Vec<Check> {
+    let mut checks = vec![cmdline];
     checks.extend(FAILURE_KEYWORDS.map(no_report_line_of));
     checks.extend([
         memory_reported(),
@@ -72,10 +80,7 @@ pub(super) fn powered_off(status: Status) -> Check {
 
 /// The exact `start_info` line for `cmdline`, quoted as the kernel quotes it.
 pub(super) fn start_info_line(cmdline: &str) -> Check {
-    Check::line_equals(Line(StartInfo {
-        version: START_INFO_VERSION,
-        cmdline: Cmdline::Bytes(cmdline.as_bytes()),
-    }))
+    Check::StartInfoCmdline(cmdline.to_owned())
 }
 
 /// A kernel fault: reported, then a failure power-off, without waiting for the timeout.
@@ -436,9 +441,10 @@ pub(crate) fn boot_cases(fixtures: &Fixtures) -> Vec<BootCase> {
             .check(Check::cmdline_contains(
                 "virtio_mmio.device=512@0xfeb00e00:12",
             ))
-            .checks(complete_report(&format!(
-                "{READY_CMDLINE} virtio_mmio.device=512@0xfeb00e00:12"
-            ))),
+            .checks(complete_report_appended(
+                READY_CMDLINE,
+                "virtio_mmio.device=512@0xfeb00e00:12",
+            )),
         // The command a user types: ACPI on, no isa-debug-exit, no mote.exit.
         BootCase::new("acpi-on-plain", "console=ttyS0 hello")
             .machine(Machine::MicrovmDefaults)

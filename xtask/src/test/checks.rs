@@ -4,7 +4,7 @@ use crate::vm::accel::Accel;
 use std::fmt;
 use std::sync::Arc;
 
-use mote_boot::protocol::report::Fact;
+use mote_boot::protocol::report::{Cmdline, Fact, Line, StartInfo};
 use regex::Regex;
 
 use crate::guest_output::report::BootReport;
@@ -17,6 +17,19 @@ pub(crate) type FactFilter = Arc<dyn Fn(&Fact<'_>) -> bool + Send + Sync>;
 
 /// One assertion about a boot. Regexes apply to single lines; report lines
 /// are read with the boot crate's protocol, never with a regex.
+/// The `start_info` version microvm's firmware hands over (qboot
+/// `fw_cfg.c`, `boot_pvh_from_fw_cfg`; docs/pvh.md).
+pub(crate) const START_INFO_VERSION: u32 = 1;
+
+/// The `mote: start_info` line of a boot whose command line is `cmdline`.
+fn start_info_text(cmdline: &str) -> String {
+    Line(StartInfo {
+        version: START_INFO_VERSION,
+        cmdline: Cmdline::Bytes(cmdline.as_bytes()),
+    })
+    .to_string()
+}
+
 #[derive(Clone)]
 pub(crate) enum Check {
     /// Some output line is exactly this text.
@@ -29,6 +42,12 @@ pub(crate) enum Check {
     NotContains(String),
     /// The reported command line is exactly this.
     CmdlineEquals(String),
+    /// The reported command line is the case's words (`ours`), then what
+    /// the VMM appended after them (`appended`, e.g. QEMU's
+    /// `virtio_mmio.device=`): an accelerator's words go between the two.
+    CmdlineEqualsAppended { ours: String, appended: String },
+    /// The `start_info` report line carries exactly this command line.
+    StartInfoCmdline(String),
     /// The reported command line contains this.
     CmdlineContains(String),
     /// The reported usable memory lies in `min..=max` bytes.
@@ -98,6 +117,13 @@ impl Check {
     pub(crate) fn under(&self, accel: Accel) -> Check {
         match self {
             Check::CmdlineEquals(cmdline) => Check::CmdlineEquals(accel.kernel_cmdline(cmdline)),
+            Check::CmdlineEqualsAppended { ours, appended } => Check::CmdlineEqualsAppended {
+                ours: accel.kernel_cmdline(ours),
+                appended: appended.clone(),
+            },
+            Check::StartInfoCmdline(cmdline) => {
+                Check::StartInfoCmdline(accel.kernel_cmdline(cmdline))
+            }
             other => other.clone(),
         }
     }
@@ -119,6 +145,18 @@ impl Check {
                     Some(line) => Err(format!("{self}, but found {line:?}")),
                     None => Ok(()),
                 };
+            }
+            Check::CmdlineEqualsAppended { ours, appended } => {
+                let expected = format!("{ours} {appended}");
+                return match report.cmdline_text() {
+                    Some(actual) if actual == expected => Ok(()),
+                    Some(actual) => Err(format!("{self}, but it is {actual:?}")),
+                    None => Err(format!("{self}, but there is no start_info line")),
+                };
+            }
+            Check::StartInfoCmdline(cmdline) => {
+                let expected = start_info_text(cmdline);
+                any_line(&|line| line == expected)
             }
             Check::CmdlineEquals(expected) => {
                 return match report.cmdline_text() {
@@ -182,6 +220,12 @@ impl fmt::Display for Check {
             Check::NoLineMatches(pattern) => write!(formatter, "no line matching /{pattern}/"),
             Check::NotContains(text) => write!(formatter, "no line containing {text:?}"),
             Check::CmdlineEquals(cmdline) => write!(formatter, "cmdline {cmdline:?}"),
+            Check::CmdlineEqualsAppended { ours, appended } => {
+                write!(formatter, "cmdline {:?}", format!("{ours} {appended}"))
+            }
+            Check::StartInfoCmdline(cmdline) => {
+                write!(formatter, "a line {:?}", start_info_text(cmdline))
+            }
             Check::CmdlineContains(text) => write!(formatter, "cmdline containing {text:?}"),
             Check::UsableMemoryBetween { min, max } => {
                 write!(formatter, "usable memory in {min}..={max} bytes")
