@@ -323,15 +323,22 @@ const PCI_HOST_BRIDGE_IDS: [[u8; 5]; 2] = [
     [0x0c, 0x41, 0xd0, 0x0a, 0x03],
     [0x0c, 0x41, 0xd0, 0x0a, 0x08],
 ];
+/// The same IDs as AML strings (`String` prefix 0x0D, ACPI 6.5 §20.2.3),
+/// as QEMU's GPEX host bridge names its `_HID` (hw/pci-host/gpex-acpi.c,
+/// used by `microvm,pcie=on`).
+const PCI_HOST_BRIDGE_STRINGS: [&[u8; 9]; 2] = [b"\x0dPNP0A03\0", b"\x0dPNP0A08\0"];
 
 impl Acpi {
     /// Whether the DSDT names a PCI host bridge anywhere (a byte search:
-    /// the `_HID` of `PNP0A03` or `PNP0A08`). Without one, mote does not
+    /// the `_HID` `PNP0A03` or `PNP0A08`, as an EISA ID or a string). Without one, mote does not
     /// probe the configuration ports.
     pub(crate) fn has_pci_host_bridge(&self) -> bool {
         self.dsdt_aml().is_ok_and(|aml| {
             aml.windows(5)
                 .any(|window| PCI_HOST_BRIDGE_IDS.iter().any(|id| window == id))
+                || aml
+                    .windows(9)
+                    .any(|window| PCI_HOST_BRIDGE_STRINGS.iter().any(|id| window == *id))
         })
     }
 }
@@ -864,6 +871,28 @@ mod fixtures {
             }],
             unusable: Vec::new(),
         }
+    }
+
+    #[test]
+    fn a_host_bridge_named_by_eisa_id_or_string() {
+        let with_dsdt = |aml: &[u8]| {
+            let mut acpi = mcfg(&[]);
+            let mut bytes = vec![0u8; HEADER_SIZE];
+            bytes[..4].copy_from_slice(b"DSDT");
+            bytes.extend_from_slice(aml);
+            acpi.tables.push(Table {
+                signature: *b"DSDT",
+                paddr: 0x2000,
+                bytes,
+            });
+            acpi
+        };
+        // Name (_HID, EisaId ("PNP0A08")), as Cloud Hypervisor writes it.
+        assert!(with_dsdt(b"\x08_HID\x0c\x41\xd0\x0a\x08").has_pci_host_bridge());
+        // Name (_HID, "PNP0A08"), as QEMU's GPEX (microvm, pcie=on) does.
+        assert!(with_dsdt(b"\x08_HID\x0dPNP0A08\0").has_pci_host_bridge());
+        assert!(!with_dsdt(b"\x08_HID\x0dLNRO0005\0").has_pci_host_bridge());
+        assert!(!mcfg(&[]).has_pci_host_bridge());
     }
 
     #[test]
