@@ -181,7 +181,9 @@ pub(super) fn tslog_dump_accounts_for_boot(
         }
     }
     // Every kernel record carries exit counts, and each RDTSC that stamped
-    // one was counted: at least one per kernel record up to ready.
+    // one was counted: at least one per distinct stamp of the boot CPU up
+    // to ready (a span handed over with `then` stamps its EXIT and the
+    // next ENTER with one reading; the APs count on their own CPUs).
     let kernel_records = || {
         dump.records
             .iter()
@@ -190,15 +192,27 @@ pub(super) fn tslog_dump_accounts_for_boot(
     if let Some(record) = kernel_records().find(|record| record.exits.is_none()) {
         return Err(format!("kernel record without exit counts: {record}"));
     }
-    let stamped = kernel_records()
+    let mut stamps: Vec<u64> = kernel_records()
         .take_while(|record| record.function != "ready")
-        .count();
+        .filter(|record| record.thread == mote_boot::protocol::tslog::kernel_thread(0))
+        .map(|record| record.tsc)
+        .collect();
+    stamps.dedup();
+    // `rust_entry` opens at the stub's last reading, which is not the kernel's.
+    let stub_stamps: Vec<u64> = dump
+        .records
+        .iter()
+        .filter(|record| record.thread == mote_boot::protocol::tslog::STUB_THREAD)
+        .map(|record| record.tsc)
+        .collect();
+    stamps.retain(|tsc| !stub_stamps.contains(tsc));
+    let stamped = stamps.len();
     let rdtsc = trace
         .exits
         .map(|exits| exits.get(mote_boot::protocol::tslog::ExitKind::Rdtsc));
     if rdtsc.is_none_or(|count| (count as usize) < stamped) {
         return Err(format!(
-            "{stamped} kernel records before ready, but the counts say {rdtsc:?} RDTSCs"
+            "{stamped} distinct boot-CPU stamps before ready, but the counts say {rdtsc:?} RDTSCs"
         ));
     }
     let coverage = trace.covered() as f64 / trace.total().max(1) as f64;
