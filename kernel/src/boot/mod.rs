@@ -8,6 +8,8 @@ mod crash;
 #[cfg(target_os = "none")]
 mod devices;
 #[cfg(target_os = "none")]
+mod exit_cost;
+#[cfg(target_os = "none")]
 mod platform;
 #[cfg(target_os = "none")]
 pub(crate) mod poweroff;

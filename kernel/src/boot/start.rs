@@ -135,6 +135,9 @@ pub fn start(start_info_paddr: u32, entry_tsc: u64) -> ! {
         &mut out,
     )
     .unwrap_or(false);
+    if options.exit_cost {
+        let _ = super::exit_cost::run(&devices.transports, clock.tsc(), &mut out);
+    }
     if options.tslog {
         let _ = trace::write_dump(&mut out, clock.tsc());
     }

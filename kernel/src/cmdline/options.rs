@@ -125,6 +125,8 @@ pub(crate) struct Options<'a> {
     /// Linux's `maxcpus=<n>`: at most n CPUs online, the boot CPU one of
     /// them (0 means the boot CPU only, as in Linux).
     pub(crate) max_cpus: Option<u32>,
+    /// `mote.bench=exits`: time a loop of CPUID, port and MMIO exits.
+    pub(crate) exit_cost: bool,
     pub(crate) boot_timer: BootTimer,
     /// Linux's `tsc_early_khz=`, when given.
     pub(crate) tsc_early_khz: Option<TscEarlyKhz<'a>>,
@@ -147,6 +149,7 @@ impl Default for Options<'_> {
             acpi_dump: false,
             smp: true,
             max_cpus: None,
+            exit_cost: false,
             boot_timer: BootTimer::WhenFirecracker,
             tsc_early_khz: None,
             unrecognised: ArrayVec::new(),
@@ -213,6 +216,7 @@ impl<'a> Options<'a> {
                         options.max_cpus = Some(count);
                     }
                 }
+                ("mote.bench", Some("exits")) => options.exit_cost = true,
                 ("mote.boottimer", Some("off")) => options.boot_timer = BootTimer::Off,
                 ("mote.boottimer", Some(address)) if lex::number(address).is_some() => {
                     options.boot_timer = lex::number(address).map_or(BootTimer::Off, BootTimer::At);
@@ -319,6 +323,8 @@ mod tests {
             "mote.smp=maybe"
         );
         assert!(Options::parse("mote.acpi=dump").acpi_dump);
+        assert!(Options::parse("mote.bench=exits").exit_cost);
+        assert!(!Options::parse("mote.bench=other").exit_cost);
         assert_eq!(Options::parse("").boot_timer, BootTimer::WhenFirecracker);
         assert_eq!(
             Options::parse("mote.boottimer=0xd0000000").boot_timer,

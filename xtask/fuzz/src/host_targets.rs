@@ -93,6 +93,7 @@ fn format_fact(fact: &Fact<'_>) -> String {
         Fact::WriteRefused(f) => Line(f).to_string(),
         Fact::BenchRead(f) => Line(f).to_string(),
         Fact::BenchFailed(f) => Line(f).to_string(),
+        Fact::ExitCost(f) => Line(f).to_string(),
         Fact::Net(f) => Line(f).to_string(),
         Fact::Listening(f) => Line(f).to_string(),
         Fact::TslogBegin(f) => Line(f).to_string(),

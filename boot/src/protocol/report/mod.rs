@@ -33,6 +33,7 @@ macro_rules! line_shape {
 mod boot;
 mod crash;
 mod devices;
+mod exit_cost;
 mod net;
 mod quoted;
 
@@ -51,6 +52,7 @@ pub use self::devices::{
     BenchFailed, BenchRead, ConfigAccess, Crc32, Discovery, Disk, DiskName, Ramdisk, VerifyFailed,
     VirtioMmio, VirtioPci, WriteRefused, Wrote,
 };
+pub use self::exit_cost::{ExitCost, ExitCostKind};
 pub use self::net::{Cidr, Listening, MacAddress, Net};
 pub use self::quoted::Cmdline;
 use super::fields::Fields;
@@ -110,6 +112,7 @@ pub const SHAPES: &[Shape] = &[
     WriteRefused::<&str>::SHAPE,
     BenchRead::SHAPE,
     BenchFailed::<&str>::SHAPE,
+    ExitCost::SHAPE,
     Net::SHAPE,
     Listening::SHAPE,
     TslogBegin::SHAPE,
@@ -153,6 +156,7 @@ pub enum Fact<'a> {
     WriteRefused(WriteRefused<&'a str>),
     BenchRead(BenchRead),
     BenchFailed(BenchFailed<&'a str>),
+    ExitCost(ExitCost),
     Net(Net),
     Listening(Listening),
     TslogBegin(TslogBegin),
@@ -209,6 +213,7 @@ impl<'a> Fact<'a> {
             "blk" | "ramdisk" if indexed => devices::parse_disk_fact(fact),
             "net" if indexed => Net::parse(fact).map(Self::Net),
             "listening" => Listening::parse(fact).map(Self::Listening),
+            "exitcost" => ExitCost::parse(fact).map(Self::ExitCost),
             "tslog" if fact == TslogEnd::TEXT => Ok(Self::TslogEnd(TslogEnd)),
             "tslog" => TslogBegin::parse(fact).map(Self::TslogBegin),
             "poweroff" => PowerOff::parse(fact).map(Self::PowerOff),

@@ -90,6 +90,11 @@ pub(crate) struct BenchArgs {
     /// each of --http-connections.
     #[arg(long, conflicts_with_all = ["compare", "configs", "kernel"])]
     http: bool,
+    /// Measure what one CPUID, port and MMIO exit costs under this host's
+    /// KVM (a guest loop, `mote.bench=exits`), to turn a phase's exit
+    /// counts into an estimate for this host.
+    #[arg(long, conflicts_with_all = ["compare", "render", "http"])]
+    exit_cost: bool,
     /// With --http: seconds of wrk per step.
     #[arg(long, value_name = "SECS", default_value_t = 5, requires = "http")]
     http_duration: u64,
@@ -136,6 +141,9 @@ pub(crate) fn bench(arguments: &BenchArgs) -> Result<bool> {
         let svg = write_chart(&run, path)?;
         println!("\nchart: {}", workspace::relative_to_root(&svg).display());
         return Ok(true);
+    }
+    if arguments.exit_cost {
+        return super::exit_cost::measure(Duration::from_secs(arguments.timeout));
     }
     if arguments.http {
         return measure_http(arguments);

@@ -4,6 +4,7 @@
 mod chart;
 mod command;
 mod configuration;
+mod exit_cost;
 mod host;
 mod http;
 mod http_chart;
