@@ -159,6 +159,9 @@ pub(crate) fn decode(index: u8, probe: Probe) -> Result<Option<Bar>, BarError> {
 pub(crate) struct Bars {
     pub(crate) bars: Vec<Bar>,
     pub(crate) errors: Vec<BarError>,
+    /// Per BAR dword sized: the value found and the mask read back, for
+    /// answering a driver's own sizing later (`super::shadow`).
+    pub(crate) raw: [Option<(u32, u32)>; DEVICE_BARS as usize],
 }
 
 impl Bars {
@@ -182,6 +185,7 @@ pub(crate) fn size_bars(config: &mut impl ConfigSpace, bdf: Bdf, count: u8) -> B
         let offset = BAR0 + 4 * u16::from(index);
         let original = config.read(bdf, offset);
         let readback = sized(config, bdf, offset, original);
+        found.raw[usize::from(index)] = Some((original, readback));
         let mut probe = Probe {
             original,
             readback,
@@ -196,6 +200,7 @@ pub(crate) fn size_bars(config: &mut impl ConfigSpace, bdf: Bdf, count: u8) -> B
             }
             probe.original_high = config.read(bdf, offset + 4);
             probe.readback_high = sized(config, bdf, offset + 4, probe.original_high);
+            found.raw[usize::from(index) + 1] = Some((probe.original_high, probe.readback_high));
         }
         match decode(index, probe) {
             Ok(Some(bar)) => found.bars.push(bar),

@@ -13,6 +13,7 @@ use super::bar::{BRIDGE_BARS, Bars, DEVICE_BARS, size_bars};
 use super::capability::{CAPABILITY_MSIX, Capability, CapabilityError, Msix, capabilities, msix};
 use super::config::{ConfigSpace, HEADER_TYPE_BRIDGE, HEADER_TYPE_DEVICE};
 use super::enumerate::Function;
+use super::shadow::{Known, Recording};
 
 /// The PCI vendor ID of virtio devices (virtio v1.2 §4.1.2).
 pub(crate) const VIRTIO_VENDOR: u16 = 0x1af4;
@@ -33,6 +34,8 @@ pub(crate) struct Inspected {
     pub(crate) msix: Option<Msix>,
     /// Why the capability walk stopped early, or MSI-X was refused.
     pub(crate) problems: Vec<CapabilityError>,
+    /// The dwords read on the way, for a driver to be answered from.
+    pub(crate) known: Known,
 }
 
 /// Sizes `function`'s BARs and walks its capabilities.
@@ -43,6 +46,16 @@ pub(crate) fn inspect(config: &mut impl ConfigSpace, function: Function) -> Insp
         _ => 0,
     };
     let bars = size_bars(config, function.bdf, count);
+    let dwords = alloc::vec![(
+        0,
+        u32::from(function.device) << 16 | u32::from(function.vendor),
+    )];
+    let known = Known {
+        dwords,
+        bars: bars.raw,
+    };
+    let recording = Recording::new(config, function.bdf, known);
+    let config = &recording;
     let (capabilities, stopped) = capabilities(config, function.bdf);
     let mut problems: Vec<CapabilityError> = stopped.into_iter().collect();
     let msix = capabilities
@@ -54,12 +67,14 @@ pub(crate) fn inspect(config: &mut impl ConfigSpace, function: Function) -> Insp
                 .inspect_err(|&error| problems.push(error))
                 .ok()
         });
+    let known = recording.into_known();
     Inspected {
         function,
         bars,
         capabilities,
         msix,
         problems,
+        known,
     }
 }
 

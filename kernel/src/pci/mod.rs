@@ -14,3 +14,8 @@ pub(crate) mod enumerate;
 pub(crate) mod fake;
 #[cfg(target_os = "none")]
 pub(crate) mod host;
+#[cfg_attr(
+    not(target_os = "none"),
+    allow(dead_code, reason = "used by the kernel's virtio-pci probe")
+)]
+pub(crate) mod shadow;

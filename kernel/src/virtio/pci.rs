@@ -14,9 +14,12 @@ use crate::memory::physical::IdentityMapped;
 use crate::pci::config::{Bdf, COMMAND_BUS_MASTER, COMMAND_MEMORY, COMMAND_STATUS, ConfigSpace};
 use crate::pci::device::Inspected;
 use crate::pci::host::HostBridge;
+use crate::pci::shadow::Shadowed;
 
-/// `virtio-drivers` reaches configuration space through this.
-struct Access(HostBridge);
+/// `virtio-drivers` reaches configuration space through this: the
+/// function's dwords inspection read, and its BAR sizings, are answered
+/// from the record (`pci::shadow`).
+struct Access(Shadowed<HostBridge>);
 
 fn bdf(device_function: DeviceFunction) -> Option<Bdf> {
     Bdf::new(
@@ -40,7 +43,7 @@ impl ConfigurationAccess for Access {
     }
 
     unsafe fn unsafe_clone(&self) -> Self {
-        Self(self.0)
+        Self(self.0.clone())
     }
 }
 
@@ -71,10 +74,10 @@ pub(crate) fn probe(
             return None;
         }
     }
-    let mut bridge = bridge;
-    let command = bridge.read_u16(at, COMMAND_STATUS);
-    bridge.write_command(at, command | COMMAND_MEMORY | COMMAND_BUS_MASTER);
-    let mut root = PciRoot::new(Access(bridge));
+    let mut shadowed = Shadowed::new(bridge, at, inspected.known.clone());
+    let command = shadowed.read_u16(at, COMMAND_STATUS);
+    shadowed.set_command(command | COMMAND_MEMORY | COMMAND_BUS_MASTER);
+    let mut root = PciRoot::new(Access(shadowed));
     let device_function = DeviceFunction {
         bus: at.bus,
         device: at.device,
