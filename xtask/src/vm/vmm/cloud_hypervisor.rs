@@ -8,6 +8,18 @@ use super::{Invocation, VmSpec, Vmm, shell_line};
 
 /// How its logger marks an error (`<thread> ERROR:file:line -- message`).
 pub(crate) const ERROR_LEVEL: &str = " ERROR:";
+/// How it marks a warning. Warnings fail a case too (a guest that sizes a
+/// 64-bit BAR in an order it takes for a move draws "Failed moving device
+/// BAR"), except [`HOST_WARNINGS`].
+pub(crate) const WARN_LEVEL: &str = " WARN:";
+/// Warnings about the host or the invocation, not the guest: the host
+/// kernel's scheduler, a tap the test made before the VMM opened it, and
+/// `sparse=on` (its default) on a raw file that cannot punch holes.
+pub(crate) const HOST_WARNINGS: [&str; 3] = [
+    "Kernel lacks CONFIG_SCHED_CORE support",
+    "IP configuration will not be overwritten",
+    "sparse=on requested but backend does not support sparse operations",
+];
 
 /// The flags for `spec`.
 pub(crate) fn arguments(spec: &VmSpec) -> Vec<String> {

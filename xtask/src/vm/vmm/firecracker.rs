@@ -22,6 +22,15 @@ pub(crate) const STATUS_TRANSITION_COMPLAINT: &str = "invalid virtio driver stat
 
 /// The `--show-level` mark of an error line (`[instance:thread:ERROR]`).
 pub(crate) const ERROR_LEVEL: &str = ":ERROR]";
+/// The mark of a warning, which fails a case too, except [`HOST_WARNINGS`].
+pub(crate) const WARN_LEVEL: &str = ":WARN]";
+/// Warnings of its vCPU threads racing the power-off the guest asked for
+/// (`src/vmm/src/vstate/vcpu.rs`: a resume or run with `immediate_exit`
+/// set), which say nothing of the guest.
+pub(crate) const HOST_WARNINGS: [&str; 2] = [
+    "message with immediate_exit enabled",
+    "vCPU run with immediate_exit enabled",
+];
 
 /// What Firecracker appends to the boot arguments of a guest without PCI
 /// (`src/vmm/src/builder.rs` and `device_manager/mmio.rs`): `pci=off`, then

@@ -410,8 +410,9 @@ impl Drop for Invocation {
 
 impl Invocation {
     /// The lines of the VMM's log (Firecracker's file, else stderr) that
-    /// say something went wrong: its `ERROR` level and Firecracker's virtio
-    /// status-transition complaint.
+    /// say something went wrong: its `ERROR` and `WARN` levels (but the
+    /// warnings about the host each VMM module lists) and Firecracker's
+    /// virtio status-transition complaint.
     pub(crate) fn log_problems(&self, vmm: VmmKind, finished: &Finished) -> Vec<String> {
         let lines: Vec<String> = match &self.log {
             Some(log) => std::fs::read_to_string(log)
@@ -436,13 +437,25 @@ impl Invocation {
 pub(crate) fn log_problem_lines(vmm: VmmKind, lines: &[String]) -> Vec<String> {
     lines
         .iter()
-        .filter(|line| match vmm {
-            VmmKind::Firecracker => {
-                line.contains(firecracker::STATUS_TRANSITION_COMPLAINT)
-                    || line.contains(firecracker::ERROR_LEVEL)
+        .filter(|line| {
+            let warned = |level: &str, host: &[&str]| {
+                line.contains(level) && !host.iter().any(|warning| line.contains(warning))
+            };
+            match vmm {
+                VmmKind::Firecracker => {
+                    line.contains(firecracker::STATUS_TRANSITION_COMPLAINT)
+                        || line.contains(firecracker::ERROR_LEVEL)
+                        || warned(firecracker::WARN_LEVEL, &firecracker::HOST_WARNINGS)
+                }
+                VmmKind::CloudHypervisor => {
+                    line.contains(cloud_hypervisor::ERROR_LEVEL)
+                        || warned(
+                            cloud_hypervisor::WARN_LEVEL,
+                            &cloud_hypervisor::HOST_WARNINGS,
+                        )
+                }
+                VmmKind::Qemu => false,
             }
-            VmmKind::CloudHypervisor => line.contains(cloud_hypervisor::ERROR_LEVEL),
-            VmmKind::Qemu => false,
         })
         .cloned()
         .collect()
@@ -578,10 +591,13 @@ mod tests {
         .map(str::to_owned)
         .to_vec();
         assert_eq!(log_problem_lines(VmmKind::Firecracker, &lines), lines[1..]);
+        let race = "2026-12-03T12:10:22 [anonymous-instance:fc_vcpu 0:WARN] Received a VcpuEvent::Resume message with immediate_exit enabled. immediate_exit was disabled before proceeding";
+        assert!(log_problem_lines(VmmKind::Firecracker, &[race.to_owned()]).is_empty());
         let ch = [
-            "cloud-hypervisor:   0.003527s: <vcpu0> WARN:vmm/src/cpu.rs:278 -- Kernel lacks"
+            "cloud-hypervisor:   0.003527s: <vcpu0> WARN:vmm/src/cpu.rs:278 -- Kernel lacks CONFIG_SCHED_CORE support - no SMT isolation"
                 .to_owned(),
             "cloud-hypervisor:   0.1s: <vmm> ERROR:vmm/src/lib.rs:1 -- boom".to_owned(),
+            "cloud-hypervisor:   0.090844s: <vcpu0> WARN:pci/src/bus.rs:439 -- Failed moving device BAR: failed allocating new MMIO range: 0x3fffff800000->0x3ffffff80000(0x80000), keeping old BAR".to_owned(),
         ];
         assert_eq!(log_problem_lines(VmmKind::CloudHypervisor, &ch), ch[1..]);
     }
