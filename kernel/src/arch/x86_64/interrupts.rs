@@ -92,10 +92,17 @@ unsafe extern "C" {
 
 /// The entry stub of `vector`.
 pub(super) fn stub_address(vector: u8) -> VirtAddr {
-    // Only the address of the stubs' label is taken.
-    let stubs = &raw const exception_stubs as u64;
-    VirtAddr::new(stubs + u64::from(vector) * STUB_SIZE as u64)
+    VirtAddr::new(stubs_base() + u64::from(vector) * STUB_BYTES)
 }
+
+/// Where vector 0's stub is; vector `n`'s is `n` × [`STUB_BYTES`] further.
+pub(super) fn stubs_base() -> u64 {
+    // Only the address of the stubs' label is taken.
+    &raw const exception_stubs as u64
+}
+
+/// The size of one entry stub.
+pub(super) const STUB_BYTES: u64 = STUB_SIZE as u64;
 
 /// What the stubs push, lowest address first.
 #[repr(C)]
