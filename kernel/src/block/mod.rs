@@ -1,13 +1,17 @@
 //! Block devices: one trait for virtio-blk disks and `-initrd` ramdisks,
 //! request validation shared by both (so no driver ever sees an unaligned or
 //! out-of-range request; virtio-drivers asserts on those), and the disk
-//! workloads the host can check ([`workloads`]): a CRC-32 of every sector,
+//! workloads the host can check ([`workloads`]): a CRC-32 of every sector
+//! (computed by every CPU, [`crc`]),
 //! the seeded write pattern, a read benchmark. Host-tested logic.
 #![deny(unsafe_code)]
 
+pub(crate) mod crc;
 pub(crate) mod workloads;
 
 use mote_boot::protocol::disk_pattern::{self, SECTOR_SIZE};
+
+use crate::smp::work::Workers;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub(crate) enum BlockError {
@@ -136,25 +140,52 @@ fn sector_bytes(sectors: u64) -> usize {
     usize::try_from(sectors).map_or(usize::MAX, |sectors| sectors.saturating_mul(SECTOR_SIZE))
 }
 
-/// CRC-32/IEEE (zlib's `crc32`) of every sector of `device`, read in
-/// requests of `buf.len()` bytes (a whole number of sectors).
+/// What `mote.blk=verify` found on a device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct DeviceCrc {
+    /// CRC-32/IEEE (zlib's `crc32`) of every sector.
+    pub(crate) crc: u32,
+    /// Of the `now` stamps: the time the CRC computation took, the reads
+    /// not counted.
+    pub(crate) crc_ticks: u64,
+}
+
+/// The CRC of every sector of `device`, read into `buf` in requests of at
+/// most `request` bytes (both whole numbers of sectors); each time `buf`
+/// is full (or the disk read) its CRC is computed by every CPU of
+/// `workers` ([`crc`]). `now` stamps the CRC computations.
 pub(crate) fn crc32_of_device(
     device: &mut dyn BlockDevice,
     buf: &mut [u8],
-) -> Result<u32, BlockError> {
+    request: usize,
+    workers: &dyn Workers,
+    now: fn() -> u64,
+) -> Result<DeviceCrc, BlockError> {
     check_request(u64::MAX, 0, buf.len())?;
-    let per_request = sectors_in(buf.len());
+    let per_request = check_request(u64::MAX, 0, request.min(buf.len()))?;
+    let per_buffer = sectors_in(buf.len());
     let mut hasher = crc32fast::Hasher::new();
+    let mut crc_ticks = 0u64;
     let mut lba = 0;
     let total = device.sectors();
     while lba < total {
-        let sectors = per_request.min(total - lba);
-        let chunk = &mut buf[..sector_bytes(sectors)];
-        device.read(lba, chunk)?;
-        hasher.update(chunk);
-        lba += sectors;
+        let in_buffer = per_buffer.min(total - lba);
+        let mut done = 0;
+        while done < in_buffer {
+            let sectors = per_request.min(in_buffer - done);
+            let at = sector_bytes(done);
+            device.read(lba + done, &mut buf[at..at + sector_bytes(sectors)])?;
+            done += sectors;
+        }
+        let began = now();
+        crc::update(&mut hasher, &buf[..sector_bytes(in_buffer)], workers);
+        crc_ticks = crc_ticks.saturating_add(now().saturating_sub(began));
+        lba += in_buffer;
     }
-    Ok(hasher.finalize())
+    Ok(DeviceCrc {
+        crc: hasher.finalize(),
+        crc_ticks,
+    })
 }
 
 /// Writes the pattern ([`disk_pattern`]) over `sectors` sectors at `lba`
@@ -277,6 +308,7 @@ pub(crate) mod test_disk {
 mod tests {
     use super::test_disk::FakeDisk;
     use super::*;
+    use crate::smp::work::{ThisCpu, Threads};
 
     #[test]
     fn request_validation() {
@@ -306,20 +338,44 @@ mod tests {
         assert!(check_request(8, u64::MAX, 512).is_err(), "no overflow");
     }
 
+    /// A clock of the calling thread that advances by one tick per read.
+    pub(crate) fn ticks() -> u64 {
+        std::thread_local!(static NOW: core::cell::Cell<u64> = const { core::cell::Cell::new(0) });
+        NOW.with(|now| now.replace(now.get() + 1))
+    }
+
     #[test]
-    fn crc_matches_zlib_over_the_whole_disk_for_any_request_size() {
-        let mut disk = FakeDisk::new(37);
+    fn crc_matches_zlib_over_the_whole_disk_for_any_request_and_buffer_size() {
+        let mut disk = FakeDisk::new(300);
         let expected = crc32fast::hash(&disk.data);
-        for request in [512, 4096, 64 * 1024] {
-            let mut buf = vec![0; request];
-            assert_eq!(
-                crc32_of_device(&mut disk, &mut buf),
-                Ok(expected),
-                "{request}"
-            );
+        for (buffer, request) in [
+            (512, 512),
+            (4096, 4096),
+            (64 * 1024, 4096),
+            (64 * 1024, 1 << 20),
+            (crc::WINDOW, 64 * 1024),
+            (3 * 4096, 4096),
+        ] {
+            let mut buf = vec![0; buffer];
+            for cpus in [1, 4] {
+                let found = crc32_of_device(&mut disk, &mut buf, request, &Threads(cpus), ticks)
+                    .map(|found| found.crc);
+                assert_eq!(found, Ok(expected), "{buffer} {request} {cpus}");
+            }
         }
         // zlib.crc32(b"123456789") == 0xcbf43926
         assert_eq!(crc32fast::hash(b"123456789"), 0xcbf4_3926);
+    }
+
+    #[test]
+    fn crc_time_counts_each_buffer_once() {
+        // 300 sectors through a 64 KiB buffer: 3 buffers, each CRC one tick.
+        let mut disk = FakeDisk::new(300);
+        let mut buf = vec![0; 64 * 1024];
+        let found = crc32_of_device(&mut disk, &mut buf, 4096, &ThisCpu, ticks).unwrap();
+        assert_eq!(found.crc_ticks, 3, "{found:?}");
+        let bad = crc32_of_device(&mut disk, &mut buf[..100], 512, &ThisCpu, ticks);
+        assert_eq!(bad, Err(BlockError::Unaligned { len: 100 }));
     }
 
     #[test]
@@ -328,7 +384,7 @@ mod tests {
         disk.fail_at = Some(9);
         let mut buf = vec![0; 2048];
         assert_eq!(
-            crc32_of_device(&mut disk, &mut buf),
+            crc32_of_device(&mut disk, &mut buf, 512, &ThisCpu, ticks),
             Err(BlockError::Device("I/O error"))
         );
     }

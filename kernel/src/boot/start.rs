@@ -127,11 +127,15 @@ pub fn start(start_info_paddr: u32, entry_tsc: u64) -> ! {
     if let Some(network) = &network {
         let _ = network.write_report(&mut out);
     }
+    // Every CPU online computes the CRCs of mote.blk=verify.
+    let workers = smp::dispatch::OnlineCpus::now(clock.tsc());
     let workloads_ok = crate::block::workloads::run(
         &mut devices.disks,
         &devices.ramdisks,
         &options,
         clock.tsc(),
+        &workers,
+        cpu::rdtsc,
         &mut out,
     )
     .unwrap_or(false);

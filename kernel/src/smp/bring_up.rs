@@ -3,7 +3,7 @@
 //! a TSS made for each CPU, then INIT and two STARTUP IPIs sent to every
 //! one of them before waiting for any (so they all come up at once), and
 //! later (the boot CPU brings up its devices meanwhile) a bounded wait
-//! for each to say it is online. Each then halts.
+//! for each to say it is online. Each then waits for work (`dispatch`).
 
 extern crate alloc;
 
@@ -378,7 +378,7 @@ fn wait_cycles(cycles: u64) {
 /// stack of `slot`, interrupts off, with the TSC it read at its first
 /// instruction and in long mode: the slot's GDT and TSS and the shared
 /// IDT, its local APIC, its per-CPU data; then it records its spans, says
-/// it is online and halts.
+/// it is online and waits for work (`dispatch::serve`).
 extern "C" fn ap_entry(slot: u32, first_tsc: u64, long_mode_tsc: u64) -> ! {
     let Some(cpus) = CPUS.get() else {
         cpu::halt_forever()
@@ -421,5 +421,16 @@ extern "C" fn ap_entry(slot: u32, first_tsc: u64, long_mode_tsc: u64) -> ! {
     cpu.online_tsc.store(online, Ordering::Release);
     cpu.online.store(true, Ordering::Release);
     ONLINE.fetch_add(1, Ordering::AcqRel);
-    cpu::halt_forever()
+    super::dispatch::serve(number)
+}
+
+/// The CPU number and APIC id of every application processor online now.
+pub(crate) fn online() -> impl Iterator<Item = (usize, u32)> {
+    CPUS.get()
+        .map_or(&[][..], |cpus| cpus.as_slice())
+        .iter()
+        .enumerate()
+        .filter(|(_, cpu)| cpu.online.load(Ordering::Acquire))
+        .map(|(index, cpu)| (index + 1, cpu.apic_id))
+        .filter(|&(number, _)| number < MAX_CPUS)
 }

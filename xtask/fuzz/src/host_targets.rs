@@ -88,6 +88,7 @@ fn format_fact(fact: &Fact<'_>) -> String {
         Fact::Disk(f) => Line(f).to_string(),
         Fact::Ramdisk(f) => Line(f).to_string(),
         Fact::Crc32(f) => Line(f).to_string(),
+        Fact::Verified(f) => Line(f).to_string(),
         Fact::VerifyFailed(f) => Line(f).to_string(),
         Fact::Wrote(f) => Line(f).to_string(),
         Fact::WriteRefused(f) => Line(f).to_string(),

@@ -629,6 +629,19 @@ pub(crate) fn boot_cases(fixtures: &Fixtures) -> Vec<BootCase> {
     ];
     cases.extend(pci_cases(fixtures));
     cases.extend(smp_cases());
+    let [smp1_disk, smp4_disk] = &fixtures.smp_disks;
+    cases.push(smp_verify(
+        "blk-verify-smp-1",
+        1,
+        smp1_disk,
+        &fixtures.initrd,
+    ));
+    cases.push(smp_verify(
+        "blk-verify-smp-4",
+        4,
+        smp4_disk,
+        &fixtures.initrd,
+    ));
     // Linux's maxcpus= counts the boot CPU; mote.smp=off starts none. The
     // `cpus` line still counts every CPU found.
     let maxcpus = format!("{READY_CMDLINE} maxcpus=2");
@@ -742,6 +755,36 @@ fn smp_cases() -> Vec<BootCase> {
         .collect()
 }
 
+/// `mote.blk=verify` of a disk and an initrd with `cpus` vCPUs: the CRCs,
+/// computed by every CPU at once, equal zlib's on the host, and the rate
+/// line names that many CPUs.
+fn smp_verify(name: &'static str, cpus: u32, disk: &Path, initrd: &Path) -> BootCase {
+    BootCase::new(name, format!("{READY_CMDLINE} mote.blk=verify"))
+        .vcpus(cpus)
+        .disk(Disk::read_only(disk))
+        .initrd(initrd)
+        .timeout(Duration::from_secs(60))
+        .check(every_cpu_online(cpus))
+        .check(disk_line(0, 16384, true))
+        .check(crc_line(DiskName::Blk(0), disk))
+        .check(crc_line(DiskName::Ramdisk(0), initrd))
+        .check(Check::reports(
+            "`blk0 verify 8.0 MiB on <vCPUs> cpus: …`",
+            move |fact| {
+                matches!(fact, Fact::Verified(line) if line.disk == DiskName::Blk(0)
+                && line.mib == 8.0 && line.cpus == cpus as usize)
+            },
+        ))
+        .check(Check::reports(
+            "`ramdisk0 verify … on <vCPUs> cpus: …`",
+            move |fact| {
+                matches!(fact, Fact::Verified(line) if line.disk == DiskName::Ramdisk(0)
+                && line.cpus == cpus as usize)
+            },
+        ))
+        .check(powered_off(Status::Success))
+}
+
 /// The `cpus` line says `online` of `found` CPUs are online.
 fn cpus_online(online: u32, found: u32) -> Check {
     Check::reports(
@@ -780,6 +823,7 @@ pub(super) mod tests {
             readonly_disk: test.join("readonly-2M.img"),
             bench_disk: test.join("bench-8M.img"),
             pci_disk: test.join("pci-8M.img"),
+            smp_disks: ["smp1", "smp4"].map(|name| test.join(format!("{name}-8M.img"))),
             gzip_initrd: test.join("initrd.gz"),
             png_initrd: test.join("initrd.png"),
         }

@@ -30,6 +30,9 @@ pub(crate) struct Fixtures {
     pub(crate) budget_disk: PathBuf,
     /// 8 MiB of pseudo-random data for the virtio-pci verify case.
     pub(crate) pci_disk: PathBuf,
+    /// Two copies of 8 MiB of pseudo-random data for the verify cases
+    /// whose CRC every CPU computes (`-smp 1` and `-smp 4`).
+    pub(crate) smp_disks: [PathBuf; 2],
     pub(crate) gzip_initrd: PathBuf,
     pub(crate) png_initrd: PathBuf,
 }
@@ -101,11 +104,20 @@ impl Fixtures {
         images::write_if_changed(&write_base_path(), &base)?;
         // Always a fresh copy: the guest writes into it.
         std::fs::write(write_disk_path(), &base)?;
-        let [modern_disk, readonly_disk, bench_disk, pci_disk] = [
+        let [
+            modern_disk,
+            readonly_disk,
+            bench_disk,
+            pci_disk,
+            smp1_disk,
+            smp4_disk,
+        ] = [
             ("modern", 2, 0x21),
             ("readonly", 2, 0x22),
             ("bench", 8, 0x23),
             ("pci", 8, 0x24),
+            ("smp1", 8, 0x25),
+            ("smp4", 8, 0x25),
         ]
         .map(|(name, mib, seed)| {
             let disk = directory.join(format!("{name}-{mib}M.img"));
@@ -114,6 +126,7 @@ impl Fixtures {
         });
         let (modern_disk, readonly_disk, bench_disk, pci_disk) =
             (modern_disk?, readonly_disk?, bench_disk?, pci_disk?);
+        let smp_disks = [smp1_disk?, smp4_disk?];
         let gzip_initrd = directory.join("initrd.gz");
         images::write_if_changed(&gzip_initrd, &gzip_bytes())?;
         let png_initrd = directory.join("initrd.png");
@@ -129,6 +142,7 @@ impl Fixtures {
             readonly_disk,
             bench_disk,
             pci_disk,
+            smp_disks,
             gzip_initrd,
             png_initrd,
         })

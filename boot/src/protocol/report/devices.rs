@@ -216,6 +216,35 @@ line_shape! {
     |line, f| write!(f, "{} crc32 {:08x}", line.disk, line.crc)
 }
 
+/// `blk<index>|ramdisk<index> verify <MiB, 1 decimal> MiB on <cpus> cpus:
+/// <MiB/s, 1 decimal> MiB/s, crc32 <MiB/s, 1 decimal> MiB/s`: how fast
+/// `mote.blk=verify` went, with the CRC split across `cpus` CPUs. The
+/// first rate is of the whole verify (reading included), the second of
+/// the CRC computation alone.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Verified {
+    pub disk: DiskName,
+    /// Printed with one decimal.
+    pub mib: f64,
+    /// The CPUs that computed the CRC, the boot CPU included.
+    pub cpus: usize,
+    /// Printed with one decimal.
+    pub mib_per_second: f64,
+    /// Printed with one decimal.
+    pub crc_mib_per_second: f64,
+}
+
+line_shape! {
+    impl[] Verified, "blk", "blk<index>|ramdisk<index> verify <MiB, 1 decimal> MiB on <cpus> cpus: <MiB/s, 1 decimal> MiB/s, crc32 <MiB/s, 1 decimal> MiB/s",
+    |line, f| {
+        write!(
+            f,
+            "{} verify {:.1} MiB on {} cpus: {:.1} MiB/s, crc32 {:.1} MiB/s",
+            line.disk, line.mib, line.cpus, line.mib_per_second, line.crc_mib_per_second
+        )
+    }
+}
+
 /// `blk<index> verify failed: <why>`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct VerifyFailed<E> {
@@ -319,6 +348,30 @@ pub(crate) fn parse_disk_fact(fact: &str) -> Result<Fact<'_>, ParseError> {
         fields.end()?;
         return Ok(Fact::Crc32(Crc32 { disk, crc }));
     }
+    if fields.optional("verify ") {
+        if let DiskName::Blk(index) = disk
+            && fields.optional("failed: ")
+        {
+            let error = fields.text()?;
+            return Ok(Fact::VerifyFailed(VerifyFailed { index, error }));
+        }
+        let mib = fields.fraction()?;
+        fields.literal(" MiB on ", "' MiB on '")?;
+        let cpus = fields.decimal()?;
+        fields.literal(" cpus: ", "' cpus: '")?;
+        let mib_per_second = fields.fraction()?;
+        fields.literal(" MiB/s, crc32 ", "' MiB/s, crc32 '")?;
+        let crc_mib_per_second = fields.fraction()?;
+        fields.literal(" MiB/s", "' MiB/s'")?;
+        fields.end()?;
+        return Ok(Fact::Verified(Verified {
+            disk,
+            mib,
+            cpus,
+            mib_per_second,
+            crc_mib_per_second,
+        }));
+    }
     match disk {
         DiskName::Ramdisk(index) => {
             let bytes = fields.decimal()?;
@@ -332,10 +385,6 @@ pub(crate) fn parse_disk_fact(fact: &str) -> Result<Fact<'_>, ParseError> {
 }
 
 fn parse_blk(index: usize, mut fields: Fields<'_>) -> Result<Fact<'_>, ParseError> {
-    if fields.optional("verify failed: ") {
-        let error = fields.text()?;
-        return Ok(Fact::VerifyFailed(VerifyFailed { index, error }));
-    }
     if fields.optional("write refused: ") {
         let error = fields.text()?;
         return Ok(Fact::WriteRefused(WriteRefused { index, error }));
@@ -466,6 +515,30 @@ mod tests {
             crc: 0xdead_beef,
         };
         round_trip(&crc, "ramdisk0 crc32 deadbeef", Fact::Crc32(crc));
+        let verified = Verified {
+            disk: DiskName::Blk(0),
+            mib: 8.0,
+            cpus: 4,
+            mib_per_second: 61.5,
+            crc_mib_per_second: 240.2,
+        };
+        round_trip(
+            &verified,
+            "blk0 verify 8.0 MiB on 4 cpus: 61.5 MiB/s, crc32 240.2 MiB/s",
+            Fact::Verified(verified),
+        );
+        let verified = Verified {
+            disk: DiskName::Ramdisk(1),
+            mib: 0.5,
+            cpus: 1,
+            mib_per_second: 12.0,
+            crc_mib_per_second: 12.0,
+        };
+        round_trip(
+            &verified,
+            "ramdisk1 verify 0.5 MiB on 1 cpus: 12.0 MiB/s, crc32 12.0 MiB/s",
+            Fact::Verified(verified),
+        );
         let failed = VerifyFailed {
             index: 0,
             error: "device error: I/O error status",
@@ -556,6 +629,9 @@ mod tests {
             "blk0 bench read 4096 bytes qd 8: fast",
             "blk0 bench read 4096 bytes qd 8: 1.0 MiB/s (8 MiB in 2.0 ms) extra",
             "blk0 frobnicated",
+            "blk0 verify 8.0 MiB on 4 cpus: 61.5 MiB/s",
+            "blk0 verify 8.0 MiB on four cpus: 61.5 MiB/s, crc32 1.0 MiB/s",
+            "ramdisk0 verify failed: no",
             "ramdisk0 12 bytes",
             "ramdisk0 12 sectors rw",
         ]);

@@ -49,8 +49,8 @@ pub use self::crash::{
     Panic,
 };
 pub use self::devices::{
-    BenchFailed, BenchRead, ConfigAccess, Crc32, Discovery, Disk, DiskName, Ramdisk, VerifyFailed,
-    VirtioMmio, VirtioPci, WriteRefused, Wrote,
+    BenchFailed, BenchRead, ConfigAccess, Crc32, Discovery, Disk, DiskName, Ramdisk, Verified,
+    VerifyFailed, VirtioMmio, VirtioPci, WriteRefused, Wrote,
 };
 pub use self::exit_cost::{ExitCost, ExitCostKind};
 pub use self::net::{Cidr, Listening, MacAddress, Net};
@@ -107,6 +107,7 @@ pub const SHAPES: &[Shape] = &[
     Disk::SHAPE,
     Ramdisk::SHAPE,
     Crc32::SHAPE,
+    Verified::SHAPE,
     VerifyFailed::<&str>::SHAPE,
     Wrote::SHAPE,
     WriteRefused::<&str>::SHAPE,
@@ -151,6 +152,7 @@ pub enum Fact<'a> {
     Disk(Disk),
     Ramdisk(Ramdisk<'a>),
     Crc32(Crc32),
+    Verified(Verified),
     VerifyFailed(VerifyFailed<&'a str>),
     Wrote(Wrote),
     WriteRefused(WriteRefused<&'a str>),

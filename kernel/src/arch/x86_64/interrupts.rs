@@ -192,6 +192,9 @@ fn external_interrupt(vector: u8) {
             return; // no EOI for the spurious vector
         }
         vectors::TIMER => EVENTS.timer_fired.store(true, Ordering::Release),
+        // It only wakes an application processor from `sti; hlt`: the work
+        // is in its mailbox (`smp::dispatch`).
+        vectors::WORK => {}
         vector => match vectors::gsi_of(vector) {
             Some(gsi) => {
                 // Level-triggered: masked until the driver has acknowledged

@@ -21,6 +21,9 @@ pub(crate) mod vectors {
     pub(crate) const SPURIOUS: u8 = 0xff;
     /// The one-shot timer's vector.
     pub(crate) const TIMER: u8 = 0xef;
+    /// The IPI that wakes a halted application processor for work
+    /// (`smp::dispatch`).
+    pub(crate) const WORK: u8 = 0xee;
     /// Device interrupts: vector = base + GSI, for GSIs up to [`MAX_GSI`].
     pub(crate) const DEVICE_BASE: u8 = 0x40;
     pub(crate) const MAX_GSI: u8 = 63;
@@ -51,6 +54,7 @@ pub(crate) mod vectors {
             assert_eq!(of_gsi(64), None);
             assert_eq!(gsi_of(0x3f), None);
             assert_eq!(gsi_of(TIMER), None);
+            assert_eq!(gsi_of(WORK), None);
             assert_eq!(gsi_of(SPURIOUS), None);
         }
     }

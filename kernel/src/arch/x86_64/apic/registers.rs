@@ -117,6 +117,13 @@ impl InterruptCommand {
         Self::STARTUP.bits() | u32::from(vector)
     }
 
+    /// A fixed-delivery, edge-triggered IPI of `vector` (delivery mode
+    /// 0b000; the level bit set, as the SDM asks of every mode but an INIT
+    /// de-assert).
+    pub(crate) fn fixed(vector: u8) -> u32 {
+        Self::ASSERT.bits() | u32::from(vector)
+    }
+
     /// The x2APIC ICR MSR value (SDM vol. 3 §11.12.9): the destination's
     /// 32-bit x2APIC id in the high half.
     pub(crate) fn x2apic_value(low: u32, destination: u32) -> u64 {
@@ -232,6 +239,7 @@ mod tests {
         assert_eq!(InterruptCommand::INIT_ASSERT.bits(), 0xc500);
         assert_eq!(InterruptCommand::INIT_DEASSERT.bits(), 0x8500);
         assert_eq!(InterruptCommand::startup(0x9e), 0x069e);
+        assert_eq!(InterruptCommand::fixed(0xee), 0x40ee);
         assert_eq!(
             InterruptCommand::x2apic_value(0x069e, 300),
             0x0000_012c_0000_069e
