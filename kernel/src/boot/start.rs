@@ -69,10 +69,9 @@ pub fn start(start_info_paddr: u32, entry_tsc: u64) -> ! {
     if let Some(TscEarlyKhz::Rejected { value, reason }) = options.tsc_early_khz {
         log::warn!("tsc_early_khz={value:?} ignored: {reason} (1 to {MAX_TSC_EARLY_KHZ} kHz)");
     }
+    // A PIT calibration, the last resort, goes on until the frequency is
+    // first needed (net_init when serving, else after ready).
     let clock = clock::init(options.tsc_early_khz.and_then(TscEarlyKhz::hz));
-    if clock.tsc().is_none() {
-        log::error!("TSC frequency unknown: no hypervisor leaf, kvmclock, CPUID 0x15 or PIT");
-    }
 
     // The other CPUs come up while this one brings up the devices.
     let phase = phase.then("smp_init");
@@ -105,6 +104,9 @@ pub fn start(start_info_paddr: u32, entry_tsc: u64) -> ! {
     trace::event_at(ready_tsc, "ready", None);
     let boot_timer = platform::signal_boot_timer(options.boot_timer, platform.vmm);
     // The host times this line: it goes out first, before the boot log.
+    if clock.tsc().is_none() {
+        log::error!("TSC frequency unknown: no hypervisor leaf, kvmclock, CPUID 0x15 or PIT");
+    }
     let ready = report::ready(clock, entry_tsc, ready_tsc);
     console::print_now(format_args!("{}\n", Line(ready)));
     let clock_at_ready = clock.monotonic_ns();
@@ -116,7 +118,7 @@ pub fn start(start_info_paddr: u32, entry_tsc: u64) -> ! {
         clock,
         clock_at_ready,
         boot_timer,
-        cpus,
+        cpus: in_micros(cpus, clock),
     };
     let mut out = console::Writer;
     let _ = report::write_boot_facts(&mut out, boot, &facts);
@@ -176,6 +178,18 @@ enum Smp {
     },
 }
 
+/// `cpus` with its bring-up time in microseconds once the frequency is
+/// known (it was taken in cycles if a calibration was still running).
+fn in_micros(cpus: Cpus, clock: &clock::Clock) -> Cpus {
+    match (cpus.elapsed, clock.tsc()) {
+        (Elapsed::Cycles(cycles), Some(tsc)) => Cpus {
+            elapsed: Elapsed::Micros(tsc.micros_between(0, cycles)),
+            ..cpus
+        },
+        _ => cpus,
+    }
+}
+
 impl Smp {
     /// Waits for the CPUs started (bounded) and says how many are online.
     fn wait(self, clock: &clock::Clock) -> Cpus {
@@ -192,7 +206,9 @@ impl Smp {
         Cpus {
             online: u32::try_from(1 + online).unwrap_or(u32::MAX),
             found,
-            elapsed: match clock.tsc() {
+            // Not finishing a calibration before ready: the cycles are
+            // converted in the report (`Cpus::in_micros`).
+            elapsed: match clock.tsc_if_known() {
                 Some(tsc) => {
                     Elapsed::Micros(tsc.micros_between(brought_up.began, brought_up.ended))
                 }
@@ -273,7 +289,8 @@ fn smp_init(
         processors.apic_ids(),
         &usable,
         &occupied,
-        clock.tsc(),
+        // Its delays and deadline have a safe fallback frequency.
+        clock.tsc_if_known(),
         others,
         first_ap_hook,
     );

@@ -1,7 +1,7 @@
 //! Finding the TSC frequency without calibrating whenever someone will tell:
 //! the command line's `tsc_early_khz=`, CPUID 0x40000010, then kvmclock,
-//! then CPUID 0x15/0x16, and only then a short PIT measurement
-//! (docs/pvclock.md).
+//! then CPUID 0x15/0x16, and only then the PIT, measured over the time
+//! until the frequency is first needed (docs/pvclock.md).
 #![deny(unsafe_code)]
 
 use mote_boot::protocol::report::TscSource;
@@ -32,6 +32,9 @@ pub(super) struct Detected {
     pub(super) kvmclock_offered: bool,
     /// kvmclock, if detection registered it (it was the frequency source).
     pub(super) kvmclock: Option<Kvmclock>,
+    /// The PIT calibration left running when nothing else told the
+    /// frequency (`tsc` is then `None` until it is finished).
+    pub(super) calibrating: Option<pit::Overlapped>,
 }
 
 /// The hypervisor's CPUID base leaf and its maximum leaf, if there is one.
@@ -87,6 +90,7 @@ pub(super) fn detect(cmdline_hz: Option<u64>) -> Detected {
         bus_hz,
         kvmclock_offered,
         kvmclock,
+        calibrating: None,
     };
     let timing = hypervisor
         .as_ref()
@@ -134,6 +138,16 @@ pub(super) fn detect(cmdline_hz: Option<u64>) -> Detected {
             return found(TscFrequency::new(hz, TscSource::Cpuid15), None, None);
         }
     }
-    let calibrated = pit::calibrate().and_then(|hz| TscFrequency::new(hz, TscSource::Calibrated));
-    found(calibrated, None, None)
+    Detected {
+        calibrating: pit::begin(),
+        ..found(None, None, None)
+    }
+}
+
+/// Ends the calibration [`detect`] began: over the whole time since, or,
+/// when that ran too long to count its PIT periods, over fresh windows.
+pub(super) fn finish_calibration(calibrating: pit::Overlapped) -> Option<TscFrequency> {
+    pit::finish(calibrating)
+        .or_else(pit::calibrate)
+        .and_then(|hz| TscFrequency::new(hz, TscSource::Calibrated))
 }

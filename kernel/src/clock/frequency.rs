@@ -83,6 +83,14 @@ pub(crate) fn from_pit(cycles: u64, pit_ticks: u64) -> Option<u64> {
     u64::try_from(u128::from(cycles) * u128::from(PIT_HZ) / u128::from(pit_ticks)).ok()
 }
 
+/// The PIT ticks of a window whose counter, with period `period`, moved
+/// `modulo` ticks (mod `period`), given a rough `estimate` of them: the
+/// count with that remainder nearest the estimate.
+pub(crate) fn unwrap_pit_ticks(modulo: u64, period: u64, estimate: u64) -> u64 {
+    let periods = (estimate + period / 2).saturating_sub(modulo) / period;
+    modulo + periods * period
+}
+
 /// How close two calibration windows must agree to be trusted: a little
 /// more than one PIT tick of a 0.5 ms window (0.17 %).
 pub(crate) const CALIBRATION_AGREEMENT_PPM: u64 = 2500;
@@ -110,6 +118,25 @@ pub(crate) fn combine_calibrations(windows: &[u64]) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pit_ticks_are_unwrapped_to_the_nearest_period() {
+        let period = 0xffff;
+        // Within the first period the estimate only confirms.
+        assert_eq!(unwrap_pit_ticks(2500, period, 2600), 2500);
+        assert_eq!(unwrap_pit_ticks(2500, period, 0), 2500);
+        // 200 000 ticks: 3 periods and 3 395, estimated 2 % low or high.
+        let true_ticks = 200_000;
+        let modulo = true_ticks % period;
+        assert_eq!(unwrap_pit_ticks(modulo, period, 196_000), true_ticks);
+        assert_eq!(unwrap_pit_ticks(modulo, period, 204_000), true_ticks);
+        // Just past a wrap: the remainder is small, the estimate large.
+        assert_eq!(unwrap_pit_ticks(10, period, period + 400), period + 10);
+        assert_eq!(
+            unwrap_pit_ticks(period - 10, period, period + 30),
+            period - 10
+        );
+    }
 
     #[test]
     fn timing_leaf() {

@@ -21,16 +21,19 @@ pub(crate) use machine::{Clock, init, known_tsc};
 #[cfg(target_os = "none")]
 mod machine {
     use mote_boot::protocol::report::ClockSource;
-    use spin::Once;
+    use spin::{Mutex, Once};
 
-    use super::TscFrequency;
-    use super::detect;
     use super::kvmclock::Kvmclock;
+    use super::{TscFrequency, detect, pit};
     use crate::arch::x86_64::cpu;
+    use crate::trace;
 
     /// The machine's clocks, found once at boot by [`init`].
     pub(crate) struct Clock {
-        tsc: Option<TscFrequency>,
+        /// Known at `init`, or when a PIT calibration is finished.
+        tsc: Once<Option<TscFrequency>>,
+        /// The PIT calibration running since `init`, until then.
+        calibrating: Mutex<Option<pit::Overlapped>>,
         bus_hz: Option<u64>,
         kvmclock_offered: bool,
         /// Registered by detection when it was the frequency source, else
@@ -50,8 +53,13 @@ mod machine {
             if let Some(registered) = detected.kvmclock {
                 kvmclock.call_once(|| Some(registered));
             }
+            let tsc = Once::new();
+            if detected.calibrating.is_none() {
+                tsc.call_once(|| detected.tsc);
+            }
             Clock {
-                tsc: detected.tsc,
+                tsc,
+                calibrating: Mutex::new(detected.calibrating),
                 bus_hz: detected.bus_hz,
                 kvmclock_offered: detected.kvmclock_offered,
                 kvmclock,
@@ -67,9 +75,20 @@ mod machine {
 
     impl Clock {
         /// The TSC frequency; `None` only without any source (no VMM leaf,
-        /// no kvmclock, no PIT).
+        /// no kvmclock, no PIT). A PIT calibration still running is
+        /// finished here, on first use: traced as `tsc_calibration`.
         pub(crate) fn tsc(&self) -> Option<TscFrequency> {
-            self.tsc
+            *self.tsc.call_once(|| {
+                let calibrating = self.calibrating.lock().take()?;
+                let _span = trace::span("tsc_calibration");
+                detect::finish_calibration(calibrating)
+            })
+        }
+
+        /// The TSC frequency if it is known without finishing a
+        /// calibration (for waits that have a safe fallback).
+        pub(crate) fn tsc_if_known(&self) -> Option<TscFrequency> {
+            self.tsc.get().copied().flatten()
         }
 
         /// The LAPIC timer frequency, when the hypervisor published it.
@@ -90,7 +109,7 @@ mod machine {
             if let Some(ns) = self.kvmclock().and_then(Kvmclock::now_ns) {
                 return Some((ns, ClockSource::Kvmclock));
             }
-            let tsc = self.tsc?;
+            let tsc = self.tsc()?;
             Some((tsc.nanos(cpu::rdtsc()), ClockSource::Tsc))
         }
     }

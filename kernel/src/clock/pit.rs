@@ -61,6 +61,120 @@ impl Pit {
     }
 }
 
+/// The period of channel 0 loaded with the full count in mode 2: it counts
+/// 0xffff down to 1 and reloads (8254 datasheet, mode 2), 54.9 ms.
+const PERIOD: u32 = 0xffff;
+/// The shortest window an overlapped calibration accepts: 2 ms, so one
+/// PIT tick at each end is under 0.05 %.
+const OVERLAPPED_MIN_TICKS: u32 = 2386;
+/// The rough measurement that tells how many periods have passed: 0.1 ms,
+/// within 2 % (one tick at each end and the loop's sampling).
+const ROUGH_TICKS: u32 = 120;
+/// The longest an overlapped calibration may have run: at 2 % a period's
+/// count (32 767 ticks of doubt) is unambiguous below 1.6 M ticks; 1 s.
+const OVERLAPPED_MAX_TICKS: u64 = frequency::PIT_HZ;
+
+/// A calibration that runs while the boot goes on: [`begin`] loads the
+/// PIT and notes a (TSC, count) pair on a tick edge, [`finish`] reads
+/// another when the frequency is first needed, however long after. Only
+/// the two edges are sampled, so the window's length costs nothing: the
+/// boot does not wait 1 ms for it (docs/pvclock.md).
+pub(super) struct Overlapped {
+    pit: Pit,
+    start_tsc: u64,
+    start_count: u16,
+}
+
+/// Loads channel 0 and waits for its first tick edge (under one PIT tick).
+/// `None` without a PIT (its count never moves).
+pub(super) fn begin() -> Option<Overlapped> {
+    // SAFETY: calibration is the PIT's only user, and runs once at boot;
+    // the value returned keeps it until `finish`.
+    let mut pit = unsafe { Pit::new() };
+    pit.start();
+    let give_up = cpu::rdtsc().wrapping_add(GIVE_UP_CYCLES);
+    let initial = pit.count();
+    loop {
+        let tsc = cpu::rdtsc();
+        let count = pit.count();
+        if tsc > give_up {
+            return None;
+        }
+        if count != initial {
+            return Some(Overlapped {
+                pit,
+                start_tsc: tsc,
+                start_count: count,
+            });
+        }
+    }
+}
+
+/// PIT ticks from count `from` to count `to`, modulo the period.
+fn ticks_between(from: u16, to: u16) -> u32 {
+    (u32::from(from) + PERIOD - u32::from(to)) % PERIOD
+}
+
+/// The frequency over the window [`begin`] opened: from its start edge to a
+/// tick edge now (or once it spans [`OVERLAPPED_MIN_TICKS`]). The periods
+/// that passed are counted with a rough frequency measured here over
+/// [`ROUGH_TICKS`]. `None` when the window ran past
+/// [`OVERLAPPED_MAX_TICKS`] or the PIT stopped; then calibrate afresh.
+pub(super) fn finish(overlapped: Overlapped) -> Option<u64> {
+    let Overlapped {
+        mut pit,
+        start_tsc,
+        start_count,
+    } = overlapped;
+    let give_up = cpu::rdtsc().wrapping_add(GIVE_UP_CYCLES);
+    // Every sample is a (TSC, count) pair read by this one loop body, as
+    // in `window`; the first one (whose code may just have been
+    // translated, under TCG) only marks where the rough window starts.
+    let (first_tsc, first_count) = (cpu::rdtsc(), pit.count());
+    let mut rough: Option<u64> = None;
+    let mut last_count = first_count;
+    loop {
+        let tsc = cpu::rdtsc();
+        let count = pit.count();
+        if tsc > give_up {
+            return None;
+        }
+        let edge = count != last_count;
+        last_count = count;
+        let hz = match rough {
+            Some(hz) => hz,
+            None => {
+                let ticks = ticks_between(first_count, count);
+                if !(ROUGH_TICKS..PERIOD / 2).contains(&ticks) {
+                    continue;
+                }
+                let hz = frequency::from_pit(tsc - first_tsc, u64::from(ticks))?;
+                rough = Some(hz);
+                hz
+            }
+        };
+        if !edge {
+            continue;
+        }
+        let cycles = tsc.wrapping_sub(start_tsc);
+        let estimate =
+            u64::try_from(u128::from(cycles) * u128::from(frequency::PIT_HZ) / u128::from(hz))
+                .ok()?;
+        if estimate > OVERLAPPED_MAX_TICKS {
+            return None;
+        }
+        if estimate < u64::from(OVERLAPPED_MIN_TICKS) {
+            continue;
+        }
+        let ticks = frequency::unwrap_pit_ticks(
+            u64::from(ticks_between(start_count, count)),
+            u64::from(PERIOD),
+            estimate,
+        );
+        return frequency::from_pit(cycles, ticks);
+    }
+}
+
 /// Two 0.5 ms PIT windows, a third when they disagree (see
 /// [`frequency::combine_calibrations`]). `None` without a PIT.
 pub(super) fn calibrate() -> Option<u64> {

@@ -180,6 +180,27 @@ pub(super) fn tslog_dump_accounts_for_boot(
             return Err(format!("no {needed} span"));
         }
     }
+    // A PIT calibration is off the path to ready: it ends in its own span
+    // after the ready stamp (these boots do not serve, so nothing needs
+    // the frequency before it).
+    let calibration = dump.records.iter().position(|record| {
+        record.function == "tsc_calibration"
+            && record.kind == mote_boot::protocol::tslog::Kind::Enter
+    });
+    let ready_at = dump
+        .records
+        .iter()
+        .position(|record| record.function == "ready");
+    let calibrated = report
+        .tsc
+        .is_some_and(|tsc| tsc.source == TscSource::Calibrated);
+    match (calibrated, calibration, ready_at) {
+        (true, None, _) => return Err("calibrated, but no tsc_calibration span".to_owned()),
+        (_, Some(calibration), Some(ready)) if calibration < ready => {
+            return Err("tsc_calibration ran before ready".to_owned());
+        }
+        _ => {}
+    }
     // Every kernel record carries exit counts, and each RDTSC that stamped
     // one was counted: at least one per distinct stamp of the boot CPU up
     // to ready (a span handed over with `then` stamps its EXIT and the
