@@ -26,12 +26,12 @@ CONFIGURATION FILE (--configs FILE)
     # name           settings (unset keys take the defaults shown below)
     mote-kvm         accel=kvm blk=on net=on
     mote-kvm-acpi    accel=kvm acpi=on
-    mote-tcg-big     accel=tcg memory=2G append=\"loglevel=3\" qemu=\"-smp 2\"
+    mote-tcg-big     accel=tcg memory=2G smp=2 append=\"loglevel=3\"
     linux            guest=/path/to/vmlinux initrd=/path/to/initrd append=\"console=ttyS0 panic=-1\"
 
   keys: guest=mote|null|PATH (mote), initrd=PATH, accel=kvm|tcg|auto (auto),
         invtsc=on|off (on), acpi=on|off (off), virtio=legacy|modern (legacy),
-        blk=on|off (on), net=on|off (on), memory=SIZE (256M),
+        blk=on|off (on), net=on|off (on), memory=SIZE (256M), smp=N (1),
         served=on|off (off; needs net=on), append=\"kernel words\",
         qemu=\"QEMU arguments\"
   A PATH guest is another PVH kernel: judged by its first serial byte and
@@ -41,9 +41,11 @@ CONFIGURATION FILE (--configs FILE)
   settings, named null-<name without mote->, unless the file has a null one.
 
 MATRIX (without --configs)
-  --accel, --invtsc, --acpi, --virtio, --blk, --net and --memory each take a
-  comma-separated list; every combination is one mote configuration, named
-  mote-<accel>[-noinvtsc][-acpi][-modern][-blk][-net][-<memory>][-served].
+  --accel, --invtsc, --acpi, --virtio, --blk, --net, --memory and --smp each
+  take a comma-separated list; every combination is one mote configuration,
+  named mote-<accel>[-noinvtsc][-acpi][-modern][-blk][-net][-<memory>]
+  [-smp<N>][-served]. With --smp other than 1, configurations with a disk
+  also get mote.blk=verify.
   --append, --qemu-arg and --served apply to all of them. Default: mote with
   blk and net under each working accelerator (KVM only if a probe boot
   succeeds), plus null twins.
@@ -53,6 +55,8 @@ FIGURES
   stdout (the serial console), the `mote: ready` line, QEMU's exit (its
   stdout closing). Guest side: entry -> ready from `mote: ready <us> us after
   entry`, and every tslog span (mote.tslog=1), nested as in `cargo xtask trace`.
+  With more than one vCPU: the `cpus` line's AP bring-up time; with
+  mote.blk=verify, blk0's verify and CRC rates (MiB/s).
   Served (--served, served=on): mote boots with a static ip= and without
   mote.exit=ready or the tslog dump; the host polls GET /health every 1 ms
   from QEMU's start and records the `mote: listening` line and the first
@@ -174,6 +178,10 @@ pub(crate) struct Configuration {
     #[serde(default)]
     pub(crate) served: bool,
     pub(crate) memory: String,
+    /// vCPUs (QEMU `-smp`, Firecracker `vcpu_count`, Cloud Hypervisor
+    /// `--cpus boot=`).
+    #[serde(default = "one_cpu")]
+    pub(crate) cpus: u32,
     /// Words added to the guest's command line.
     pub(crate) kernel_args: String,
     /// Added to QEMU's arguments after everything else.
@@ -182,6 +190,11 @@ pub(crate) struct Configuration {
 
 fn qemu() -> VmmKind {
     VmmKind::Qemu
+}
+
+/// Runs from before `--smp` booted one vCPU.
+fn one_cpu() -> u32 {
+    1
 }
 
 impl Configuration {
@@ -198,6 +211,7 @@ impl Configuration {
             net: true,
             served: false,
             memory: DEFAULT_MEMORY.to_owned(),
+            cpus: 1,
             kernel_args: String::new(),
             qemu_args: Vec::new(),
         }
@@ -226,6 +240,7 @@ impl Configuration {
             self.net,
             self.served,
             &self.memory,
+            self.cpus,
             &self.qemu_args,
         )
     }
@@ -238,6 +253,9 @@ impl Configuration {
                 parts.push("blk".to_owned());
             }
             parts.push(self.memory.clone());
+            if self.cpus != 1 {
+                parts.push(format!("{} vCPUs", self.cpus));
+            }
             if !self.kernel_args.is_empty() {
                 parts.push(format!("append {:?}", self.kernel_args));
             }
@@ -264,6 +282,9 @@ impl Configuration {
             parts.push("served".to_owned());
         }
         parts.push(self.memory.clone());
+        if self.cpus != 1 {
+            parts.push(format!("-smp {}", self.cpus));
+        }
         if !self.kernel_args.is_empty() {
             parts.push(format!("append {:?}", self.kernel_args));
         }
@@ -315,6 +336,12 @@ pub(crate) struct MatrixArgs {
         default_value = "256M"
     )]
     pub(crate) memory: Vec<String>,
+    /// vCPU counts. More than one value (or one other than 1) names each
+    /// configuration `-smp<N>` and adds `mote.blk=verify` to those with a
+    /// disk, so the table has the CPUs' bring-up time and the verify rates.
+    #[arg(long, value_name = "N", value_delimiter = ',', default_value = "1",
+          value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub(crate) smp: Vec<u32>,
     /// Words added to mote's command line `console=ttyS0 mote.exit=ready mote.tslog=1`.
     #[arg(long)]
     pub(crate) append: Option<String>,
@@ -325,6 +352,10 @@ pub(crate) struct MatrixArgs {
     #[arg(last = true)]
     pub(crate) qemu_args: Vec<String>,
 }
+
+/// What `--smp` adds to mote's command line when it has a disk: the CRC
+/// every CPU computes, whose rate the table shows per vCPU count.
+pub(crate) const SMP_VERIFY: &str = "mote.blk=verify";
 
 /// Removes repeats, keeping the first of each.
 fn unique<T: PartialEq + Clone>(values: &[T]) -> Vec<T> {
@@ -347,6 +378,8 @@ pub(crate) fn expand_matrix(matrix: &MatrixArgs, accels: &[Accel]) -> Vec<Config
         .chain(&matrix.qemu_args)
         .cloned()
         .collect();
+    let smp_values = unique(&matrix.smp);
+    let smp_named = smp_values != [1];
     let mut configurations: Vec<Configuration> = Vec::new();
     for &vmm in &unique(&matrix.vmm) {
         let qemu_only = |values: &[Switch], other: Switch| -> Vec<Switch> {
@@ -373,7 +406,11 @@ pub(crate) fn expand_matrix(matrix: &MatrixArgs, accels: &[Accel]) -> Vec<Config
                     for &virtio in &virtio_values {
                         for &blk in &unique(&matrix.blk) {
                             for &net in &net_values {
-                                for memory in &unique(&matrix.memory) {
+                                for (memory, &cpus) in
+                                    unique(&matrix.memory).iter().flat_map(|memory| {
+                                        smp_values.iter().map(move |cpus| (memory, cpus))
+                                    })
+                                {
                                     let mut name = if vmm == VmmKind::Qemu {
                                         format!("mote-{accel}")
                                     } else {
@@ -389,7 +426,14 @@ pub(crate) fn expand_matrix(matrix: &MatrixArgs, accels: &[Accel]) -> Vec<Config
                                     configuration.net = net.is_on();
                                     configuration.served = matrix.served && vmm == VmmKind::Qemu;
                                     configuration.memory = memory.clone();
+                                    configuration.cpus = cpus;
                                     configuration.kernel_args = kernel_args.clone();
+                                    if smp_named && configuration.blk {
+                                        configuration.kernel_args =
+                                            format!("{} {SMP_VERIFY}", configuration.kernel_args)
+                                                .trim_start()
+                                                .to_owned();
+                                    }
                                     configuration.qemu_args = qemu_args.clone();
                                     for (part, wanted) in [
                                         ("-noinvtsc", !configuration.invtsc),
@@ -405,6 +449,9 @@ pub(crate) fn expand_matrix(matrix: &MatrixArgs, accels: &[Accel]) -> Vec<Config
                                     if memory != DEFAULT_MEMORY {
                                         name.push('-');
                                         name.push_str(&memory.to_ascii_lowercase());
+                                    }
+                                    if smp_named {
+                                        name.push_str(&format!("-smp{cpus}"));
                                     }
                                     if configuration.served {
                                         name.push_str("-served");
@@ -499,6 +546,15 @@ pub(crate) fn parse_config_file(text: &str) -> Result<Vec<FileConfiguration>> {
                     }
                 }
                 "memory" if !value.is_empty() => configuration.memory = value.to_owned(),
+                "smp" => {
+                    configuration.cpus = value
+                        .parse()
+                        .ok()
+                        .filter(|cpus| (1..=64).contains(cpus))
+                        .with_context(|| {
+                            format!("line {number}: smp takes 1 to 64 vCPUs, got {value:?}")
+                        })?;
+                }
                 "append" => configuration.kernel_args = value.to_owned(),
                 "qemu" => {
                     configuration.qemu_args = value.split_whitespace().map(str::to_owned).collect()
@@ -750,6 +806,50 @@ mod tests {
             baseline_of(&configurations[1], &configurations).map(|c| c.name.as_str()),
             Some("null-tcg-blk-net")
         );
+    }
+
+    #[test]
+    fn smp_names_each_vcpu_count_and_verifies_where_there_is_a_disk() {
+        let (mut matrix, _) = matrix();
+        matrix.smp = vec![1, 2, 4, 2];
+        matrix.blk = vec![Switch::On, Switch::Off];
+        matrix.net = vec![Switch::Off];
+        let configurations = add_twins(expand_matrix(&matrix, &[Accel::Tcg]), None).unwrap();
+        assert_eq!(
+            names(&configurations),
+            [
+                "mote-tcg-blk-smp1",
+                "mote-tcg-blk-smp2",
+                "mote-tcg-blk-smp4",
+                "mote-tcg-smp1",
+                "mote-tcg-smp2",
+                "mote-tcg-smp4",
+                "null-tcg-blk-smp1",
+                "null-tcg-blk-smp2",
+                "null-tcg-blk-smp4",
+                "null-tcg-smp1",
+                "null-tcg-smp2",
+                "null-tcg-smp4",
+            ]
+        );
+        let [smp1, smp4] = [0, 2].map(|index| &configurations[index]);
+        assert_eq!((smp1.cpus, smp4.cpus), (1, 4));
+        assert_eq!(smp4.kernel_args, SMP_VERIFY);
+        assert_eq!(configurations[5].kernel_args, "", "no disk, no verify");
+        assert!(
+            smp4.describe()
+                .ends_with(", -smp 4, append \"mote.blk=verify\"")
+        );
+        // Each vCPU count has a floor of its own.
+        assert_eq!(
+            baseline_of(smp4, &configurations).map(|c| c.name.as_str()),
+            Some("null-tcg-blk-smp4")
+        );
+        // Only 1: named and booted as before.
+        matrix.smp = vec![1];
+        let configurations = expand_matrix(&matrix, &[Accel::Tcg]);
+        assert_eq!(names(&configurations), ["mote-tcg-blk", "mote-tcg"]);
+        assert_eq!(configurations[0].kernel_args, "");
     }
 
     #[test]

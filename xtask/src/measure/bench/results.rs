@@ -72,6 +72,20 @@ pub(crate) struct Sample {
     pub(crate) tsc_hz: Option<u64>,
     /// tslog spans inside entry → ready, in trace order.
     pub(crate) phases: Vec<PhaseTime>,
+    /// The exits mote counted (every CPU's: the tslog records' `exits=`)
+    /// from its first record to ready.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) exits_to_ready: Option<f64>,
+    /// Guest side, with more than one CPU online: the `cpus` line's time
+    /// from the first INIT to the last CPU online.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) ap_bring_up_us: Option<f64>,
+    /// With `mote.blk=verify`: blk0's `verify` line, the whole verify's
+    /// rate and the CRC computation's (MiB/s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) verify_mib_per_second: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) verify_crc_mib_per_second: Option<f64>,
 }
 
 impl Sample {
@@ -98,6 +112,10 @@ pub(crate) enum Figure {
     Exit,
     EntryToReady,
     VmmBootTime,
+    ExitsToReady,
+    ApBringUp,
+    VerifyRate,
+    VerifyCrcRate,
     Phase(String),
 }
 
@@ -111,6 +129,10 @@ impl Figure {
             Figure::Exit => "host: start -> VMM exit".to_owned(),
             Figure::EntryToReady => "guest: entry -> ready".to_owned(),
             Figure::VmmBootTime => "vmm: Firecracker Guest-boot-time".to_owned(),
+            Figure::ExitsToReady => "guest: exits entry -> ready".to_owned(),
+            Figure::ApBringUp => "guest: AP bring-up (cpus line)".to_owned(),
+            Figure::VerifyRate => "guest: blk0 verify".to_owned(),
+            Figure::VerifyCrcRate => "guest: blk0 verify, CRC alone".to_owned(),
             Figure::Phase(path) => {
                 let depth = path.matches(';').count();
                 let name = path.rsplit(';').next().unwrap_or(path);
@@ -128,16 +150,28 @@ impl Figure {
             | Figure::FirstOk
             | Figure::Exit
             | Figure::VmmBootTime => Unit::Milliseconds,
-            Figure::EntryToReady | Figure::Phase(_) => Unit::Microseconds,
+            Figure::EntryToReady | Figure::ApBringUp | Figure::Phase(_) => Unit::Microseconds,
+            Figure::VerifyRate | Figure::VerifyCrcRate => Unit::MibPerSecond,
+            Figure::ExitsToReady => Unit::Count,
         }
     }
 
-    /// Read off the guest's TSC: under icount, an instruction count.
+    /// Read off the guest's TSC: under icount, an instruction count (a
+    /// rate: MiB per 10^9 instructions).
     pub(crate) fn is_guest_clock(&self) -> bool {
-        matches!(self, Figure::EntryToReady | Figure::Phase(_))
+        matches!(
+            self,
+            Figure::EntryToReady
+                | Figure::ExitsToReady
+                | Figure::ApBringUp
+                | Figure::VerifyRate
+                | Figure::VerifyCrcRate
+                | Figure::Phase(_)
+        )
     }
 
-    /// The value in microseconds, if this sample has it.
+    /// The value in its unit's base (microseconds, or MiB/s), if this
+    /// sample has it.
     pub(crate) fn value(&self, sample: &Sample) -> Option<f64> {
         match self {
             Figure::FirstByte => sample.start_to_first_byte_us,
@@ -147,6 +181,10 @@ impl Figure {
             Figure::Exit => Some(sample.start_to_exit_us),
             Figure::EntryToReady => sample.entry_to_ready_us,
             Figure::VmmBootTime => sample.vmm_boot_time_us,
+            Figure::ExitsToReady => sample.exits_to_ready,
+            Figure::ApBringUp => sample.ap_bring_up_us,
+            Figure::VerifyRate => sample.verify_mib_per_second,
+            Figure::VerifyCrcRate => sample.verify_crc_mib_per_second,
             Figure::Phase(path) => sample
                 .phases
                 .iter()
@@ -164,6 +202,8 @@ impl Figure {
 pub(crate) enum Unit {
     Milliseconds,
     Microseconds,
+    MibPerSecond,
+    Count,
 }
 
 impl Unit {
@@ -171,14 +211,18 @@ impl Unit {
         match self {
             Unit::Milliseconds => "ms",
             Unit::Microseconds => "us",
+            Unit::MibPerSecond => "MiB/s",
+            Unit::Count => "n",
         }
     }
 
-    /// Formats a value given in microseconds.
+    /// Formats a value given in microseconds (MiB/s for a rate, a number
+    /// for a count).
     pub(crate) fn format(self, us: f64) -> String {
         match self {
             Unit::Milliseconds => format!("{:.2}", us / 1000.0),
-            Unit::Microseconds => format!("{us:.1}"),
+            Unit::Microseconds | Unit::MibPerSecond => format!("{us:.1}"),
+            Unit::Count => format!("{us:.0}"),
         }
     }
 }
@@ -220,6 +264,10 @@ impl BenchRun {
             Figure::Exit,
             Figure::EntryToReady,
             Figure::VmmBootTime,
+            Figure::ExitsToReady,
+            Figure::ApBringUp,
+            Figure::VerifyRate,
+            Figure::VerifyCrcRate,
         ];
         for sample in &counted {
             for phase in &sample.phases {

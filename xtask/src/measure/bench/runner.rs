@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
 use mote_boot::protocol::exit::Status;
-use mote_boot::protocol::report::Fact;
+use mote_boot::protocol::report::{DiskName, Elapsed, Fact};
 
 use regex::Regex;
 
@@ -102,6 +102,7 @@ fn other_invocation(configuration: &Configuration, images: &Images) -> Result<In
     let (kernel, cmdline) = guest_of(configuration, images);
     let mut spec = VmSpec::new(kernel, &cmdline);
     spec.memory_mib = memory_mib(&configuration.memory)?;
+    spec.vcpus = configuration.cpus;
     if configuration.blk {
         spec.disks.push(Disk::writable(&images.disk));
     }
@@ -136,6 +137,9 @@ pub(crate) fn qemu_command(
         .cpu(configuration.cpu_model())
         .memory(&configuration.memory)
         .append(&cmdline);
+    if configuration.cpus != 1 {
+        command = command.args(["-smp".to_owned(), configuration.cpus.to_string()]);
+    }
     if let Some(vmm) = images.vmm(VmmKind::Qemu) {
         command = command.vmm(vmm);
     }
@@ -388,6 +392,10 @@ fn sample_from_boot(
         vmm_boot_time_us: None,
         tsc_hz: None,
         phases: Vec::new(),
+        exits_to_ready: None,
+        ap_bring_up_us: None,
+        verify_mib_per_second: None,
+        verify_crc_mib_per_second: None,
     };
     if finished.timed_out {
         let reason = format!("timed out after {} s and was killed", timeout.as_secs_f64());
@@ -448,12 +456,18 @@ fn sample_from_boot(
             let power_off = ending;
             let report = BootReport::parse(stdout);
             sample.entry_to_ready_us = report.ready_microseconds().map(|us| us as f64);
+            read_smp_figures(&mut sample, stdout);
             // A served boot has no tslog dump: its serial bytes would delay the services.
             if !configuration.served {
                 match guest_phases(&stdout.join("\n")) {
-                    Ok((tsc_hz, phases)) => {
+                    Ok(GuestPhases {
+                        tsc_hz,
+                        phases,
+                        exits_to_ready,
+                    }) => {
                         sample.tsc_hz = Some(tsc_hz);
                         sample.phases = phases;
+                        sample.exits_to_ready = exits_to_ready.map(|exits| exits as f64);
                     }
                     Err(reason) => sample.failure = Some(reason),
                 }
@@ -468,9 +482,37 @@ fn sample_from_boot(
     sample
 }
 
+/// The `cpus` line's bring-up time (with more than one CPU online) and
+/// blk0's verify rates, when the boot printed them.
+fn read_smp_figures(sample: &mut Sample, stdout: &[String]) {
+    for line in stdout {
+        match Fact::parse_line(line) {
+            Some(Ok(Fact::Cpus(cpus))) if cpus.online > 1 => {
+                if let Elapsed::Micros(us) = cpus.elapsed {
+                    sample.ap_bring_up_us = Some(us as f64);
+                }
+            }
+            Some(Ok(Fact::Verified(verified))) if verified.disk == DiskName::Blk(0) => {
+                sample.verify_mib_per_second = Some(verified.mib_per_second);
+                sample.verify_crc_mib_per_second = Some(verified.crc_mib_per_second);
+            }
+            _ => {}
+        }
+    }
+}
+
+/// What a boot's tslog dump gives the bench.
+#[derive(Debug)]
+struct GuestPhases {
+    tsc_hz: u64,
+    phases: Vec<PhaseTime>,
+    /// The exits mote counted (every CPU's) from its first record to ready.
+    exits_to_ready: Option<u64>,
+}
+
 /// The tslog spans inside entry → ready: their duration in microseconds
 /// (clipped to the window; repeats of a path summed), in trace order.
-fn guest_phases(output: &str) -> Result<(u64, Vec<PhaseTime>), String> {
+fn guest_phases(output: &str) -> Result<GuestPhases, String> {
     let dump = tslog::parse_dump(output).map_err(|error| format!("tslog: {error:#}"))?;
     let Some(tsc_hz) = dump.tsc_hz else {
         return Err("tslog: the dump gives no TSC frequency".to_owned());
@@ -517,7 +559,11 @@ fn guest_phases(output: &str) -> Result<(u64, Vec<PhaseTime>), String> {
             stack.push((child, path.clone()));
         }
     }
-    Ok((tsc_hz, phases))
+    Ok(GuestPhases {
+        tsc_hz,
+        phases,
+        exits_to_ready: trace.exits.map(|exits| exits.total()),
+    })
 }
 
 /// One status line on a terminal (rewritten in place), a line per round otherwise.
@@ -597,7 +643,26 @@ mod tests {
 
     #[test]
     fn phases_cover_the_traced_boot_in_order() {
-        let (tsc_hz, phases) = guest_phases(TCG_DUMP).unwrap();
+        let GuestPhases {
+            tsc_hz,
+            phases,
+            exits_to_ready,
+        } = guest_phases(TCG_DUMP).unwrap();
+        // A dump from before the records carried `exits=`: no count.
+        assert_eq!(exits_to_ready, None);
+        let counted = [
+            "mote: tslog begin tsc_hz=1000000000 records=4 dropped=0",
+            "0x1000 10 ENTER a exits=3,0,0,0,0,0,1",
+            "0x1001 20 ENTER ap_online exits=4,1,0,0,0,0,2",
+            "0x1001 30 EXIT ap_online exits=5,1,2,0,0,0,3",
+            "0x1000 40 EXIT a exits=5,1,2,0,1,0,4",
+            "0x1000 50 EVENT ready exits=5,1,2,0,1,0,5",
+            "mote: tslog end",
+        ]
+        .join("\n");
+        let counted = guest_phases(&counted).unwrap();
+        // Every CPU's exits from the first record (4) to ready (14).
+        assert_eq!(counted.exits_to_ready, Some(10));
         assert_eq!(tsc_hz, 2_596_102_435);
         assert_eq!(phases[0].path, "pvh_entry");
         assert!(phases[1].path.starts_with("pvh_entry;"), "{phases:?}");
@@ -685,6 +750,49 @@ mod tests {
         assert_eq!(sample.failure, None);
         assert_eq!(sample.start_to_first_byte_us, None);
         assert_eq!(sample.start_to_exit_us, 45_000.0);
+    }
+
+    #[test]
+    fn reads_the_cpus_and_verify_lines() {
+        let mut sample = bare_sample();
+        let lines = [
+            "mote: cpus 4/4 online in 2381 us",
+            "mote: ramdisk0 verify 0.1 MiB on 4 cpus: 23.2 MiB/s, crc32 23.2 MiB/s",
+            "mote: blk0 verify 8.0 MiB on 4 cpus: 76.8 MiB/s, crc32 96.0 MiB/s",
+        ]
+        .map(str::to_owned);
+        read_smp_figures(&mut sample, &lines);
+        assert_eq!(sample.ap_bring_up_us, Some(2381.0));
+        assert_eq!(sample.verify_mib_per_second, Some(76.8));
+        assert_eq!(sample.verify_crc_mib_per_second, Some(96.0));
+        // One CPU: no bring-up to report, whatever the line says.
+        let mut sample = bare_sample();
+        read_smp_figures(&mut sample, &["mote: cpus 1/4 online in 0 us".to_owned()]);
+        assert_eq!(sample.ap_bring_up_us, None);
+        assert_eq!(sample.verify_mib_per_second, None);
+    }
+
+    fn bare_sample() -> Sample {
+        Sample {
+            configuration: "mote-tcg-blk-smp4".to_owned(),
+            round: 0,
+            warmup: false,
+            failure: None,
+            exit_code: Some(0),
+            start_to_first_byte_us: None,
+            start_to_ready_line_us: None,
+            start_to_listening_line_us: None,
+            start_to_first_ok_us: None,
+            start_to_exit_us: 0.0,
+            entry_to_ready_us: None,
+            vmm_boot_time_us: None,
+            tsc_hz: None,
+            phases: Vec::new(),
+            exits_to_ready: None,
+            ap_bring_up_us: None,
+            verify_mib_per_second: None,
+            verify_crc_mib_per_second: None,
+        }
     }
 
     #[test]
@@ -815,6 +923,10 @@ mod tests {
         );
         assert!(line.contains("-global virtio-mmio.force-legacy=false"));
         assert!(line.contains("virtio-blk-device") && line.contains("virtio-net-device"));
+        assert!(!line.contains("-smp"), "{line}");
+        mote.cpus = 4;
+        let line = qemu_command(&mote, &images, &[]).command_line();
+        assert!(line.contains(" -smp 4 "), "{line}");
         let mut null = configuration(Guest::Null);
         null.blk = false;
         let line = qemu_command(&null, &images, &[]).command_line();

@@ -621,6 +621,10 @@ mod tests {
             entry_to_ready_us: None,
             tsc_hz: None,
             phases: Vec::new(),
+            exits_to_ready: None,
+            ap_bring_up_us: None,
+            verify_mib_per_second: None,
+            verify_crc_mib_per_second: None,
         }
     }
 
@@ -652,6 +656,10 @@ mod tests {
                 vmm_boot_time_us: None,
                 entry_to_ready_us: Some(entry.round()),
                 tsc_hz: Some(2_300_000_000),
+                exits_to_ready: Some(60.0),
+                ap_bring_up_us: Some(2000.0 + 100.0 * noise),
+                verify_mib_per_second: Some(75.0 + noise),
+                verify_crc_mib_per_second: Some(96.0 + noise),
                 phases: vec![
                     PhaseTime {
                         path: "pvh_entry".into(),
@@ -812,6 +820,20 @@ mod tests {
         ] {
             assert!(report.contains(expected), "{expected:?} missing:\n{report}");
         }
+        // The CPUs' figures: bring-up in microseconds, the rates in MiB/s.
+        let row = |label: &str| {
+            report
+                .lines()
+                .find(|line| line.starts_with(label))
+                .unwrap_or_else(|| panic!("no {label:?} row:\n{report}"))
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        assert!(row("guest: AP bring-up (cpus line)").contains(" us 20"));
+        assert!(row("guest: exits entry -> ready").contains(" n 60 60 60 60 0 0 0"));
+        assert!(row("guest: blk0 verify, CRC alone").contains(" MiB/s 96."));
+        assert!(row("guest: blk0 verify ").contains(" MiB/s 7"));
         // The floor ratio is printed: (60 + 16.2) ms over ~46 ms.
         let floor_line = report
             .lines()
