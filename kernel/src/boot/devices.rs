@@ -12,13 +12,14 @@ use virtio_drivers::transport::DeviceType;
 
 use crate::block::Ramdisk;
 use crate::memory::physical::IdentityMapped;
+use crate::net::service::Interrupt;
 use crate::pci::config::Bdf;
 use crate::pci::device::{Inspected, inspect, is_virtio};
 use crate::pci::enumerate::enumerate;
 use crate::pci::host::{self as pci_host, HostBridge, Mechanism};
 use crate::trace;
 use crate::virtio::blk::VirtioBlock;
-use crate::virtio::net::VirtioNetDevice;
+use crate::virtio::net::{self as virtio_net, VirtioNetDevice};
 use crate::virtio::transport::{self, Probed, kind_name};
 use crate::virtio::{MmioDevice, cmdline, pci as virtio_pci};
 
@@ -48,15 +49,6 @@ pub(super) enum Place {
 }
 
 impl Place {
-    /// The legacy interrupt (GSI) of a virtio-mmio transport; PCI
-    /// functions have none mote can route.
-    pub(super) fn irq(self) -> Option<u32> {
-        match self {
-            Self::Mmio(device) => Some(device.irq),
-            Self::Pci(_) => None,
-        }
-    }
-
     /// A number that tells devices apart (a MAC for a NIC without one).
     fn number(self) -> u64 {
         match self {
@@ -82,8 +74,9 @@ pub(super) struct Devices {
     pub(super) transports: Vec<TransportFact>,
     pub(super) disks: Vec<VirtioBlock>,
     pub(super) ramdisks: Vec<Ramdisk>,
-    /// The first network device and where it is (more are not served).
-    pub(super) net: Option<(VirtioNetDevice, Place)>,
+    /// The first network device, where it is, and its interrupt (more
+    /// devices are not served).
+    pub(super) net: Option<(VirtioNetDevice, Place, Interrupt)>,
 }
 
 /// Enumerates segment 0 when the platform has PCI, and inspects its virtio
@@ -218,7 +211,7 @@ pub(super) fn init(
 
 /// Starts the block driver, or the network driver for the first network
 /// device when `serve_network`; other devices are left alone.
-fn start_driver(devices: &mut Devices, probed: Probed, place: Place, serve_network: bool) {
+fn start_driver(devices: &mut Devices, mut probed: Probed, place: Place, serve_network: bool) {
     if probed.kind == DeviceType::Block {
         let _span = trace::span("virtio_blk_init");
         match VirtioBlock::new(probed.transport, &probed.negotiation) {
@@ -227,14 +220,39 @@ fn start_driver(devices: &mut Devices, probed: Probed, place: Place, serve_netwo
         }
     } else if probed.kind == DeviceType::Network && serve_network && devices.net.is_none() {
         let _span = trace::span("virtio_net_init");
-        let buffer_len = crate::virtio::net::receive_buffer_len(probed.vendor);
+        let buffer_len = virtio_net::receive_buffer_len(probed.vendor);
+        // A PCI function's MSI-X, programmed before the driver sets the
+        // queues up (each queue's vector is set as it is).
+        let lines = probed.msix.take().and_then(|msix| {
+            msix.program(virtio_net::QUEUES)
+                .inspect_err(|error| log::warn!("{place}: MSI-X not programmed: {error}"))
+                .ok()
+        });
+        let lines = lines.map(|(vectors, lines)| {
+            probed.transport.set_queue_vectors(vectors);
+            lines
+        });
         match VirtioNetDevice::new(
             probed.transport,
             &probed.negotiation,
             place.number(),
             buffer_len,
         ) {
-            Ok(net) => devices.net = Some((net, place)),
+            Ok(net) => {
+                let refused = probed.negotiation.vectors_refused();
+                let interrupt = match (place, lines) {
+                    (Place::Mmio(device), _) => Interrupt::Gsi(device.irq),
+                    (Place::Pci(_), Some(lines)) if refused == 0 => Interrupt::Msix(lines),
+                    (Place::Pci(_), Some(_)) => {
+                        log::warn!(
+                            "{place}: the device took no MSI-X vector for queues {refused:#b}"
+                        );
+                        Interrupt::None
+                    }
+                    (Place::Pci(_), None) => Interrupt::None,
+                };
+                devices.net = Some((net, place, interrupt));
+            }
             Err(error) => log::warn!("{place}: virtio-net: {error}; skipped"),
         }
     } else {

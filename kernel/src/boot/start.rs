@@ -84,8 +84,8 @@ pub fn start(start_info_paddr: u32, entry_tsc: u64) -> ! {
     let mut devices = devices::init(boot, &platform, memory.mapped, serve);
 
     let phase = phase.then("net_init");
-    let mut network = devices.net.take().and_then(|(device, place)| {
-        service::start(device, place.irq(), platform.tables, options.ip, clock)
+    let mut network = devices.net.take().and_then(|(device, _, interrupt)| {
+        service::start(device, interrupt, platform.tables, options.ip, clock)
             .inspect_err(|error| log::error!("{error}"))
             .ok()
     });

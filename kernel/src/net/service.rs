@@ -1,6 +1,8 @@
 //! The service loop on the target: the server over virtio-net, woken by the
-//! device's interrupt (routed through the I/O APIC, level-triggered) or by
-//! the one-shot timer; with nothing to do the CPU halts.
+//! device's interrupt (a virtio-mmio pin routed through the I/O APIC,
+//! level-triggered, or a virtio-pci function's MSI-X messages,
+//! edge-triggered) or by the one-shot timer; with nothing to do the CPU
+//! halts.
 #![deny(unsafe_code)]
 
 use core::fmt::Write;
@@ -22,6 +24,7 @@ use crate::clock::{Clock, TscFrequency};
 use crate::console;
 use crate::memory;
 use crate::virtio::net::VirtioNetDevice;
+use crate::virtio::pci::MsixLines;
 
 /// The turn after which the loop polls when it has no interrupt.
 const POLL_INTERVAL_MICROS: u64 = 1000;
@@ -39,11 +42,29 @@ pub(crate) enum StartError {
     NoClock,
 }
 
+/// How the network device interrupts, as its transport allows.
+pub(crate) enum Interrupt {
+    /// A GSI (virtio-mmio), routed through the I/O APIC.
+    Gsi(u32),
+    /// MSI-X entries programmed and still masked (virtio-pci).
+    Msix(MsixLines),
+    /// None mote can use: the device is polled.
+    None,
+}
+
+/// The interrupt as the loop waits for it.
+enum Wakeup {
+    Gsi(u32, GsiLine),
+    /// MSI-X, unmasked: any wakeup may be the device's, and none needs
+    /// handling; the entries are masked again when serving ends.
+    Msi(MsixLines),
+    Poll,
+}
+
 /// The served network device.
 pub(crate) struct Network {
     server: Server<VirtioNetDevice>,
-    /// The device's interrupt, when one is routed.
-    line: Option<(u32, GsiLine)>,
+    wakeup: Wakeup,
     /// The one-shot timer, when there is a local APIC.
     timer: Option<OneShotTimer>,
     clock: &'static Clock,
@@ -53,12 +74,12 @@ pub(crate) struct Network {
     budget: usize,
 }
 
-/// Routes the device's interrupt, `irq` (a GSI; none for a PCI function,
-/// until MSI-X is programmed), or falls back to polling; configures the
-/// address (`ip=`, else DHCP) and opens the sockets.
+/// Routes the device's interrupt (unmasks its MSI-X entries), or falls
+/// back to polling; configures the address (`ip=`, else DHCP) and opens
+/// the sockets.
 pub(crate) fn start(
     device: VirtioNetDevice,
-    irq: Option<u32>,
+    interrupt: Interrupt,
     acpi: Option<&Acpi>,
     ip: Option<&'static str>,
     clock: &'static Clock,
@@ -71,21 +92,25 @@ pub(crate) fn start(
     };
     let tsc = clock.tsc().ok_or(StartError::NoClock)?;
     let apic = local::init();
-    let line = match (apic, irq) {
-        (Some(_), Some(irq)) => match IoApics::discover(acpi).route_level(irq) {
-            Some(line) => Some((irq, line)),
+    let wakeup = match (apic, interrupt) {
+        (Some(_), Interrupt::Gsi(irq)) => match IoApics::discover(acpi).route_level(irq) {
+            Some(line) => Wakeup::Gsi(irq, line),
             None => {
                 log::warn!("no I/O APIC serves GSI {irq}: polling net0 every 1 ms");
-                None
+                Wakeup::Poll
             }
         },
-        (Some(_), None) => {
+        (Some(_), Interrupt::Msix(mut lines)) => {
+            lines.unmask();
+            Wakeup::Msi(lines)
+        }
+        (Some(_), Interrupt::None) => {
             log::info!("net0 has no routed interrupt: polling every 1 ms");
-            None
+            Wakeup::Poll
         }
         (None, _) => {
             log::warn!("no local APIC: polling net0 every 1 ms");
-            None
+            Wakeup::Poll
         }
     };
     let timer = apic.map(|apic| OneShotTimer::new(apic, tsc, clock.bus_hz()));
@@ -96,7 +121,7 @@ pub(crate) fn start(
     Ok(Network {
         budget,
         server,
-        line,
+        wakeup,
         timer,
         clock,
         tsc,
@@ -153,11 +178,14 @@ impl Network {
     pub(crate) fn serve(&mut self, pages: &dyn Pages) {
         loop {
             let now = now(self.clock, self.tsc);
-            let (pending, _timer_fired) = EVENTS.take();
-            let irq = self
-                .line
-                .as_ref()
-                .filter(|(gsi, _)| pending & (1 << gsi) != 0);
+            let (gsis, _msis, _timer) = EVENTS.take();
+            // A pin is acknowledged at the device and unmasked after the
+            // turn; a message needs neither (virtio v1.2 §4.1.5.3: with
+            // MSI-X the ISR status is not used for queue interrupts).
+            let irq = match &self.wakeup {
+                Wakeup::Gsi(gsi, line) if gsis & (1 << gsi) != 0 => Some(line),
+                _ => None,
+            };
             if irq.is_some() {
                 self.server.device().ack_interrupt();
             }
@@ -165,15 +193,16 @@ impl Network {
             if let Some(cidr) = turn.configured {
                 let _ = self.write_address(&mut console::Writer, cidr);
             }
-            if let Some((_, line)) = irq {
+            if let Some(line) = irq {
                 line.unmask();
             }
             if turn.finished {
+                if let Wakeup::Msi(lines) = &mut self.wakeup {
+                    lines.mask();
+                }
                 return;
             }
-            let fallback = self
-                .line
-                .is_none()
+            let fallback = matches!(self.wakeup, Wakeup::Poll)
                 .then_some(smoltcp::time::Duration::from_micros(POLL_INTERVAL_MICROS));
             let wakeup = [turn.wakeup, fallback].into_iter().flatten().min();
             if wakeup == Some(smoltcp::time::Duration::ZERO)

@@ -14,8 +14,7 @@ use super::config::{
 };
 
 /// Capability IDs (PCI Code and ID Assignment 1.11 §2).
-#[cfg(test)]
-const CAPABILITY_VENDOR: u8 = 0x09;
+pub(crate) const CAPABILITY_VENDOR: u8 = 0x09;
 pub(crate) const CAPABILITY_MSIX: u8 = 0x11;
 
 /// The header ends here; a capability cannot start inside it.
@@ -29,11 +28,13 @@ const BIR_MASK: u32 = 0x7;
 /// Bytes of an MSI-X table entry: address low, high, data, vector control.
 pub(crate) const MSIX_ENTRY_SIZE: u64 = 16;
 
-/// One capability: its ID and where its body starts.
+/// One capability: its ID, where its body starts, and the two bytes after
+/// the next pointer (for a virtio capability, its length and `cfg_type`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Capability {
     pub(crate) id: u8,
     pub(crate) offset: u16,
+    pub(crate) private: [u8; 2],
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -81,10 +82,11 @@ pub(crate) fn capabilities(
             return (found, Some(CapabilityError::Loop { bdf, pointer }));
         }
         *slot = true;
-        let [id, next, _, _] = config.read(bdf, pointer).to_le_bytes();
+        let [id, next, low, high] = config.read(bdf, pointer).to_le_bytes();
         found.push(Capability {
             id,
             offset: pointer,
+            private: [low, high],
         });
         pointer = u16::from(next) & !3;
     }
@@ -169,6 +171,43 @@ impl Msix {
     }
 }
 
+/// virtio's common configuration structure: `cfg_type` 1 of a vendor
+/// capability at least 16 bytes long (virtio 1.2 §4.1.4), and the bytes
+/// of its 1.0-1.1 layout, up to `queue_device` (§4.1.4.3).
+const VIRTIO_COMMON_CFG: u8 = 1;
+const VIRTIO_CAPABILITY_LENGTH: u8 = 16;
+const VIRTIO_COMMON_CFG_LENGTH: u64 = 0x38;
+/// The dwords of a virtio capability holding its BAR and its offset.
+const VIRTIO_CAPABILITY_BAR: u16 = 4;
+const VIRTIO_CAPABILITY_OFFSET: u16 = 8;
+
+/// Where the first virtio common configuration structure of `bdf` lies,
+/// as `virtio-drivers` picks it; `None` when there is none or it does not
+/// fit its memory BAR. Two reads.
+pub(crate) fn virtio_common_config(
+    config: &impl ConfigSpace,
+    bdf: Bdf,
+    capabilities: &[Capability],
+    bars: &Bars,
+) -> Option<InBar> {
+    let capability = capabilities.iter().find(|capability| {
+        let [length, cfg_type] = capability.private;
+        capability.id == CAPABILITY_VENDOR
+            && cfg_type == VIRTIO_COMMON_CFG
+            && length >= VIRTIO_CAPABILITY_LENGTH
+    })?;
+    // Checked against 256 bytes: the last dword read ends at +12.
+    if capability.offset + u16::from(VIRTIO_CAPABILITY_LENGTH) > LEGACY_SPACE {
+        return None;
+    }
+    let bar = config.read_u8(bdf, capability.offset + VIRTIO_CAPABILITY_BAR);
+    let offset = config.read(bdf, capability.offset + VIRTIO_CAPABILITY_OFFSET);
+    let fits = bars.get(bar).is_some_and(|found| {
+        found.is_memory() && u64::from(offset) + VIRTIO_COMMON_CFG_LENGTH <= found.size
+    });
+    fits.then_some(InBar { bar, offset })
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::bar::{DEVICE_BARS, size_bars};
@@ -224,6 +263,7 @@ mod tests {
         assert_eq!(stopped, None);
         let offsets: Vec<u16> = found.iter().map(|c| c.offset).collect();
         assert_eq!(offsets, [0x98, 0x84, 0x70, 0x60, 0x50, 0x40]);
+        assert_eq!(found[1].private, [0x14, 5]);
         let msix = msix(&config, at, found[0]).unwrap();
         assert_eq!(msix.vectors, 3);
         assert_eq!(msix.table, InBar { bar: 1, offset: 0 });
@@ -236,6 +276,31 @@ mod tests {
         );
         let bars = size_bars(&mut config, at, DEVICE_BARS);
         assert_eq!(msix.check(at, &bars), Ok(()));
+    }
+
+    #[test]
+    fn finds_the_virtio_common_configuration() {
+        let (mut config, at) = qemu_virtio_net();
+        // QEMU: the common configuration at offset 0 of the 64-bit BAR4
+        // (16 KiB); the capability at 0x50 is cfg_type 1.
+        config.set_bar(at, 4, 0xfe00_000c, 0xffff_c000);
+        config.set_bar(at, 5, 0, 0xffff_ffff);
+        config.set_bytes(at, 0x54, &[4]);
+        let bars = size_bars(&mut config, at, DEVICE_BARS);
+        let (found, _) = capabilities(&config, at);
+        assert_eq!(
+            virtio_common_config(&config, at, &found, &bars),
+            Some(InBar { bar: 4, offset: 0 })
+        );
+        // Too close to the end of its BAR.
+        config.set_bytes(at, 0x58, &0x3fd0u32.to_le_bytes());
+        assert_eq!(virtio_common_config(&config, at, &found, &bars), None);
+        // In a BAR that does not exist.
+        config.set_bytes(at, 0x58, &[0, 0, 0, 0]);
+        config.set_bytes(at, 0x54, &[3]);
+        assert_eq!(virtio_common_config(&config, at, &found, &bars), None);
+        // No common configuration capability at all.
+        assert_eq!(virtio_common_config(&config, at, &found[..1], &bars), None);
     }
 
     #[test]

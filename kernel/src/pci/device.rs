@@ -10,7 +10,10 @@ extern crate alloc;
 use alloc::vec::Vec;
 
 use super::bar::{BRIDGE_BARS, Bars, DEVICE_BARS, size_bars};
-use super::capability::{CAPABILITY_MSIX, Capability, CapabilityError, Msix, capabilities, msix};
+use super::capability::{
+    CAPABILITY_MSIX, Capability, CapabilityError, InBar, Msix, capabilities, msix,
+    virtio_common_config,
+};
 use super::config::{ConfigSpace, HEADER_TYPE_BRIDGE, HEADER_TYPE_DEVICE};
 use super::enumerate::Function;
 use super::shadow::{Known, Recording};
@@ -32,6 +35,10 @@ pub(crate) struct Inspected {
     pub(crate) capabilities: Vec<Capability>,
     /// The MSI-X capability when it has one that fits its BARs.
     pub(crate) msix: Option<Msix>,
+    /// The virtio common configuration structure, where MSI-X vectors are
+    /// assigned to queues (read here so that the driver's own reads of the
+    /// same dwords are answered from the record).
+    pub(crate) common_config: Option<InBar>,
     /// Why the capability walk stopped early, or MSI-X was refused.
     pub(crate) problems: Vec<CapabilityError>,
     /// The dwords read on the way, for a driver to be answered from.
@@ -67,12 +74,14 @@ pub(crate) fn inspect(config: &mut impl ConfigSpace, function: Function) -> Insp
                 .inspect_err(|&error| problems.push(error))
                 .ok()
         });
+    let common_config = virtio_common_config(config, function.bdf, &capabilities, &bars);
     let known = recording.into_known();
     Inspected {
         function,
         bars,
         capabilities,
         msix,
+        common_config,
         problems,
         known,
     }

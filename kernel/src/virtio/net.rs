@@ -20,6 +20,9 @@ use super::hal::KernelHal;
 
 /// Receive and transmit queue size (a power of two; QEMU allows 256).
 const QUEUE_SIZE: usize = 16;
+/// Queues the driver sets up: receive (0) and transmit (1), as
+/// `virtio-drivers` 0.13's `VirtIONet` numbers them (virtio v1.2 §5.1.2).
+pub(crate) const QUEUES: u16 = 2;
 /// VIRTIO_NET_F_MAC (virtio v1.2 §5.1.3): the config space holds a MAC.
 const FEATURE_MAC: u64 = 1 << 5;
 /// Ethernet MTU as smoltcp counts it (frame without the FCS).

@@ -1,7 +1,15 @@
 //! virtio over PCI: `virtio-drivers`' `PciTransport` over mote's
 //! configuration space ([`HostBridge`]), opened once the function's BARs
 //! are known to be assigned, inside the identity map, and decoded, with
-//! bus mastering on (virtio 1.2 §4.1; docs/virtio-pci.md).
+//! bus mastering on (virtio 1.2 §4.1; docs/virtio-pci.md). A driver that
+//! waits for interrupts has the function's MSI-X table programmed for the
+//! boot CPU ([`MsixPlace::program`]) and its queues' vectors set through
+//! the common configuration ([`QueueVectors`]), beside `virtio-drivers`,
+//! which leaves them at `NO_VECTOR`.
+
+extern crate alloc;
+
+use alloc::vec::Vec;
 
 use virtio_drivers::transport::pci::PciTransport;
 use virtio_drivers::transport::pci::bus::{ConfigurationAccess, DeviceFunction, PciRoot};
@@ -9,11 +17,15 @@ use virtio_drivers::transport::{DeviceType, SomeTransport, Transport};
 
 use super::hal::KernelHal;
 use super::transport::{InOrder, Probed};
+use crate::arch::x86_64::apic::{local, vectors};
+use crate::arch::x86_64::interrupts;
 use crate::memory::mmio;
 use crate::memory::physical::IdentityMapped;
+use crate::pci::capability::{InBar, MSIX_ENTRY_SIZE};
 use crate::pci::config::{Bdf, COMMAND_BUS_MASTER, COMMAND_MEMORY, COMMAND_STATUS, ConfigSpace};
 use crate::pci::device::Inspected;
 use crate::pci::host::HostBridge;
+use crate::pci::msix::{self, Destination, MsixError, NO_VECTOR, Plan, Table};
 use crate::pci::shadow::Shadowed;
 
 /// `virtio-drivers` reaches configuration space through this: the
@@ -75,6 +87,7 @@ pub(crate) fn probe(
         }
     }
     let mut shadowed = Shadowed::new(bridge, at, inspected.known.clone());
+    let msix = MsixPlace::new(bridge, inspected, &shadowed);
     let command = shadowed.read_u16(at, COMMAND_STATUS);
     shadowed.set_command(command | COMMAND_MEMORY | COMMAND_BUS_MASTER);
     let mut root = PciRoot::new(Access(shadowed));
@@ -93,6 +106,7 @@ pub(crate) fn probe(
                 kind,
                 version: 2,
                 vendor: None,
+                msix,
             })
         }
         Err(error) => {
@@ -118,4 +132,201 @@ pub(crate) fn kind_of(device: u16) -> Option<DeviceType> {
         _ => return None,
     };
     DeviceType::try_from(u32::from(id)).ok()
+}
+
+/// The address of `place` in `inspected`'s BARs (checked to fit at
+/// inspection; the BARs were checked to be mapped by [`probe`]).
+fn address_of(inspected: &Inspected, place: InBar) -> Option<usize> {
+    let bar = inspected.bars.get(place.bar)?;
+    usize::try_from(bar.address + u64::from(place.offset)).ok()
+}
+
+/// A function's MSI-X table and common configuration, found at probe and
+/// not yet used: MSI-X stays off until [`MsixPlace::program`].
+pub(crate) struct MsixPlace {
+    bridge: HostBridge,
+    bdf: Bdf,
+    /// The capability's offset and its first dword (ID, next, control).
+    capability: u16,
+    header: u32,
+    table: MmioTable,
+    entries: u16,
+    common: usize,
+}
+
+impl MsixPlace {
+    fn new(
+        bridge: HostBridge,
+        inspected: &Inspected,
+        shadowed: &Shadowed<HostBridge>,
+    ) -> Option<Self> {
+        let found = inspected.msix?;
+        let bdf = inspected.function.bdf;
+        Some(Self {
+            bridge,
+            bdf,
+            capability: found.offset,
+            // Answered from inspection's record: no access.
+            header: shadowed.read(bdf, found.offset),
+            table: MmioTable {
+                base: address_of(inspected, found.table)?,
+            },
+            entries: found.vectors,
+            common: address_of(inspected, inspected.common_config?)?,
+        })
+    }
+
+    /// Programs table entries for a driver of `queues` queues (one per
+    /// queue when the table and the CPU vectors allow, else one shared),
+    /// all to the boot CPU and left masked, then enables MSI-X. The queues'
+    /// vectors are set by the returned [`QueueVectors`] when the driver
+    /// sets the queues up; [`MsixLines::unmask`] lets the entries send.
+    pub(crate) fn program(mut self, queues: u16) -> Result<(QueueVectors, MsixLines), MsixError> {
+        let apic = local::init().ok_or(MsixError::NoLocalApic)?;
+        let destination = if apic.is_x2apic() {
+            Destination::X2Apic(apic.id())
+        } else {
+            Destination::XApic(u8::try_from(apic.id()).unwrap_or(u8::MAX))
+        };
+        let plan = Plan::new(self.entries, queues, interrupts::free_msi_slots())
+            .ok_or(MsixError::NoVectorsLeft)?;
+        let used = u8::try_from(plan.entries()).map_err(|_| MsixError::NoVectorsLeft)?;
+        let first = interrupts::allocate_msi(used).ok_or(MsixError::NoVectorsLeft)?;
+        let mut controls = Vec::with_capacity(usize::from(used));
+        for entry in 0..plan.entries() {
+            let slot = first + u8::try_from(entry).unwrap_or(0);
+            let message = msix::message(destination, vectors::MSI_BASE + slot)?;
+            controls.push(msix::program(&mut self.table, entry, message));
+        }
+        // One configuration write: the entries are masked by their own bits.
+        self.bridge
+            .write(self.bdf, self.capability, msix::enabled(self.header));
+        log::info!(
+            "virtio-pci {}: MSI-X {} of {} entries ({}) to APIC id {}, vectors {:#x}..={:#x}",
+            self.bdf,
+            plan.entries(),
+            self.entries,
+            match plan {
+                Plan::PerQueue { .. } => "one per queue",
+                Plan::Shared => "shared",
+            },
+            apic.id(),
+            vectors::MSI_BASE + first,
+            vectors::MSI_BASE + first + used - 1,
+        );
+        Ok((
+            QueueVectors {
+                common: self.common,
+                plan,
+                config_written: false,
+            },
+            MsixLines {
+                table: self.table,
+                controls,
+            },
+        ))
+    }
+}
+
+/// The MSI-X table in a mapped BAR.
+struct MmioTable {
+    base: usize,
+}
+
+impl MmioTable {
+    fn dword(&self, entry: u16, dword: u8) -> *mut u32 {
+        let offset = u64::from(entry) * MSIX_ENTRY_SIZE + u64::from(dword) * 4;
+        (self.base + usize::try_from(offset).unwrap_or(0)) as *mut u32
+    }
+}
+
+impl Table for MmioTable {
+    fn read(&self, entry: u16, dword: u8) -> u32 {
+        // SAFETY: the table lies inside a memory BAR (checked at
+        // inspection) that is mapped and decoded (`probe`); entries are
+        // below the table's size (`Plan`), dwords below 4.
+        unsafe { self.dword(entry, dword).read_volatile() }
+    }
+
+    fn write(&mut self, entry: u16, dword: u8, value: u32) {
+        // SAFETY: as in `read`; the table is this driver's alone.
+        unsafe { self.dword(entry, dword).write_volatile(value) }
+    }
+}
+
+/// The entries a started driver's interrupts come through.
+pub(crate) struct MsixLines {
+    table: MmioTable,
+    /// Vector control of entry `n`, mask bit clear.
+    controls: Vec<u32>,
+}
+
+impl MsixLines {
+    /// Lets every entry send; one write each.
+    pub(crate) fn unmask(&mut self) {
+        for (entry, &control) in (0u16..).zip(&self.controls) {
+            msix::unmask(&mut self.table, entry, control);
+        }
+    }
+
+    /// Stops every entry from sending; one write each.
+    pub(crate) fn mask(&mut self) {
+        for (entry, &control) in (0u16..).zip(&self.controls) {
+            msix::mask(&mut self.table, entry, control);
+        }
+    }
+}
+
+/// Offsets in the common configuration structure (virtio 1.2 §4.1.4.3).
+const COMMON_CONFIG_MSIX_VECTOR: usize = 0x10;
+const COMMON_QUEUE_SELECT: usize = 0x16;
+const COMMON_QUEUE_MSIX_VECTOR: usize = 0x1a;
+
+/// Sets the queues' MSI-X vectors as the driver sets the queues up:
+/// `InOrder` calls [`QueueVectors::assign`] before each queue's
+/// configuration is written, so the vector is in place before
+/// `queue_enable` (virtio 1.2 §4.1.5.1.3).
+pub(crate) struct QueueVectors {
+    common: usize,
+    plan: Plan,
+    /// `config_msix_vector` was set since the last reset.
+    config_written: bool,
+}
+
+impl QueueVectors {
+    fn register(&self, offset: usize) -> *mut u16 {
+        (self.common + offset) as *mut u16
+    }
+
+    fn write(&mut self, offset: usize, value: u16) {
+        // SAFETY: the common configuration lies inside a memory BAR
+        // (checked at inspection to hold the 0x38 bytes of its layout),
+        // mapped and decoded (`probe`); these are its 16-bit registers.
+        unsafe { self.register(offset).write_volatile(value) }
+    }
+
+    fn read(&self, offset: usize) -> u16 {
+        // SAFETY: as in `write`.
+        unsafe { self.register(offset).read_volatile() }
+    }
+
+    /// The device was reset: its vectors are `NO_VECTOR` again.
+    pub(crate) fn reset(&mut self) {
+        self.config_written = false;
+    }
+
+    /// Points queue `queue` at its table entry; `false` when the device
+    /// read back `NO_VECTOR` (it could not map it). Configuration changes
+    /// get no vector (mote does not act on them). Three accesses, four for
+    /// the first queue.
+    pub(crate) fn assign(&mut self, queue: u16) -> bool {
+        if !self.config_written {
+            self.write(COMMON_CONFIG_MSIX_VECTOR, NO_VECTOR);
+            self.config_written = true;
+        }
+        let entry = self.plan.entry_of(queue);
+        self.write(COMMON_QUEUE_SELECT, queue);
+        self.write(COMMON_QUEUE_MSIX_VECTOR, entry);
+        entry == NO_VECTOR || self.read(COMMON_QUEUE_MSIX_VECTOR) == entry
+    }
 }

@@ -19,6 +19,7 @@ use virtio_drivers::transport::{
 use zerocopy::{FromBytes, Immutable, IntoBytes};
 
 use super::MmioDevice;
+use super::pci::{MsixPlace, QueueVectors};
 use crate::memory::physical::IdentityMapped;
 
 /// The smallest window that holds the registers and some config space.
@@ -35,6 +36,8 @@ pub(crate) struct Probed {
     /// The VendorID register, read for network devices only (one exit):
     /// it decides their receive buffer size (`net::receive_buffer_len`).
     pub(crate) vendor: Option<u32>,
+    /// A virtio-pci function's MSI-X table, not yet programmed.
+    pub(crate) msix: Option<MsixPlace>,
 }
 
 /// The word the boot report uses for a device type.
@@ -82,6 +85,7 @@ pub(crate) fn probe(device: MmioDevice, mapped: IdentityMapped) -> Option<Probed
                 kind,
                 version,
                 vendor,
+                msix: None,
             })
         }
         Err(MmioError::InvalidDeviceID(_)) => {
@@ -123,6 +127,8 @@ pub(crate) struct Negotiation {
     holding: AtomicBool,
     /// The queues with a held notification (queue `n` is bit `n`).
     held: AtomicU32,
+    /// The queues whose MSI-X vector the device did not take (bit `n`).
+    vectors_refused: AtomicU32,
 }
 
 impl Negotiation {
@@ -147,6 +153,13 @@ impl Negotiation {
     pub(crate) fn hold_notifications(&self, hold: bool) {
         self.holding.store(hold, Ordering::Relaxed);
     }
+
+    /// The queues (bit `n` for queue `n`) whose MSI-X vector the device
+    /// read back as `NO_VECTOR`, when [`InOrder::set_queue_vectors`] set
+    /// them.
+    pub(crate) fn vectors_refused(&self) -> u32 {
+        self.vectors_refused.load(Ordering::Relaxed)
+    }
 }
 
 /// A transport whose status register only ever gains one bit per write.
@@ -157,7 +170,9 @@ impl Negotiation {
 /// the device inactive. It also answers, without a register access (each is
 /// a VM exit), two questions whose answer it knows: whether a queue is in
 /// use since the reset it wrote, and a legacy device's configuration
-/// generation. Everything else is delegated unchanged.
+/// generation. Given [`QueueVectors`], it sets each virtio-pci queue's
+/// MSI-X vector before the queue is set up, which `virtio-drivers` never
+/// does. Everything else is delegated unchanged.
 pub(crate) struct InOrder<T> {
     inner: T,
     /// The last status written (not read back: each read is a VM exit).
@@ -166,6 +181,8 @@ pub(crate) struct InOrder<T> {
     /// is bit `n`); `None` before that reset, when only the device knows.
     queues_set: Option<u32>,
     negotiation: Arc<Negotiation>,
+    /// Sets each queue's MSI-X vector as the queue is set up.
+    vectors: Option<QueueVectors>,
 }
 
 impl<T: Transport> InOrder<T> {
@@ -176,8 +193,15 @@ impl<T: Transport> InOrder<T> {
             written: DeviceStatus::empty(),
             queues_set: None,
             negotiation: Arc::clone(&negotiation),
+            vectors: None,
         };
         (transport, negotiation)
+    }
+
+    /// From now on each queue the driver sets up gets its MSI-X vector
+    /// from `vectors` first (virtio-pci; `virtio-drivers` sets none).
+    pub(crate) fn set_queue_vectors(&mut self, vectors: QueueVectors) {
+        self.vectors = Some(vectors);
     }
 
     /// Writes the notifications held while holding was on, once it is off.
@@ -226,6 +250,9 @@ impl<T: Transport> Transport for InOrder<T> {
             // A reset: every queue is unused after it (virtio v1.2 §2.1.2,
             // §4.2.2.1 for QueueReady and §4.2.4 for QueuePFN).
             self.queues_set = Some(0);
+            if let Some(vectors) = self.vectors.as_mut() {
+                vectors.reset();
+            }
         }
         if status.is_empty() || !status.contains(self.written) {
             // A reset, or a request to drop bits (which only a reset may
@@ -291,6 +318,13 @@ impl<T: Transport> Transport for InOrder<T> {
         driver_area: PhysAddr,
         device_area: PhysAddr,
     ) {
+        if let Some(vectors) = self.vectors.as_mut()
+            && !vectors.assign(queue)
+        {
+            self.negotiation
+                .vectors_refused
+                .fetch_or(queue_bit(queue), Ordering::Relaxed);
+        }
         self.inner
             .queue_set(queue, size, descriptors, driver_area, device_area);
         self.queues_set = self.queues_set.map(|set| set | queue_bit(queue));

@@ -1,14 +1,14 @@
 //! Interrupt entry: a 16-byte assembly stub per vector (stable Rust has no
 //! `x86-interrupt` ABI) pushes a uniform frame and calls [`dispatch`], which
-//! hands exceptions to the fatal report and records external interrupts in
-//! [`EVENTS`] for the main loop.
+//! hands exceptions to the fatal report and records external interrupts
+//! (I/O APIC pins and MSI-X messages) in [`EVENTS`] for the main loop.
 //!
 //! Handlers run only inside [`wait_for_interrupt`]'s `sti; hlt`, and they
 //! touch only atomics and interrupt-controller registers: no lock, so a
 //! handler can never wait for code it interrupted.
 
 use core::arch::global_asm;
-use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use x86_64::VirtAddr;
 
@@ -144,6 +144,8 @@ extern "C" fn dispatch(frame: &mut InterruptFrame) {
 pub(crate) struct Events {
     /// Bit `n`: GSI `n` fired and is masked until its driver acknowledges.
     pending_gsis: AtomicU64,
+    /// Bit `n`: MSI slot `n` fired (edge-triggered: nothing is masked).
+    pending_msis: AtomicU64,
     timer_fired: AtomicBool,
     spurious: AtomicUsize,
     unexpected: AtomicUsize,
@@ -153,6 +155,7 @@ pub(crate) struct Events {
 /// The only `Events`: the handlers below are its writers.
 pub(crate) static EVENTS: Events = Events {
     pending_gsis: AtomicU64::new(0),
+    pending_msis: AtomicU64::new(0),
     timer_fired: AtomicBool::new(false),
     spurious: AtomicUsize::new(0),
     unexpected: AtomicUsize::new(0),
@@ -160,11 +163,13 @@ pub(crate) static EVENTS: Events = Events {
 };
 
 impl Events {
-    /// The GSIs that fired since the last call (bit `n` for GSI `n`), and
-    /// whether the one-shot timer did; both are cleared.
-    pub(crate) fn take(&self) -> (u64, bool) {
+    /// The GSIs (bit `n` for GSI `n`) and MSI slots (bit `n` for slot
+    /// `n`) that fired since the last call, and whether the one-shot timer
+    /// did; all are cleared.
+    pub(crate) fn take(&self) -> (u64, u64, bool) {
         (
             self.pending_gsis.swap(0, Ordering::AcqRel),
+            self.pending_msis.swap(0, Ordering::AcqRel),
             self.timer_fired.swap(false, Ordering::AcqRel),
         )
     }
@@ -180,7 +185,9 @@ impl Events {
     }
 
     fn pending(&self) -> bool {
-        self.pending_gsis.load(Ordering::Acquire) != 0 || self.timer_fired.load(Ordering::Acquire)
+        self.pending_gsis.load(Ordering::Acquire) != 0
+            || self.pending_msis.load(Ordering::Acquire) != 0
+            || self.timer_fired.load(Ordering::Acquire)
     }
 }
 
@@ -195,14 +202,19 @@ fn external_interrupt(vector: u8) {
         // It only wakes an application processor from `sti; hlt`: the work
         // is in its mailbox (`smp::dispatch`).
         vectors::WORK => {}
-        vector => match vectors::gsi_of(vector) {
-            Some(gsi) => {
+        vector => match (vectors::gsi_of(vector), vectors::msi_slot_of(vector)) {
+            (Some(gsi), _) => {
                 // Level-triggered: masked until the driver has acknowledged
                 // its device, so a line still high fires again rather than storm.
                 apic::io::mask_from_handler(gsi);
                 EVENTS.pending_gsis.fetch_or(1 << gsi, Ordering::AcqRel);
             }
-            None => {
+            (None, Some(slot)) => {
+                // Edge-triggered: recorded, and the EOI below lets the next
+                // one in; the device needs no acknowledgement.
+                EVENTS.pending_msis.fetch_or(1 << slot, Ordering::AcqRel);
+            }
+            (None, None) => {
                 EVENTS.unexpected.fetch_add(1, Ordering::Relaxed);
                 EVENTS
                     .last_unexpected_vector
@@ -211,6 +223,25 @@ fn external_interrupt(vector: u8) {
         },
     }
     apic::local::eoi_from_handler();
+}
+
+/// MSI slots handed out so far (boot hands them out, once per device).
+static MSI_SLOTS_USED: AtomicU8 = AtomicU8::new(0);
+
+/// Slots still free for [`allocate_msi`].
+pub(crate) fn free_msi_slots() -> usize {
+    usize::from(vectors::MSI_SLOTS.saturating_sub(MSI_SLOTS_USED.load(Ordering::Relaxed)))
+}
+
+/// Hands out `count` consecutive MSI slots: the first one's number; its
+/// vector is `vectors::MSI_BASE + slot`. `None` when too few are left.
+pub(crate) fn allocate_msi(count: u8) -> Option<u8> {
+    MSI_SLOTS_USED
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |used| {
+            used.checked_add(count)
+                .filter(|&end| end <= vectors::MSI_SLOTS)
+        })
+        .ok()
 }
 
 /// Halts until an interrupt arrives, unless one is already pending. IF is

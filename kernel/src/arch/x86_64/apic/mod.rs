@@ -27,6 +27,12 @@ pub(crate) mod vectors {
     /// Device interrupts: vector = base + GSI, for GSIs up to [`MAX_GSI`].
     pub(crate) const DEVICE_BASE: u8 = 0x40;
     pub(crate) const MAX_GSI: u8 = 63;
+    /// MSI-X messages: vector = base + slot, for [`MSI_SLOTS`] slots
+    /// handed out by `interrupts::allocate_msi`.
+    pub(crate) const MSI_BASE: u8 = 0x80;
+    pub(crate) const MSI_SLOTS: u8 = 64;
+    // The ranges do not overlap, and stay below the work IPI and the timer.
+    const _: () = assert!(DEVICE_BASE + MAX_GSI < MSI_BASE && MSI_BASE + MSI_SLOTS <= WORK);
 
     /// The vector GSI `gsi` is routed to, if it has one.
     pub(crate) fn of_gsi(gsi: u32) -> Option<u8> {
@@ -43,6 +49,13 @@ pub(crate) mod vectors {
             .filter(|&gsi| gsi <= MAX_GSI)
     }
 
+    /// The MSI slot a vector stands for.
+    pub(crate) fn msi_slot_of(vector: u8) -> Option<u8> {
+        vector
+            .checked_sub(MSI_BASE)
+            .filter(|&slot| slot < MSI_SLOTS)
+    }
+
     #[cfg(test)]
     mod tests {
         use super::*;
@@ -56,6 +69,10 @@ pub(crate) mod vectors {
             assert_eq!(gsi_of(TIMER), None);
             assert_eq!(gsi_of(WORK), None);
             assert_eq!(gsi_of(SPURIOUS), None);
+            assert_eq!(msi_slot_of(MSI_BASE + 5), Some(5));
+            assert_eq!(msi_slot_of(0x7f), None);
+            assert_eq!(msi_slot_of(0xc0), None);
+            assert_eq!(msi_slot_of(TIMER), None);
         }
     }
 }
