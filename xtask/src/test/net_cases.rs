@@ -84,7 +84,14 @@ pub(crate) struct NetCase {
     /// Its verdict rests on the guest's clock keeping the host's pace
     /// (idle timeouts under load, CPU use while idle): not under icount.
     needs_real_time: bool,
+    /// A budget case of xtask/budgets.txt (named as the case): QEMU under
+    /// icount only, with the trace's markers and QEMU's memory-region trace.
+    budget: bool,
 }
+
+/// Why a [`NetCase::budget`] case runs under icount only.
+const BUDGET_ICOUNT: &str =
+    "a budget case: its instruction and exit counts are exact under --accel icount only";
 
 /// Why a [`NetCase::needs_real_time`] case cannot run under icount.
 const ICOUNT_CLOCK: &str = "needs --accel tcg or kvm: under --accel icount (sleep=off) the guest's clock \
@@ -109,6 +116,7 @@ pub(crate) fn net_cases() -> Vec<NetCase> {
         timeout: Duration::from_secs(timeout_seconds),
         traffic,
         needs_real_time: false,
+        budget: false,
     };
     vec![
         NetCase {
@@ -145,6 +153,12 @@ pub(crate) fn net_cases() -> Vec<NetCase> {
         NetCase {
             machine: Machine::MicrovmDefaults,
             ..case("net-acpi", acpi, 60)
+        },
+        // The served boot's budgets (xtask/budgets.txt): disk and NIC,
+        // static ip=, the dump read with GET /tslog while it serves.
+        NetCase {
+            budget: true,
+            ..case("budget-served", served_budget, 90)
         },
         // QEMU q35: the NIC is a virtio-net-pci function (polled: mote
         // routes no interrupt for it yet).
@@ -185,6 +199,9 @@ pub(crate) fn unavailable(case: &NetCase, target: &Target) -> Option<String> {
     if case.needs_real_time && target.accel == Accel::Icount {
         return Some(ICOUNT_CLOCK.to_owned());
     }
+    if case.budget && target.accel != Accel::Icount {
+        return Some(BUDGET_ICOUNT.to_owned());
+    }
     let network = network_on(case, target);
     if network == ServedNetwork::Tap {
         return tap_namespace::available().err();
@@ -202,13 +219,19 @@ fn network_on(case: &NetCase, target: &Target) -> ServedNetwork {
 fn run_case(case: &NetCase, target: &Target, kernel: &Path) -> (CaseResult, Vec<String>) {
     let start = Instant::now();
     let name = target.case_name(case.name);
-    let cmdline = cmdline::served_cmdline(case.ip_parameter);
+    let mut cmdline = cmdline::served_cmdline(case.ip_parameter);
+    let mut qemu_args = Vec::new();
+    if case.budget {
+        cmdline.push_str(" mote.tslog=markers");
+        qemu_args = super::budgets::trace_arguments(case.name);
+    }
     let vm = ServedVm {
         vmm: target.vmm.clone(),
         machine: case.machine,
         accel: target.accel,
         network: network_on(case, target),
         peer: None,
+        qemu_args,
     };
     let mut boot = match ServedBoot::start(&vm, kernel, &cmdline, case.timeout, LISTEN_WITHIN) {
         Ok(boot) => boot,
@@ -284,6 +307,19 @@ fn run_case(case: &NetCase, target: &Target, kernel: &Path) -> (CaseResult, Vec<
 }
 
 /// `GET path` must answer `status`; returns the response if it did.
+/// `budget-served`: the dump of the boot, read while it serves, and
+/// QEMU's memory-region trace so far, against the case's budgets.
+fn served_budget(boot: &mut ServedBoot, findings: &mut Findings) {
+    let Some(dump) = expect_status(boot.http_address(), "/tslog", 200, findings) else {
+        return;
+    };
+    let lines: Vec<String> = dump.body_text().lines().map(str::to_owned).collect();
+    match super::budgets::check("budget-served", &lines) {
+        Ok(()) => findings.note("within the budget-served rows of xtask/budgets.txt"),
+        Err(error) => findings.fail(error),
+    }
+}
+
 pub(super) fn expect_status(
     address: SocketAddr,
     path: &str,
@@ -607,13 +643,14 @@ mod tests {
                 "net-idle-cpu",
                 "net-dhcp",
                 "net-acpi",
+                "budget-served",
                 "net-http-q35"
             ]
         );
         assert_eq!(selected(Some("dhcp")).len(), 1);
         assert_eq!(selected(Some("net-")).len(), 8);
         assert!(selected(Some("default-report")).is_empty());
-        assert_eq!(selected(None).len(), 8);
+        assert_eq!(selected(None).len(), 9);
         assert_eq!(selected(Some("q35"))[0].machine, Machine::Q35);
         assert_eq!(selected(Some("acpi"))[0].machine, Machine::MicrovmDefaults);
         let dhcp = &selected(Some("dhcp"))[0];

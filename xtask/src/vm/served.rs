@@ -80,6 +80,8 @@ pub(crate) struct ServedVm {
     pub(crate) network: ServedNetwork,
     /// Another kernel than mote, serving HTTP on port 80 (QEMU over a tap only).
     pub(crate) peer: Option<PeerGuest>,
+    /// More QEMU arguments (QEMU only; the budget case's memory-region trace).
+    pub(crate) qemu_args: Vec<String>,
 }
 
 /// A kernel other than mote booted as a served guest: the Linux peer
@@ -151,7 +153,9 @@ fn prepare(vm: &ServedVm, kernel: &Path, cmdline: &str) -> Result<Prepared> {
             );
         }
         let ports = HostPorts::pick_with_extra_http(EXTRA_HTTP_FORWARDS)?;
-        let qemu = served_command(vm.machine, kernel, vm.accel, cmdline, &ports).vmm(&vm.vmm);
+        let qemu = served_command(vm.machine, kernel, vm.accel, cmdline, &ports)
+            .vmm(&vm.vmm)
+            .args(&vm.qemu_args);
         return Ok(Prepared {
             command: qemu.command(),
             command_line: qemu.command_line(),
@@ -170,6 +174,9 @@ fn prepare(vm: &ServedVm, kernel: &Path, cmdline: &str) -> Result<Prepared> {
             vm.vmm.kind
         );
     }
+    if !vm.qemu_args.is_empty() && vm.vmm.kind != VmmKind::Qemu {
+        bail!("QEMU arguments given for a served boot on {}", vm.vmm.kind);
+    }
     let namespace = TapNamespace::create()?;
     let (inner, command_line, invocation) = if vm.vmm.kind == VmmKind::Qemu {
         let mut qemu = served_qemu(vm.machine, kernel, vm.accel, cmdline).vmm(&vm.vmm);
@@ -178,7 +185,7 @@ fn prepare(vm: &ServedVm, kernel: &Path, cmdline: &str) -> Result<Prepared> {
                 .machine_options(qemu::microvm_options(peer.acpi))
                 .initrd(&peer.initrd);
         }
-        let qemu = qemu.virtio_net_tap("net0", TAP_NAME);
+        let qemu = qemu.virtio_net_tap("net0", TAP_NAME).args(&vm.qemu_args);
         (qemu.command(), qemu.command_line(), None)
     } else {
         let mut spec = VmSpec::new(kernel, cmdline);

@@ -207,6 +207,7 @@ fn run_ladder(
         accel,
         network: ServedNetwork::Tap,
         peer: peer.map(|peer| peer.guest.clone()),
+        qemu_args: Vec::new(),
     };
     let listen_within = if peer.is_some() {
         PEER_LISTEN_WITHIN
