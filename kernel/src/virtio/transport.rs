@@ -16,6 +16,7 @@ use virtio_drivers::transport::mmio::{MmioError, MmioTransport, MmioVersion, Vir
 use virtio_drivers::transport::{
     DeviceStatus, DeviceType, InterruptStatus, SomeTransport, Transport,
 };
+use volatile::VolatilePtr;
 use zerocopy::{FromBytes, Immutable, IntoBytes};
 
 use super::MmioDevice;
@@ -78,7 +79,10 @@ pub(crate) fn probe(device: MmioDevice, mapped: IdentityMapped) -> Option<Probed
             };
             let kind = transport.device_type();
             let vendor = (kind == DeviceType::Network).then(|| transport.vendor_id());
-            let (transport, negotiation) = InOrder::new(SomeTransport::from(transport));
+            let (mut transport, negotiation) = InOrder::new(SomeTransport::from(transport));
+            if version == 1 {
+                transport = transport.legacy_mmio(header.as_ptr() as usize);
+            }
             Some(Probed {
                 transport,
                 negotiation,
@@ -183,7 +187,17 @@ pub(crate) struct InOrder<T> {
     negotiation: Arc<Negotiation>,
     /// Sets each queue's MSI-X vector as the queue is set up.
     vectors: Option<QueueVectors>,
+    /// A legacy virtio-mmio window's address: its features are read and
+    /// written as the one 32-bit word a legacy device has.
+    legacy_mmio: Option<usize>,
 }
+
+/// Legacy virtio-mmio feature registers (virtio 1.2 §4.2.4: the legacy
+/// layout keeps the offsets of §4.2.2).
+const MMIO_DEVICE_FEATURES: usize = 0x010;
+const MMIO_DEVICE_FEATURES_SEL: usize = 0x014;
+const MMIO_DRIVER_FEATURES: usize = 0x020;
+const MMIO_DRIVER_FEATURES_SEL: usize = 0x024;
 
 impl<T: Transport> InOrder<T> {
     pub(super) fn new(inner: T) -> (Self, Arc<Negotiation>) {
@@ -194,8 +208,34 @@ impl<T: Transport> InOrder<T> {
             queues_set: None,
             negotiation: Arc::clone(&negotiation),
             vectors: None,
+            legacy_mmio: None,
         };
         (transport, negotiation)
+    }
+
+    /// The transport is the legacy virtio-mmio window at `base`. A legacy
+    /// device has 32 feature bits (virtio 0.9.5; QEMU answers 0 for any
+    /// other word), so only word 0 is read and written: `MmioTransport`
+    /// selects and moves both halves, 8 accesses (VM exits) where 4 do.
+    fn legacy_mmio(mut self, base: usize) -> Self {
+        self.legacy_mmio = Some(base);
+        self
+    }
+
+    /// Writes `value` to the legacy window's register at `offset`.
+    fn legacy_write(base: usize, offset: usize, value: u32) {
+        let register = NonNull::new((base + offset) as *mut u32).expect("a window is not at 0");
+        // SAFETY: `base` is this transport's own virtio-mmio window, in the
+        // identity map (checked by `probe`), and `offset` one of its
+        // 32-bit registers; the MmioTransport beside it never holds a
+        // reference into the window, only volatile pointers.
+        unsafe { VolatilePtr::new(register) }.write(value);
+    }
+
+    fn legacy_read(base: usize, offset: usize) -> u32 {
+        let register = NonNull::new((base + offset) as *mut u32).expect("a window is not at 0");
+        // SAFETY: as in `legacy_write`.
+        unsafe { VolatilePtr::new(register) }.read()
     }
 
     /// From now on each queue the driver sets up gets its MSI-X vector
@@ -276,7 +316,13 @@ impl<T: Transport> Transport for InOrder<T> {
         self.negotiation
             .driver_features
             .store(driver_features, Ordering::Relaxed);
-        self.inner.write_driver_features(driver_features);
+        match (self.legacy_mmio, u32::try_from(driver_features)) {
+            (Some(base), Ok(word)) => {
+                Self::legacy_write(base, MMIO_DRIVER_FEATURES_SEL, 0);
+                Self::legacy_write(base, MMIO_DRIVER_FEATURES, word);
+            }
+            _ => self.inner.write_driver_features(driver_features),
+        }
     }
 
     fn device_type(&self) -> DeviceType {
@@ -284,7 +330,11 @@ impl<T: Transport> Transport for InOrder<T> {
     }
 
     fn read_device_features(&mut self) -> u64 {
-        self.inner.read_device_features()
+        let Some(base) = self.legacy_mmio else {
+            return self.inner.read_device_features();
+        };
+        Self::legacy_write(base, MMIO_DEVICE_FEATURES_SEL, 0);
+        u64::from(Self::legacy_read(base, MMIO_DEVICE_FEATURES))
     }
 
     fn max_queue_size(&mut self, queue: u16) -> u32 {
