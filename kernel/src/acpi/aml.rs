@@ -137,7 +137,7 @@ pub(crate) fn walk_for<'a>(
 /// (Boyer-Moore-Horspool: about `haystack.len() / needle.len()` probes,
 /// not one per byte; instructions are what a boot under an emulating
 /// hypervisor pays for).
-fn find_all(haystack: &[u8], needle: &[u8], out: &mut Vec<usize>) {
+pub(crate) fn find_all(haystack: &[u8], needle: &[u8], out: &mut Vec<usize>) {
     let Some((&last, _)) = needle.split_last() else {
         return;
     };
