@@ -160,7 +160,9 @@ fn rate_line(
         disk,
         mib,
         cpus: workers.cpus(),
+        milliseconds: seconds * 1e3,
         mib_per_second: mib / seconds,
+        crc_milliseconds: crc_seconds * 1e3,
         crc_mib_per_second: mib / crc_seconds,
     };
     writeln!(out, "{}", Line(line))
@@ -286,10 +288,10 @@ mod tests {
         );
         assert_eq!(
             lines[1],
-            "mote: blk0 verify 1.0 MiB on 3 cpus: 333.3 MiB/s, crc32 1000.0 MiB/s"
+            "mote: blk0 verify 1.0 MiB on 3 cpus in 3.000 ms: 333.3 MiB/s, crc32 in 1.000 ms: 1000.0 MiB/s"
         );
         assert_eq!(lines[2], format!("mote: blk1 crc32 {expected:08x}"));
-        assert!(lines[3].starts_with("mote: blk1 verify 0.0 MiB on 3 cpus: "));
+        assert!(lines[3].starts_with("mote: blk1 verify 0.0 MiB on 3 cpus in 3.000 ms: "));
         assert_eq!(
             lines[4],
             format!(
@@ -297,7 +299,7 @@ mod tests {
                 crc32fast::hash(b"ramdisk bytes")
             )
         );
-        assert!(lines[5].starts_with("mote: ramdisk0 verify 0.0 MiB on 3 cpus: "));
+        assert!(lines[5].starts_with("mote: ramdisk0 verify 0.0 MiB on 3 cpus in "));
         // No TSC frequency: the CRCs without rates.
         let (ok, out) = run_on(&mut disks, "mote.blk=verify", None);
         assert!(ok);

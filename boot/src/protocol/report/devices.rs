@@ -216,11 +216,13 @@ line_shape! {
     |line, f| write!(f, "{} crc32 {:08x}", line.disk, line.crc)
 }
 
-/// `blk<index>|ramdisk<index> verify <MiB, 1 decimal> MiB on <cpus> cpus:
-/// <MiB/s, 1 decimal> MiB/s, crc32 <MiB/s, 1 decimal> MiB/s`: how fast
-/// `mote.blk=verify` went, with the CRC split across `cpus` CPUs. The
-/// first rate is of the whole verify (reading included), the second of
-/// the CRC computation alone.
+/// `blk<index>|ramdisk<index> verify <MiB, 1 decimal> MiB on <cpus> cpus
+/// in <ms, 3 decimals> ms: <MiB/s, 1 decimal> MiB/s, crc32 in <ms, 3
+/// decimals> ms: <MiB/s, 1 decimal> MiB/s`: how fast `mote.blk=verify`
+/// went, with the CRC split across `cpus` CPUs. The first time and rate
+/// are the whole verify's (reading included), the second the CRC
+/// computation's alone. The times keep their precision on a slow host,
+/// where a rate with one decimal does not.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Verified {
     pub disk: DiskName,
@@ -228,19 +230,29 @@ pub struct Verified {
     pub mib: f64,
     /// The CPUs that computed the CRC, the boot CPU included.
     pub cpus: usize,
+    /// Printed with three decimals.
+    pub milliseconds: f64,
     /// Printed with one decimal.
     pub mib_per_second: f64,
+    /// Printed with three decimals.
+    pub crc_milliseconds: f64,
     /// Printed with one decimal.
     pub crc_mib_per_second: f64,
 }
 
 line_shape! {
-    impl[] Verified, "blk", "blk<index>|ramdisk<index> verify <MiB, 1 decimal> MiB on <cpus> cpus: <MiB/s, 1 decimal> MiB/s, crc32 <MiB/s, 1 decimal> MiB/s",
+    impl[] Verified, "blk", "blk<index>|ramdisk<index> verify <MiB, 1 decimal> MiB on <cpus> cpus in <ms, 3 decimals> ms: <MiB/s, 1 decimal> MiB/s, crc32 in <ms, 3 decimals> ms: <MiB/s, 1 decimal> MiB/s",
     |line, f| {
         write!(
             f,
-            "{} verify {:.1} MiB on {} cpus: {:.1} MiB/s, crc32 {:.1} MiB/s",
-            line.disk, line.mib, line.cpus, line.mib_per_second, line.crc_mib_per_second
+            "{} verify {:.1} MiB on {} cpus in {:.3} ms: {:.1} MiB/s, crc32 in {:.3} ms: {:.1} MiB/s",
+            line.disk,
+            line.mib,
+            line.cpus,
+            line.milliseconds,
+            line.mib_per_second,
+            line.crc_milliseconds,
+            line.crc_mib_per_second
         )
     }
 }
@@ -358,9 +370,13 @@ pub(crate) fn parse_disk_fact(fact: &str) -> Result<Fact<'_>, ParseError> {
         let mib = fields.fraction()?;
         fields.literal(" MiB on ", "' MiB on '")?;
         let cpus = fields.decimal()?;
-        fields.literal(" cpus: ", "' cpus: '")?;
+        fields.literal(" cpus in ", "' cpus in '")?;
+        let milliseconds = fields.fraction()?;
+        fields.literal(" ms: ", "' ms: '")?;
         let mib_per_second = fields.fraction()?;
-        fields.literal(" MiB/s, crc32 ", "' MiB/s, crc32 '")?;
+        fields.literal(" MiB/s, crc32 in ", "' MiB/s, crc32 in '")?;
+        let crc_milliseconds = fields.fraction()?;
+        fields.literal(" ms: ", "' ms: '")?;
         let crc_mib_per_second = fields.fraction()?;
         fields.literal(" MiB/s", "' MiB/s'")?;
         fields.end()?;
@@ -368,7 +384,9 @@ pub(crate) fn parse_disk_fact(fact: &str) -> Result<Fact<'_>, ParseError> {
             disk,
             mib,
             cpus,
+            milliseconds,
             mib_per_second,
+            crc_milliseconds,
             crc_mib_per_second,
         }));
     }
@@ -519,24 +537,28 @@ mod tests {
             disk: DiskName::Blk(0),
             mib: 8.0,
             cpus: 4,
+            milliseconds: 130.081,
             mib_per_second: 61.5,
+            crc_milliseconds: 33.305,
             crc_mib_per_second: 240.2,
         };
         round_trip(
             &verified,
-            "blk0 verify 8.0 MiB on 4 cpus: 61.5 MiB/s, crc32 240.2 MiB/s",
+            "blk0 verify 8.0 MiB on 4 cpus in 130.081 ms: 61.5 MiB/s, crc32 in 33.305 ms: 240.2 MiB/s",
             Fact::Verified(verified),
         );
         let verified = Verified {
             disk: DiskName::Ramdisk(1),
             mib: 0.5,
             cpus: 1,
+            milliseconds: 41.667,
             mib_per_second: 12.0,
+            crc_milliseconds: 41.667,
             crc_mib_per_second: 12.0,
         };
         round_trip(
             &verified,
-            "ramdisk1 verify 0.5 MiB on 1 cpus: 12.0 MiB/s, crc32 12.0 MiB/s",
+            "ramdisk1 verify 0.5 MiB on 1 cpus in 41.667 ms: 12.0 MiB/s, crc32 in 41.667 ms: 12.0 MiB/s",
             Fact::Verified(verified),
         );
         let failed = VerifyFailed {
@@ -629,8 +651,9 @@ mod tests {
             "blk0 bench read 4096 bytes qd 8: fast",
             "blk0 bench read 4096 bytes qd 8: 1.0 MiB/s (8 MiB in 2.0 ms) extra",
             "blk0 frobnicated",
-            "blk0 verify 8.0 MiB on 4 cpus: 61.5 MiB/s",
-            "blk0 verify 8.0 MiB on four cpus: 61.5 MiB/s, crc32 1.0 MiB/s",
+            "blk0 verify 8.0 MiB on 4 cpus in 1.0 ms: 61.5 MiB/s",
+            "blk0 verify 8.0 MiB on 4 cpus: 61.5 MiB/s, crc32 1.0 MiB/s",
+            "blk0 verify 8.0 MiB on four cpus in 1.0 ms: 61.5 MiB/s, crc32 in 1.0 ms: 1.0 MiB/s",
             "ramdisk0 verify failed: no",
             "ramdisk0 12 bytes",
             "ramdisk0 12 sectors rw",

@@ -81,7 +81,7 @@ pub(crate) struct Sample {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) ap_bring_up_us: Option<f64>,
     /// With `mote.blk=verify`: blk0's `verify` line, the whole verify's
-    /// rate and the CRC computation's (MiB/s).
+    /// rate and the CRC computation's (MiB/s, from the line's times).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) verify_mib_per_second: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -221,7 +221,8 @@ impl Unit {
     pub(crate) fn format(self, us: f64) -> String {
         match self {
             Unit::Milliseconds => format!("{:.2}", us / 1000.0),
-            Unit::Microseconds | Unit::MibPerSecond => format!("{us:.1}"),
+            Unit::Microseconds => format!("{us:.1}"),
+            Unit::MibPerSecond => format!("{us:.2}"),
             Unit::Count => format!("{us:.0}"),
         }
     }

@@ -492,9 +492,12 @@ fn read_smp_figures(sample: &mut Sample, stdout: &[String]) {
                     sample.ap_bring_up_us = Some(us as f64);
                 }
             }
+            // The rates again from the times, which keep their precision on
+            // a slow host (the line's rates have one decimal).
             Some(Ok(Fact::Verified(verified))) if verified.disk == DiskName::Blk(0) => {
-                sample.verify_mib_per_second = Some(verified.mib_per_second);
-                sample.verify_crc_mib_per_second = Some(verified.crc_mib_per_second);
+                let rate = |ms: f64| (ms > 0.0).then(|| verified.mib * 1e3 / ms);
+                sample.verify_mib_per_second = rate(verified.milliseconds);
+                sample.verify_crc_mib_per_second = rate(verified.crc_milliseconds);
             }
             _ => {}
         }
@@ -757,14 +760,15 @@ mod tests {
         let mut sample = bare_sample();
         let lines = [
             "mote: cpus 4/4 online in 2381 us",
-            "mote: ramdisk0 verify 0.1 MiB on 4 cpus: 23.2 MiB/s, crc32 23.2 MiB/s",
-            "mote: blk0 verify 8.0 MiB on 4 cpus: 76.8 MiB/s, crc32 96.0 MiB/s",
+            "mote: ramdisk0 verify 0.1 MiB on 4 cpus in 4.310 ms: 23.2 MiB/s, crc32 in 4.310 ms: 23.2 MiB/s",
+            "mote: blk0 verify 16.0 MiB on 4 cpus in 80000.000 ms: 0.2 MiB/s, crc32 in 64000.000 ms: 0.3 MiB/s",
         ]
         .map(str::to_owned);
         read_smp_figures(&mut sample, &lines);
         assert_eq!(sample.ap_bring_up_us, Some(2381.0));
-        assert_eq!(sample.verify_mib_per_second, Some(76.8));
-        assert_eq!(sample.verify_crc_mib_per_second, Some(96.0));
+        // From the times: 16 MiB in 80 s and 64 s.
+        assert_eq!(sample.verify_mib_per_second, Some(0.2));
+        assert_eq!(sample.verify_crc_mib_per_second, Some(0.25));
         // One CPU: no bring-up to report, whatever the line says.
         let mut sample = bare_sample();
         read_smp_figures(&mut sample, &["mote: cpus 1/4 online in 0 us".to_owned()]);
