@@ -2,8 +2,10 @@
 //! that a VMM puts high (Cloud Hypervisor 54 puts its 64-bit BARs just
 //! below 64 TiB), mapped 1:1 with 2 MiB pages that are uncached (PCD and
 //! PWT; Intel SDM vol. 3A §11.12.3: PAT entry 3, UC, with the default PAT).
-//! Only PML4 entries from the second on are touched: the first is the
-//! boot PDPT, which `identity_map` owns above 4 GiB.
+//! Below 512 GiB the pages go under the boot PDPT (the first PML4 entry),
+//! in the 1 GiB slots above 4 GiB that `identity_map` left empty (no RAM
+//! there); a slot or page it mapped (cached RAM) is refused, never
+//! remapped. Firecracker with `--enable-pci` puts its BARs at 256 GiB.
 
 use spin::Mutex;
 use x86_64::PhysAddr;
@@ -14,8 +16,8 @@ use super::FRAMES;
 use super::frames::{FRAME_BYTES, FrameError};
 
 const PAGE: u64 = 2 << 20;
-/// What one PML4 entry covers; below it is the boot PDPT's.
-const PML4_SPAN: u64 = 512 << 30;
+/// Where the boot map ends: below it the identity map is the boot stub's.
+const BOOT_MAP_END: u64 = 4 << 30;
 /// The end of the lower canonical half (48-bit virtual addresses).
 const LOWER_HALF_END: u64 = 1 << 47;
 const TABLE: PageTableFlags = PageTableFlags::PRESENT.union(PageTableFlags::WRITABLE);
@@ -24,14 +26,16 @@ const UNCACHED_PAGE: PageTableFlags = TABLE
     .union(PageTableFlags::NO_CACHE)
     .union(PageTableFlags::WRITE_THROUGH);
 
-/// Serialises the walks: this module is the only writer of PML4 entries
-/// from the second on and of the tables below them.
+/// Serialises the walks: after `identity_map` (memory_init, before any
+/// device) this module is the only writer of page tables.
 static TABLES: Mutex<()> = Mutex::new(());
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub(crate) enum MmioError {
-    #[error("{start:#x}+{size:#x} is below 512 GiB or outside the lower canonical half")]
+    #[error("{start:#x}+{size:#x} is below 4 GiB or outside the lower canonical half")]
     OutOfRange { start: u64, size: u64 },
+    #[error("{page:#x} is mapped as memory (cached) already")]
+    Occupied { page: u64 },
     #[error("no page table frame: {0}")]
     Frames(#[from] FrameError),
 }
@@ -41,7 +45,7 @@ pub(crate) enum MmioError {
 pub(crate) fn map_uncached(start: u64, size: u64) -> Result<(), MmioError> {
     let end = start
         .checked_add(size)
-        .filter(|&end| start >= PML4_SPAN && end <= LOWER_HALF_END && size > 0)
+        .filter(|&end| start >= BOOT_MAP_END && end <= LOWER_HALF_END && size > 0)
         .ok_or(MmioError::OutOfRange { start, size })?;
     let _tables = TABLES.lock();
     let (pml4_frame, _) = Cr3::read();
@@ -52,11 +56,13 @@ pub(crate) fn map_uncached(start: u64, size: u64) -> Result<(), MmioError> {
         // entries from the second on are this module's (module comment),
         // and the lock above makes this the only walk.
         let pml4 = unsafe { &mut *pml4 };
-        let pdpt = next_table(&mut pml4[index(page, 39)])?;
-        let directory = next_table(&mut pdpt[index(page, 30)])?;
+        let pdpt = next_table(&mut pml4[index(page, 39)], page)?;
+        let directory = next_table(&mut pdpt[index(page, 30)], page)?;
         let entry = &mut directory[index(page, 21)];
         if entry.is_unused() {
             entry.set_addr(PhysAddr::new(page), UNCACHED_PAGE);
+        } else if !entry.flags().contains(PageTableFlags::NO_CACHE) {
+            return Err(MmioError::Occupied { page });
         }
         page += PAGE;
     }
@@ -78,7 +84,12 @@ fn table_at(address: u64) -> *mut PageTable {
 /// when it points nowhere yet.
 fn next_table(
     entry: &mut x86_64::structures::paging::page_table::PageTableEntry,
+    page: u64,
 ) -> Result<&'static mut PageTable, MmioError> {
+    if entry.flags().contains(PageTableFlags::HUGE_PAGE) {
+        // A 1 GiB page of `identity_map`'s: memory, not a device.
+        return Err(MmioError::Occupied { page });
+    }
     if entry.is_unused() {
         let frame = FRAMES.lock().allocate(1, 1)?;
         // SAFETY: the frame was just allocated, so it is this caller's; it
@@ -88,8 +99,9 @@ fn next_table(
         entry.set_addr(PhysAddr::new(frame), TABLE);
     }
     let table = table_at(entry.addr().as_u64());
-    // SAFETY: the entry is one of this module's (module comment), so its
-    // table is a frame this module allocated, identity mapped; the lock in
-    // `map_uncached` makes this the only reference.
+    // SAFETY: the entry points to a table, this module's or the boot
+    // map's/`identity_map`'s (module comment), each an identity-mapped
+    // frame; the lock in `map_uncached` makes this the only reference, and
+    // nothing else writes page tables after memory_init.
     Ok(unsafe { &mut *table })
 }

@@ -99,7 +99,15 @@ pub(crate) fn probe(
     match PciTransport::new::<KernelHal, _>(&mut root, device_function) {
         Ok(transport) => {
             let kind = transport.device_type();
-            let (transport, negotiation) = InOrder::new(SomeTransport::from(transport));
+            let (mut transport, negotiation) = InOrder::new(SomeTransport::from(transport));
+            // PciTransport::new found the common configuration too, so
+            // inspection's record of it is there.
+            if let Some(common) = inspected
+                .common_config
+                .and_then(|place| address_of(inspected, place))
+            {
+                transport = transport.pci_common_config(common);
+            }
             Some(Probed {
                 transport,
                 negotiation,

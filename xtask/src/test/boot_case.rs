@@ -36,6 +36,8 @@ pub(crate) struct BootCase {
     /// vCPUs (QEMU `-smp`, Firecracker `vcpu_count`, Cloud Hypervisor
     /// `--cpus boot=`).
     pub(crate) vcpus: u32,
+    /// Firecracker with `--enable-pci` (`VmSpec::pci`).
+    pub(crate) pci: bool,
     /// Extra QEMU arguments after the machine's own and the devices.
     pub(crate) qemu_args: Vec<String>,
     /// The whole kernel command line.
@@ -63,6 +65,7 @@ impl BootCase {
             disks: Vec::new(),
             initrd: None,
             vcpus: 1,
+            pci: false,
             qemu_args: Vec::new(),
             append: append.into(),
             expected_exit: ExpectedExit::Success,
@@ -102,6 +105,12 @@ impl BootCase {
 
     pub(crate) fn initrd(mut self, image: &Path) -> Self {
         self.initrd = Some(image.to_path_buf());
+        self
+    }
+
+    /// Boots Firecracker with `--enable-pci`.
+    pub(crate) fn pci(mut self) -> Self {
+        self.pci = true;
         self
     }
 

@@ -729,7 +729,7 @@ fn pci_cases(fixtures: &Fixtures) -> Vec<BootCase> {
 }
 
 /// The `virtio-pci` line of the function at `bus:device.0`.
-fn pci_function(
+pub(super) fn pci_function(
     bus: u8,
     device: u8,
     kind: &'static str,

@@ -175,6 +175,7 @@ fn run_on_other(case: &BootCase, target: &Target, kernel: &Path, name: String) -
     spec.memory_mib = DEFAULT_MEMORY_MIB;
     spec.disks = case.disks.clone();
     spec.vcpus = case.vcpus;
+    spec.pci = case.pci;
     let mut invocation = match target.vmm.invocation(&spec) {
         Ok(invocation) => invocation,
         Err(error) => return CaseResult::not_run(name, format!("{error:#}")),

@@ -87,6 +87,8 @@ pub(crate) struct NetCase {
     /// A budget case of xtask/budgets.txt (named as the case): QEMU under
     /// icount only, with the trace's markers and QEMU's memory-region trace.
     budget: bool,
+    /// Firecracker with `--enable-pci`.
+    pci: bool,
 }
 
 /// Why a [`NetCase::budget`] case runs under icount only.
@@ -117,6 +119,7 @@ pub(crate) fn net_cases() -> Vec<NetCase> {
         traffic,
         needs_real_time: false,
         budget: false,
+        pci: false,
     };
     vec![
         NetCase {
@@ -159,6 +162,13 @@ pub(crate) fn net_cases() -> Vec<NetCase> {
         NetCase {
             budget: true,
             ..case("budget-served", served_budget, 90)
+        },
+        // Firecracker --enable-pci: the NIC on virtio-pci with MSI-X, its
+        // BAR at 256 GiB.
+        NetCase {
+            vmms: &[VmmKind::Firecracker],
+            pci: true,
+            ..case("net-http-pci", http_endpoints as fn(&mut _, &mut _), 90)
         },
         // QEMU q35: the NIC is a virtio-net-pci function, served on its
         // MSI-X interrupts (one entry per queue of the four it has).
@@ -240,6 +250,7 @@ fn run_case(case: &NetCase, target: &Target, kernel: &Path) -> (CaseResult, Vec<
         network: network_on(case, target),
         peer: None,
         qemu_args,
+        pci: case.pci,
     };
     let mut boot = match ServedBoot::start(&vm, kernel, &cmdline, case.timeout, LISTEN_WITHIN) {
         Ok(boot) => boot,
@@ -672,14 +683,15 @@ mod tests {
                 "net-dhcp",
                 "net-acpi",
                 "budget-served",
+                "net-http-pci",
                 "net-http-q35",
                 "net-idle-cpu-pci"
             ]
         );
         assert_eq!(selected(Some("dhcp")).len(), 1);
-        assert_eq!(selected(Some("net-")).len(), 9);
+        assert_eq!(selected(Some("net-")).len(), 10);
         assert!(selected(Some("default-report")).is_empty());
-        assert_eq!(selected(None).len(), 10);
+        assert_eq!(selected(None).len(), 11);
         assert_eq!(selected(Some("q35"))[0].machine, Machine::Q35);
         assert_eq!(selected(Some("acpi"))[0].machine, Machine::MicrovmDefaults);
         let dhcp = &selected(Some("dhcp"))[0];

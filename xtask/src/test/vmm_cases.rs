@@ -6,12 +6,13 @@
 use std::time::Duration;
 
 use mote_boot::protocol::exit::Status;
-use mote_boot::protocol::report::{Discovery, DiskName, Fact};
+use mote_boot::protocol::report::{ConfigAccess, Discovery, DiskName, Fact};
 
 use super::boot_case::{BootCase, ExpectedExit};
 use super::boot_cases::{
-    block_transport, complete_report, crc_line, disk_line, every_cpu_online, powered_off,
-    readonly_refuses_write, start_info_line, tslog_dump_accounts_for_boot, write_pattern,
+    block_transport, complete_report, crc_line, disk_line, every_cpu_online, pci_function,
+    powered_off, readonly_refuses_write, start_info_line, tslog_dump_accounts_for_boot,
+    write_pattern,
 };
 use super::checks::Check;
 use super::fixtures::Fixtures;
@@ -76,7 +77,7 @@ pub(crate) fn vmm_cases(fixtures: &Fixtures, kind: VmmKind) -> Vec<BootCase> {
         .vcpus(cpus)
         .check(every_cpu_online(cpus))
         .checks(complete_report(&ready));
-    vec![
+    let mut cases = vec![
         smp,
         BootCase::new("default-report", READY_CMDLINE)
             .check(start_info_line(&ready))
@@ -102,7 +103,23 @@ pub(crate) fn vmm_cases(fixtures: &Fixtures, kind: VmmKind) -> Vec<BootCase> {
         verify,
         write_pattern(fixtures),
         readonly_refuses_write(fixtures),
-    ]
+    ];
+    if kind == VmmKind::Firecracker {
+        // `--enable-pci`: the disk on virtio-pci, found through the MCFG,
+        // nothing added to the command line.
+        cases.push(
+            BootCase::new("pci-blk-verify-8M", verify_cmdline.clone())
+                .pci()
+                .disk(Disk::read_only(&fixtures.pci_disk))
+                .timeout(Duration::from_secs(240))
+                .check(Check::cmdline_equals(verify_cmdline))
+                .check(pci_function(0, 1, "block", 2, ConfigAccess::Ecam))
+                .check(disk_line(0, 8 * MIB / 512, true))
+                .check(crc_line(DiskName::Blk(0), &fixtures.pci_disk))
+                .check(powered_off(Status::Success)),
+        );
+    }
+    cases
 }
 
 #[cfg(test)]

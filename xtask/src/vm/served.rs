@@ -82,6 +82,8 @@ pub(crate) struct ServedVm {
     pub(crate) peer: Option<PeerGuest>,
     /// More QEMU arguments (QEMU only; the budget case's memory-region trace).
     pub(crate) qemu_args: Vec<String>,
+    /// Firecracker's `--enable-pci` (`VmSpec::pci`).
+    pub(crate) pci: bool,
 }
 
 /// A kernel other than mote booted as a served guest: the Linux peer
@@ -190,6 +192,7 @@ fn prepare(vm: &ServedVm, kernel: &Path, cmdline: &str) -> Result<Prepared> {
     } else {
         let mut spec = VmSpec::new(kernel, cmdline);
         spec.taps.push(TAP_NAME.to_owned());
+        spec.pci = vm.pci;
         let mut invocation = vm.vmm.invocation(&spec)?;
         let command = std::mem::replace(&mut invocation.command, Command::new("true"));
         let line = invocation.command_line.clone();

@@ -208,6 +208,7 @@ fn run_ladder(
         network: ServedNetwork::Tap,
         peer: peer.map(|peer| peer.guest.clone()),
         qemu_args: Vec::new(),
+        pci: false,
     };
     let listen_within = if peer.is_some() {
         PEER_LISTEN_WITHIN

@@ -113,7 +113,12 @@ pub(crate) fn invocation(vmm: &Vmm, spec: &VmSpec, scratch: PathBuf) -> Result<I
     std::fs::write(&config, text).with_context(|| format!("writing {}", config.display()))?;
     // Firecracker opens the log for appending; it must exist.
     std::fs::write(&log, "").with_context(|| format!("creating {}", log.display()))?;
-    let arguments = arguments(&config, &log);
+    let mut arguments = arguments(&config, &log);
+    if spec.pci {
+        // `src/firecracker/src/main.rs`: virtio-pci devices, ACPI's MCFG
+        // and no `virtio_mmio.device=` words on the command line.
+        arguments.push("--enable-pci".to_owned());
+    }
     let mut command = vmm.command();
     command.args(&arguments);
     let command_line = shell_line(vmm.command_prefix().into_iter().chain(arguments));

@@ -371,6 +371,9 @@ pub(crate) struct VmSpec {
     pub(crate) disks: Vec<Disk>,
     /// Tap devices (by name, in the VMM's network namespace), one NIC each.
     pub(crate) taps: Vec<String>,
+    /// Firecracker's `--enable-pci`: its devices on virtio-pci, not
+    /// virtio-mmio (Cloud Hypervisor has PCI only; QEMU is its own).
+    pub(crate) pci: bool,
 }
 
 impl VmSpec {
@@ -382,6 +385,7 @@ impl VmSpec {
             vcpus: 1,
             disks: Vec::new(),
             taps: Vec::new(),
+            pci: false,
         }
     }
 }
