@@ -60,6 +60,10 @@ pub(crate) struct Enumeration {
 /// first bus.
 pub(crate) fn enumerate(config: &impl ConfigSpace, buses: RangeInclusive<u8>) -> Enumeration {
     let mut found = Enumeration::default();
+    if buses.is_empty() {
+        // A window whose last bus comes before its first decodes none.
+        return found;
+    }
     let mut walked = [false; 256];
     let mut pending = Vec::new();
     pending.push(*buses.start());
@@ -221,6 +225,18 @@ mod tests {
         assert_eq!(addresses(&found), [bdf(0x10, 1, 0)]);
         assert_eq!(found.buses, [0x10]);
         assert_eq!(config.accesses(), 32 + 2);
+    }
+
+    #[test]
+    #[allow(
+        clippy::reversed_empty_ranges,
+        reason = "the hostile window under test"
+    )]
+    fn a_window_that_ends_before_it_starts_decodes_nothing() {
+        let config = flat();
+        let found = enumerate(&config, 1..=0);
+        assert!(found.buses.is_empty() && found.functions.is_empty());
+        assert_eq!(config.accesses(), 0);
     }
 
     #[test]
