@@ -10,10 +10,13 @@
 extern crate alloc;
 
 use alloc::vec::Vec;
+use core::ptr::NonNull;
 
+use virtio_drivers::PhysAddr;
 use virtio_drivers::transport::pci::PciTransport;
 use virtio_drivers::transport::pci::bus::{ConfigurationAccess, DeviceFunction, PciRoot};
 use virtio_drivers::transport::{DeviceType, SomeTransport, Transport};
+use volatile::VolatilePtr;
 
 use super::hal::KernelHal;
 use super::transport::{InOrder, Probed};
@@ -102,11 +105,11 @@ pub(crate) fn probe(
             let (mut transport, negotiation) = InOrder::new(SomeTransport::from(transport));
             // PciTransport::new found the common configuration too, so
             // inspection's record of it is there.
-            if let Some(common) = inspected
+            if let Some(base) = inspected
                 .common_config
                 .and_then(|place| address_of(inspected, place))
             {
-                transport = transport.pci_common_config(common);
+                transport = transport.pci_common_config(CommonConfig { base });
             }
             Some(Probed {
                 transport,
@@ -159,7 +162,7 @@ pub(crate) struct MsixPlace {
     header: u32,
     table: MmioTable,
     entries: u16,
-    common: usize,
+    common: CommonConfig,
 }
 
 impl MsixPlace {
@@ -180,7 +183,9 @@ impl MsixPlace {
                 base: address_of(inspected, found.table)?,
             },
             entries: found.vectors,
-            common: address_of(inspected, inspected.common_config?)?,
+            common: CommonConfig {
+                base: address_of(inspected, inspected.common_config?)?,
+            },
         })
     }
 
@@ -288,36 +293,87 @@ impl MsixLines {
 /// Offsets in the common configuration structure (virtio 1.2 §4.1.4.3).
 const COMMON_CONFIG_MSIX_VECTOR: usize = 0x10;
 const COMMON_QUEUE_SELECT: usize = 0x16;
+const COMMON_QUEUE_SIZE: usize = 0x18;
 const COMMON_QUEUE_MSIX_VECTOR: usize = 0x1a;
+const COMMON_QUEUE_ENABLE: usize = 0x1c;
+const COMMON_QUEUE_DESC: usize = 0x20;
+const COMMON_QUEUE_DRIVER: usize = 0x28;
+const COMMON_QUEUE_DEVICE: usize = 0x30;
+
+/// A function's common configuration structure, beside `virtio-drivers`'
+/// own view of it: the queue vectors ([`QueueVectors`]) and the queue
+/// setup (`InOrder`) go through it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct CommonConfig {
+    base: usize,
+}
+
+impl CommonConfig {
+    fn register<T>(self, offset: usize) -> NonNull<T> {
+        NonNull::new((self.base + offset) as *mut T).expect("a structure is not at 0")
+    }
+
+    fn write16(self, offset: usize, value: u16) {
+        // SAFETY: the common configuration lies inside a memory BAR
+        // (checked at inspection to hold the 0x38 bytes of its layout),
+        // mapped and decoded (`probe`); `offset` is one of its 16-bit
+        // registers.
+        unsafe { VolatilePtr::new(self.register(offset)) }.write(value);
+    }
+
+    fn read16(self, offset: usize) -> u16 {
+        // SAFETY: as in `write16`.
+        unsafe { VolatilePtr::new(self.register(offset)) }.read()
+    }
+
+    fn write32(self, offset: usize, value: u32) {
+        // SAFETY: as in `write16`; `offset` is a 32-bit register or a
+        // 32-bit half of a 64-bit one.
+        unsafe { VolatilePtr::new(self.register(offset)) }.write(value);
+    }
+
+    /// Sets queue `queue` up (selected already when `selected`), each
+    /// 64-bit address written as two 32-bit halves. `virtio-drivers`
+    /// writes them with one 8-byte access each, which Firecracker refuses
+    /// (`pci: invalid data length for virtio write: len 8`, and the queue
+    /// is never set up); the spec lets a driver write the two halves one
+    /// after the other (virtio 1.2 §4.1.3.1), which every VMM takes.
+    pub(crate) fn set_queue(
+        self,
+        selected: bool,
+        queue: u16,
+        size: u16,
+        [descriptors, driver, device]: [PhysAddr; 3],
+    ) {
+        if !selected {
+            self.write16(COMMON_QUEUE_SELECT, queue);
+        }
+        self.write16(COMMON_QUEUE_SIZE, size);
+        for (offset, address) in [
+            (COMMON_QUEUE_DESC, descriptors),
+            (COMMON_QUEUE_DRIVER, driver),
+            (COMMON_QUEUE_DEVICE, device),
+        ] {
+            let (low, high) = (address & 0xffff_ffff, address >> 32);
+            self.write32(offset, u32::try_from(low).unwrap_or(0));
+            self.write32(offset + 4, u32::try_from(high).unwrap_or(0));
+        }
+        self.write16(COMMON_QUEUE_ENABLE, 1);
+    }
+}
 
 /// Sets the queues' MSI-X vectors as the driver sets the queues up:
 /// `InOrder` calls [`QueueVectors::assign`] before each queue's
 /// configuration is written, so the vector is in place before
 /// `queue_enable` (virtio 1.2 §4.1.5.1.3).
 pub(crate) struct QueueVectors {
-    common: usize,
+    common: CommonConfig,
     plan: Plan,
     /// `config_msix_vector` was set since the last reset.
     config_written: bool,
 }
 
 impl QueueVectors {
-    fn register(&self, offset: usize) -> *mut u16 {
-        (self.common + offset) as *mut u16
-    }
-
-    fn write(&mut self, offset: usize, value: u16) {
-        // SAFETY: the common configuration lies inside a memory BAR
-        // (checked at inspection to hold the 0x38 bytes of its layout),
-        // mapped and decoded (`probe`); these are its 16-bit registers.
-        unsafe { self.register(offset).write_volatile(value) }
-    }
-
-    fn read(&self, offset: usize) -> u16 {
-        // SAFETY: as in `write`.
-        unsafe { self.register(offset).read_volatile() }
-    }
-
     /// The device was reset: its vectors are `NO_VECTOR` again.
     pub(crate) fn reset(&mut self) {
         self.config_written = false;
@@ -329,12 +385,12 @@ impl QueueVectors {
     /// the first queue.
     pub(crate) fn assign(&mut self, queue: u16) -> bool {
         if !self.config_written {
-            self.write(COMMON_CONFIG_MSIX_VECTOR, NO_VECTOR);
+            self.common.write16(COMMON_CONFIG_MSIX_VECTOR, NO_VECTOR);
             self.config_written = true;
         }
         let entry = self.plan.entry_of(queue);
-        self.write(COMMON_QUEUE_SELECT, queue);
-        self.write(COMMON_QUEUE_MSIX_VECTOR, entry);
-        entry == NO_VECTOR || self.read(COMMON_QUEUE_MSIX_VECTOR) == entry
+        self.common.write16(COMMON_QUEUE_SELECT, queue);
+        self.common.write16(COMMON_QUEUE_MSIX_VECTOR, entry);
+        entry == NO_VECTOR || self.common.read16(COMMON_QUEUE_MSIX_VECTOR) == entry
     }
 }

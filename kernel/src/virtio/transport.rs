@@ -20,7 +20,7 @@ use volatile::VolatilePtr;
 use zerocopy::{FromBytes, Immutable, IntoBytes};
 
 use super::MmioDevice;
-use super::pci::{MsixPlace, QueueVectors};
+use super::pci::{CommonConfig, MsixPlace, QueueVectors};
 use crate::memory::physical::IdentityMapped;
 
 /// The smallest window that holds the registers and some config space.
@@ -192,17 +192,8 @@ pub(crate) struct InOrder<T> {
     legacy_mmio: Option<usize>,
     /// A virtio-pci function's common configuration: its queues are set
     /// up here, each 64-bit address written as two 32-bit halves.
-    pci_common: Option<usize>,
+    pci_common: Option<CommonConfig>,
 }
-
-/// virtio-pci common configuration fields a queue's setup writes (virtio
-/// 1.2 §4.1.4.3).
-const PCI_QUEUE_SELECT: usize = 0x16;
-const PCI_QUEUE_SIZE: usize = 0x18;
-const PCI_QUEUE_ENABLE: usize = 0x1c;
-const PCI_QUEUE_DESC: usize = 0x20;
-const PCI_QUEUE_DRIVER: usize = 0x28;
-const PCI_QUEUE_DEVICE: usize = 0x30;
 
 /// Legacy virtio-mmio feature registers (virtio 1.2 §4.2.4: the legacy
 /// layout keeps the offsets of §4.2.2).
@@ -235,52 +226,11 @@ impl<T: Transport> InOrder<T> {
         self
     }
 
-    /// The transport is virtio-pci with its common configuration at
-    /// `common`. `virtio-drivers` writes a queue's three 64-bit addresses
-    /// with one 8-byte access each, which Firecracker refuses (`pci:
-    /// invalid data length for virtio write: len 8`, and the queue is never
-    /// set up); the spec lets a driver write the two halves of a 64-bit
-    /// field one after the other (virtio 1.2 §4.1.3.1), which every VMM
-    /// takes.
-    pub(super) fn pci_common_config(mut self, common: usize) -> Self {
+    /// The transport is virtio-pci with this common configuration: its
+    /// queues are set up through [`CommonConfig::set_queue`].
+    pub(super) fn pci_common_config(mut self, common: CommonConfig) -> Self {
         self.pci_common = Some(common);
         self
-    }
-
-    /// Sets queue `queue` up through the common configuration at `common`,
-    /// selected already when `selected`.
-    fn pci_queue_set(
-        common: usize,
-        selected: bool,
-        queue: u16,
-        size: u16,
-        areas: [(usize, PhysAddr); 3],
-    ) {
-        let write16 = |offset: usize, value: u16| {
-            let register =
-                NonNull::new((common + offset) as *mut u16).expect("a structure is not at 0");
-            // SAFETY: `common` is the function's common configuration, in a
-            // memory BAR that `pci::probe` checked to be mapped and decoded
-            // and inspection checked to hold the structure; `offset` is
-            // one of its 16-bit fields.
-            unsafe { VolatilePtr::new(register) }.write(value);
-        };
-        let write32 = |offset: usize, value: u32| {
-            let register =
-                NonNull::new((common + offset) as *mut u32).expect("a structure is not at 0");
-            // SAFETY: as above, a 32-bit half of a 64-bit field.
-            unsafe { VolatilePtr::new(register) }.write(value);
-        };
-        if !selected {
-            write16(PCI_QUEUE_SELECT, queue);
-        }
-        write16(PCI_QUEUE_SIZE, size);
-        for (offset, address) in areas {
-            let (low, high) = (address & 0xffff_ffff, address >> 32);
-            write32(offset, u32::try_from(low).unwrap_or(0));
-            write32(offset + 4, u32::try_from(high).unwrap_or(0));
-        }
-        write16(PCI_QUEUE_ENABLE, 1);
     }
 
     /// Writes `value` to the legacy window's register at `offset`.
@@ -437,17 +387,12 @@ impl<T: Transport> Transport for InOrder<T> {
                 .fetch_or(queue_bit(queue), Ordering::Relaxed);
         }
         match (self.pci_common, u16::try_from(size)) {
-            (Some(common), Ok(size)) => Self::pci_queue_set(
-                common,
+            (Some(common), Ok(size)) => common.set_queue(
                 // `assign` leaves the queue selected.
                 self.vectors.is_some(),
                 queue,
                 size,
-                [
-                    (PCI_QUEUE_DESC, descriptors),
-                    (PCI_QUEUE_DRIVER, driver_area),
-                    (PCI_QUEUE_DEVICE, device_area),
-                ],
+                [descriptors, driver_area, device_area],
             ),
             _ => self
                 .inner
