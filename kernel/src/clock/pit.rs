@@ -61,6 +61,58 @@ impl Pit {
     }
 }
 
+/// A (TSC, count) pair: the TSC read just before the count was latched.
+#[derive(Clone, Copy)]
+struct Sample {
+    tsc: u64,
+    count: u16,
+}
+
+/// Spans a sampler must have seen before it calls one steady.
+const STEADY_AFTER: u32 = 3;
+/// A span longer than this many times the shortest seen was stretched.
+const STEADY_FACTOR: u64 = 2;
+
+/// Reads (TSC, count) pairs and says which were taken in a steady loop:
+/// a tick edge fell somewhere between the previous latch and this one, so
+/// its TSC is known only to that span, from the previous pair's TSC to
+/// the TSC after this latch. A span stretched past [`STEADY_FACTOR`] times
+/// the shortest (the host preempted the vCPU, seen once in ~40 parallel
+/// TCG boots as a 2.6 % error) is not used as an edge.
+struct Sampler {
+    previous: Sample,
+    shortest: u64,
+    spans: u32,
+}
+
+impl Sampler {
+    fn new(pit: &mut Pit) -> Self {
+        Self {
+            previous: Sample {
+                tsc: cpu::rdtsc(),
+                count: pit.count(),
+            },
+            shortest: u64::MAX,
+            spans: 0,
+        }
+    }
+
+    /// The next pair, the previous one, and whether the span between them
+    /// was steady.
+    fn next(&mut self, pit: &mut Pit) -> (Sample, Sample, bool) {
+        let tsc = cpu::rdtsc();
+        let count = pit.count();
+        let after = cpu::rdtsc();
+        let span = after.wrapping_sub(self.previous.tsc);
+        self.shortest = self.shortest.min(span);
+        self.spans = self.spans.saturating_add(1);
+        let steady =
+            self.spans >= STEADY_AFTER && span <= self.shortest.saturating_mul(STEADY_FACTOR);
+        let previous = core::mem::replace(&mut self.previous, Sample { tsc, count });
+        (self.previous, previous, steady)
+    }
+}
+
 /// The period of channel 0 loaded with the full count in mode 2: it counts
 /// 0xffff down to 1 and reloads (8254 datasheet, mode 2), 54.9 ms.
 const PERIOD: u32 = 0xffff;
@@ -85,26 +137,26 @@ pub(super) struct Overlapped {
     start_count: u16,
 }
 
-/// Loads channel 0 and waits for its first tick edge (under one PIT tick).
-/// `None` without a PIT (its count never moves).
+/// Loads channel 0 and waits for a tick edge seen by a steady loop
+/// ([`Sampler`]; a few PIT ticks). `None` without a PIT (its count never
+/// moves).
 pub(super) fn begin() -> Option<Overlapped> {
     // SAFETY: calibration is the PIT's only user, and runs once at boot;
     // the value returned keeps it until `finish`.
     let mut pit = unsafe { Pit::new() };
     pit.start();
     let give_up = cpu::rdtsc().wrapping_add(GIVE_UP_CYCLES);
-    let initial = pit.count();
+    let mut sampler = Sampler::new(&mut pit);
     loop {
-        let tsc = cpu::rdtsc();
-        let count = pit.count();
-        if tsc > give_up {
+        let (sample, previous, steady) = sampler.next(&mut pit);
+        if sample.tsc > give_up {
             return None;
         }
-        if count != initial {
+        if sample.count != previous.count && steady {
             return Some(Overlapped {
                 pit,
-                start_tsc: tsc,
-                start_count: count,
+                start_tsc: sample.tsc,
+                start_count: sample.count,
             });
         }
     }
@@ -128,27 +180,33 @@ pub(super) fn finish(overlapped: Overlapped) -> Option<u64> {
     } = overlapped;
     let give_up = cpu::rdtsc().wrapping_add(GIVE_UP_CYCLES);
     // Every sample is a (TSC, count) pair read by this one loop body, as
-    // in `window`; the first one (whose code may just have been
-    // translated, under TCG) only marks where the rough window starts.
-    let (first_tsc, first_count) = (cpu::rdtsc(), pit.count());
+    // in `window`; the rough window starts and ends on steady ones (the
+    // first, whose code may just have been translated under TCG, never
+    // is), since a stretched end would miscount the periods.
+    let mut sampler = Sampler::new(&mut pit);
+    let mut rough_start: Option<Sample> = None;
     let mut rough: Option<u64> = None;
-    let mut last_count = first_count;
     loop {
-        let tsc = cpu::rdtsc();
-        let count = pit.count();
+        let (sample, previous, steady) = sampler.next(&mut pit);
+        let Sample { tsc, count } = sample;
         if tsc > give_up {
             return None;
         }
-        let edge = count != last_count;
-        last_count = count;
-        let hz = match rough {
-            Some(hz) => hz,
-            None => {
-                let ticks = ticks_between(first_count, count);
-                if !(ROUGH_TICKS..PERIOD / 2).contains(&ticks) {
+        let edge = count != previous.count && steady;
+        let hz = match (rough, rough_start) {
+            (Some(hz), _) => hz,
+            (None, None) => {
+                if steady {
+                    rough_start = Some(sample);
+                }
+                continue;
+            }
+            (None, Some(first)) => {
+                let ticks = ticks_between(first.count, count);
+                if !steady || !(ROUGH_TICKS..PERIOD / 2).contains(&ticks) {
                     continue;
                 }
-                let hz = frequency::from_pit(tsc - first_tsc, u64::from(ticks))?;
+                let hz = frequency::from_pit(tsc - first.tsc, u64::from(ticks))?;
                 rough = Some(hz);
                 hz
             }
@@ -171,9 +229,16 @@ pub(super) fn finish(overlapped: Overlapped) -> Option<u64> {
             u64::from(PERIOD),
             estimate,
         );
-        return frequency::from_pit(cycles, ticks);
+        // The window's answer must agree with the rough one it was
+        // unwrapped by (2 %, with room): otherwise a period was
+        // miscounted or an edge stretched, and the caller calibrates anew.
+        return frequency::from_pit(cycles, ticks)
+            .filter(|&found| found.abs_diff(hz) <= hz / ROUGH_AGREEMENT);
     }
 }
+
+/// The overlapped answer and the rough one agree within 1/20 (5 %).
+const ROUGH_AGREEMENT: u64 = 20;
 
 /// Two 0.5 ms PIT windows, a third when they disagree (see
 /// [`frequency::combine_calibrations`]). `None` without a PIT.
