@@ -314,14 +314,74 @@ pub fn dsdt_aml(data: &[u8]) {
     }
 }
 
-/// A `_CRS` resource template. Invariant: a window found is non-empty,
-/// with a non-zero base and interrupt.
+/// A `_CRS` resource template, read as a virtio-mmio device's and as a
+/// PCI host bridge's. Invariants: a window found is non-empty, with a
+/// non-zero base and interrupt; a bridge's bus range is ordered; its
+/// memory windows are non-empty, do not wrap, and number at most
+/// `MAX_WINDOWS`; BARs planned into them (every power-of-two size from
+/// 4 KiB to 4 GiB, 32- and 64-bit) are naturally aligned, inside one
+/// window of their width, and never overlap.
 pub fn aml_resources(data: &[u8]) {
+    use crate::pci::assign;
+    use crate::pci::bar::{Bar, BarKind};
+    use crate::pci::config::Bdf;
+
     if let Ok(window) = acpi::resources::window_and_interrupt(data) {
         assert!(
             window.base > 0 && window.size > 0 && window.irq > 0,
             "{window:?}"
         );
+    }
+    let Ok(bridge) = acpi::resources::bridge_resources(data) else {
+        return;
+    };
+    if let Some((first, last)) = bridge.buses {
+        assert!(first <= last, "{bridge:?}");
+    }
+    assert!(bridge.memory.len() <= acpi::resources::MAX_WINDOWS);
+    for window in &bridge.memory {
+        assert!(window.size > 0 && window.base.checked_add(window.size - 1).is_some());
+    }
+    let Some(bdf) = Bdf::new(0, 1, 0) else {
+        return;
+    };
+    let wanted: Vec<(Bdf, Bar)> = (12..=32)
+        .flat_map(|shift| {
+            [BarKind::Memory32, BarKind::Memory64].map(|kind| {
+                let bar = Bar {
+                    index: 0,
+                    kind,
+                    prefetchable: false,
+                    address: 0,
+                    size: 1 << shift,
+                };
+                (bdf, bar)
+            })
+        })
+        .collect();
+    let placed = assign::plan(&bridge.memory, &[], &wanted);
+    assert_eq!(placed.len(), wanted.len());
+    let mut taken: Vec<(u64, u64)> = Vec::new();
+    for ((_, bar), place) in wanted.iter().zip(&placed) {
+        let Ok(address) = *place else { continue };
+        let end = address + bar.size;
+        assert!(address.is_multiple_of(bar.size), "{address:#x} {bar:?}");
+        assert!(
+            bridge
+                .memory
+                .iter()
+                .any(|window| window.base <= address && end <= window.end()),
+            "{address:#x} {bar:?} outside {:?}",
+            bridge.memory
+        );
+        if bar.kind == BarKind::Memory32 {
+            assert!(end <= 1 << 32, "a 32-bit BAR at {address:#x}");
+        }
+        assert!(
+            taken.iter().all(|&(from, to)| end <= from || to <= address),
+            "{address:#x} {bar:?} overlaps {taken:x?}"
+        );
+        taken.push((address, end));
     }
 }
 

@@ -1,9 +1,11 @@
 //! The one AML reader: walks the static part of a DSDT (ACPI 6.5 §20) and
-//! tells a [`Visitor`] about every `Device` (with its `_HID`, `_UID` and
-//! `_CRS`) and every `Name` with constant data. `Scope`, `Device` and
-//! `Name` are read; `Method`, `Field` and every other object with a
-//! PkgLength are skipped whole; an opcode it does not know ends only the
-//! package it is in. Nothing is executed.
+//! tells a [`Visitor`] about every `Device` (with its `_HID`, `_UID`,
+//! `_CRS` and `_CBA`) and every `Name` with constant data. `Scope`,
+//! `Device` and `Name` are read; `Method`, `Field` and every other object
+//! with a PkgLength are skipped whole; an opcode it does not know ends only
+//! the package it is in. Nothing is executed: a device's `_CBA` method is
+//! read only in the one form QEMU's PCI Express host bridge has, a body
+//! that is `Return` of an integer constant (hw/pci-host/gpex-acpi.c).
 //!
 //! Hand-written because the rust-osdev AML interpreters (`aml` 0.16, `acpi`
 //! 6 and 7) need nightly Rust, which mote does not use, and VMMs emit only
@@ -39,6 +41,7 @@ mod opcode {
     pub(super) const ROOT_CHAR: u8 = b'\\';
     pub(super) const PARENT_PREFIX: u8 = b'^';
     pub(super) const IF: u8 = 0xa0;
+    pub(super) const RETURN: u8 = 0xa4;
     pub(super) const ELSE: u8 = 0xa1;
     pub(super) const WHILE: u8 = 0xa2;
     pub(super) const ONES: u8 = 0xff;
@@ -85,6 +88,9 @@ pub(crate) struct DeviceObjects<'a> {
     pub(crate) hid: Option<Hid<'a>>,
     pub(crate) uid: Option<u64>,
     pub(crate) crs: Option<&'a [u8]>,
+    /// A `_CBA` method that returns a constant: the ECAM base of a PCI
+    /// Express host bridge (PCI Firmware 3.2 §4.1.3).
+    pub(crate) cba: Option<u64>,
 }
 
 /// Told about what the walk finds, in table order.
@@ -303,6 +309,15 @@ impl<'a> Reader<'a> {
                     self.put_buffers(depth, buffers);
                     after
                 }
+                // MethodOp PkgLength NameString MethodFlags TermList: a
+                // device's `_CBA` is read when it returns a constant.
+                (opcode::METHOD, _) if device.is_some() => {
+                    let (after, cba) = self.method(at + 1, end, depth)?;
+                    if let (Some(objects), Some(cba)) = (device.as_deref_mut(), cba) {
+                        objects.cba = Some(cba);
+                    }
+                    after
+                }
                 // Objects with a PkgLength right after the opcode: skipped whole.
                 (
                     opcode::METHOD
@@ -372,6 +387,32 @@ impl<'a> Reader<'a> {
         }
         self.put_buffers(depth, buffers);
         Ok(end)
+    }
+
+    /// A method at `at` (its PkgLength): the offset after it, and the
+    /// constant it returns when it is `_CBA` and its whole body is
+    /// `Return (constant)`.
+    fn method(
+        &mut self,
+        at: usize,
+        limit: usize,
+        depth: usize,
+    ) -> Result<(usize, Option<u64>), AmlError> {
+        let (end, body) = self.pkg_length(at, limit)?;
+        let mut buffers = self.take_buffers(depth);
+        let named = self.name_string(body, &mut buffers.name);
+        let is_cba = buffers.name == "_CBA";
+        self.put_buffers(depth, buffers);
+        // MethodFlags, then the TermList.
+        let statement = named? + 1;
+        if !is_cba || self.aml.get(statement) != Some(&opcode::RETURN) {
+            return Ok((end, None));
+        }
+        let value = self
+            .integer(statement + 1)?
+            .filter(|&(_, after)| after == end)
+            .map(|(value, _)| value);
+        Ok((end, value))
     }
 
     /// Whether `[start, end)` holds one of the needles (always, without).
@@ -699,6 +740,50 @@ mod tests {
         let mut name = String::from("stale");
         assert_eq!(reader.name_string(0, &mut name), Ok(14));
         assert_eq!(name, "_SB_.PCI0.DEV0");
+    }
+
+    /// `Method (_CBA) { Return (value) }` inside a device, as QEMU's GPEX
+    /// host bridge has it; every other method body, or a `_CBA` outside a
+    /// device, gives nothing (no method is executed).
+    #[test]
+    fn a_constant_cba_is_read_and_nothing_else() {
+        #[derive(Default)]
+        struct Cba(Vec<Option<u64>>);
+        impl<'a> Visitor<'a> for Cba {
+            fn device(&mut self, _path: &str, objects: &DeviceObjects<'a>) {
+                self.0.push(objects.cba);
+            }
+        }
+        let method = |name: &[u8], body: &[u8]| {
+            let mut inner = name.to_vec();
+            inner.push(0x00);
+            inner.extend_from_slice(body);
+            package_like(&[0x14], &inner)
+        };
+        let returns = [0xa4, 0x0c, 0x00, 0x00, 0x00, 0xe0];
+        let cases: [(Vec<u8>, Option<u64>); 5] = [
+            (method(b"_CBA", &returns), Some(0xe000_0000)),
+            (
+                method(b"_CBA", &[0xa4, 0x0e, 1, 0, 0, 0, 0, 0, 0, 0]),
+                Some(1),
+            ),
+            // Return then more code: not the constant form.
+            (method(b"_CBA", &[0xa4, 0x01, 0xa3]), None),
+            // Return of a name, not a constant.
+            (method(b"_CBA", &[0xa4, b'B', b'A', b'S', b'E']), None),
+            (method(b"_CRS", &returns), None),
+        ];
+        for (object, expected) in cases {
+            let aml = scope(b"_SB_", &[device("PCI0", &[object])]);
+            let mut found = Cba::default();
+            walk(&aml, &mut found).unwrap();
+            assert_eq!(found.0, [expected]);
+        }
+        // A truncated method is an error, not a panic.
+        let aml = scope(b"_SB_", &[device("PCI0", &[method(b"_CBA", &returns)])]);
+        for cut in 0..aml.len() {
+            let _ = walk(&aml[..cut], &mut Cba::default());
+        }
     }
 
     #[test]

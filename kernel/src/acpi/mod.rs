@@ -355,6 +355,63 @@ impl Acpi {
     }
 }
 
+/// The PCI host bridge as the DSDT describes it: the first device whose
+/// `_HID` is `PNP0A08` or `PNP0A03` (an EISA ID or a string).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct PciHostBridge {
+    /// Its `_CBA`: the ECAM base, read when the MCFG has no window (QEMU
+    /// 7.2 `microvm,pcie=on`).
+    pub(crate) ecam_base: Option<u64>,
+    /// What its `_CRS` produces; `Err` says why it could not be read.
+    pub(crate) resources: Result<resources::BridgeResources, &'static str>,
+}
+
+/// `PNP0A03` and `PNP0A08` as `EisaId ()` compresses them, read as the
+/// little-endian integer the walk reports.
+const PCI_HOST_BRIDGE_EISA: [u64; 2] = [0x030a_d041, 0x080a_d041];
+
+#[derive(Default)]
+struct HostBridgeSearch {
+    found: Option<PciHostBridge>,
+}
+
+impl<'a> aml::Visitor<'a> for HostBridgeSearch {
+    fn device(&mut self, _path: &str, objects: &aml::DeviceObjects<'a>) {
+        let is_host_bridge = match objects.hid {
+            Some(aml::Hid::Eisa(id)) => PCI_HOST_BRIDGE_EISA.contains(&id),
+            Some(aml::Hid::String(text)) => text == b"PNP0A08" || text == b"PNP0A03",
+            None => false,
+        };
+        if !is_host_bridge || self.found.is_some() {
+            return;
+        }
+        self.found = Some(PciHostBridge {
+            ecam_base: objects.cba,
+            resources: objects
+                .crs
+                .ok_or("the host bridge has no _CRS buffer")
+                .and_then(resources::bridge_resources),
+        });
+    }
+}
+
+impl Acpi {
+    /// The DSDT's PCI host bridge, or `None` when it names none. A walk of
+    /// only the devices whose bytes hold one of the IDs' stems; called
+    /// only where the MCFG has no ECAM window or a BAR is unassigned.
+    pub(crate) fn pci_host_bridge(&self) -> Option<PciHostBridge> {
+        let aml = self.dsdt_aml().ok()?;
+        let mut search = HostBridgeSearch::default();
+        aml::walk_for(
+            aml,
+            &[&PCI_HOST_BRIDGE_ID_PREFIX, PCI_HOST_BRIDGE_STRING_STEM],
+            &mut search,
+        )
+        .ok()?;
+        search.found
+    }
+}
+
 /// Bytes of ECAM space per bus: 32 devices x 8 functions x 4 KiB (PCI
 /// Express Base 4.0 §7.2.2).
 pub(crate) const ECAM_BUS_SIZE: u64 = 1 << 20;
@@ -378,6 +435,24 @@ impl EcamWindow {
     /// Bytes from [`Self::start`] to the end of the last bus's space.
     pub(crate) fn size(&self) -> u64 {
         (u64::from(self.end_bus) - u64::from(self.start_bus) + 1) * ECAM_BUS_SIZE
+    }
+
+    /// The window a host bridge's `_CBA` gives for the bus range of its
+    /// `_CRS` (bus 0 alone when it names none), unless unsound.
+    pub(crate) fn from_host_bridge(bridge: &PciHostBridge) -> Option<Self> {
+        let (start_bus, end_bus) = bridge
+            .resources
+            .as_ref()
+            .ok()
+            .and_then(|resources| resources.buses)
+            .unwrap_or((0, 0));
+        Some(Self {
+            base: bridge.ecam_base?,
+            segment: 0,
+            start_bus,
+            end_bus,
+        })
+        .filter(Self::is_sound)
     }
 
     fn is_sound(&self) -> bool {
@@ -794,6 +869,8 @@ mod fixtures {
     const CLOUD_HYPERVISOR: &str =
         include_str!("../../tests/fixtures/acpi/cloud-hypervisor-v54.dump");
     const FIRECRACKER: &str = include_str!("../../tests/fixtures/acpi/firecracker-v1.17.dump");
+    const QEMU_MICROVM_PCIE: &str =
+        include_str!("../../tests/fixtures/acpi/qemu-7.2-microvm-pcie.dump");
 
     fn read(dump: &str, rsdp: u64) -> (DumpedMemory, Acpi) {
         let memory = DumpedMemory::parse(dump).unwrap();
@@ -937,6 +1014,37 @@ mod fixtures {
         assert!(mcfg(&[]).ecam_windows().is_empty());
     }
 
+    /// QEMU 7.2 `microvm,pcie=on`: no MCFG; the host bridge's `_CBA` and
+    /// `_CRS` say where ECAM is and which windows BARs go in.
+    #[test]
+    fn qemu_microvm_pcie_tables() {
+        let (_, acpi) = read(QEMU_MICROVM_PCIE, 0xf34d0);
+        assert_eq!(signatures(&acpi), [b"XSDT", b"FACP", b"APIC", b"DSDT"]);
+        assert!(acpi.ecam_windows().is_empty());
+        assert!(acpi.has_pci_host_bridge());
+        let bridge = acpi.pci_host_bridge().unwrap();
+        assert_eq!(bridge.ecam_base, Some(0xe000_0000));
+        let resources = bridge.resources.unwrap();
+        assert_eq!(resources.buses, Some((0, 255)));
+        assert_eq!(
+            resources.memory,
+            [
+                resources::MemoryWindow {
+                    base: 0xc000_0000,
+                    size: 0x2000_0000
+                },
+                resources::MemoryWindow {
+                    base: 0xc0_0000_0000,
+                    size: 0x40_0000_0000
+                },
+            ]
+        );
+        assert!(resources.ignored.is_empty(), "{:?}", resources.ignored);
+        // The boot's own walk is not misled by the bridge's methods.
+        let facts = DsdtFacts::scan(acpi.dsdt_aml().unwrap()).unwrap();
+        assert_eq!(facts.s5, Some(5));
+    }
+
     #[test]
     fn cloud_hypervisor_tables() {
         let (_, acpi) = read(CLOUD_HYPERVISOR, 0xa0000);
@@ -960,6 +1068,25 @@ mod fixtures {
         );
         assert!(facts.virtio_mmio.devices.is_empty());
         assert!(acpi.has_pci_host_bridge());
+        let bridge = acpi.pci_host_bridge().unwrap();
+        // Its host bridge has no _CBA (the MCFG says where ECAM is) and
+        // produces one bus and a window below and above 4 GiB.
+        assert_eq!(bridge.ecam_base, None, "{bridge:x?}");
+        let resources = bridge.resources.unwrap();
+        assert_eq!(resources.buses, Some((0, 0)));
+        assert_eq!(
+            resources.memory,
+            [
+                resources::MemoryWindow {
+                    base: 0xc000_0000,
+                    size: 0x2800_0000
+                },
+                resources::MemoryWindow {
+                    base: 0x1_0000_0000,
+                    size: 0x3ffe_ffef_0000
+                },
+            ]
+        );
         // One segment, one bus: enumeration walks bus 0 only.
         assert_eq!(
             acpi.ecam_windows(),

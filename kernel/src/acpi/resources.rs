@@ -1,8 +1,14 @@
 //! Resource templates (`_CRS` buffers, ACPI 6.5 §6.4): the first memory
 //! window and the first interrupt, which is all a virtio-mmio transport
-//! has. Memory32Fixed, DWord or QWord memory; Extended Interrupt or the
-//! legacy IRQ descriptor.
+//! has (Memory32Fixed, DWord or QWord memory; Extended Interrupt or the
+//! legacy IRQ descriptor), and what a PCI host bridge produces: its bus
+//! range and its memory windows (Word, DWord and QWord address space
+//! descriptors, §6.4.3.5).
 #![deny(unsafe_code)]
+
+extern crate alloc;
+
+use alloc::vec::Vec;
 
 /// Small and large resource descriptor tags used here (ACPI 6.5 §6.4.2-3).
 const SMALL_IRQ: u8 = 0x04;
@@ -11,8 +17,52 @@ const LARGE_MEMORY32_FIXED: u8 = 0x86;
 const LARGE_DWORD_ADDRESS: u8 = 0x87;
 const LARGE_EXTENDED_INTERRUPT: u8 = 0x89;
 const LARGE_QWORD_ADDRESS: u8 = 0x8a;
-/// Address space descriptors' resource type for memory.
+const LARGE_WORD_ADDRESS: u8 = 0x88;
+/// Address space descriptors' resource types: memory, I/O, bus numbers.
 const MEMORY_RANGE: u8 = 0;
+const BUS_NUMBER_RANGE: u8 = 2;
+/// General flags bit 0: the device consumes the range (else it produces
+/// it, as a bridge's windows).
+const CONSUMER: u8 = 1;
+
+/// One resource descriptor: its kind (the small item's name, or the large
+/// item's tag) and its body.
+fn descriptors(template: &[u8]) -> impl Iterator<Item = Result<(u8, &[u8]), &'static str>> + '_ {
+    let mut at = 0;
+    core::iter::from_fn(move || {
+        let tag = *template.get(at)?;
+        let (kind, body, next) = if tag & 0x80 == 0 {
+            let length = usize::from(tag & 0x07);
+            ((tag >> 3) & 0x0f, at + 1, at + 1 + length)
+        } else {
+            let Some(length) = template.get(at + 1..at + 3) else {
+                at = template.len();
+                return Some(Err("resource template truncated"));
+            };
+            let length = usize::from(u16::from_le_bytes([length[0], length[1]]));
+            (tag, at + 3, at + 3 + length)
+        };
+        let Some(body) = template.get(body..next) else {
+            at = template.len();
+            return Some(Err("resource template truncated"));
+        };
+        at = if kind == SMALL_END && tag & 0x80 == 0 {
+            template.len()
+        } else {
+            next
+        };
+        Some(Ok((kind, body)))
+    })
+}
+
+/// The little-endian field of `width` bytes at `offset` of `body`.
+fn le(body: &[u8], offset: usize, width: usize) -> Option<u64> {
+    body.get(offset..offset.checked_add(width)?).map(|b| {
+        b.iter()
+            .rev()
+            .fold(0u64, |value, &byte| (value << 8) | u64::from(byte))
+    })
+}
 
 /// A device's memory window and interrupt.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -26,29 +76,9 @@ pub(crate) struct WindowAndInterrupt {
 pub(crate) fn window_and_interrupt(template: &[u8]) -> Result<WindowAndInterrupt, &'static str> {
     let mut window = None;
     let mut irq = None;
-    let mut at = 0;
-    while at < template.len() {
-        let tag = template[at];
-        let (kind, body, next) = if tag & 0x80 == 0 {
-            let length = usize::from(tag & 0x07);
-            ((tag >> 3) & 0x0f, at + 1, at + 1 + length)
-        } else {
-            let length = template
-                .get(at + 1..at + 3)
-                .map(|b| usize::from(u16::from_le_bytes([b[0], b[1]])))
-                .ok_or("resource template truncated")?;
-            (tag, at + 3, at + 3 + length)
-        };
-        let body = template
-            .get(body..next)
-            .ok_or("resource template truncated")?;
-        let le = |offset: usize, width: usize| -> Option<u64> {
-            body.get(offset..offset + width).map(|b| {
-                b.iter()
-                    .rev()
-                    .fold(0u64, |value, &byte| (value << 8) | u64::from(byte))
-            })
-        };
+    for descriptor in descriptors(template) {
+        let (kind, body) = descriptor?;
+        let le = |offset, width| le(body, offset, width);
         match kind {
             SMALL_END => break,
             // A 16-bit mask of ISA IRQs.
@@ -80,7 +110,6 @@ pub(crate) fn window_and_interrupt(template: &[u8]) -> Result<WindowAndInterrupt
             }
             _ => {}
         }
-        at = next;
     }
     let (base, size) = window.ok_or("_CRS has no memory window")?;
     let irq = irq.ok_or("_CRS has no interrupt")?;
@@ -90,9 +119,187 @@ pub(crate) fn window_and_interrupt(template: &[u8]) -> Result<WindowAndInterrupt
     Ok(WindowAndInterrupt { base, size, irq })
 }
 
+/// Most memory windows kept of one host bridge.
+pub(crate) const MAX_WINDOWS: usize = 8;
+
+/// A memory range a bridge forwards to its buses: `[base, base + size)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct MemoryWindow {
+    pub(crate) base: u64,
+    pub(crate) size: u64,
+}
+
+impl MemoryWindow {
+    /// The first address past the window (saturating: a window may end at
+    /// the top of the address space).
+    pub(crate) fn end(&self) -> u64 {
+        self.base.saturating_add(self.size)
+    }
+}
+
+/// What a PCI host bridge's `_CRS` produces.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct BridgeResources {
+    /// The first bus number range, when it names one.
+    pub(crate) buses: Option<(u8, u8)>,
+    /// Its memory windows, in template order (at most [`MAX_WINDOWS`]).
+    pub(crate) memory: Vec<MemoryWindow>,
+    /// Descriptors left out, and why.
+    pub(crate) ignored: Vec<&'static str>,
+}
+
+/// The bus range and memory windows a host bridge's `_CRS` produces
+/// (PCI Firmware 3.2 §4.1.5 asks a host bridge to list them there). An
+/// address space descriptor is: resource type, general flags, type-specific
+/// flags, then granularity, minimum, maximum, translation offset and length,
+/// each of the descriptor's width (ACPI 6.5 §6.4.3.5.1-3). A window is kept
+/// when it is produced, non-empty, does not wrap, its minimum plus length
+/// minus one is its maximum, and it has no translation (on x86 the CPU and
+/// the bus see one address). I/O ranges are not kept: mote assigns no I/O
+/// BARs.
+pub(crate) fn bridge_resources(template: &[u8]) -> Result<BridgeResources, &'static str> {
+    let mut found = BridgeResources::default();
+    for descriptor in descriptors(template) {
+        let (kind, body) = descriptor?;
+        let width = match kind {
+            SMALL_END => break,
+            LARGE_WORD_ADDRESS => 2,
+            LARGE_DWORD_ADDRESS => 4,
+            LARGE_QWORD_ADDRESS => 8,
+            _ => continue,
+        };
+        let field = |index: usize| le(body, 3 + index * width, width);
+        let (
+            Some(&resource),
+            Some(&flags),
+            Some(minimum),
+            Some(maximum),
+            Some(offset),
+            Some(length),
+        ) = (
+            body.first(),
+            body.get(1),
+            field(1),
+            field(2),
+            field(3),
+            field(4),
+        )
+        else {
+            return Err("address descriptor truncated");
+        };
+        if flags & CONSUMER != 0 {
+            found.ignored.push("a range the bridge consumes");
+            continue;
+        }
+        let consistent = length > 0
+            && minimum
+                .checked_add(length - 1)
+                .is_some_and(|last| last == maximum);
+        match resource {
+            BUS_NUMBER_RANGE if found.buses.is_none() => {
+                let range = u8::try_from(minimum).ok().zip(u8::try_from(maximum).ok());
+                match range.filter(|_| consistent) {
+                    Some(range) => found.buses = Some(range),
+                    None => found
+                        .ignored
+                        .push("a bus range that is not 0-255 or not consistent"),
+                }
+            }
+            MEMORY_RANGE if !consistent => found
+                .ignored
+                .push("a memory window whose length is not maximum - minimum + 1"),
+            MEMORY_RANGE if offset != 0 => found
+                .ignored
+                .push("a memory window with a translation offset"),
+            MEMORY_RANGE if found.memory.len() >= MAX_WINDOWS => {
+                found.ignored.push("a memory window past the first eight")
+            }
+            MEMORY_RANGE => found.memory.push(MemoryWindow {
+                base: minimum,
+                size: length,
+            }),
+            _ => {}
+        }
+    }
+    Ok(found)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// QEMU 7.2 `microvm,pcie=on`'s `PCI0._CRS` (the fuzz seed
+    /// `qemu-7.2-microvm-pcie-host-bridge`).
+    const QEMU_PCIE_BRIDGE: &[u8] = include_bytes!(
+        "../../../xtask/fuzz/corpus/aml_resources/qemu-7.2-microvm-pcie-host-bridge"
+    );
+
+    /// A DWordMemory descriptor: general flags, minimum, maximum,
+    /// translation, length.
+    fn dword_memory(flags: u8, minimum: u32, maximum: u32, offset: u32, length: u32) -> Vec<u8> {
+        let mut out = vec![0x87, 0x17, 0x00, MEMORY_RANGE, flags, 0x01];
+        for value in [0, minimum, maximum, offset, length] {
+            out.extend_from_slice(&value.to_le_bytes());
+        }
+        out
+    }
+
+    #[test]
+    fn a_host_bridge_template() {
+        let found = bridge_resources(QEMU_PCIE_BRIDGE).unwrap();
+        assert_eq!(found.buses, Some((0, 255)));
+        assert_eq!(
+            found.memory,
+            [
+                MemoryWindow {
+                    base: 0xc000_0000,
+                    size: 0x2000_0000
+                },
+                MemoryWindow {
+                    base: 0xc0_0000_0000,
+                    size: 0x40_0000_0000
+                }
+            ]
+        );
+        assert!(found.ignored.is_empty());
+        // Cut anywhere inside a descriptor: an error, never a panic.
+        for cut in 1..QEMU_PCIE_BRIDGE.len() - 2 {
+            let _ = bridge_resources(&QEMU_PCIE_BRIDGE[..cut]);
+        }
+        assert_eq!(
+            bridge_resources(&QEMU_PCIE_BRIDGE[..20]),
+            Err("resource template truncated")
+        );
+    }
+
+    #[test]
+    fn hostile_bridge_windows_are_ignored() {
+        let mut template = Vec::new();
+        // Consumed, inconsistent, translated, empty, wrapping.
+        template.extend(dword_memory(0x01, 0xc000_0000, 0xc000_ffff, 0, 0x1_0000));
+        template.extend(dword_memory(0x0c, 0xc000_0000, 0xc000_ffff, 0, 0x2_0000));
+        template.extend(dword_memory(
+            0x0c,
+            0xc000_0000,
+            0xc000_ffff,
+            0x1000,
+            0x1_0000,
+        ));
+        template.extend(dword_memory(0x0c, 0xc000_0000, 0xbfff_ffff, 0, 0));
+        template.extend(dword_memory(0x0c, 0xffff_0000, 0x0000_ffff, 0, 0x2_0000));
+        template.extend(dword_memory(0x0c, 0xe000_0000, 0xe000_ffff, 0, 0x1_0000));
+        template.extend([0x79, 0x00]);
+        let found = bridge_resources(&template).unwrap();
+        assert_eq!(
+            found.memory,
+            [MemoryWindow {
+                base: 0xe000_0000,
+                size: 0x1_0000
+            }]
+        );
+        assert_eq!(found.ignored.len(), 5, "{:?}", found.ignored);
+        assert_eq!(found.buses, None);
+    }
 
     #[test]
     fn resource_templates() {

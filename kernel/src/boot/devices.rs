@@ -13,6 +13,7 @@ use virtio_drivers::transport::DeviceType;
 use crate::block::Ramdisk;
 use crate::memory::physical::IdentityMapped;
 use crate::net::service::Interrupt;
+use crate::pci::assign::{self, Assigned};
 use crate::pci::config::Bdf;
 use crate::pci::device::{Inspected, inspect, is_virtio};
 use crate::pci::enumerate::enumerate;
@@ -72,6 +73,8 @@ impl core::fmt::Display for Place {
 #[derive(Default)]
 pub(super) struct Devices {
     pub(super) transports: Vec<TransportFact>,
+    /// Memory BARs mote gave addresses (the firmware left them at 0).
+    pub(super) assigned_bars: Vec<Assigned>,
     pub(super) disks: Vec<VirtioBlock>,
     pub(super) ramdisks: Vec<Ramdisk>,
     /// The first network device, where it is, and its interrupt (more
@@ -84,8 +87,8 @@ pub(super) struct Devices {
 fn pci_virtio_functions(
     platform: &Platform,
     mapped: IdentityMapped,
-) -> Option<(HostBridge, Vec<Inspected>)> {
-    let mut bridge = HostBridge::find(platform.tables, mapped)?;
+) -> Option<(HostBridge, Vec<Inspected>, Vec<Assigned>)> {
+    let (mut bridge, mut described) = HostBridge::find(platform.tables, mapped)?;
     let found = enumerate(&bridge, bridge.buses());
     for skipped in &found.skipped {
         log::warn!("PCI: {skipped}; not walked");
@@ -119,6 +122,35 @@ fn pci_virtio_functions(
         );
         virtio.push(inspected);
     }
+    let mut assigned = Vec::new();
+    let unassigned = virtio.iter().any(|inspected| {
+        inspected
+            .bars
+            .bars
+            .iter()
+            .any(|bar| bar.is_memory() && !bar.is_assigned())
+    });
+    if unassigned {
+        let described = described
+            .take()
+            .or_else(|| platform.tables.and_then(|tables| tables.pci_host_bridge()));
+        match described.as_ref().map(|bridge| &bridge.resources) {
+            Some(Ok(resources)) => {
+                for ignored in &resources.ignored {
+                    log::warn!("PCI host bridge _CRS: {ignored} ignored");
+                }
+                let (done, failed) = assign::assign(&mut bridge, &mut virtio, &resources.memory);
+                for (bdf, error) in failed {
+                    log::warn!("PCI {bdf}: {error}; not assigned");
+                }
+                assigned = done;
+            }
+            Some(Err(error)) => log::warn!("PCI host bridge: {error}; no BAR assigned"),
+            None => {
+                log::warn!("PCI: BARs are unassigned and the DSDT describes no host bridge windows")
+            }
+        }
+    }
     log::info!(
         "PCI: {} functions on {} buses through {}, {} virtio; {} configuration accesses",
         found.functions.len(),
@@ -127,7 +159,7 @@ fn pci_virtio_functions(
         virtio.len(),
         pci_host::accesses()
     );
-    Some((bridge, virtio))
+    Some((bridge, virtio, assigned))
 }
 
 /// Finds transports, starts a driver for each block device (and the first
@@ -143,7 +175,8 @@ pub(super) fn init(
         let _span = trace::span("pci_enumeration");
         pci_virtio_functions(platform, mapped)
     };
-    if let Some((bridge, functions)) = pci {
+    if let Some((bridge, functions, assigned)) = pci {
+        devices.assigned_bars = assigned;
         for inspected in &functions {
             let bdf = inspected.function.bdf;
             let kind = virtio_pci::kind_of(inspected.function.device).map_or("other", kind_name);

@@ -10,9 +10,10 @@ use alloc::vec::Vec;
 use core::fmt::{self, Write};
 
 use mote_boot::protocol::report::{
-    AcpiNone, AcpiSleepRegister, AcpiUnusable, BootTimerWritten, Clock as ClockLine, ClockSource,
-    Cmdline, ConfigAccess, Cpus, Disk, Line, Memory as MemoryLine, MemoryMapped, Module,
-    ModuleUnusable, PREFIX, Ramdisk as RamdiskLine, Ready, StartInfo, Tsc, VirtioMmio, VirtioPci,
+    AcpiNone, AcpiSleepRegister, AcpiUnusable, BarWidth, BootTimerWritten, Clock as ClockLine,
+    ClockSource, Cmdline, ConfigAccess, Cpus, Disk, Line, Memory as MemoryLine, MemoryMapped,
+    Module, ModuleUnusable, PREFIX, PciBar, Ramdisk as RamdiskLine, Ready, StartInfo, Tsc,
+    VirtioMmio, VirtioPci,
 };
 use mote_boot::start_info::BootInfo;
 
@@ -22,6 +23,7 @@ use crate::block::{self, BlockDevice};
 use crate::clock::Clock;
 use crate::memory::{FRAMES, Memory};
 use crate::net::http::Pages;
+use crate::pci::bar::BarKind;
 use crate::pci::host::Mechanism;
 use crate::trace;
 
@@ -138,6 +140,22 @@ pub(super) fn write_device_lines(
     devices: &Devices,
     prefix: &str,
 ) -> fmt::Result {
+    for assigned in &devices.assigned_bars {
+        let bar = PciBar {
+            bus: assigned.bdf.bus,
+            device: assigned.bdf.device,
+            function: assigned.bdf.function,
+            index: assigned.bar.index,
+            address: assigned.bar.address,
+            size: assigned.bar.size,
+            width: if assigned.bar.kind == BarKind::Memory64 {
+                BarWidth::Mem64
+            } else {
+                BarWidth::Mem32
+            },
+        };
+        writeln!(out, "{prefix}{bar}")?;
+    }
     for fact in &devices.transports {
         match *fact {
             TransportFact::Mmio {

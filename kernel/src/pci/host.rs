@@ -10,7 +10,7 @@ use core::sync::atomic::{AtomicU32, Ordering};
 use crate::arch::x86_64::cpu::Port;
 
 use super::config::{Bdf, ConfigSpace, LEGACY_SPACE};
-use crate::acpi::{Acpi, EcamWindow};
+use crate::acpi::{Acpi, EcamWindow, PciHostBridge};
 use crate::memory::physical::IdentityMapped;
 
 /// Configuration mechanism #1's address and data ports.
@@ -56,14 +56,31 @@ pub(crate) struct HostBridge {
 impl HostBridge {
     /// Segment 0 when the DSDT declares a PCI host bridge: through its
     /// MCFG window when it has one inside the identity map, else through
-    /// the ports when they answer. No host bridge, no accesses at all
-    /// (Firecracker lists an ECAM window even without `--enable-pci`).
-    pub(crate) fn find(tables: Option<&Acpi>, mapped: IdentityMapped) -> Option<Self> {
+    /// the window the host bridge's `_CBA` and `_CRS` bus range give (QEMU
+    /// 7.2 `microvm,pcie=on` has no MCFG), else through the ports when
+    /// they answer. No host bridge, no accesses at all (Firecracker lists
+    /// an ECAM window even without `--enable-pci`). The host bridge's DSDT
+    /// description comes back when it was read.
+    pub(crate) fn find(
+        tables: Option<&Acpi>,
+        mapped: IdentityMapped,
+    ) -> Option<(Self, Option<PciHostBridge>)> {
         let tables = tables.filter(|tables| tables.has_pci_host_bridge())?;
-        let window = tables
+        let mut described = None;
+        let mut window = tables
             .ecam_windows()
             .into_iter()
             .find(|window: &EcamWindow| window.segment == 0);
+        if window.is_none() {
+            let bridge = tables.pci_host_bridge();
+            window = bridge.as_ref().and_then(EcamWindow::from_host_bridge);
+            described = Some(bridge);
+        }
+        let found = Self::reach(window, mapped)?;
+        Some((found, described.flatten()))
+    }
+
+    fn reach(window: Option<EcamWindow>, mapped: IdentityMapped) -> Option<Self> {
         if let Some(window) = window {
             if mapped.contains(window.start(), window.size()) {
                 return Some(Self {

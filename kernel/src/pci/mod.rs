@@ -6,6 +6,7 @@
 //! against fake configuration spaces, hostile ones included; ECAM and port
 //! access are the hardware shell (docs/virtio-pci.md).
 
+pub(crate) mod assign;
 pub(crate) mod bar;
 pub(crate) mod capability;
 pub(crate) mod config;

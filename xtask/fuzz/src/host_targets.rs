@@ -85,6 +85,7 @@ fn format_fact(fact: &Fact<'_>) -> String {
         Fact::Cpus(f) => Line(f).to_string(),
         Fact::VirtioMmio(f) => Line(f).to_string(),
         Fact::VirtioPci(f) => Line(f).to_string(),
+        Fact::PciBar(f) => Line(f).to_string(),
         Fact::Disk(f) => Line(f).to_string(),
         Fact::Ramdisk(f) => Line(f).to_string(),
         Fact::Crc32(f) => Line(f).to_string(),

@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use mote_boot::protocol::exit::Status;
 use mote_boot::protocol::report::{
-    ConfigAccess, Crc32, Discovery, Disk as DiskLine, DiskName, Elapsed, Fact, Line, OnCpu, PREFIX,
-    Panic, PowerOff, Ramdisk, Ready, TscSource, VirtioMmio, VirtioPci, WriteRefused, Wrote,
+    BarWidth, ConfigAccess, Crc32, Discovery, Disk as DiskLine, DiskName, Elapsed, Fact, Line,
+    OnCpu, PREFIX, Panic, PciBar, PowerOff, Ramdisk, Ready, TscSource, VirtioMmio, VirtioPci,
+    WriteRefused, Wrote,
 };
 
 use super::boot_case::{BootCase, ExpectedExit};
@@ -716,16 +717,103 @@ pub(crate) fn boot_cases(fixtures: &Fixtures) -> Vec<BootCase> {
 /// the BARs; ECAM from its MCFG; devices in slots from 1 in `-device`
 /// order, each with one MSI-X vector per queue and one for configuration
 /// changes (QEMU 7.2 hw/virtio/virtio-blk-pci.c: one queue per vCPU).
+///
+/// QEMU `microvm,pcie=on`: no MCFG (ECAM from the host bridge's `_CBA`),
+/// and QEMU 7.2's qboot assigns no BAR: mote assigns them from the host
+/// bridge's `_CRS` windows and reports each. With a virtio-mmio disk
+/// beside it, both transports serve one boot.
 fn pci_cases(fixtures: &Fixtures) -> Vec<BootCase> {
+    let verify = format!("{READY_CMDLINE} mote.blk=verify");
     vec![
-        BootCase::new("q35-blk-verify", format!("{READY_CMDLINE} mote.blk=verify"))
+        BootCase::new("q35-blk-verify", verify.clone())
             .machine(Machine::Q35)
             .disk(Disk::writable(&fixtures.pci_disk))
             .check(pci_function(0, 1, "block", 2, ConfigAccess::Ecam))
             .check(disk_line(0, 16_384, false))
             .check(crc_line(DiskName::Blk(0), &fixtures.pci_disk))
             .check(powered_off(Status::Success)),
+        BootCase::new("microvm-pcie-blk-verify", verify.clone())
+            .machine(Machine::MicrovmPcie)
+            .expect_exit(ExpectedExit::QemuExitCode(0))
+            .disk(Disk::writable(&fixtures.pcie_disks[0]))
+            .check(pci_function(0, 1, "block", 2, ConfigAccess::Ecam))
+            .check(bars_assigned_in_windows())
+            .check(disk_line(0, 16_384, false))
+            .check(crc_line(DiskName::Blk(0), &fixtures.pcie_disks[0]))
+            .check(powered_off(Status::Success)),
+        BootCase::new("microvm-pcie-both-transports", verify)
+            .machine(Machine::MicrovmPcie)
+            .expect_exit(ExpectedExit::QemuExitCode(0))
+            .disk(Disk::writable(&fixtures.pcie_disks[1]))
+            .qemu_args([
+                "-drive".to_owned(),
+                format!(
+                    "file={},format=raw,if=none,id=mmio0,readonly=on",
+                    fixtures.pcie_mmio_disk.display()
+                ),
+                "-device".to_owned(),
+                "virtio-blk-device,drive=mmio0".to_owned(),
+            ])
+            .check(pci_function(0, 1, "block", 2, ConfigAccess::Ecam))
+            .check(bars_assigned_in_windows())
+            .check(Check::reports(
+                "a `virtio-mmio … block v2 acpi` line (the disk on the microvm's own transport)",
+                |fact| matches!(fact, Fact::VirtioMmio(line) if line.kind == "block" && line.found_by == Discovery::Acpi),
+            ))
+            .check(crc_line(DiskName::Blk(0), &fixtures.pcie_disks[1]))
+            .check(crc_line(DiskName::Blk(1), &fixtures.pcie_mmio_disk))
+            .check(powered_off(Status::Success)),
     ]
+}
+
+/// QEMU 7.2 `microvm,pcie=on`'s host bridge windows (its DSDT's
+/// `PCI0._CRS`, kernel/tests/fixtures/acpi/qemu-7.2-microvm-pcie.dump).
+const MICROVM_PCIE_MEM32: std::ops::Range<u64> = 0xc000_0000..0xe000_0000;
+const MICROVM_PCIE_MEM64: std::ops::Range<u64> = 0xc0_0000_0000..0x100_0000_0000;
+
+/// Each `pci-bar` line (a BAR mote assigned) naturally aligned inside
+/// the window of its width, and one for each of the disk's two memory
+/// BARs: neither QEMU 7.2's qboot nor QEMU 10's SeaBIOS assigns BARs on
+/// `microvm,pcie=on`.
+fn bars_assigned_in_windows() -> Check {
+    Check::Custom {
+        description: "each `pci-bar` line naturally aligned inside the host bridge's window of its width, and one for both BARs of 00:01.0 (MSI-X bar1, virtio bar4)",
+        check: |_, report| {
+            let bars: Vec<PciBar> = report
+                .lines
+                .iter()
+                .filter_map(|line| match Fact::parse_line(line) {
+                    Some(Ok(Fact::PciBar(bar))) => Some(bar),
+                    _ => None,
+                })
+                .collect();
+            for bar in &bars {
+                let window = match bar.width {
+                    BarWidth::Mem32 => MICROVM_PCIE_MEM32,
+                    BarWidth::Mem64 => MICROVM_PCIE_MEM64,
+                };
+                let fits = bar.size.is_power_of_two()
+                    && bar.address.is_multiple_of(bar.size)
+                    && window.start <= bar.address
+                    && bar.address + bar.size <= window.end;
+                if !fits {
+                    return Err(format!("{bar:?} is not aligned inside {window:#x?}"));
+                }
+            }
+            let of_disk: Vec<u8> = bars
+                .iter()
+                .filter(|bar| (bar.bus, bar.device, bar.function) == (0, 1, 0))
+                .map(|bar| bar.index)
+                .collect();
+            if of_disk == [1, 4] {
+                Ok(())
+            } else {
+                Err(format!(
+                    "00:01.0 has `pci-bar` lines for BARs {of_disk:?}, not [1, 4]"
+                ))
+            }
+        },
+    }
 }
 
 /// The `virtio-pci` line of the function at `bus:device.0`.
@@ -770,7 +858,7 @@ fn smp_cases() -> Vec<BootCase> {
             match machine {
                 Machine::MicrovmNoAcpi => case.checks(complete_report(READY_CMDLINE)),
                 Machine::MicrovmDefaults => case.expect_exit(ExpectedExit::QemuExitCode(0)),
-                Machine::Q35 => case,
+                Machine::Q35 | Machine::MicrovmPcie => case,
             }
         })
         .collect()
@@ -845,6 +933,8 @@ pub(super) mod tests {
             bench_disk: test.join("bench-8M.img"),
             pci_disk: test.join("pci-8M.img"),
             smp_disks: ["smp1", "smp4"].map(|name| test.join(format!("{name}-8M.img"))),
+            pcie_disks: ["pcie1", "pcie2"].map(|name| test.join(format!("{name}-8M.img"))),
+            pcie_mmio_disk: test.join("pcie-mmio-2M.img"),
             gzip_initrd: test.join("initrd.gz"),
             png_initrd: test.join("initrd.png"),
         }

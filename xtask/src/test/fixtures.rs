@@ -30,6 +30,10 @@ pub(crate) struct Fixtures {
     pub(crate) budget_disk: PathBuf,
     /// 8 MiB of pseudo-random data for the virtio-pci verify case.
     pub(crate) pci_disk: PathBuf,
+    /// Pseudo-random disks for the `microvm,pcie=on` cases: 8 MiB on PCI
+    /// for each of the two cases, and 2 MiB on virtio-mmio beside it.
+    pub(crate) pcie_disks: [PathBuf; 2],
+    pub(crate) pcie_mmio_disk: PathBuf,
     /// Two copies of 8 MiB of pseudo-random data for the verify cases
     /// whose CRC every CPU computes (`-smp 1` and `-smp 4`).
     pub(crate) smp_disks: [PathBuf; 2],
@@ -111,6 +115,9 @@ impl Fixtures {
             pci_disk,
             smp1_disk,
             smp4_disk,
+            pcie1_disk,
+            pcie2_disk,
+            pcie_mmio_disk,
         ] = [
             ("modern", 2, 0x21),
             ("readonly", 2, 0x22),
@@ -118,6 +125,9 @@ impl Fixtures {
             ("pci", 8, 0x24),
             ("smp1", 8, 0x25),
             ("smp4", 8, 0x25),
+            ("pcie1", 8, 0x26),
+            ("pcie2", 8, 0x27),
+            ("pcie-mmio", 2, 0x28),
         ]
         .map(|(name, mib, seed)| {
             let disk = directory.join(format!("{name}-{mib}M.img"));
@@ -127,6 +137,8 @@ impl Fixtures {
         let (modern_disk, readonly_disk, bench_disk, pci_disk) =
             (modern_disk?, readonly_disk?, bench_disk?, pci_disk?);
         let smp_disks = [smp1_disk?, smp4_disk?];
+        let pcie_disks = [pcie1_disk?, pcie2_disk?];
+        let pcie_mmio_disk = pcie_mmio_disk?;
         let gzip_initrd = directory.join("initrd.gz");
         images::write_if_changed(&gzip_initrd, &gzip_bytes())?;
         let png_initrd = directory.join("initrd.png");
@@ -143,6 +155,8 @@ impl Fixtures {
             bench_disk,
             pci_disk,
             smp_disks,
+            pcie_disks,
+            pcie_mmio_disk,
             gzip_initrd,
             png_initrd,
         })

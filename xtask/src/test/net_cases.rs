@@ -176,6 +176,12 @@ pub(crate) fn net_cases() -> Vec<NetCase> {
             machine: Machine::Q35,
             ..case("net-http-q35", http_endpoints_over_msix, 90)
         },
+        // QEMU microvm,pcie=on: the NIC's BARs assigned by mote from the
+        // host bridge's windows, ECAM from its _CBA, MSI-X as on q35.
+        NetCase {
+            machine: Machine::MicrovmPcie,
+            ..case("net-http-microvm-pcie", http_endpoints_over_msix, 90)
+        },
         // The same NIC idle: nothing polls it, so the VMM sleeps. The
         // idle case's limit holds for Cloud Hypervisor's MSI-X NIC too.
         NetCase {
@@ -685,13 +691,15 @@ mod tests {
                 "budget-served",
                 "net-http-pci",
                 "net-http-q35",
+                "net-http-microvm-pcie",
                 "net-idle-cpu-pci"
             ]
         );
         assert_eq!(selected(Some("dhcp")).len(), 1);
-        assert_eq!(selected(Some("net-")).len(), 10);
+        assert_eq!(selected(Some("net-")).len(), 11);
         assert!(selected(Some("default-report")).is_empty());
-        assert_eq!(selected(None).len(), 11);
+        assert_eq!(selected(None).len(), 12);
+        assert_eq!(selected(Some("pcie"))[0].machine, Machine::MicrovmPcie);
         assert_eq!(selected(Some("q35"))[0].machine, Machine::Q35);
         assert_eq!(selected(Some("acpi"))[0].machine, Machine::MicrovmDefaults);
         let dhcp = &selected(Some("dhcp"))[0];

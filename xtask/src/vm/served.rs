@@ -52,7 +52,7 @@ fn served_command(
 /// QEMU with the machine's exit device, before its NIC is added.
 fn served_qemu(machine: Machine, kernel: &Path, accel: Accel, cmdline: &str) -> QemuCommand {
     let mut command = QemuCommand::new(machine, accel, kernel).append(cmdline);
-    if machine == Machine::MicrovmDefaults {
+    if matches!(machine, Machine::MicrovmDefaults | Machine::MicrovmPcie) {
         command = command.debug_exit_device();
     }
     command

@@ -101,23 +101,29 @@ line_shape! {
     }
 }
 
+/// `<bus:device.function>` in hex, as `lspci` writes it.
+fn read_bdf(fields: &mut Fields<'_>) -> Result<(u8, u8, u8), ParseError> {
+    let at = *fields;
+    let bus = u8::try_from(fields.fixed_hex(2)?).map_err(|_| at.error("bus"))?;
+    fields.literal(":", "':'")?;
+    let at = *fields;
+    let device = u8::try_from(fields.fixed_hex(2)?)
+        .ok()
+        .filter(|&device| device < 32)
+        .ok_or_else(|| at.error("device 00-1f"))?;
+    fields.literal(".", "'.'")?;
+    let at = *fields;
+    let function = u8::try_from(fields.fixed_hex(1)?)
+        .ok()
+        .filter(|&function| function < 8)
+        .ok_or_else(|| at.error("function 0-7"))?;
+    Ok((bus, device, function))
+}
+
 impl<'a> VirtioPci<'a> {
     pub fn parse(fact: &'a str) -> Result<Self, ParseError> {
         parse_after(fact, "virtio-pci ", "'virtio-pci '", |fields| {
-            let at = *fields;
-            let bus = u8::try_from(fields.fixed_hex(2)?).map_err(|_| at.error("bus"))?;
-            fields.literal(":", "':'")?;
-            let at = *fields;
-            let device = u8::try_from(fields.fixed_hex(2)?)
-                .ok()
-                .filter(|&device| device < 32)
-                .ok_or_else(|| at.error("device 00-1f"))?;
-            fields.literal(".", "'.'")?;
-            let at = *fields;
-            let function = u8::try_from(fields.fixed_hex(1)?)
-                .ok()
-                .filter(|&function| function < 8)
-                .ok_or_else(|| at.error("function 0-7"))?;
+            let (bus, device, function) = read_bdf(fields)?;
             fields.literal(" ", "' '")?;
             let kind = fields.word()?;
             fields.literal(" msix ", "' msix '")?;
@@ -133,6 +139,73 @@ impl<'a> VirtioPci<'a> {
                 kind,
                 vectors,
                 access,
+            })
+        })
+    }
+}
+
+words! {
+    /// A memory BAR's width.
+    pub enum BarWidth {
+        Mem32 => "mem32",
+        Mem64 => "mem64",
+    }
+}
+
+/// `pci-bar <bus:device.function> bar<index> <hex address> size <hex size>
+/// mem32|mem64 assigned`: a memory BAR the firmware left at 0, which mote
+/// gave an address from the host bridge's windows (QEMU `microvm,pcie=on`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PciBar {
+    pub bus: u8,
+    pub device: u8,
+    pub function: u8,
+    /// 0-5.
+    pub index: u8,
+    pub address: u64,
+    pub size: u64,
+    pub width: BarWidth,
+}
+
+line_shape! {
+    impl[] PciBar, "pci-bar", "pci-bar <bus:device.function> bar<index> <hex address> size <hex size> mem32|mem64 assigned",
+    |line, f| {
+        write!(
+            f,
+            "pci-bar {:02x}:{:02x}.{:x} bar{} {:#x} size {:#x} {} assigned",
+            line.bus, line.device, line.function, line.index, line.address, line.size, line.width
+        )
+    }
+}
+
+impl PciBar {
+    pub fn parse(fact: &str) -> Result<Self, ParseError> {
+        parse_after(fact, "pci-bar ", "'pci-bar '", |fields| {
+            let (bus, device, function) = read_bdf(fields)?;
+            fields.literal(" bar", "' bar'")?;
+            let at = *fields;
+            let index = fields
+                .decimal::<u8>()
+                .ok()
+                .filter(|&index| index < 6)
+                .ok_or_else(|| at.error("BAR 0-5"))?;
+            fields.literal(" ", "' '")?;
+            let address = fields.hex()?;
+            fields.literal(" size ", "' size '")?;
+            let size = fields.hex()?;
+            fields.literal(" ", "' '")?;
+            let at = *fields;
+            let width =
+                BarWidth::from_word(fields.word()?).ok_or_else(|| at.error("mem32 or mem64"))?;
+            fields.literal(" assigned", "' assigned'")?;
+            Ok(Self {
+                bus,
+                device,
+                function,
+                index,
+                address,
+                size,
+                width,
             })
         })
     }
@@ -497,6 +570,26 @@ mod tests {
             let text = format!("virtio-pci 00:1f.7 network msix 3 {access}");
             round_trip(&function, &text, Fact::VirtioPci(function));
         }
+        let bar = PciBar {
+            bus: 0,
+            device: 2,
+            function: 0,
+            index: 4,
+            address: 0xc0_0000_4000,
+            size: 0x4000,
+            width: BarWidth::Mem64,
+        };
+        round_trip(
+            &bar,
+            "pci-bar 00:02.0 bar4 0xc000004000 size 0x4000 mem64 assigned",
+            Fact::PciBar(bar),
+        );
+        malformed(&[
+            "pci-bar 00:02.0 bar6 0xc000004000 size 0x4000 mem64 assigned",
+            "pci-bar 00:20.0 bar4 0xc000004000 size 0x4000 mem64 assigned",
+            "pci-bar 00:02.0 bar4 0xc000004000 size 0x4000 io assigned",
+            "pci-bar 00:02.0 bar4 0xc000004000 size 0x4000 mem64",
+        ]);
         let disk = Disk {
             index: 0,
             sectors: 131_072,

@@ -49,8 +49,8 @@ pub use self::crash::{
     Panic,
 };
 pub use self::devices::{
-    BenchFailed, BenchRead, ConfigAccess, Crc32, Discovery, Disk, DiskName, Ramdisk, Verified,
-    VerifyFailed, VirtioMmio, VirtioPci, WriteRefused, Wrote,
+    BarWidth, BenchFailed, BenchRead, ConfigAccess, Crc32, Discovery, Disk, DiskName, PciBar,
+    Ramdisk, Verified, VerifyFailed, VirtioMmio, VirtioPci, WriteRefused, Wrote,
 };
 pub use self::exit_cost::{ExitCost, ExitCostKind};
 pub use self::net::{Cidr, Listening, MacAddress, Net};
@@ -104,6 +104,7 @@ pub const SHAPES: &[Shape] = &[
     BootTimerWritten::SHAPE,
     VirtioMmio::SHAPE,
     VirtioPci::SHAPE,
+    PciBar::SHAPE,
     Disk::SHAPE,
     Ramdisk::SHAPE,
     Crc32::SHAPE,
@@ -149,6 +150,7 @@ pub enum Fact<'a> {
     BootTimerWritten(BootTimerWritten),
     VirtioMmio(VirtioMmio<'a>),
     VirtioPci(VirtioPci<'a>),
+    PciBar(PciBar),
     Disk(Disk),
     Ramdisk(Ramdisk<'a>),
     Crc32(Crc32),
@@ -212,6 +214,7 @@ impl<'a> Fact<'a> {
             "boottimer" => BootTimerWritten::parse(fact).map(Self::BootTimerWritten),
             "virtio-mmio" => VirtioMmio::parse(fact).map(Self::VirtioMmio),
             "virtio-pci" => VirtioPci::parse(fact).map(Self::VirtioPci),
+            "pci-bar" => PciBar::parse(fact).map(Self::PciBar),
             "blk" | "ramdisk" if indexed => devices::parse_disk_fact(fact),
             "net" if indexed => Net::parse(fact).map(Self::Net),
             "listening" => Listening::parse(fact).map(Self::Listening),

@@ -67,12 +67,17 @@ pub(crate) enum Machine {
     /// `-M q35` (SeaBIOS, which assigns BARs; ECAM in the MCFG), otherwise
     /// as the base line: virtio devices are `virtio-*-pci`.
     Q35,
+    /// `-M microvm,pcie=on` with QEMU's other defaults (ACPI on): virtio
+    /// devices are `virtio-*-pci` on its PCI Express host bridge, whose
+    /// BARs QEMU 7.2's firmware leaves unassigned and whose ECAM base is
+    /// only in the DSDT's `_CBA`.
+    MicrovmPcie,
 }
 
 impl Machine {
     /// Whether virtio devices go on PCI rather than virtio-mmio.
     pub(crate) fn virtio_on_pci(self) -> bool {
-        matches!(self, Self::Q35)
+        matches!(self, Self::Q35 | Self::MicrovmPcie)
     }
 
     /// The QEMU device model for virtio `kind` (`blk`, `net`).
@@ -133,7 +138,7 @@ impl QemuCommand {
             accel,
             memory: match machine {
                 Machine::MicrovmNoAcpi | Machine::Q35 => Some(DEFAULT_MEMORY.to_owned()),
-                Machine::MicrovmDefaults => None,
+                Machine::MicrovmDefaults | Machine::MicrovmPcie => None,
             },
             kernel: workspace::relative_to_root(kernel),
             append: String::new(),
@@ -156,6 +161,7 @@ impl QemuCommand {
         let machine = match self.machine {
             Machine::MicrovmNoAcpi => self.machine_options.as_deref().unwrap_or(MICROVM_NO_ACPI),
             Machine::MicrovmDefaults => "microvm",
+            Machine::MicrovmPcie => "microvm,pcie=on",
             Machine::Q35 => "q35",
         };
         let seabios = self.vmm.as_ref().is_some_and(|vmm| vmm.seabios_microvm);
@@ -307,7 +313,7 @@ impl QemuCommand {
                     &append,
                 ]);
             }
-            Machine::MicrovmDefaults => {
+            Machine::MicrovmDefaults | Machine::MicrovmPcie => {
                 push(&[
                     "-kernel",
                     &kernel,
