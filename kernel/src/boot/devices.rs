@@ -8,9 +8,11 @@ extern crate alloc;
 use alloc::vec::Vec;
 
 use mote_boot::start_info::BootInfo;
+use mote_boot::start_info::memory_map::MemoryMap;
 use virtio_drivers::transport::DeviceType;
 
 use crate::block::Ramdisk;
+use crate::memory::mmio;
 use crate::memory::physical::IdentityMapped;
 use crate::net::service::Interrupt;
 use crate::pci::assign::{self, Assigned};
@@ -87,8 +89,14 @@ pub(super) struct Devices {
 fn pci_virtio_functions(
     platform: &Platform,
     mapped: IdentityMapped,
+    memory: &MemoryMap,
 ) -> Option<(HostBridge, Vec<Inspected>, Vec<Assigned>)> {
     let (mut bridge, mut described) = HostBridge::find(platform.tables, mapped)?;
+    if let Some((start, size)) = bridge.ecam_range()
+        && let Err(error) = mmio::uncache_boot_map(start, size, memory)
+    {
+        log::warn!("PCI: ECAM at {start:#x} stays write-back: {error}");
+    }
     let found = enumerate(&bridge, bridge.buses());
     for skipped in &found.skipped {
         log::warn!("PCI: {skipped}; not walked");
@@ -173,7 +181,7 @@ pub(super) fn init(
     let mut devices = Devices::default();
     let pci = {
         let _span = trace::span("pci_enumeration");
-        pci_virtio_functions(platform, mapped)
+        pci_virtio_functions(platform, mapped, &boot.memory_map)
     };
     if let Some((bridge, functions, assigned)) = pci {
         devices.assigned_bars = assigned;
@@ -194,7 +202,8 @@ pub(super) fn init(
                 continue;
             }
             let _span = trace::span("virtio_pci_init");
-            let Some(probed) = virtio_pci::probe(bridge, inspected, mapped) else {
+            let Some(probed) = virtio_pci::probe(bridge, inspected, mapped, &boot.memory_map)
+            else {
                 continue;
             };
             start_driver(&mut devices, probed, Place::Pci(bdf), serve_network);

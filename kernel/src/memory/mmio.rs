@@ -6,7 +6,13 @@
 //! in the 1 GiB slots above 4 GiB that `identity_map` left empty (no RAM
 //! there); a slot or page it mapped (cached RAM) is refused, never
 //! remapped. Firecracker with `--enable-pci` puts its BARs at 256 GiB.
+//!
+//! Device memory below 4 GiB (ECAM windows, and BARs in a host bridge's
+//! 32-bit window) is already mapped by the boot map, write-back;
+//! [`uncache_boot_map`] turns those 2 MiB pages uncached, unless one holds
+//! memory the memory map lists (RAM, ACPI, NVS or persistent).
 
+use mote_boot::start_info::memory_map::{MemoryKind, MemoryMap};
 use spin::Mutex;
 use x86_64::PhysAddr;
 use x86_64::registers::control::Cr3;
@@ -68,6 +74,62 @@ pub(crate) fn map_uncached(start: u64, size: u64) -> Result<(), MmioError> {
     }
     x86_64::instructions::tlb::flush_all();
     Ok(())
+}
+
+/// Makes the boot map's 2 MiB pages over `[start, start + size)` (all
+/// below 4 GiB) uncached. A page that holds memory `memory` lists is
+/// refused and nothing is changed.
+pub(crate) fn uncache_boot_map(start: u64, size: u64, memory: &MemoryMap) -> Result<(), MmioError> {
+    let end = start
+        .checked_add(size)
+        .filter(|&end| end <= BOOT_MAP_END && size > 0)
+        .ok_or(MmioError::OutOfRange { start, size })?;
+    let first = start & !(PAGE - 1);
+    if let Some(page) = holding_memory(first, end, memory) {
+        return Err(MmioError::Occupied { page });
+    }
+    let _tables = TABLES.lock();
+    let (pml4_frame, _) = Cr3::read();
+    let pml4 = table_at(pml4_frame.start_address().as_u64());
+    let mut page = first;
+    while page < end {
+        // SAFETY: CR3 holds the identity-mapped PML4 the boot stub built,
+        // whose first entry leads to the boot map's PDPT and directories
+        // (boot/src/protocol/boot_map.rs); the lock above makes this the
+        // only walk, and only the cache bits of a device page change.
+        let pml4 = unsafe { &mut *pml4 };
+        let pdpt = next_table(&mut pml4[index(page, 39)], page)?;
+        let directory = next_table(&mut pdpt[index(page, 30)], page)?;
+        let entry = &mut directory[index(page, 21)];
+        let flags = entry.flags();
+        if !flags.contains(PageTableFlags::HUGE_PAGE) || entry.addr().as_u64() != page {
+            return Err(MmioError::Occupied { page });
+        }
+        entry.set_flags(flags | PageTableFlags::NO_CACHE | PageTableFlags::WRITE_THROUGH);
+        page += PAGE;
+    }
+    x86_64::instructions::tlb::flush_all();
+    Ok(())
+}
+
+/// The first 2 MiB page of `[first, end)` (`first` page-aligned) that
+/// overlaps memory the map lists, other than reserved ranges.
+fn holding_memory(first: u64, end: u64, memory: &MemoryMap) -> Option<u64> {
+    memory
+        .regions()
+        .iter()
+        .filter(|region| {
+            matches!(
+                region.kind,
+                MemoryKind::Ram
+                    | MemoryKind::AcpiReclaimable
+                    | MemoryKind::AcpiNvs
+                    | MemoryKind::Persistent
+            )
+        })
+        .filter(|region| region.start < end && first < region.end)
+        .map(|region| region.start.max(first) & !(PAGE - 1))
+        .min()
 }
 
 /// The 9-bit table index of `address` at `shift` (39 PML4, 30 PDPT, 21 PD).

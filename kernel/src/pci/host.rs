@@ -109,6 +109,14 @@ impl HostBridge {
         }
     }
 
+    /// The ECAM space of the buses it decodes: start and size; `None`
+    /// for the ports.
+    pub(crate) fn ecam_range(&self) -> Option<(u64, u64)> {
+        let base = self.ecam?;
+        let buses = u64::from(self.last_bus) - u64::from(self.first_bus) + 1;
+        Some((base + (u64::from(self.first_bus) << 20), buses << 20))
+    }
+
     pub(crate) fn buses(&self) -> RangeInclusive<u8> {
         self.first_bus..=self.last_bus
     }

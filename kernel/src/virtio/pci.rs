@@ -12,6 +12,7 @@ extern crate alloc;
 use alloc::vec::Vec;
 use core::ptr::NonNull;
 
+use mote_boot::start_info::memory_map::MemoryMap;
 use virtio_drivers::PhysAddr;
 use virtio_drivers::transport::pci::PciTransport;
 use virtio_drivers::transport::pci::bus::{ConfigurationAccess, DeviceFunction, PciRoot};
@@ -63,13 +64,16 @@ impl ConfigurationAccess for Access {
 }
 
 /// Opens the virtio function `inspected` describes, or says in one log
-/// line why not. Its memory BARs must be assigned; those above the
-/// identity map are mapped uncached (`memory::mmio`). Memory decoding and
-/// bus mastering are turned on here.
+/// line why not. Its memory BARs must be assigned; they are mapped
+/// uncached (`memory::mmio`): above the identity map in pages of their
+/// own, below it by turning the boot map's pages uncached (never over
+/// memory `memory` lists). Memory decoding and bus mastering are turned
+/// on here.
 pub(crate) fn probe(
     bridge: HostBridge,
     inspected: &Inspected,
     mapped: IdentityMapped,
+    memory: &MemoryMap,
 ) -> Option<Probed> {
     let at = inspected.function.bdf;
     let memory_bars = inspected.bars.bars.iter().filter(|bar| bar.is_memory());
@@ -78,10 +82,12 @@ pub(crate) fn probe(
             log::warn!("virtio-pci {at}: BAR{} is unassigned; skipped", bar.index);
             return None;
         }
-        if mapped.contains(bar.address, bar.size) {
-            continue;
-        }
-        if let Err(error) = mmio::map_uncached(bar.address, bar.size) {
+        let uncached = if mapped.contains(bar.address, bar.size) {
+            mmio::uncache_boot_map(bar.address, bar.size, memory)
+        } else {
+            mmio::map_uncached(bar.address, bar.size)
+        };
+        if let Err(error) = uncached {
             log::warn!(
                 "virtio-pci {at}: BAR{} not mapped: {error}; skipped",
                 bar.index
