@@ -14,7 +14,8 @@ use mote_boot::protocol::report::{
 use super::boot_case::{BootCase, ExpectedExit};
 use super::checks::Check;
 use super::fixtures::{
-    Fixtures, INITRD_SIZE, WRITE_LBA, WRITE_SECTORS, WRITE_SEED, write_base_path, write_disk_path,
+    Fixtures, INITRD_SIZE, WRITE_LBA, WRITE_SECTORS, WRITE_SEED, q35_write_disk_path,
+    write_base_path, write_disk_path,
 };
 use crate::env::images::MIB;
 use crate::guest_output::report::{self, FAILURE_KEYWORDS};
@@ -307,8 +308,20 @@ fn written_region_is_exactly_the_pattern(
     _: &[String],
     report: &report::BootReport,
 ) -> Result<(), String> {
+    pattern_written_into(&write_disk_path(), report)
+}
+
+/// As [`written_region_is_exactly_the_pattern`], for the q35 case's copy.
+fn q35_written_region_is_exactly_the_pattern(
+    _: &[String],
+    report: &report::BootReport,
+) -> Result<(), String> {
+    pattern_written_into(&q35_write_disk_path(), report)
+}
+
+fn pattern_written_into(image: &Path, report: &report::BootReport) -> Result<(), String> {
     let base = std::fs::read(write_base_path()).map_err(|e| e.to_string())?;
-    let written = std::fs::read(write_disk_path()).map_err(|e| e.to_string())?;
+    let written = std::fs::read(image).map_err(|e| e.to_string())?;
     if base.len() != written.len() {
         return Err(format!(
             "image size changed: {} -> {}",
@@ -732,6 +745,19 @@ fn pci_cases(fixtures: &Fixtures) -> Vec<BootCase> {
             .check(disk_line(0, 16_384, false))
             .check(crc_line(DiskName::Blk(0), &fixtures.pci_disk))
             .check(powered_off(Status::Success)),
+        BootCase::new(
+            "q35-blk-write-pattern",
+            format!("{READY_CMDLINE} mote.blk.write={WRITE_LBA}+{WRITE_SECTORS} mote.blk.seed={WRITE_SEED:#x}"),
+        )
+        .machine(Machine::Q35)
+        .disk(Disk::writable(&q35_write_disk_path()))
+        .fresh_copy(write_base_path(), q35_write_disk_path())
+        .check(pci_function(0, 1, "block", 2, ConfigAccess::Ecam))
+        .check(powered_off(Status::Success))
+        .check(Check::Custom {
+            description: "the image holds exactly the pattern in the range, and nothing else changed",
+            check: q35_written_region_is_exactly_the_pattern,
+        }),
         BootCase::new("microvm-pcie-blk-verify", verify.clone())
             .machine(Machine::MicrovmPcie)
             .expect_exit(ExpectedExit::QemuExitCode(0))

@@ -50,6 +50,11 @@ pub(crate) fn write_disk_path() -> PathBuf {
     workspace::test_fixture_dir().join("write.img")
 }
 
+/// The q35 write case's own copy (cases run in parallel).
+pub(crate) fn q35_write_disk_path() -> PathBuf {
+    workspace::test_fixture_dir().join("write-q35.img")
+}
+
 const WRITE_DISK_SIZE: u64 = 8 * MIB;
 /// Where the write test writes (`mote.blk.write=<lba>+<sectors>`) and the
 /// pattern's seed (`mote.blk.seed=`).
@@ -108,6 +113,7 @@ impl Fixtures {
         images::write_if_changed(&write_base_path(), &base)?;
         // Always a fresh copy: the guest writes into it.
         std::fs::write(write_disk_path(), &base)?;
+        std::fs::write(q35_write_disk_path(), &base)?;
         let [
             modern_disk,
             readonly_disk,
