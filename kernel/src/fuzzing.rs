@@ -179,7 +179,8 @@ fn format_device(device: &MmioDevice) -> String {
 /// `virtio_mmio.device=<size>@<base>:<irq>[:<id>]` entries. Invariants:
 /// every window is non-empty, does not wrap and has a non-zero base and
 /// IRQ; every refused value is a slice of the command line; formatting a
-/// device and parsing it again gives the same device.
+/// device and parsing it again gives the same device; after
+/// `drop_overlapping` no two kept windows overlap.
 pub fn virtio_mmio_cmdline(data: &[u8]) {
     let cmdline = cmdline_text(data);
     let mut good = Vec::new();
@@ -199,6 +200,20 @@ pub fn virtio_mmio_cmdline(data: &[u8]) {
     }
     for entry in &bad {
         assert!(is_slice_of(entry.value.as_bytes(), cmdline.as_bytes()));
+    }
+    // What boot keeps: no two windows share a byte, and each dropped one
+    // overlaps the kept one it names.
+    let count = good.len();
+    let dropped = crate::virtio::cmdline::drop_overlapping(&mut good);
+    assert_eq!(good.len() + dropped.len(), count);
+    let overlap = |a: &MmioDevice, b: &MmioDevice| {
+        a.base < b.base.saturating_add(b.size) && b.base < a.base.saturating_add(a.size)
+    };
+    for (index, a) in good.iter().enumerate() {
+        assert!(good[index + 1..].iter().all(|b| !overlap(a, b)), "{good:?}");
+    }
+    for (device, other) in &dropped {
+        assert!(overlap(device, other) && good.contains(other));
     }
 }
 

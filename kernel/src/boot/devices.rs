@@ -311,6 +311,20 @@ fn discover(boot: &BootInfo, platform: &Platform) -> Vec<MmioDevice> {
         |device| found.push(device),
         |bad| log::warn!("virtio_mmio.device={}: {}; skipped", bad.value, bad.error),
     );
+    for (device, other) in cmdline::drop_overlapping(&mut found) {
+        if device == other {
+            log::debug!(
+                "virtio_mmio.device at {:#x} named twice; driven once",
+                device.base
+            );
+        } else {
+            log::warn!(
+                "virtio_mmio.device at {:#x} overlaps the one at {:#x}; skipped",
+                device.base,
+                other.base
+            );
+        }
+    }
     if !found.is_empty() {
         return found;
     }

@@ -8,6 +8,10 @@
 //! `virtio_mmio.device=4K@0xc0001000:5` (docs/virtio-mmio.md).
 #![deny(unsafe_code)]
 
+extern crate alloc;
+
+use alloc::vec::Vec;
+
 use super::{Discovery, MmioDevice};
 use crate::cmdline::lex::{auto_radix, memparse, words};
 
@@ -53,6 +57,28 @@ pub(crate) fn virtio_mmio_devices_from_cmdline<'a>(
             Err(error) => bad(BadEntry { value, error }),
         }
     }
+}
+
+/// Keeps the first of command-line entries whose windows overlap: two
+/// drivers on one transport would corrupt each other's queues. QEMU
+/// microvm with `acpi=off` appends its own entries after the user's
+/// `-append`, so a user who lists the transports too names each twice.
+/// Returns what was dropped, with the entry it collided with.
+pub(crate) fn drop_overlapping(devices: &mut Vec<MmioDevice>) -> Vec<(MmioDevice, MmioDevice)> {
+    let mut kept: Vec<MmioDevice> = Vec::with_capacity(devices.len());
+    let mut dropped = Vec::new();
+    for device in devices.drain(..) {
+        let end = device.base.saturating_add(device.size);
+        match kept
+            .iter()
+            .find(|other| other.base < end && device.base < other.base.saturating_add(other.size))
+        {
+            Some(&other) => dropped.push((device, other)),
+            None => kept.push(device),
+        }
+    }
+    *devices = kept;
+    dropped
 }
 
 /// `virtio_mmio.device`, or FreeBSD's early-kenv `virtio_mmio.device_<N>`.
@@ -111,6 +137,26 @@ fn parse_device(value: &str) -> Result<MmioDevice, ParseError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_transport_named_twice_is_driven_once() {
+        let mut found = Vec::new();
+        virtio_mmio_devices_from_cmdline(
+            "virtio_mmio.device=512@0xfeb00e00:12 virtio_mmio.device=512@0xfeb00c00:11 \
+             virtio_mmio.device=512@0xfeb00e00:12 virtio_mmio.device=256@0xfeb00d00:10",
+            |device| found.push(device),
+            |bad| panic!("{bad:?}"),
+        );
+        let dropped = drop_overlapping(&mut found);
+        assert_eq!(
+            found.iter().map(|device| device.base).collect::<Vec<_>>(),
+            [0xfeb0_0e00, 0xfeb0_0c00]
+        );
+        // The exact repeat, and a window inside the second one.
+        assert_eq!(dropped.len(), 2);
+        assert_eq!(dropped[0].1.base, 0xfeb0_0e00);
+        assert_eq!(dropped[1].1.base, 0xfeb0_0c00);
+    }
 
     fn device(size: u64, base: u64, irq: u32, id: Option<i64>) -> MmioDevice {
         MmioDevice {

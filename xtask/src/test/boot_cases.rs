@@ -494,6 +494,33 @@ pub(crate) fn boot_cases(fixtures: &Fixtures) -> Vec<BootCase> {
                 READY_CMDLINE,
                 "virtio_mmio.device=512@0xfeb00e00:12",
             )),
+        // A user who names the transport too (as for Firecracker): QEMU
+        // appends it again, and the one device is driven once.
+        BootCase::new(
+            "virtio-cmdline-named-twice",
+            format!("{READY_CMDLINE} virtio_mmio.device=512@0xfeb00e00:12"),
+        )
+        .disk(Disk::read_only(&fixtures.twice_disk))
+        .check(disk_line(0, 4096, true))
+        .check(Check::Custom {
+            description: "one `virtio-mmio` line and no `blk1` for a transport named twice",
+            check: |_, report| {
+                let count = |start: &str| {
+                    report
+                        .lines
+                        .iter()
+                        .filter(|line| line.starts_with(start))
+                        .count()
+                };
+                match (count("mote: virtio-mmio "), count("mote: blk1 ")) {
+                    (1, 0) => Ok(()),
+                    (transports, second) => Err(format!(
+                        "{transports} virtio-mmio lines and {second} blk1 lines"
+                    )),
+                }
+            },
+        })
+        .check(powered_off(Status::Success)),
         // The command a user types: ACPI on, no isa-debug-exit, no mote.exit.
         BootCase::new("acpi-on-plain", "console=ttyS0 hello")
             .machine(Machine::MicrovmDefaults)
@@ -961,6 +988,7 @@ pub(super) mod tests {
             smp_disks: ["smp1", "smp4"].map(|name| test.join(format!("{name}-8M.img"))),
             pcie_disks: ["pcie1", "pcie2"].map(|name| test.join(format!("{name}-8M.img"))),
             pcie_mmio_disk: test.join("pcie-mmio-2M.img"),
+            twice_disk: test.join("twice-2M.img"),
             gzip_initrd: test.join("initrd.gz"),
             png_initrd: test.join("initrd.png"),
         }

@@ -34,6 +34,8 @@ pub(crate) struct Fixtures {
     /// for each of the two cases, and 2 MiB on virtio-mmio beside it.
     pub(crate) pcie_disks: [PathBuf; 2],
     pub(crate) pcie_mmio_disk: PathBuf,
+    /// The disk of the case that names its transport twice.
+    pub(crate) twice_disk: PathBuf,
     /// Two copies of 8 MiB of pseudo-random data for the verify cases
     /// whose CRC every CPU computes (`-smp 1` and `-smp 4`).
     pub(crate) smp_disks: [PathBuf; 2],
@@ -124,6 +126,7 @@ impl Fixtures {
             pcie1_disk,
             pcie2_disk,
             pcie_mmio_disk,
+            twice_disk,
         ] = [
             ("modern", 2, 0x21),
             ("readonly", 2, 0x22),
@@ -134,6 +137,7 @@ impl Fixtures {
             ("pcie1", 8, 0x26),
             ("pcie2", 8, 0x27),
             ("pcie-mmio", 2, 0x28),
+            ("twice", 2, 0x29),
         ]
         .map(|(name, mib, seed)| {
             let disk = directory.join(format!("{name}-{mib}M.img"));
@@ -145,6 +149,7 @@ impl Fixtures {
         let smp_disks = [smp1_disk?, smp4_disk?];
         let pcie_disks = [pcie1_disk?, pcie2_disk?];
         let pcie_mmio_disk = pcie_mmio_disk?;
+        let twice_disk = twice_disk?;
         let gzip_initrd = directory.join("initrd.gz");
         images::write_if_changed(&gzip_initrd, &gzip_bytes())?;
         let png_initrd = directory.join("initrd.png");
@@ -163,6 +168,7 @@ impl Fixtures {
             smp_disks,
             pcie_disks,
             pcie_mmio_disk,
+            twice_disk,
             gzip_initrd,
             png_initrd,
         })
