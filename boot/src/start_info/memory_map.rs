@@ -135,7 +135,28 @@ pub struct MemoryMap {
 impl MemoryMap {
     /// Sorts, splits and merges raw entries. Panics never; at most
     /// [`MAX_RAW_ENTRIES`] entries are considered (the caller rejects more).
+    /// No regions (a loader that gave no map), for statics.
+    pub const fn new() -> Self {
+        Self {
+            regions: ArrayVec::new_const(),
+            cleanup: Cleanup {
+                empty: 0,
+                wrapping: 0,
+                overlaps: 0,
+            },
+        }
+    }
+
+    #[cfg(test)]
     pub(crate) fn normalise(raw: &[RawEntry]) -> Self {
+        let mut map = Self::new();
+        map.normalise_into(raw);
+        map
+    }
+
+    /// As [`Self::normalise`], in place (boot fills its one map where it
+    /// stays: each move of the 1.6 KiB table is a copy).
+    pub(crate) fn normalise_into(&mut self, raw: &[RawEntry]) {
         let mut cleanup = Cleanup::default();
         let mut valid: ArrayVec<Region, MAX_RAW_ENTRIES> = ArrayVec::new();
         for entry in raw.iter().take(MAX_RAW_ENTRIES) {
@@ -173,7 +194,8 @@ impl MemoryMap {
             bounds.push(region.end);
         }
         bounds.sort_unstable();
-        let mut regions: ArrayVec<Region, MAX_REGIONS> = ArrayVec::new();
+        let regions = &mut self.regions;
+        regions.clear();
         for pair in bounds.windows(2) {
             let (start, end) = (pair[0], pair[1]);
             if start == end {
@@ -190,7 +212,7 @@ impl MemoryMap {
                 _ => regions.push(Region { start, end, kind }),
             }
         }
-        Self { regions, cleanup }
+        self.cleanup = cleanup;
     }
 
     pub fn regions(&self) -> &[Region] {

@@ -150,11 +150,39 @@ impl BootInfo {
         }
     }
 
+    /// Nothing read yet (no command line, map or modules), for statics.
+    pub const fn empty() -> Self {
+        Self {
+            version: 0,
+            cmdline: ArrayVec::new_const(),
+            memory_map: MemoryMap::new(),
+            memory_map_entries: 0,
+            modules: ArrayVec::new_const(),
+            unusable_modules: ArrayVec::new_const(),
+            rsdp: None,
+            loader_ranges: ArrayVec::new_const(),
+        }
+    }
+
     /// Parses and validates the `hvm_start_info` at `paddr`.
     pub fn from_start_info(
         memory: &impl PhysicalMemory,
         paddr: u64,
     ) -> Result<Self, StartInfoError> {
+        let mut info = Self::empty();
+        info.read_start_info(memory, paddr)?;
+        Ok(info)
+    }
+
+    /// As [`Self::from_start_info`], into `self` (which must be
+    /// [`Self::empty`]): the boot fills its one `BootInfo` where it stays,
+    /// since each move of its 7.8 KiB is a copy (2 700 instructions of
+    /// them before). On an error `self` is partly filled; do not use it.
+    pub fn read_start_info(
+        &mut self,
+        memory: &impl PhysicalMemory,
+        paddr: u64,
+    ) -> Result<(), StartInfoError> {
         if paddr == 0 {
             return Err(StartInfoError::NullStartInfo);
         }
@@ -187,20 +215,24 @@ impl BootInfo {
             (0, 0)
         };
 
-        let mut loader_ranges = ArrayVec::new();
+        self.version = version;
+        self.memory_map_entries = memmap_entries;
+        self.rsdp = (rsdp_paddr != 0).then_some(rsdp_paddr);
+        let loader_ranges = &mut self.loader_ranges;
         let header_size = if version >= 1 {
             size_of::<StartInfoLayout>()
         } else {
             START_INFO_V0_SIZE
         };
-        record(&mut loader_ranges, paddr, header_size as u64);
+        record(loader_ranges, paddr, header_size as u64);
         record(
-            &mut loader_ranges,
+            loader_ranges,
             memmap_paddr,
             u64::from(memmap_entries) * size_of::<MemmapEntry>() as u64,
         );
 
-        let memory_map = read_memory_map(memory, memmap_paddr, memmap_entries)?;
+        read_memory_map(memory, memmap_paddr, memmap_entries, &mut self.memory_map)?;
+        let memory_map = &self.memory_map;
         // Only a loader that gave a map can be held to it.
         let check_in_map = |what, start: u64, len: u64| {
             if memory_map.regions().is_empty() || memory_map.describes(start, len) {
@@ -214,14 +246,15 @@ impl BootInfo {
             }
         };
 
-        let mut cmdline = ArrayVec::new();
+        let cmdline = &mut self.cmdline;
         if cmdline_paddr != 0 {
-            read_c_string(memory, "command line", cmdline_paddr, &mut cmdline)?;
+            read_c_string(memory, "command line", cmdline_paddr, cmdline)?;
             check_in_map("command line", cmdline_paddr, cmdline.len() as u64 + 1)?;
-            record(&mut loader_ranges, cmdline_paddr, cmdline.len() as u64 + 1);
+            record(loader_ranges, cmdline_paddr, cmdline.len() as u64 + 1);
         }
 
-        let listed = read_modules(memory, modlist_paddr, nr_modules, &mut loader_ranges)?;
+        let modules = &mut self.modules;
+        read_modules(memory, modlist_paddr, nr_modules, loader_ranges, modules)?;
         if nr_modules > 0 {
             check_in_map(
                 "module list",
@@ -229,14 +262,13 @@ impl BootInfo {
                 u64::from(nr_modules) * size_of::<ModlistEntry>() as u64,
             )?;
             record(
-                &mut loader_ranges,
+                loader_ranges,
                 modlist_paddr,
                 u64::from(nr_modules) * size_of::<ModlistEntry>() as u64,
             );
         }
-        let mut modules = ArrayVec::new();
-        let mut unusable_modules = ArrayVec::new();
-        for module in listed {
+        let unusable_modules = &mut self.unusable_modules;
+        modules.retain(|module| {
             let (paddr, size) = (module.paddr, module.size);
             let problem = if paddr == 0 || paddr.checked_add(size).is_none() {
                 Some(ModuleProblem::BadRange { paddr, size })
@@ -246,24 +278,17 @@ impl BootInfo {
                 None
             };
             match problem {
-                Some(problem) => unusable_modules.push(UnusableModule {
-                    index: module.index,
-                    problem,
-                }),
-                None => modules.push(module),
+                Some(problem) => {
+                    unusable_modules.push(UnusableModule {
+                        index: module.index,
+                        problem,
+                    });
+                    false
+                }
+                None => true,
             }
-        }
-
-        Ok(Self {
-            version,
-            cmdline,
-            memory_map,
-            memory_map_entries: memmap_entries,
-            modules,
-            unusable_modules,
-            rsdp: (rsdp_paddr != 0).then_some(rsdp_paddr),
-            loader_ranges,
-        })
+        });
+        Ok(())
     }
 }
 
@@ -271,9 +296,10 @@ fn read_memory_map(
     memory: &impl PhysicalMemory,
     paddr: u64,
     entries: u32,
-) -> Result<MemoryMap, StartInfoError> {
+    map: &mut MemoryMap,
+) -> Result<(), StartInfoError> {
     if paddr == 0 || entries == 0 {
-        return Ok(MemoryMap::default());
+        return Ok(());
     }
     if entries as usize > MAX_RAW_ENTRIES {
         return Err(StartInfoError::TooManyMemoryMapEntries(entries));
@@ -289,7 +315,8 @@ fn read_memory_map(
             kind: entry.kind.get(),
         });
     }
-    Ok(MemoryMap::normalise(&raw))
+    map.normalise_into(&raw);
+    Ok(())
 }
 
 /// Adds `[start, start + length)` to `ranges` (a zero address or length is
@@ -306,10 +333,10 @@ fn read_modules(
     paddr: u64,
     count: u32,
     ranges: &mut ArrayVec<(u64, u64), MAX_LOADER_RANGES>,
-) -> Result<ArrayVec<Module, MAX_MODULES>, StartInfoError> {
-    let mut modules = ArrayVec::new();
+    modules: &mut ArrayVec<Module, MAX_MODULES>,
+) -> Result<(), StartInfoError> {
     if count == 0 {
-        return Ok(modules);
+        return Ok(());
     }
     if count as usize > MAX_MODULES {
         return Err(StartInfoError::TooManyModules(count));
@@ -350,7 +377,7 @@ fn read_modules(
         }
         modules.push(module);
     }
-    Ok(modules)
+    Ok(())
 }
 
 /// Address of element `index` of an array of `T` at `base`, refusing wrap-around.

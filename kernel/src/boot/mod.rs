@@ -16,6 +16,8 @@ pub(crate) mod poweroff;
 #[cfg(target_os = "none")]
 mod report;
 #[cfg(target_os = "none")]
+mod slot;
+#[cfg(target_os = "none")]
 mod start;
 
 #[cfg(target_os = "none")]

@@ -8,11 +8,11 @@ use mote_boot::protocol::exit::Status;
 use mote_boot::protocol::report::{Cpus, Elapsed, Line};
 use mote_boot::start_info::BootInfo;
 use mote_boot::start_info::memory_map::MAX_REGIONS;
-use spin::Once;
 
 extern crate alloc;
 use alloc::vec::Vec;
 
+use super::slot::Slot;
 use super::{crash, devices, platform, poweroff, report};
 use crate::arch::x86_64::apic::local::{self, LocalApic};
 use crate::arch::x86_64::{cpu, descriptors, per_cpu};
@@ -21,7 +21,7 @@ use crate::memory::physical::IdentityMapped;
 use crate::net::service;
 use crate::{clock, console, memory, smp, trace};
 
-static BOOT_INFO: Once<BootInfo> = Once::new();
+static BOOT_INFO: Slot<BootInfo> = Slot::new(BootInfo::empty());
 
 /// Called by the PVH stub (`boot/src/pvh/pvh.s`) on the boot stack.
 pub fn start(start_info_paddr: u32, entry_tsc: u64) -> ! {
@@ -34,16 +34,17 @@ pub fn start(start_info_paddr: u32, entry_tsc: u64) -> ! {
     descriptors::init();
 
     let phase = phase.then("start_info");
-    // Built inside the `Once`'s closure: a `BootInfo` is ~8 KiB, and each
-    // move of it is a copy (moving one in cost 1 900 instructions).
-    let boot = match BOOT_INFO.try_call_once(|| {
-        BootInfo::from_start_info(&IdentityMapped::boot(), u64::from(start_info_paddr))
-    }) {
-        Ok(info) => info,
-        Err(error) => super::fatal(format_args!(
-            "bad start_info at {start_info_paddr:#x}: {error}"
-        )),
+    // Read where it stays: a `BootInfo` is 7.8 KiB, and each move of it is
+    // a copy (the ones into a `spin::Once` cost 2 700 instructions).
+    let Some(slot) = BOOT_INFO.take() else {
+        super::fatal(format_args!("the boot entered twice"))
     };
+    if let Err(error) = slot.read_start_info(&IdentityMapped::boot(), u64::from(start_info_paddr)) {
+        super::fatal(format_args!(
+            "bad start_info at {start_info_paddr:#x}: {error}"
+        ))
+    }
+    let boot: &'static BootInfo = slot;
 
     let phase = phase.then("console_init");
     let options = Options::parse(boot.cmdline());

@@ -72,10 +72,13 @@ mod machine {
             .usable()
             .map(|region| (region.start, region.end))
             .collect();
-        let mut frames = {
+        // Filled where it stays: boot is the allocator's only user until
+        // memory_init returns (the guard is dropped then).
+        let mut frames = FRAMES.lock();
+        {
             let _span = trace::span("frame_allocator");
-            FrameAllocator::new(&usable, &reserved)
-        };
+            frames.refill(&usable, &reserved);
+        }
 
         let mapped = {
             let _span = trace::span("identity_map");
@@ -94,7 +97,7 @@ mod machine {
                 .iter()
                 .map(|&(start, end)| (start, end.min(memory_end)))
                 .collect();
-            frames = FrameAllocator::new(&below, &reserved);
+            frames.refill(&below, &reserved);
         }
 
         let _span = trace::span("heap_init");
@@ -125,7 +128,7 @@ mod machine {
             }
         }
 
-        *FRAMES.lock() = frames;
+        drop(frames);
         Memory {
             mapped,
             heap_bytes: heap::size(),

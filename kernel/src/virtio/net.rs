@@ -5,6 +5,9 @@
 //! both tokens share the device through a `RefCell`.
 #![deny(unsafe_code)]
 
+extern crate alloc;
+
+use alloc::boxed::Box;
 use core::cell::RefCell;
 
 use smoltcp::phy::{self, DeviceCapabilities, Medium};
@@ -40,7 +43,9 @@ pub(crate) enum NetError {
 
 /// A virtio-net device, ready for smoltcp.
 pub(crate) struct VirtioNetDevice {
-    net: RefCell<Net>,
+    /// Boxed: the driver's queues and buffer table are 2 KiB, and the
+    /// device is moved from bring-up into the server (each move a memcpy).
+    net: RefCell<Box<Net>>,
     mac: [u8; 6],
 }
 
@@ -57,7 +62,7 @@ impl VirtioNetDevice {
         // One notification for the receive buffers posted at start, not
         // one each: written by the acknowledgement below.
         negotiation.hold_notifications(true);
-        let net = Net::new(transport, buffer_len);
+        let net = Net::new(transport, buffer_len).map(Box::new);
         negotiation.hold_notifications(false);
         let mut net = net.map_err(NetError::Driver)?;
         if negotiation.refused() {
@@ -100,12 +105,12 @@ impl VirtioNetDevice {
 }
 
 pub(crate) struct RxToken<'a> {
-    net: &'a RefCell<Net>,
+    net: &'a RefCell<Box<Net>>,
     buffer: RxBuffer,
 }
 
 pub(crate) struct TxToken<'a> {
-    net: &'a RefCell<Net>,
+    net: &'a RefCell<Box<Net>>,
 }
 
 impl phy::Device for VirtioNetDevice {
