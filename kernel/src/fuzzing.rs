@@ -147,11 +147,69 @@ fn cmdline_text(data: &[u8]) -> &str {
     }
 }
 
+/// Linux's `next_arg` splitting written the plain way (a test per byte),
+/// which the kernel's `lex::words` must match.
+fn next_arg_reference(cmdline: &str) -> Vec<&str> {
+    let mut words = Vec::new();
+    let mut rest = cmdline;
+    loop {
+        let bytes = rest.as_bytes();
+        let Some(start) = bytes.iter().position(|byte| !byte.is_ascii_whitespace()) else {
+            return words;
+        };
+        let mut in_quotes = false;
+        let end = bytes[start..]
+            .iter()
+            .position(|&byte| {
+                if byte == b'"' {
+                    in_quotes = !in_quotes;
+                }
+                !in_quotes && byte.is_ascii_whitespace()
+            })
+            .map_or(bytes.len(), |length| start + length);
+        words.push(&rest[start..end]);
+        rest = &rest[end..];
+    }
+}
+
+/// `strtoull(text, &end, 0)` written the plain way (find the digits, then
+/// `from_str_radix`), which the kernel's one-pass `auto_radix` must match.
+fn strtoull_reference(text: &str) -> Option<(u64, &str)> {
+    let (radix, digits) =
+        if let Some(hex) = text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {
+            (16, hex)
+        } else if text.len() > 1 && text.starts_with('0') && text.as_bytes()[1].is_ascii_digit() {
+            (8, &text[1..])
+        } else {
+            (10, text)
+        };
+    let end = digits
+        .bytes()
+        .position(|byte| !char::from(byte).is_digit(radix))
+        .unwrap_or(digits.len());
+    if end == 0 {
+        return None;
+    }
+    let value = u64::from_str_radix(&digits[..end], radix).ok()?;
+    Some((value, &digits[end..]))
+}
+
 /// `mote.*`, `loglevel=`, `quiet`, `debug`, `ip=` on the command line.
 /// Invariants: every borrowed field is a slice of the command line; each
-/// unrecognised option starts `mote.`; a block-write range has sectors.
+/// unrecognised option starts `mote.`; a block-write range has sectors;
+/// `auto_radix` agrees with a plain `strtoull` on every word, and `words`
+/// with a plain `next_arg`.
 pub fn cmdline_options(data: &[u8]) {
     let cmdline = cmdline_text(data);
+    let words: Vec<&str> = crate::cmdline::lex::words(cmdline).collect();
+    assert_eq!(words, next_arg_reference(cmdline), "{cmdline:?}");
+    for word in cmdline.split([' ', '=', '@', ':', ',']) {
+        assert_eq!(
+            crate::cmdline::lex::auto_radix(word),
+            strtoull_reference(word),
+            "{word:?}"
+        );
+    }
     let options = Options::parse(cmdline);
     if let Some(ip) = options.ip {
         assert!(is_slice_of(ip.as_bytes(), cmdline.as_bytes()), "ip= {ip:?}");
