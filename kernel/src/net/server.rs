@@ -191,6 +191,12 @@ pub(crate) struct Load {
     /// of a turn: what the load cost in memory at its peak.
     pub(crate) heap_free: Option<usize>,
     pub(crate) heap_low: Option<usize>,
+    /// TSC cycles since the service loop started, and of them those spent
+    /// halted waiting for an interrupt (the service loop says). Their
+    /// difference over the requests of a load step is the guest's cost per
+    /// request, which under `--accel icount` is its instructions, whatever
+    /// the host's load.
+    pub(crate) cycles: Option<(u64, u64)>,
 }
 
 /// The status page with the load counters after it.
@@ -217,6 +223,13 @@ impl Pages for PagesWithLoad<'_> {
         );
         if let (Some(free), Some(low)) = (load.heap_free, load.heap_low) {
             let _ = writeln!(line, "heap {free} bytes free, {low} at the least");
+        }
+        if let Some((elapsed, halted)) = load.cycles {
+            let _ = writeln!(
+                line,
+                "tsc {elapsed} cycles serving, {halted} halted, {} busy",
+                elapsed.saturating_sub(halted)
+            );
         }
         page.extend_from_slice(line.as_bytes());
         page
@@ -434,6 +447,12 @@ impl<D: Device> Server<D> {
     /// the status page, read after every turn.
     pub(crate) fn watch_heap(&mut self, heap_free: fn() -> usize) {
         self.heap_free = Some(heap_free);
+    }
+
+    /// What the service loop measured: TSC cycles since it started, and
+    /// those it spent halted.
+    pub(crate) fn set_cycles(&mut self, elapsed: u64, halted: u64) {
+        self.load.cycles = Some((elapsed, halted));
     }
 
     /// The HTTP counters.

@@ -187,8 +187,12 @@ impl Network {
 
     /// Serves until an allowed `POST /poweroff` has been answered.
     pub(crate) fn serve(&mut self, pages: &dyn Pages) {
+        let serving_since = cpu::rdtsc();
+        let mut halted = 0u64;
         loop {
             let now = now(self.clock, self.tsc);
+            self.server
+                .set_cycles(cpu::rdtsc().wrapping_sub(serving_since), halted);
             let (gsis, _msis, _timer) = EVENTS.take();
             // A pin is acknowledged at the device and unmasked after the
             // turn; a message needs neither (virtio v1.2 §4.1.5.3: with
@@ -229,7 +233,9 @@ impl Network {
             if let Some(wakeup) = wakeup {
                 timer.arm(self.tsc.cycles_for_micros(wakeup.total_micros()));
             }
+            let halt_from = cpu::rdtsc();
             interrupts::wait_for_interrupt();
+            halted = halted.wrapping_add(cpu::rdtsc().wrapping_sub(halt_from));
             log_odd_interrupts();
         }
     }

@@ -4,6 +4,7 @@
 //! ```text
 //! http connections <n> open, <n> peak, <n> sockets of <n>; <n> accepted, <n> requests, <n> refused
 //! heap <n> bytes free, <n> at the least
+//! tsc <n> cycles serving, <n> halted, <n> busy
 //! ```
 
 use serde::{Deserialize, Serialize};
@@ -23,6 +24,10 @@ pub(crate) struct LoadCounters {
     /// fewest at the end of any turn (absent when the page has no heap line).
     pub(crate) heap_free: Option<u64>,
     pub(crate) heap_low: Option<u64>,
+    /// TSC cycles the service loop spent not halted since it started
+    /// (absent on a page without the `tsc` line).
+    #[serde(default)]
+    pub(crate) busy_cycles: Option<u64>,
 }
 
 /// The numbers of `line` after each of `labels` in turn (`"<n> open"`: the
@@ -66,6 +71,12 @@ impl LoadCounters {
             .lines()
             .find_map(|line| line.strip_prefix("heap "))
             .and_then(|rest| numbers_before(&format!("x {rest}"), &["bytes", "at"]));
+        let busy_cycles = page
+            .lines()
+            .filter_map(|line| line.strip_prefix("tsc "))
+            .find(|rest| rest.contains(" cycles serving, "))
+            .and_then(|rest| numbers_before(&format!("x {rest}"), &["busy"]))
+            .map(|busy| busy[0]);
         Some(Self {
             open: values[0],
             peak: values[1],
@@ -76,6 +87,7 @@ impl LoadCounters {
             refused: values[5],
             heap_free: heap.as_ref().map(|heap| heap[0]),
             heap_low: heap.as_ref().map(|heap| heap[1]),
+            busy_cycles,
         })
     }
 }
@@ -86,9 +98,10 @@ mod tests {
 
     #[test]
     fn reads_the_load_lines_of_a_status_page() {
-        let page = "mote up 12.5 s\nmemory_init 10 us\n\
+        let page = "mote up 12.5 s\ntsc 2596138283 Hz from calibrated\nmemory_init 10 us\n\
             http connections 3 open, 1000 peak, 1008 sockets of 1520; 2041 accepted, 9000 requests, 2 refused\n\
-            heap 90000000 bytes free, 81234567 at the least\n";
+            heap 90000000 bytes free, 81234567 at the least\n\
+            tsc 5000000 cycles serving, 3000000 halted, 2000000 busy\n";
         assert_eq!(
             LoadCounters::parse(page),
             Some(LoadCounters {
@@ -101,6 +114,7 @@ mod tests {
                 refused: 2,
                 heap_free: Some(90_000_000),
                 heap_low: Some(81_234_567),
+                busy_cycles: Some(2_000_000),
             })
         );
     }

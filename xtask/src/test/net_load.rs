@@ -658,6 +658,7 @@ mod tests {
             refused,
             heap_free: Some(free),
             heap_low: Some(low),
+            busy_cycles: None,
         };
         let line = peak_memory(
             &counters(2, 0, 30_000_000, 29_000_000),

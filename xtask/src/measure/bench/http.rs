@@ -373,12 +373,12 @@ pub(crate) fn render_report(run: &HttpRun) -> String {
             configuration.command_line
         ));
         text.push_str(
-            "| connections | req/s | p50 ms | p99 ms | max ms | requests | errors connect/read/write/timeout | non-2xx | refused (guest) | peak open | heap low mark |\n\
-             |---|---|---|---|---|---|---|---|---|---|---|\n",
+            "| connections | req/s | p50 ms | p99 ms | max ms | requests | errors connect/read/write/timeout | non-2xx | refused (guest) | peak open | heap low mark | guest cycles/request |\n\
+             |---|---|---|---|---|---|---|---|---|---|---|---|\n",
         );
-        let mut refused_before = 0;
+        let mut before = Before::default();
         for step in &configuration.steps {
-            let (wrk_cells, guest_cells) = step_cells(step, &mut refused_before);
+            let (wrk_cells, guest_cells) = step_cells(step, &mut before);
             text.push_str(&format!(
                 "| {} | {wrk_cells} | {guest_cells} |\n",
                 step.connections
@@ -402,7 +402,9 @@ pub(crate) fn render_report(run: &HttpRun) -> String {
     text.push_str(&side_by_side(run));
     text.push_str(
         "\nrefused (guest): SYNs the guest dropped with its pool full during the step (its status page's counter, before and after); \
-         peak open: the most connections it held at once since boot; heap low mark: its fewest free heap bytes since boot \
+         peak open: the most connections it held at once since boot; heap low mark: its fewest free heap bytes since boot; \
+         guest cycles/request: TSC cycles its service loop was not halted during the step over the requests it answered \
+         (under --accel icount, instructions: what a request costs the guest, whatever the host's load) \
          (mote only: a peer has no such counters).\n",
     );
     if !run
@@ -469,7 +471,15 @@ fn side_by_side(run: &HttpRun) -> String {
 
 /// The table cells of one step; `refused_before` carries the guest's
 /// refused counter from step to step (it counts from boot).
-fn step_cells(step: &Step, refused_before: &mut u64) -> (String, String) {
+/// The guest's counters after the previous step (zero before the first).
+#[derive(Default)]
+struct Before {
+    refused: u64,
+    requests: u64,
+    busy_cycles: u64,
+}
+
+fn step_cells(step: &Step, before: &mut Before) -> (String, String) {
     let wrk_cells = match &step.wrk {
         Ok(report) => format!(
             "{:.0} | {} | {} | {} | {} | {}/{}/{}/{} | {}",
@@ -488,17 +498,25 @@ fn step_cells(step: &Step, refused_before: &mut u64) -> (String, String) {
     };
     let guest_cells = match &step.guest {
         Ok(counters) => {
-            let refused = counters.refused.saturating_sub(*refused_before);
-            *refused_before = counters.refused;
+            let refused = counters.refused.saturating_sub(before.refused);
+            let requests = counters.requests.saturating_sub(before.requests);
+            let per_request = counters.busy_cycles.and_then(|busy| {
+                let cycles = busy.saturating_sub(before.busy_cycles);
+                before.busy_cycles = busy;
+                (requests > 0).then(|| format!("{}", cycles / requests))
+            });
+            before.refused = counters.refused;
+            before.requests = counters.requests;
             format!(
-                "{refused} | {} | {}",
+                "{refused} | {} | {} | {}",
                 counters.peak,
                 counters
                     .heap_low
-                    .map_or_else(|| "—".to_owned(), |low| format!("{low} B"))
+                    .map_or_else(|| "—".to_owned(), |low| format!("{low} B")),
+                per_request.unwrap_or_else(|| "—".to_owned())
             )
         }
-        Err(_) => "— | — | —".to_owned(),
+        Err(_) => "— | — | — | —".to_owned(),
     };
     (wrk_cells, guest_cells)
 }
@@ -529,16 +547,17 @@ pub(super) fn sample_run() -> HttpRun {
         },
         non_success: 0,
     };
-    let counters = |refused, peak| LoadCounters {
+    let counters = |refused, peak: u64| LoadCounters {
         open: 0,
         peak,
         sockets: 1008,
         capacity: 1520,
         accepted: 5000,
-        requests: 40000,
+        requests: 40 * peak,
         refused,
         heap_free: Some(200_000_000),
         heap_low: Some(190_000_000),
+        busy_cycles: Some(peak * peak * 1000),
     };
     HttpRun {
         kind: HTTP_RUN_KIND.to_owned(),
@@ -604,14 +623,15 @@ mod tests {
         let text = render_report(&run);
         assert!(
             text.contains(
-                "| 16 | 8000 | 1.80 | 30.00 | 120.00 | 40000 | 0/0/0/0 | 0 | 2 | 16 | 190000000 B |"
+                "| 16 | 8000 | 1.80 | 30.00 | 120.00 | 40000 | 0/0/0/0 | 0 | 2 | 16 | 190000000 B | 400 |"
             ),
             "{text}"
         );
-        // The guest's counter is since boot: 7 - 2 in the second step.
+        // The guest's counters are since boot: 7 - 2 refused in the second
+        // step, and (10^9 - 256 000) busy cycles over 40 000 - 640 requests.
         assert!(
             text.contains(
-                "| 1000 | 7000 | 1.80 | 30.00 | 120.00 | 35000 | 0/0/0/3 | 0 | 5 | 1000 |"
+                "| 1000 | 7000 | 1.80 | 30.00 | 120.00 | 35000 | 0/0/0/3 | 0 | 5 | 1000 | 190000000 B | 25400 |"
             ),
             "{text}"
         );
