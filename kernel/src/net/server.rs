@@ -50,7 +50,7 @@ pub(crate) const UDP_ECHO_PORT: u16 = 7;
 /// Upper bound of the connection pool whatever the heap.
 const MAX_CONNECTIONS: usize = 2048;
 /// HTTP sockets per socket set: what smoltcp walks for one frame.
-const GROUP_SIZE: usize = 32;
+const GROUP_SIZE: usize = 8;
 /// Sockets opened before the ready mark: the listener and the one that
 /// listens once it has taken a connection, so one client at a time never
 /// waits for a socket to be made. Each costs about 640 instructions,
