@@ -126,9 +126,7 @@ pub(crate) fn walk_for<'a>(
     visitor: &mut impl Visitor<'a>,
 ) -> Result<usize, AmlError> {
     let mut offsets: Vec<usize> = Vec::new();
-    for needle in needles {
-        find_all(aml, needle, &mut offsets);
-    }
+    find_any(aml, needles, &mut offsets);
     offsets.sort_unstable();
     Reader {
         aml,
@@ -139,25 +137,42 @@ pub(crate) fn walk_for<'a>(
     .read_all(visitor)
 }
 
-/// Appends the offset of every occurrence of `needle` in `haystack`
-/// (Boyer-Moore-Horspool: about `haystack.len() / needle.len()` probes,
-/// not one per byte; instructions are what a boot under an emulating
-/// hypervisor pays for).
-pub(crate) fn find_all(haystack: &[u8], needle: &[u8], out: &mut Vec<usize>) {
-    let Some((&last, _)) = needle.split_last() else {
+/// Appends the offset of every occurrence of any of `needles` in
+/// `haystack`, in the order they end, in one pass (Horspool's search for a
+/// set of needles: the window is the shortest needle, and it moves by what
+/// the byte at its end allows for every needle's last window of bytes).
+/// About `haystack.len() / shortest` probes, not one per byte, nor one pass
+/// per needle: instructions are what a boot under an emulating hypervisor
+/// pays for, and the DSDT's needles are searched two at a time.
+pub(crate) fn find_any(haystack: &[u8], needles: &[&[u8]], out: &mut Vec<usize>) {
+    let Some(window) = needles.iter().map(|needle| needle.len()).min() else {
         return;
     };
-    let mut shift = [needle.len(); 256];
-    for (index, &byte) in needle[..needle.len() - 1].iter().enumerate() {
-        shift[usize::from(byte)] = needle.len() - 1 - index;
+    if window == 0 {
+        return;
     }
-    let mut at = 0;
-    while at + needle.len() <= haystack.len() {
-        let end = haystack[at + needle.len() - 1];
-        if end == last && &haystack[at..at + needle.len()] == needle {
-            out.push(at);
+    // A shift below the true one only costs probes: cap it to fit a byte.
+    let most = u8::try_from(window).unwrap_or(u8::MAX);
+    let mut shift = [most; 256];
+    for needle in needles {
+        let tail = &needle[needle.len() - window..];
+        for (index, &byte) in tail[..window - 1].iter().enumerate() {
+            let distance = u8::try_from(window - 1 - index).unwrap_or(u8::MAX);
+            let entry = &mut shift[usize::from(byte)];
+            *entry = (*entry).min(distance);
         }
-        at += shift[usize::from(end)];
+    }
+    let mut end = window - 1;
+    while let Some(&byte) = haystack.get(end) {
+        for needle in needles {
+            if needle.last() == Some(&byte)
+                && let Some(start) = (end + 1).checked_sub(needle.len())
+                && &haystack[start..=end] == *needle
+            {
+                out.push(start);
+            }
+        }
+        end += usize::from(shift[usize::from(byte)]);
     }
 }
 
@@ -679,17 +694,60 @@ mod tests {
     fn every_occurrence_is_found() {
         let haystack = b"xxLNRO0005LNRO0005_S5_LNRO000LNRO0005";
         let mut found = Vec::new();
-        find_all(haystack, b"LNRO0005", &mut found);
+        find_any(haystack, &[b"LNRO0005"], &mut found);
         assert_eq!(found, [2, 10, 29]);
         found.clear();
-        find_all(b"_S5__S5_", b"_S5_", &mut found);
+        find_any(haystack, &[b"LNRO0005", b"_S5_"], &mut found);
+        assert_eq!(found, [2, 10, 18, 29]);
+        found.clear();
+        find_any(b"_S5__S5_", &[b"_S5_"], &mut found);
         assert_eq!(found, [0, 4]);
         found.clear();
-        find_all(b"aaaa", b"aa", &mut found);
+        find_any(b"aaaa", &[b"aa"], &mut found);
         assert_eq!(found, [0, 1, 2], "overlapping");
-        find_all(b"a", b"", &mut found);
-        find_all(b"", b"ab", &mut found);
+        find_any(b"a", &[b""], &mut found);
+        find_any(b"", &[b"ab"], &mut found);
+        find_any(b"ab", &[], &mut found);
         assert_eq!(found.len(), 3);
+    }
+
+    /// Every start a naive search finds for any needle, and no other, over
+    /// inputs of a small alphabet (many partial matches, needles of
+    /// several lengths sharing bytes).
+    #[test]
+    fn the_set_search_finds_what_a_naive_one_does() {
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            usize::try_from(state % 1024).unwrap()
+        };
+        let alphabet = b"ab_5";
+        for _ in 0..2000 {
+            let length = next() % 40;
+            let haystack: Vec<u8> = (0..length).map(|_| alphabet[next() % 4]).collect();
+            let count = 1 + next() % 3;
+            let needles: Vec<Vec<u8>> = (0..count)
+                .map(|_| {
+                    let length = 1 + next() % 5;
+                    (0..length).map(|_| alphabet[next() % 4]).collect()
+                })
+                .collect();
+            let needles: Vec<&[u8]> = needles.iter().map(Vec::as_slice).collect();
+            let mut found = Vec::new();
+            find_any(&haystack, &needles, &mut found);
+            found.sort_unstable();
+            let mut naive: Vec<usize> = Vec::new();
+            for needle in &needles {
+                naive.extend(
+                    (0..=haystack.len().saturating_sub(needle.len()))
+                        .filter(|&at| haystack[at..].starts_with(needle)),
+                );
+            }
+            naive.sort_unstable();
+            assert_eq!(found, naive, "{haystack:?} {needles:?}");
+        }
     }
 
     #[test]

@@ -331,25 +331,29 @@ const STRING_PREFIX: u8 = 0x0d;
 impl Acpi {
     /// Whether the DSDT names a PCI host bridge anywhere (a byte search:
     /// the `_HID` `PNP0A03` or `PNP0A08`, as an EISA ID or a string). Without one, mote does not
-    /// probe the configuration ports. Two skipping searches
-    /// ([`aml::find_all`]) for what the four IDs share, not a comparison
+    /// probe the configuration ports. One skipping search
+    /// ([`aml::find_any`]) for what the four IDs share, not a comparison
     /// at every byte for each: on QEMU microvm's 24-device DSDT that was
     /// 7 000 instructions, most of `pci_enumeration`.
     pub(crate) fn has_pci_host_bridge(&self) -> bool {
         self.dsdt_aml().is_ok_and(|aml| {
             let mut found = Vec::new();
-            aml::find_all(aml, &PCI_HOST_BRIDGE_ID_PREFIX, &mut found);
-            let eisa = found.iter().any(|&at| {
-                aml.get(at + PCI_HOST_BRIDGE_ID_PREFIX.len())
-                    .is_some_and(|last| PCI_HOST_BRIDGE_ID_LAST.contains(last))
-            });
-            found.clear();
-            aml::find_all(aml, PCI_HOST_BRIDGE_STRING_STEM, &mut found);
-            eisa || found.iter().any(|&at| {
+            aml::find_any(
+                aml,
+                &[&PCI_HOST_BRIDGE_ID_PREFIX, PCI_HOST_BRIDGE_STRING_STEM],
+                &mut found,
+            );
+            found.iter().any(|&at| {
+                let eisa = aml[at..].starts_with(&PCI_HOST_BRIDGE_ID_PREFIX)
+                    && aml
+                        .get(at + PCI_HOST_BRIDGE_ID_PREFIX.len())
+                        .is_some_and(|last| PCI_HOST_BRIDGE_ID_LAST.contains(last));
                 let end = at + PCI_HOST_BRIDGE_STRING_STEM.len();
-                at > 0
+                let string = aml[at..].starts_with(PCI_HOST_BRIDGE_STRING_STEM)
+                    && at > 0
                     && aml[at - 1] == STRING_PREFIX
-                    && matches!(aml.get(end..end + 2), Some([b'3' | b'8', 0]))
+                    && matches!(aml.get(end..end + 2), Some([b'3' | b'8', 0]));
+                eisa || string
             })
         })
     }
