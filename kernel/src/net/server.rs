@@ -191,18 +191,22 @@ pub(crate) struct Load {
     /// of a turn: what the load cost in memory at its peak.
     pub(crate) heap_free: Option<usize>,
     pub(crate) heap_low: Option<usize>,
-    /// TSC cycles since the service loop started, and of them those spent
-    /// halted waiting for an interrupt (the service loop says). Their
-    /// difference over the requests of a load step is the guest's cost per
-    /// request, which under `--accel icount` is its instructions, whatever
-    /// the host's load.
-    pub(crate) cycles: Option<(u64, u64)>,
 }
+
+/// TSC cycles since the service loop started, and of them those spent
+/// halted waiting for an interrupt (the service loop says). Their
+/// difference over the requests of a load step is the guest's cost per
+/// request, which under `--accel icount` is its instructions, whatever the
+/// host's load.
+pub(crate) type Cycles = fn() -> (u64, u64);
 
 /// The status page with the load counters after it.
 struct PagesWithLoad<'a> {
     pages: &'a dyn Pages,
     load: Load,
+    /// Read only when a status page is written (a TSC read can be a VM
+    /// exit: not once a turn).
+    cycles: Option<Cycles>,
 }
 
 impl Pages for PagesWithLoad<'_> {
@@ -224,7 +228,7 @@ impl Pages for PagesWithLoad<'_> {
         if let (Some(free), Some(low)) = (load.heap_free, load.heap_low) {
             let _ = writeln!(line, "heap {free} bytes free, {low} at the least");
         }
-        if let Some((elapsed, halted)) = load.cycles {
+        if let Some((elapsed, halted)) = self.cycles.map(|cycles| cycles()) {
             let _ = writeln!(
                 line,
                 "tsc {elapsed} cycles serving, {halted} halted, {} busy",
@@ -349,6 +353,7 @@ pub(crate) struct Server<D: Device> {
     poweroff: PowerOff,
     /// Reads the heap's free bytes, when the caller has a heap to watch.
     heap_free: Option<fn() -> usize>,
+    cycles: Option<Cycles>,
 }
 
 /// Connections that fit in `memory_budget` bytes of heap, within bounds.
@@ -424,6 +429,7 @@ impl<D: Device> Server<D> {
             address,
             poweroff: PowerOff::default(),
             heap_free: None,
+            cycles: None,
         };
         for _ in 0..INITIAL_CONNECTIONS.min(capacity) {
             let index = server.add_socket(now);
@@ -449,10 +455,11 @@ impl<D: Device> Server<D> {
         self.heap_free = Some(heap_free);
     }
 
-    /// What the service loop measured: TSC cycles since it started, and
-    /// those it spent halted.
-    pub(crate) fn set_cycles(&mut self, elapsed: u64, halted: u64) {
-        self.load.cycles = Some((elapsed, halted));
+    /// Reports `cycles()` (the service loop's TSC cycles since it
+    /// started, and those halted) on the status page, read when a page is
+    /// written.
+    pub(crate) fn watch_cycles(&mut self, cycles: Cycles) {
+        self.cycles = Some(cycles);
     }
 
     /// The HTTP counters.
@@ -481,6 +488,7 @@ impl<D: Device> Server<D> {
         let pages = PagesWithLoad {
             pages,
             load: self.load(),
+            cycles: self.cycles,
         };
         self.http_step(now, &pages);
         self.egress(now);

@@ -9,6 +9,7 @@ extern crate alloc;
 
 use alloc::boxed::Box;
 use core::fmt::Write;
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use mote_boot::protocol::report::{Cidr, Line, Listening, MacAddress, Net};
 use smoltcp::time::Instant;
@@ -187,12 +188,10 @@ impl Network {
 
     /// Serves until an allowed `POST /poweroff` has been answered.
     pub(crate) fn serve(&mut self, pages: &dyn Pages) {
-        let serving_since = cpu::rdtsc();
-        let mut halted = 0u64;
+        SERVING_SINCE.store(cpu::rdtsc(), Ordering::Relaxed);
+        self.server.watch_cycles(serving_cycles);
         loop {
             let now = now(self.clock, self.tsc);
-            self.server
-                .set_cycles(cpu::rdtsc().wrapping_sub(serving_since), halted);
             let (gsis, _msis, _timer) = EVENTS.take();
             // A pin is acknowledged at the device and unmasked after the
             // turn; a message needs neither (virtio v1.2 §4.1.5.3: with
@@ -235,10 +234,24 @@ impl Network {
             }
             let halt_from = cpu::rdtsc();
             interrupts::wait_for_interrupt();
-            halted = halted.wrapping_add(cpu::rdtsc().wrapping_sub(halt_from));
+            HALTED.fetch_add(cpu::rdtsc().wrapping_sub(halt_from), Ordering::Relaxed);
             log_odd_interrupts();
         }
     }
+}
+
+/// The TSC when the service loop started, and the cycles it has spent
+/// halted since: one loop serves, on the boot CPU.
+static SERVING_SINCE: AtomicU64 = AtomicU64::new(0);
+static HALTED: AtomicU64 = AtomicU64::new(0);
+
+/// What the status page shows of them: cycles since serving began, and
+/// those halted.
+fn serving_cycles() -> (u64, u64) {
+    (
+        cpu::rdtsc().wrapping_sub(SERVING_SINCE.load(Ordering::Relaxed)),
+        HALTED.load(Ordering::Relaxed),
+    )
 }
 
 fn log_odd_interrupts() {
