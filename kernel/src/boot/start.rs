@@ -132,6 +132,9 @@ pub fn start(start_info_paddr: u32, entry_tsc: u64) -> ! {
     }
     // Every CPU online computes the CRCs of mote.blk=verify.
     let workers = smp::dispatch::OnlineCpus::now(clock.tsc());
+    if let Some(tsc) = clock.tsc() {
+        smp::bring_up::set_timers_late(&workers, tsc, clock.bus_hz());
+    }
     let workloads_ok = crate::block::workloads::run(
         &mut devices.disks,
         &devices.ramdisks,
@@ -199,8 +202,13 @@ impl Smp {
             Self::Starting { found, starting } => (found, starting),
         };
         let brought_up = smp::bring_up::wait(starting);
-        for apic_id in &brought_up.missing {
-            log::warn!("CPU with APIC id {apic_id} did not come online; going on without it");
+        for &(apic_id, timer_armed) in &brought_up.missing {
+            let why = if timer_armed {
+                " (its timer, armed, never fired)"
+            } else {
+                ""
+            };
+            log::warn!("CPU with APIC id {apic_id} did not come online{why}; going on without it");
         }
         log::debug!("AP trampoline at {:#x}", brought_up.trampoline);
         let online = brought_up.started - brought_up.missing.len();
@@ -292,6 +300,7 @@ fn smp_init(
         &occupied,
         // Its delays and deadline have a safe fallback frequency.
         clock.tsc_if_known(),
+        clock.bus_hz(),
         others,
         first_ap_hook,
     );

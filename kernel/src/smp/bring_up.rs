@@ -19,10 +19,13 @@ use x86_64::structures::gdt::DescriptorFlags;
 
 use super::processors::MAX_CPUS;
 use super::trampoline_page::{self, PAGE_SIZE};
+use super::work::Workers;
 use crate::arch::x86_64::apic::local::{self, LocalApic};
 use crate::arch::x86_64::apic::registers::InterruptCommand;
+use crate::arch::x86_64::apic::timer::OneShotTimer;
 use crate::arch::x86_64::cpu::{self, Msr};
 use crate::arch::x86_64::descriptors::{AP_DOUBLE_FAULT_STACK_SIZE, CpuDescriptors};
+use crate::arch::x86_64::interrupts;
 use crate::arch::x86_64::per_cpu;
 use crate::clock::TscFrequency;
 use crate::memory::FRAMES;
@@ -55,6 +58,11 @@ const INIT_DELAY_US: u64 = 10_000;
 /// and otherwise (300 µs).
 const STARTUP_DELAY_US: u64 = 10;
 const LEGACY_STARTUP_DELAY_US: u64 = 300;
+/// How far ahead each application processor arms its one-shot timer, set
+/// from the boot CPU's frequencies, before it says it is online: long
+/// enough that a timer counting far too fast or too slow shows in its
+/// `ap_timer` span, short beside the devices it overlaps.
+const AP_TIMER_CHECK_US: u64 = 10;
 /// xAPIC: reads of the ICR's delivery status before an IPI counts as lost.
 const ICR_SPINS: u32 = 100_000;
 /// The TSC rate assumed for timeouts when none is known: the fastest mote
@@ -135,6 +143,9 @@ struct Cpu {
     online: AtomicBool,
     /// Its TSC as it came online.
     online_tsc: AtomicU64,
+    /// It armed its timer (so a CPU that never comes online after that
+    /// is one whose timer did not fire).
+    timer_armed: AtomicBool,
 }
 
 /// The CPUs being started, in the order of the firmware table; filled by
@@ -142,6 +153,10 @@ struct Cpu {
 static CPUS: Once<ArrayVec<Cpu, MAX_CPUS>> = Once::new();
 /// How many of [`CPUS`] are online.
 static ONLINE: AtomicU32 = AtomicU32::new(0);
+/// The boot CPU's TSC frequency and the LAPIC timer frequency the
+/// hypervisor published, for each application processor's timer; set
+/// before the first IPI when the TSC frequency is known.
+static AP_CLOCK: Once<(TscFrequency, Option<u64>)> = Once::new();
 /// The boot CPU's TSC as it sent the first STARTUP IPI: where each
 /// CPU's `ap_startup` span begins.
 static STARTUP_TSC: AtomicU64 = AtomicU64::new(0);
@@ -180,8 +195,9 @@ pub(crate) struct Starting {
 pub(crate) struct BroughtUp {
     /// How many CPUs were started.
     pub(crate) started: usize,
-    /// Those that did not come online in time.
-    pub(crate) missing: ArrayVec<u32, MAX_CPUS>,
+    /// Those that did not come online in time: APIC id, and whether it
+    /// had armed its timer (which then never fired).
+    pub(crate) missing: ArrayVec<(u32, bool), MAX_CPUS>,
     /// TSC at the first INIT, and when the last CPU came online (or the
     /// wait ended, when one did not).
     pub(crate) began: u64,
@@ -192,13 +208,15 @@ pub(crate) struct BroughtUp {
 /// Starts every CPU of `apic_ids` but the one this runs on (the first
 /// `limit` of them), with the trampoline in a page of `usable` RAM that
 /// overlaps none of `occupied`, and returns without waiting: [`wait`]
-/// waits. `first_ap_hook`, when given, runs on the first of them (CPU 1)
-/// before it says it is online.
+/// waits. Each sets its timer from `tsc` and `bus_hz` (the LAPIC timer
+/// frequency the hypervisor published). `first_ap_hook`, when given, runs
+/// on the first of them (CPU 1) before it says it is online.
 pub(crate) fn start(
     apic_ids: &[u32],
     usable: &[(u64, u64)],
     occupied: &[(u64, u64)],
     tsc: Option<TscFrequency>,
+    bus_hz: Option<u64>,
     limit: usize,
     first_ap_hook: Option<fn()>,
 ) -> Result<Starting, BringUpError> {
@@ -235,11 +253,18 @@ pub(crate) fn start(
             descriptors,
             online: AtomicBool::new(false),
             online_tsc: AtomicU64::new(0),
+            timer_armed: AtomicBool::new(false),
         });
     }
     data.slot_count = targets.len() as u64;
     // Only this function fills CPUS, and it returned above if it had.
     CPUS.call_once(|| cpus);
+    // Only when arming is cheap: a timer that must first measure the bus
+    // frequency (about 200 us of spinning) would hold its CPU, and the
+    // boot CPU's wait, that long; it is checked after ready instead.
+    if let Some(tsc) = tsc.filter(|_| apic.has_tsc_deadline() || bus_hz.is_some()) {
+        AP_CLOCK.call_once(|| (tsc, bus_hz));
+    }
     copy_trampoline(page, &data)?;
     // The page and the CPUs' tables must be visible before the IPIs
     // (x2APIC ICR writes are not serialising: SDM vol. 3 §11.12.3).
@@ -292,10 +317,10 @@ pub(crate) fn wait(starting: Starting) -> BroughtUp {
     }
     let waited = cpu::rdtsc();
     let cpus = CPUS.get().map_or(&[][..], |cpus| cpus.as_slice());
-    let missing: ArrayVec<u32, MAX_CPUS> = cpus
+    let missing: ArrayVec<(u32, bool), MAX_CPUS> = cpus
         .iter()
         .filter(|cpu| !cpu.online.load(Ordering::Acquire))
-        .map(|cpu| cpu.apic_id)
+        .map(|cpu| (cpu.apic_id, cpu.timer_armed.load(Ordering::Acquire)))
         .collect();
     let ended = if missing.is_empty() {
         cpus.iter()
@@ -416,12 +441,64 @@ extern "C" fn ap_entry(slot: u32, first_tsc: u64, long_mode_tsc: u64) -> ! {
     {
         hook();
     }
+    trace::enter_at(kernel, "ap_online", long_mode_tsc);
+    if let Some((armed, fired)) = check_timer(number, cpu) {
+        trace::span_at(kernel, "ap_timer", armed, fired);
+    }
     let online = cpu::rdtsc();
-    trace::span_at(kernel, "ap_online", long_mode_tsc, online);
+    trace::exit_at(kernel, "ap_online", online);
     cpu.online_tsc.store(online, Ordering::Release);
     cpu.online.store(true, Ordering::Release);
     ONLINE.fetch_add(1, Ordering::AcqRel);
     super::dispatch::serve(number)
+}
+
+/// Sets this CPU's one-shot timer from the boot CPU's frequencies, arms
+/// it [`AP_TIMER_CHECK_US`] ahead and halts until it fires: the TSC when
+/// it was armed and when the interrupt came. `None` (no check) when the
+/// boot CPU has not handed out its frequencies yet. A timer
+/// that never fires keeps the CPU from coming online, and the boot CPU's
+/// warning says so.
+fn check_timer(number: usize, cpu: &Cpu) -> Option<(u64, u64)> {
+    let &(tsc, bus_hz) = AP_CLOCK.get()?;
+    let mut timer = OneShotTimer::new(local::init()?, tsc, bus_hz);
+    timer.prepare();
+    cpu.timer_armed.store(true, Ordering::Release);
+    let armed = cpu::rdtsc();
+    timer.arm(tsc.cycles_for_micros(AP_TIMER_CHECK_US));
+    loop {
+        x86_64::instructions::interrupts::disable();
+        if interrupts::take_other_cpu_timer(number) {
+            return Some((armed, cpu::rdtsc()));
+        }
+        cpu::enable_interrupts_and_halt();
+    }
+}
+
+/// Hands the TSC frequency to CPUs that came online without their timer
+/// (a PIT calibration was still running at `smp_init`, or the timer had to
+/// measure the bus frequency first): each sets and checks its timer as a
+/// job, which records `ap_timer` in its lane. Nothing to do when they had
+/// it as they started.
+pub(crate) fn set_timers_late(workers: &impl Workers, tsc: TscFrequency, bus_hz: Option<u64>) {
+    let mut late = false;
+    AP_CLOCK.call_once(|| {
+        late = true;
+        (tsc, bus_hz)
+    });
+    let Some(cpus) = CPUS.get().filter(|_| late && workers.cpus() > 1) else {
+        return;
+    };
+    workers.run(&|| {
+        let number = per_cpu::current_cpu() as usize;
+        // The boot CPU runs every job too; its own timer is the service's.
+        let Some(cpu) = number.checked_sub(1).and_then(|index| cpus.get(index)) else {
+            return;
+        };
+        if let Some((armed, fired)) = check_timer(number, cpu) {
+            trace::span_at(trace::Writer::Kernel, "ap_timer", armed, fired);
+        }
+    });
 }
 
 /// The CPU number and APIC id of every application processor online now.

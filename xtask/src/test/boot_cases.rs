@@ -732,7 +732,24 @@ pub(crate) fn boot_cases(fixtures: &Fixtures) -> Vec<BootCase> {
                 description: "the tslog dump accounts for entry -> ready",
                 check: tslog_dump_accounts_for_boot,
             })
-            .check(Check::line_matches(r"^0x1003 \d+ EXIT ap_online")),
+            .check(Check::line_matches(r"^0x1003 \d+ EXIT ap_online"))
+            .check(Check::Custom {
+                description: "every AP's timer, set from the boot CPU's frequency, fired",
+                check: every_ap_timer_fired,
+            }),
+    );
+    // The same with the frequency known before the APs start: each checks
+    // its timer inside `ap_online`, not in a job after ready.
+    let timer_cmdline = format!("{READY_CMDLINE} mote.tslog=1 tsc_early_khz=1000000");
+    cases.push(
+        BootCase::new("smp-4-ap-timers-cmdline-tsc", timer_cmdline.clone())
+            .vcpus(4)
+            .check(every_cpu_online(4))
+            .checks(complete_report(&timer_cmdline))
+            .check(Check::Custom {
+                description: "every AP checked its timer inside ap_online",
+                check: every_ap_timer_fired_in_ap_online,
+            }),
     );
     // A page fault on an application processor: reported with its CPU,
     // and a failure power-off, not a hang.
@@ -956,6 +973,80 @@ fn cpus_online(online: u32, found: u32) -> Check {
 }
 
 /// The `cpus` line says all of `count` CPUs were found and are online.
+/// How far ahead each AP arms its timer (`AP_TIMER_CHECK_US` in
+/// kernel/src/smp/bring_up.rs).
+const AP_TIMER_CHECK_US: u64 = 10;
+
+/// Every AP of the dump (a thread with `ap_startup`) has one `ap_timer`
+/// span at least half the time it armed its timer for: a timer set from a
+/// frequency off by 2x or more, or one that fired at once, fails.
+fn every_ap_timer_fired(output: &[String], _: &report::BootReport) -> Result<(), String> {
+    ap_timers(output).map(|_| ())
+}
+
+/// As [`every_ap_timer_fired`], and each `ap_timer` lies inside its CPU's
+/// `ap_online`.
+pub(super) fn every_ap_timer_fired_in_ap_online(
+    output: &[String],
+    _: &report::BootReport,
+) -> Result<(), String> {
+    let (trace, timers) = ap_timers(output)?;
+    for timer in timers {
+        let inside = trace.spans.iter().any(|span| {
+            span.name == "ap_online"
+                && span.thread == timer.thread
+                && span.start <= timer.start
+                && timer.end <= span.end
+        });
+        if !inside {
+            return Err(format!("{:#x}: ap_timer outside ap_online", timer.thread));
+        }
+    }
+    Ok(())
+}
+
+fn ap_timers(output: &[String]) -> Result<(Trace, Vec<tslog::Span>), String> {
+    let text = output.join("\n");
+    let dump = tslog::parse_dump(&text).map_err(|error| format!("{error:#}"))?;
+    let hz = dump.tsc_hz.ok_or("no tsc_hz in the frame")?;
+    let trace = Trace::build(&dump.records);
+    let threads_with = |name: &str| {
+        let mut threads: Vec<u64> = trace
+            .spans
+            .iter()
+            .filter(|span| span.name == name && !span.unclosed)
+            .map(|span| span.thread)
+            .collect();
+        threads.sort_unstable();
+        threads
+    };
+    let aps = threads_with("ap_startup");
+    if aps.is_empty() {
+        return Err("no AP in the dump".to_owned());
+    }
+    let timed = threads_with("ap_timer");
+    if timed != aps {
+        return Err(format!(
+            "APs {aps:#x?}, ap_timer spans on threads {timed:#x?}"
+        ));
+    }
+    let least = hz * AP_TIMER_CHECK_US / 1_000_000 / 2;
+    let timers: Vec<tslog::Span> = trace
+        .spans
+        .iter()
+        .filter(|span| span.name == "ap_timer")
+        .cloned()
+        .collect();
+    if let Some(short) = timers.iter().find(|span| span.end - span.start < least) {
+        return Err(format!(
+            "{:#x}: its timer fired {} TSC cycles after arming, under half of {AP_TIMER_CHECK_US} us ({least} cycles at {hz} Hz)",
+            short.thread,
+            short.end - short.start
+        ));
+    }
+    Ok((trace, timers))
+}
+
 pub(super) fn every_cpu_online(count: u32) -> Check {
     Check::reports(
         "`cpus <n>/<n> online in <microseconds> us`, n the vCPUs given",

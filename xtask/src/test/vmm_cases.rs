@@ -10,9 +10,9 @@ use mote_boot::protocol::report::{ConfigAccess, Discovery, DiskName, Fact};
 
 use super::boot_case::{BootCase, ExpectedExit};
 use super::boot_cases::{
-    block_transport, complete_report, crc_line, disk_line, every_cpu_online, pci_function,
-    powered_off, readonly_refuses_write, start_info_line, tslog_dump_accounts_for_boot,
-    write_pattern,
+    block_transport, complete_report, crc_line, disk_line, every_ap_timer_fired_in_ap_online,
+    every_cpu_online, pci_function, powered_off, readonly_refuses_write, start_info_line,
+    tslog_dump_accounts_for_boot, write_pattern,
 };
 use super::checks::Check;
 use super::fixtures::Fixtures;
@@ -77,8 +77,25 @@ pub(crate) fn vmm_cases(fixtures: &Fixtures, kind: VmmKind) -> Vec<BootCase> {
         .vcpus(cpus)
         .check(every_cpu_online(cpus))
         .checks(complete_report(&ready));
+    // Their timers, set from the frequency KVM gave the boot CPU.
+    let smp_tslog = BootCase::new(
+        if cpus == 2 {
+            "smp-2-ap-timers"
+        } else {
+            "smp-4-ap-timers"
+        },
+        tslog_cmdline.clone(),
+    )
+    .vcpus(cpus)
+    .check(every_cpu_online(cpus))
+    .checks(complete_report(&guest_cmdline(kind, &tslog_cmdline, 0)))
+    .check(Check::Custom {
+        description: "every AP checked its timer inside ap_online",
+        check: every_ap_timer_fired_in_ap_online,
+    });
     let mut cases = vec![
         smp,
+        smp_tslog,
         BootCase::new("default-report", READY_CMDLINE)
             .check(start_info_line(&ready))
             .checks(complete_report(&ready))

@@ -14,6 +14,7 @@ use x86_64::VirtAddr;
 
 use super::apic::{self, vectors};
 use super::exceptions;
+use crate::smp::MAX_CPUS;
 
 /// Vectors that push an error code (Intel SDM vol. 3 table 6-1):
 /// 8, 10-14, 17, 21, 29, 30.
@@ -191,6 +192,18 @@ impl Events {
     }
 }
 
+/// One flag per application processor (index: its CPU number): its own
+/// one-shot timer fired. The boot CPU's is [`Events`]'s.
+static OTHER_CPU_TIMER_FIRED: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
+
+/// Whether the timer of application processor `cpu` fired since the last
+/// call (cleared).
+pub(crate) fn take_other_cpu_timer(cpu: usize) -> bool {
+    OTHER_CPU_TIMER_FIRED
+        .get(cpu)
+        .is_some_and(|fired| fired.swap(false, Ordering::AcqRel))
+}
+
 /// An external interrupt: record it for the main loop, which does the work.
 fn external_interrupt(vector: u8) {
     match vector {
@@ -198,7 +211,14 @@ fn external_interrupt(vector: u8) {
             EVENTS.spurious.fetch_add(1, Ordering::Relaxed);
             return; // no EOI for the spurious vector
         }
-        vectors::TIMER => EVENTS.timer_fired.store(true, Ordering::Release),
+        vectors::TIMER => match usize::try_from(super::per_cpu::current_cpu()) {
+            Ok(0) | Err(_) => EVENTS.timer_fired.store(true, Ordering::Release),
+            Ok(cpu) => {
+                if let Some(fired) = OTHER_CPU_TIMER_FIRED.get(cpu) {
+                    fired.store(true, Ordering::Release);
+                }
+            }
+        },
         // It only wakes an application processor from `sti; hlt`: the work
         // is in its mailbox (`smp::dispatch`).
         vectors::WORK => {}

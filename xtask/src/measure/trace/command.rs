@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use mote_boot::protocol::report::{self, Fact};
 
+use super::cpu_instructions;
 use super::exits;
 use super::flamechart::{flamechart_svg, folded_stacks};
 use super::phase_table::{Columns, phase_table};
@@ -34,6 +35,11 @@ pub(crate) struct TraceArgs {
     /// `mote.tslog=markers` and QEMU's memory-region trace.
     #[arg(long, conflicts_with = "from")]
     exits: bool,
+    /// Then boot once more without the dump and count each vCPU's
+    /// instructions to the ready line from QEMU's own instruction log
+    /// (QEMU under `--accel icount` only; add `-- -smp N` for more CPUs).
+    #[arg(long, conflicts_with = "from")]
+    cpu_instructions: bool,
 }
 
 pub(crate) fn trace(options: &TraceArgs) -> Result<bool> {
@@ -119,7 +125,66 @@ pub(crate) fn trace(options: &TraceArgs) -> Result<bool> {
         workspace::relative_to_root(&folded_path).display(),
         workspace::relative_to_root(&svg_path).display()
     );
+    if options.cpu_instructions {
+        count_cpu_instructions(&options.boot)?;
+    }
     Ok(true)
+}
+
+/// Where `--cpu-instructions` has QEMU write its instruction log.
+fn instruction_log_path() -> PathBuf {
+    workspace::target_dir().join("cpu-instructions.log")
+}
+
+/// `--cpu-instructions`: the same boot without the dump, under QEMU's
+/// instruction log, and each vCPU's count to the ready line.
+fn count_cpu_instructions(boot: &BootArgs) -> Result<()> {
+    let setup = run::Setup::prepare(boot)?;
+    if setup.vmm.kind != VmmKind::Qemu || setup.accel != Accel::Icount {
+        bail!(
+            "--cpu-instructions reads QEMU's instruction log: it needs --vmm qemu --accel icount"
+        );
+    }
+    let path = instruction_log_path();
+    fs::create_dir_all(workspace::target_dir())?;
+    let _ = fs::remove_file(&path);
+    // One instruction per translation block, so each is logged; QEMU 8.1
+    // replaced -singlestep with the accelerator's property.
+    let one_per_block = match setup.vmm.version.split('.').next().map(str::parse::<u32>) {
+        Some(Ok(major)) if major < 8 => vec!["-singlestep".to_owned()],
+        _ => vec!["-accel".to_owned(), "tcg,one-insn-per-tb=on".to_owned()],
+    };
+    let mut qemu_args = boot.qemu_args.clone();
+    qemu_args.extend(one_per_block);
+    qemu_args.extend([
+        "-d".to_owned(),
+        "exec,nochain".to_owned(),
+        "-trace".to_owned(),
+        "memory_region_ops_write".to_owned(),
+        "-D".to_owned(),
+        path.display().to_string(),
+    ]);
+    let cmdline = cmdline::with_append(cmdline::READY_CMDLINE, boot.append.as_deref());
+    let booted = setup.boot(&cmdline, &[], &qemu_args, boot.timeout(), false)?;
+    if !booted.ending.is_success() {
+        for line in booted.finished.tail(30) {
+            eprintln!("  | {line}");
+        }
+        bail!("the counted boot failed: {}", booted.ending);
+    }
+    let log = fs::File::open(&path).with_context(|| format!("reading {}", path.display()))?;
+    let counts = cpu_instructions::count(std::io::BufReader::new(log))?;
+    // The log holds every instruction; only the counts are kept.
+    let _ = fs::remove_file(&path);
+    if !counts.cut {
+        bail!("QEMU's log has no write of the ready line to the serial port");
+    }
+    println!(
+        "\ninstructions per vCPU, first instruction to the ready line (QEMU's log of each, {}):\n",
+        setup.vmm.label()
+    );
+    print!("{}", cpu_instructions::table(&counts));
+    Ok(())
 }
 
 /// Where `--exits` has QEMU write its memory-region trace.

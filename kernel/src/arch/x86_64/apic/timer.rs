@@ -1,7 +1,10 @@
 //! A one-shot timer on [`TIMER`](super::vectors::TIMER): the TSC-deadline
 //! mode of the LAPIC timer when the CPU has it, else the LAPIC timer
 //! counting down at the bus frequency (published by the hypervisor, or
-//! measured against the TSC once).
+//! measured against the TSC once, by the first CPU that needs it, for
+//! every CPU: each CPU's APIC counts at the same bus frequency).
+
+use spin::Once;
 
 use super::local::LocalApic;
 use super::registers::{self, LocalRegister, Lvt, MSR_TSC_DEADLINE, TIMER_DIVIDE_BY_1};
@@ -9,23 +12,35 @@ use super::vectors;
 use crate::arch::x86_64::cpu::{self, Msr};
 use crate::clock::TscFrequency;
 
-/// The timer, owned by the one loop that sleeps on it.
+/// LAPIC timer ticks per second at divide-by-1, shared by every CPU's
+/// timer: the hypervisor's figure when it published one, else measured
+/// once against the boot CPU's TSC frequency by the first timer that needs
+/// it.
+static TIMER_HZ: Once<u64> = Once::new();
+
+/// A CPU's timer, owned by the one loop on that CPU that sleeps on it (it
+/// programs the APIC of the CPU it runs on).
 pub(crate) struct OneShotTimer {
     apic: &'static LocalApic,
     tsc: TscFrequency,
-    /// LAPIC timer ticks per second at divide-by-1; measured on first use
-    /// when the hypervisor did not say.
-    timer_hz: Option<u64>,
 }
 
 impl OneShotTimer {
     /// `bus_hz`: the LAPIC timer frequency if the hypervisor published it
     /// (CPUID 0x40000010 EBX).
     pub(crate) fn new(apic: &'static LocalApic, tsc: TscFrequency, bus_hz: Option<u64>) -> Self {
-        Self {
-            apic,
-            tsc,
-            timer_hz: bus_hz,
+        if let Some(hz) = bus_hz {
+            TIMER_HZ.call_once(|| hz);
+        }
+        Self { apic, tsc }
+    }
+
+    /// Does now what the first [`arm`](Self::arm) would otherwise do
+    /// first: measure the LAPIC timer's frequency, when the timer needs it
+    /// and nobody knows it yet.
+    pub(crate) fn prepare(&self) {
+        if !self.apic.has_tsc_deadline() {
+            TIMER_HZ.call_once(|| self.measure_timer_hz());
         }
     }
 
@@ -42,10 +57,7 @@ impl OneShotTimer {
             unsafe { Msr::new(MSR_TSC_DEADLINE).write(deadline) };
             return;
         }
-        let timer_hz = match self.timer_hz {
-            Some(hz) => hz,
-            None => *self.timer_hz.insert(self.measure_timer_hz()),
-        };
+        let timer_hz = *TIMER_HZ.call_once(|| self.measure_timer_hz());
         self.apic.set_timer(
             Lvt::empty().entry(vectors::TIMER),
             TIMER_DIVIDE_BY_1,
@@ -53,7 +65,7 @@ impl OneShotTimer {
         );
     }
 
-    /// Counts LAPIC timer ticks over ~200 us of TSC (once, after boot).
+    /// Counts LAPIC timer ticks over ~200 us of TSC (once, on one CPU).
     fn measure_timer_hz(&self) -> u64 {
         self.apic.set_timer(
             Lvt::MASKED.entry(vectors::TIMER),
