@@ -466,13 +466,8 @@ fn check_timer(number: usize, cpu: &Cpu) -> Option<(u64, u64)> {
     cpu.timer_armed.store(true, Ordering::Release);
     let armed = cpu::rdtsc();
     timer.arm(tsc.cycles_for_micros(AP_TIMER_CHECK_US));
-    loop {
-        x86_64::instructions::interrupts::disable();
-        if interrupts::take_other_cpu_timer(number) {
-            return Some((armed, cpu::rdtsc()));
-        }
-        cpu::enable_interrupts_and_halt();
-    }
+    interrupts::wait_for_timer(number);
+    Some((armed, cpu::rdtsc()))
 }
 
 /// Hands the TSC frequency to CPUs that came online without their timer

@@ -196,12 +196,30 @@ impl Events {
 /// one-shot timer fired. The boot CPU's is [`Events`]'s.
 static OTHER_CPU_TIMER_FIRED: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
 
-/// Whether the timer of application processor `cpu` fired since the last
-/// call (cleared).
-pub(crate) fn take_other_cpu_timer(cpu: usize) -> bool {
-    OTHER_CPU_TIMER_FIRED
-        .get(cpu)
-        .is_some_and(|fired| fired.swap(false, Ordering::AcqRel))
+/// The flag the timer's handler sets on CPU `cpu`.
+fn timer_fired_flag(cpu: usize) -> Option<&'static AtomicBool> {
+    match cpu {
+        0 => Some(&EVENTS.timer_fired),
+        _ => OTHER_CPU_TIMER_FIRED.get(cpu),
+    }
+}
+
+/// Whether CPU `cpu`'s one-shot timer fired and was not waited for yet.
+pub(crate) fn timer_fired(cpu: usize) -> bool {
+    timer_fired_flag(cpu).is_some_and(|fired| fired.load(Ordering::Acquire))
+}
+
+/// Halts until CPU `cpu`'s own timer has fired, then clears its flag.
+/// Like [`wait_for_interrupt`], IF is set only inside `sti; hlt`, so a
+/// timer that fires between the check and the halt still wakes it.
+pub(crate) fn wait_for_timer(cpu: usize) {
+    let Some(fired) = timer_fired_flag(cpu) else {
+        return;
+    };
+    x86_64::instructions::interrupts::disable();
+    while !fired.swap(false, Ordering::AcqRel) {
+        halt_until_interrupt();
+    }
 }
 
 /// An external interrupt: record it for the main loop, which does the work.
@@ -211,14 +229,12 @@ fn external_interrupt(vector: u8) {
             EVENTS.spurious.fetch_add(1, Ordering::Relaxed);
             return; // no EOI for the spurious vector
         }
-        vectors::TIMER => match usize::try_from(super::per_cpu::current_cpu()) {
-            Ok(0) | Err(_) => EVENTS.timer_fired.store(true, Ordering::Release),
-            Ok(cpu) => {
-                if let Some(fired) = OTHER_CPU_TIMER_FIRED.get(cpu) {
-                    fired.store(true, Ordering::Release);
-                }
+        vectors::TIMER => {
+            let cpu = usize::try_from(super::per_cpu::current_cpu()).unwrap_or(0);
+            if let Some(fired) = timer_fired_flag(cpu) {
+                fired.store(true, Ordering::Release);
             }
-        },
+        }
         // It only wakes an application processor from `sti; hlt`: the work
         // is in its mailbox (`smp::dispatch`).
         vectors::WORK => {}
@@ -268,9 +284,13 @@ pub(crate) fn allocate_msi(count: u8) -> Option<u8> {
 /// set only inside `sti; hlt` (the STI shadow makes the check and the halt
 /// one atomic step), so handlers never run while the kernel holds a lock.
 pub(crate) fn wait_for_interrupt() {
-    if EVENTS.pending() {
-        return;
+    if !EVENTS.pending() {
+        halt_until_interrupt();
     }
+}
+
+/// `sti; hlt`, then IF clear again: handlers run only here.
+fn halt_until_interrupt() {
     super::cpu::enable_interrupts_and_halt();
     x86_64::instructions::interrupts::disable();
 }

@@ -28,6 +28,18 @@ pub(crate) enum LocalRegister {
     TimerInitialCount = 0x380,
     TimerCurrentCount = 0x390,
     TimerDivide = 0x3e0,
+    /// Bits 224-255 of the interrupt request register: vectors the APIC
+    /// accepted and has not delivered (the timer's among them).
+    InterruptRequest7 = 0x270,
+}
+
+/// The bit of [`LocalRegister::InterruptRequest7`] for `vector`, if that
+/// word holds it.
+pub(crate) const fn irr7_bit(vector: u8) -> Option<u32> {
+    match vector {
+        224..=255 => Some(1 << (vector - 224)),
+        _ => None,
+    }
 }
 
 /// x2APIC registers are MSRs from 0x800, one per 16-byte xAPIC slot
@@ -218,6 +230,9 @@ mod tests {
         assert_eq!(LocalRegister::LvtTimer.msr(), 0x832);
         assert_eq!(LocalRegister::TimerDivide.msr(), 0x83e);
         assert_eq!(LocalRegister::TimerCurrentCount.offset(), 0x390);
+        assert_eq!(LocalRegister::InterruptRequest7.msr(), 0x827);
+        assert_eq!(irr7_bit(0xef), Some(1 << 15));
+        assert_eq!(irr7_bit(223), None);
     }
 
     #[test]

@@ -10,6 +10,7 @@ use super::local::LocalApic;
 use super::registers::{self, LocalRegister, Lvt, MSR_TSC_DEADLINE, TIMER_DIVIDE_BY_1};
 use super::vectors;
 use crate::arch::x86_64::cpu::{self, Msr};
+use crate::arch::x86_64::{interrupts, per_cpu};
 use crate::clock::TscFrequency;
 
 /// LAPIC timer ticks per second at divide-by-1, shared by every CPU's
@@ -17,6 +18,13 @@ use crate::clock::TscFrequency;
 /// once against the boot CPU's TSC frequency by the first timer that needs
 /// it.
 static TIMER_HZ: Once<u64> = Once::new();
+
+/// The ticks [`OneShotTimer::measure_timer_hz`] times: 262 us at the 1 GHz
+/// of QEMU's and KVM's emulated APICs, 10 ms at a 25 MHz bus.
+const MEASURE_TICKS: u32 = 1 << 18;
+
+/// How long the measurement waits for the timer's vector.
+const MEASURE_LIMIT_MS: u64 = 100;
 
 /// A CPU's timer, owned by the one loop on that CPU that sleeps on it (it
 /// programs the APIC of the CPU it runs on).
@@ -65,20 +73,45 @@ impl OneShotTimer {
         );
     }
 
-    /// Counts LAPIC timer ticks over ~200 us of TSC (once, on one CPU).
+    /// Times [`MEASURE_TICKS`] of the LAPIC timer with the TSC (once, on
+    /// one CPU). The count runs down with the vector unmasked and IF clear,
+    /// and the end is when the vector shows up in the IRR (or, with IF set,
+    /// its handler ran); the interrupt is then taken so that no stale
+    /// "fired" wakes the CPU's next wait. The current-count register is
+    /// read only if the vector never comes within [`MEASURE_LIMIT_MS`]:
+    /// QEMU 10 under icount aborts on an x2APIC read of it ("Bad icount
+    /// read": its RDMSR reads the virtual clock outside an I/O
+    /// instruction).
     fn measure_timer_hz(&self) -> u64 {
+        let cpu = per_cpu::current_cpu() as usize;
+        let irr_bit = const {
+            registers::irr7_bit(vectors::TIMER).expect("the timer's vector is in IRR word 7")
+        };
         self.apic.set_timer(
-            Lvt::MASKED.entry(vectors::TIMER),
+            Lvt::empty().entry(vectors::TIMER),
             TIMER_DIVIDE_BY_1,
-            u32::MAX,
+            MEASURE_TICKS,
         );
         let start = cpu::rdtsc();
-        let window = (self.tsc.hz() / 5000).max(1);
-        while cpu::rdtsc().wrapping_sub(start) < window {
+        let limit = (self.tsc.hz() / 1000)
+            .saturating_mul(MEASURE_LIMIT_MS)
+            .max(1);
+        loop {
+            let cycles = cpu::rdtsc().wrapping_sub(start);
+            if self.apic.read(LocalRegister::InterruptRequest7) & irr_bit != 0
+                || interrupts::timer_fired(cpu)
+            {
+                interrupts::wait_for_timer(cpu);
+                return registers::timer_hz(MEASURE_TICKS, cycles, self.tsc);
+            }
+            if cycles >= limit {
+                let elapsed =
+                    MEASURE_TICKS.saturating_sub(self.apic.read(LocalRegister::TimerCurrentCount));
+                self.apic
+                    .set_timer(Lvt::MASKED.entry(vectors::TIMER), TIMER_DIVIDE_BY_1, 0);
+                return registers::timer_hz(elapsed, cycles, self.tsc);
+            }
             core::hint::spin_loop();
         }
-        let elapsed = u32::MAX - self.apic.read(LocalRegister::TimerCurrentCount);
-        let cycles = cpu::rdtsc().wrapping_sub(start);
-        registers::timer_hz(elapsed, cycles, self.tsc)
     }
 }
