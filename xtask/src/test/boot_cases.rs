@@ -738,8 +738,12 @@ pub(crate) fn boot_cases(fixtures: &Fixtures) -> Vec<BootCase> {
                 check: every_ap_timer_fired,
             }),
     );
-    // The same with the frequency known before the APs start: each checks
-    // its timer inside `ap_online`, not in a job after ready.
+    // The same with the TSC frequency known before the APs start. Each AP
+    // checks its timer inside `ap_online` when arming it is cheap (KVM's
+    // TSC-deadline mode); under TCG, which has neither that mode nor a
+    // published bus frequency, the LAPIC timer is measured once after
+    // ready and the APs check theirs in a job. Firecracker's and Cloud
+    // Hypervisor's cases assert the `ap_online` placement.
     let timer_cmdline = format!("{READY_CMDLINE} mote.tslog=1 tsc_early_khz=1000000");
     cases.push(
         BootCase::new("smp-4-ap-timers-cmdline-tsc", timer_cmdline.clone())
@@ -747,8 +751,8 @@ pub(crate) fn boot_cases(fixtures: &Fixtures) -> Vec<BootCase> {
             .check(every_cpu_online(4))
             .checks(complete_report(&timer_cmdline))
             .check(Check::Custom {
-                description: "every AP checked its timer inside ap_online",
-                check: every_ap_timer_fired_in_ap_online,
+                description: "every AP armed its timer and it fired",
+                check: every_ap_timer_fired,
             }),
     );
     // A page fault on an application processor: reported with its CPU,
