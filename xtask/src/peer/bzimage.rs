@@ -208,7 +208,7 @@ fn decompress_gzip(payload: &[u8]) -> Result<Vec<u8>, String> {
 /// `XEN_ELFNOTE_PHYS32_ENTRY` in a `PT_NOTE` segment.
 pub(crate) fn pvh_entry(elf: &[u8]) -> Result<u32, String> {
     if elf.get(..4) != Some(ELF_MAGIC) {
-        return Err("the decompressed kernel is not an ELF image".to_owned());
+        return Err("the kernel is not an ELF image".to_owned());
     }
     if elf.get(4) != Some(&ELFCLASS64) || elf.get(5) != Some(&ELFDATA2LSB) {
         return Err("the kernel is not a 64-bit little-endian ELF".to_owned());

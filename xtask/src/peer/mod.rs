@@ -6,6 +6,10 @@ mod cpio;
 pub(crate) mod linux;
 mod modinfo;
 
+/// Also `cargo xtask trace --cpu-instructions`'s: where mote's boot CPU
+/// enters.
+pub(crate) use bzimage::pvh_entry;
+
 use anyhow::Result;
 
 /// Which peer to build.

@@ -85,11 +85,7 @@ impl Setup {
         echo: bool,
     ) -> Result<Booted> {
         if self.vmm.kind == VmmKind::Qemu {
-            let qemu = self.command(cmdline, forwards, qemu_args);
-            println!("{}", pasteable(&qemu.command_line()));
-            let finished = qemu.run(timeout, echo)?;
-            let ending = self.vmm.ending(&finished, timeout);
-            return Ok(Booted { finished, ending });
+            return self.run_qemu(&self.command(cmdline, forwards, qemu_args), timeout, echo);
         }
         if !qemu_args.is_empty() {
             bail!(
@@ -105,6 +101,19 @@ impl Setup {
         for line in invocation.log_problems(self.vmm.kind, &finished) {
             eprintln!("xtask: {} log: {line}", self.vmm.kind);
         }
+        let ending = self.vmm.ending(&finished, timeout);
+        Ok(Booted { finished, ending })
+    }
+
+    /// Runs `qemu` (from [`Self::command`]), printing its command line first.
+    pub(crate) fn run_qemu(
+        &self,
+        qemu: &QemuCommand,
+        timeout: Duration,
+        echo: bool,
+    ) -> Result<Booted> {
+        println!("{}", pasteable(&qemu.command_line()));
+        let finished = qemu.run(timeout, echo)?;
         let ending = self.vmm.ending(&finished, timeout);
         Ok(Booted { finished, ending })
     }

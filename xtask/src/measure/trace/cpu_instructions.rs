@@ -14,43 +14,73 @@ use std::io::BufRead;
 
 use anyhow::Result;
 
+use super::exits;
+
 /// The ready line's first byte, `m` of `mote: ready`. (Before it the
-/// serial port is only programmed: its divisor latch, also at offset 0,
-/// is written with 1, 3 or 12, never this.)
+/// serial port is only programmed: its divisor latch, also at the data
+/// register's address, is written with 1, 3 or 12, never this.)
 const READY_FIRST_BYTE: u64 = b'm' as u64;
 
 /// What the log says up to the ready line.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub(crate) struct CpuInstructions {
-    /// Instructions per vCPU index.
-    pub(crate) per_cpu: BTreeMap<u32, u64>,
+    /// Instructions per vCPU index before the boot CPU reached the kernel's
+    /// PVH entry: the firmware's (SeaBIOS also wakes the APs to count them).
+    pub(crate) firmware: BTreeMap<u32, u64>,
+    /// Instructions per vCPU index from the PVH entry to the ready line.
+    pub(crate) kernel: BTreeMap<u32, u64>,
+    /// The boot CPU reached the entry.
+    pub(crate) entered: bool,
     /// The ready line's first byte was seen (else the counts run to the
     /// log's end).
     pub(crate) cut: bool,
 }
 
 impl CpuInstructions {
-    pub(crate) fn total(&self) -> u64 {
-        self.per_cpu.values().sum()
+    pub(crate) fn kernel_total(&self) -> u64 {
+        self.kernel.values().sum()
+    }
+
+    pub(crate) fn firmware_total(&self) -> u64 {
+        self.firmware.values().sum()
     }
 }
 
-/// Counts `Trace <cpu>:` lines per CPU until the first write of
-/// [`READY_FIRST_BYTE`] to offset 0 of the device named `serial`.
-pub(crate) fn count(log: impl BufRead) -> Result<CpuInstructions> {
+/// One `Trace <cpu>: <host pointer> [<cs base>/<pc>/<flags>/<cflags>] <symbol>`
+/// line (QEMU `accel/tcg/cpu-exec.c`, `log_cpu_exec`): the CPU index and
+/// the guest PC.
+fn parse_exec_line(line: &[u8]) -> Option<(u32, Option<u64>)> {
+    let line = std::str::from_utf8(line.strip_prefix(b"Trace ")?).ok()?;
+    let (cpu, rest) = line.split_once(':')?;
+    if cpu.is_empty() || !cpu.bytes().all(|byte| byte.is_ascii_digit()) {
+        return None;
+    }
+    let pc = rest
+        .split_once('[')
+        .and_then(|(_, fields)| fields.split('/').nth(1))
+        .and_then(|pc| u64::from_str_radix(pc, 16).ok());
+    Some((cpu.parse().ok()?, pc))
+}
+
+/// Counts `Trace <cpu>:` lines per CPU, split at the boot CPU's first
+/// instruction at `entry` (the PVH entry point), until the first write of
+/// [`READY_FIRST_BYTE`] to the data register of the device named `serial`
+/// (QEMU prints the ISA port, 0x3f8 for COM1; an 8-byte aligned address
+/// is the data register of any 16550).
+pub(crate) fn count(log: impl BufRead, entry: u64) -> Result<CpuInstructions> {
     let mut counts = CpuInstructions::default();
     for line in log.split(b'\n') {
         let line = line?;
-        if let Some(rest) = line.strip_prefix(b"Trace ") {
-            let digits = rest.iter().take_while(|byte| byte.is_ascii_digit()).count();
-            if digits > 0
-                && rest.get(digits) == Some(&b':')
-                && let Some(cpu) = std::str::from_utf8(&rest[..digits])
-                    .ok()
-                    .and_then(|text| text.parse().ok())
-            {
-                *counts.per_cpu.entry(cpu).or_insert(0) += 1;
+        if let Some((cpu, pc)) = parse_exec_line(&line) {
+            if !counts.entered && cpu == 0 && pc == Some(entry) {
+                counts.entered = true;
             }
+            let side = if counts.entered {
+                &mut counts.kernel
+            } else {
+                &mut counts.firmware
+            };
+            *side.entry(cpu).or_insert(0) += 1;
         } else if is_ready_byte(&line) {
             counts.cut = true;
             break;
@@ -60,31 +90,42 @@ pub(crate) fn count(log: impl BufRead) -> Result<CpuInstructions> {
 }
 
 fn is_ready_byte(line: &[u8]) -> bool {
-    let Ok(line) = std::str::from_utf8(line) else {
-        return false;
-    };
-    let Some(at) = line.find("memory_region_ops_write ") else {
-        return false;
-    };
-    let line = &line[at..];
-    let field = |key: &str| {
-        let start = line.find(&format!(" {key} "))? + key.len() + 2;
-        let value = line[start..].split(' ').next()?;
-        u64::from_str_radix(value.trim_start_matches("0x"), 16).ok()
-    };
-    line.trim_end().ends_with(" name 'serial'")
-        && field("addr") == Some(0)
-        && field("value") == Some(READY_FIRST_BYTE)
+    std::str::from_utf8(line)
+        .ok()
+        .and_then(exits::parse_ops_line)
+        .is_some_and(|ops| {
+            ops.write
+                && ops.name == "serial"
+                && ops.addr.is_some_and(|addr| addr % 8 == 0)
+                && ops.value == Some(READY_FIRST_BYTE)
+        })
 }
 
 /// The table: one row per vCPU, and the sum.
 pub(crate) fn table(counts: &CpuInstructions) -> String {
-    let mut out = String::from("| vCPU | instructions to ready |\n|---|---|\n");
-    for (cpu, instructions) in &counts.per_cpu {
-        let role = if *cpu == 0 { " (boot CPU)" } else { "" };
-        out.push_str(&format!("| {cpu}{role} | {instructions} |\n"));
+    let mut out = String::from(
+        "| vCPU | firmware, before the PVH entry | kernel, entry to ready |\n|---|---|---|\n",
+    );
+    let cpus: std::collections::BTreeSet<u32> = counts
+        .firmware
+        .keys()
+        .chain(counts.kernel.keys())
+        .copied()
+        .collect();
+    for cpu in cpus {
+        let role = if cpu == 0 { " (boot CPU)" } else { "" };
+        let of = |side: &BTreeMap<u32, u64>| side.get(&cpu).copied().unwrap_or(0);
+        out.push_str(&format!(
+            "| {cpu}{role} | {} | {} |\n",
+            of(&counts.firmware),
+            of(&counts.kernel)
+        ));
     }
-    out.push_str(&format!("| all | {} |\n", counts.total()));
+    out.push_str(&format!(
+        "| all | {} | {} |\n",
+        counts.firmware_total(),
+        counts.kernel_total()
+    ));
     out
 }
 
@@ -93,32 +134,48 @@ mod tests {
     use super::*;
 
     const SERIAL_M: &str =
-        "memory_region_ops_write cpu 0 mr 0x55d1 addr 0x0 value 0x6d size 1 name 'serial'";
+        "memory_region_ops_write cpu 0 mr 0x55d1 addr 0x3f8 value 0x6d size 1 name 'serial'";
 
     #[test]
-    fn counts_each_cpu_up_to_the_ready_byte() {
+    fn counts_each_cpu_from_the_entry_up_to_the_ready_byte() {
         let log = [
+            "Trace 0: 0x7f00 [00000000/00000000000fe05b/00000000/00000000] firmware",
+            "Trace 1: 0x7f00 [00000000/00000000000f0000/00000000/00000000] firmware",
+            // Another CPU at the entry's address does not cut.
+            "Trace 1: 0x7f00 [00000000/0000000000100000/00000000/00000000]",
             "Trace 0: 0x7f00 [00000000/0000000000100000/00000000/00000000] pvh_entry",
             "Trace 0: 0x7f01 [00000000/0000000000100003/00000000/00000000]",
-            "memory_region_ops_write cpu 0 mr 0x55d1 addr 0x0 value 0x3 size 1 name 'serial'",
+            "memory_region_ops_write cpu 0 mr 0x55d1 addr 0x3f8 value 0x3 size 1 name 'serial'",
+            // The interrupt-enable register, written with `m`'s value: no cut.
+            "memory_region_ops_write cpu 0 mr 0x55d1 addr 0x3f9 value 0x6d size 1 name 'serial'",
             "Trace 1: 0x7f02 [00000000/000000000009e000/00000000/00000000]",
             "Trace 12: 0x7f03 [00000000/000000000009e000/00000000/00000000]",
             SERIAL_M,
             "Trace 0: 0x7f04 [00000000/0000000000100006/00000000/00000000]",
         ]
         .join("\n");
-        let counts = count(log.as_bytes()).unwrap();
-        assert!(counts.cut);
-        assert_eq!(counts.per_cpu, BTreeMap::from([(0, 2), (1, 1), (12, 1)]));
-        assert_eq!(counts.total(), 4);
-        assert!(table(&counts).contains("| 0 (boot CPU) | 2 |"));
+        let counts = count(log.as_bytes(), 0x10_0000).unwrap();
+        assert!(counts.entered && counts.cut);
+        assert_eq!(counts.firmware, BTreeMap::from([(0, 1), (1, 2)]));
+        assert_eq!(counts.kernel, BTreeMap::from([(0, 2), (1, 1), (12, 1)]));
+        assert_eq!((counts.firmware_total(), counts.kernel_total()), (3, 4));
+        let table = table(&counts);
+        assert!(table.contains("| 0 (boot CPU) | 1 | 2 |"), "{table}");
+        assert!(table.contains("| 12 | 0 | 1 |"), "{table}");
+        assert!(table.contains("| all | 3 | 4 |"), "{table}");
     }
 
     #[test]
     fn garbage_is_not_counted_and_a_log_without_ready_is_not_cut() {
-        let log = "Trace x: 1\nTrace : 2\nTrace 3 4\nmemory_region_ops_write addr 0x0 value 0x6d size 1 name 'serial2'\n\u{fffd}\n";
-        let counts = count(log.as_bytes()).unwrap();
-        assert!(!counts.cut);
-        assert!(counts.per_cpu.is_empty());
+        let log = "Trace x: 1\nTrace : 2\nTrace 3 4\nTrace -1: [0/100000/0/0]\nmemory_region_ops_write addr 0x3f8 value 0x6d size 1 name 'serial2'\nmemory_region_ops_read cpu 0 mr 0x1 addr 0x3f8 value 0x6d size 1 name 'serial'\n\u{fffd}\n";
+        let counts = count(log.as_bytes(), 0x10_0000).unwrap();
+        assert!(!counts.cut && !counts.entered);
+        assert!(counts.kernel.is_empty() && counts.firmware.is_empty());
+    }
+
+    #[test]
+    fn a_line_without_a_pc_still_counts() {
+        let counts = count("Trace 0: 0x7f00 [garbage]\n".as_bytes(), 0).unwrap();
+        assert_eq!(counts.firmware, BTreeMap::from([(0, 1)]));
     }
 }

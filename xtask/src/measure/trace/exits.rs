@@ -31,45 +31,61 @@ pub(crate) enum Access {
     Device(String),
 }
 
+/// One `memory_region_ops_read`/`_write` line of a QEMU trace.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct OpsLine<'a> {
+    pub(crate) write: bool,
+    /// As QEMU prints it: for the ISA serial port and port 0x80 the port
+    /// number itself, for MMIO devices the offset in the region.
+    pub(crate) addr: Option<u64>,
+    pub(crate) value: Option<u64>,
+    pub(crate) size: Option<u32>,
+    /// The memory region's name.
+    pub(crate) name: &'a str,
+}
+
+/// Parses one trace line; `None` for any other line (the log may hold
+/// other events, or `-d exec` lines, between them).
+pub(crate) fn parse_ops_line(line: &str) -> Option<OpsLine<'_>> {
+    let line = &line[line.find("memory_region_ops_")?..];
+    let write = line.starts_with("memory_region_ops_write ");
+    if !write && !line.starts_with("memory_region_ops_read ") {
+        return None;
+    }
+    let field = |key: &str| {
+        let start = line.find(&format!(" {key} "))? + key.len() + 2;
+        line[start..].split(' ').next()
+    };
+    let hex =
+        |key| field(key).and_then(|v| u64::from_str_radix(v.trim_start_matches("0x"), 16).ok());
+    let name = line
+        .rfind(" name '")
+        .map(|start| line[start + 7..].trim_end().trim_end_matches('\''))?;
+    Some(OpsLine {
+        write,
+        addr: hex("addr"),
+        value: hex("value"),
+        size: field("size").and_then(|v| v.parse().ok()),
+        name,
+    })
+}
+
 /// Reads the accesses in a QEMU memory-region trace, in order. Lines that
 /// are not `memory_region_ops_read`/`_write` are ignored.
 pub(crate) fn parse_trace(text: &str) -> Vec<Access> {
-    let mut accesses = Vec::new();
-    for line in text.lines() {
-        let Some(at) = line.find("memory_region_ops_") else {
-            continue;
-        };
-        let line = &line[at..];
-        let write = line.starts_with("memory_region_ops_write ");
-        if !write && !line.starts_with("memory_region_ops_read ") {
-            continue;
-        }
-        let field = |key: &str| {
-            let start = line.find(&format!(" {key} "))? + key.len() + 2;
-            line[start..].split(' ').next()
-        };
-        let Some(name) = line
-            .rfind(" name '")
-            .map(|start| line[start + 7..].trim_end().trim_end_matches('\''))
-        else {
-            continue;
-        };
-        let hex = |key| {
-            field(key).and_then(|v: &str| u64::from_str_radix(v.trim_start_matches("0x"), 16).ok())
-        };
-        let size = field("size").and_then(|v| v.parse::<u32>().ok());
-        if write
-            && name == "io"
-            && hex("addr") == Some(MARKER_PORT)
-            && size == Some(MARKER_SIZE)
-            && let Some(value) = hex("value")
-        {
-            accesses.push(Access::Marker(value));
-        } else {
-            accesses.push(Access::Device(name.to_owned()));
-        }
-    }
-    accesses
+    text.lines()
+        .filter_map(parse_ops_line)
+        .map(|ops| match ops {
+            OpsLine {
+                write: true,
+                name: "io",
+                addr: Some(MARKER_PORT),
+                size: Some(MARKER_SIZE),
+                value: Some(value),
+            } => Access::Marker(value),
+            _ => Access::Device(ops.name.to_owned()),
+        })
+        .collect()
 }
 
 /// Accesses by device name.

@@ -127,6 +127,8 @@ pub(crate) struct QemuCommand {
     machine_options: Option<String>,
     /// Replaces the accelerator's default `-cpu` model.
     cpu: Option<String>,
+    /// Appended to the `-accel` value (`one-insn-per-tb=on`).
+    accel_options: Option<String>,
     /// The QEMU binary; `None`: `qemu-system-x86_64` on PATH.
     vmm: Option<Vmm>,
 }
@@ -145,6 +147,7 @@ impl QemuCommand {
             extra: Vec::new(),
             machine_options: None,
             cpu: None,
+            accel_options: None,
             vmm: None,
         }
     }
@@ -188,11 +191,22 @@ impl QemuCommand {
         self
     }
 
-    /// The accelerator's arguments with the `-cpu` override applied.
-    fn accel_and_cpu(&self) -> [&str; 4] {
-        let mut arguments: [&str; 4] = accel_arguments(self.accel);
+    /// Options for the accelerator, after its name in `-accel` (a second
+    /// `-accel` would only be a fallback for the first).
+    pub(crate) fn accel_options(mut self, options: &str) -> Self {
+        self.accel_options = Some(options.to_owned());
+        self
+    }
+
+    /// The accelerator's arguments with the `-cpu` and accelerator
+    /// options applied.
+    fn accel_and_cpu(&self) -> [String; 4] {
+        let mut arguments = accel_arguments(self.accel).map(str::to_owned);
+        if let Some(options) = &self.accel_options {
+            arguments[1] = format!("{},{options}", arguments[1]);
+        }
         if let Some(cpu) = &self.cpu {
-            arguments[3] = cpu;
+            arguments[3].clone_from(cpu);
         }
         arguments
     }
@@ -287,7 +301,8 @@ impl QemuCommand {
         let kernel = self.kernel.to_string_lossy();
         let machine = self.machine_value();
         push(&["-M", &machine]);
-        push(&self.accel_and_cpu());
+        let accel = self.accel_and_cpu();
+        push(&accel.each_ref().map(String::as_str));
         if self.accel == Accel::Icount {
             push(&ICOUNT_ARGUMENTS);
         }
