@@ -106,12 +106,7 @@ impl Setup {
     }
 
     /// Runs `qemu` (from [`Self::command`]), printing its command line first.
-    pub(crate) fn run_qemu(
-        &self,
-        qemu: &QemuCommand,
-        timeout: Duration,
-        echo: bool,
-    ) -> Result<Booted> {
+    fn run_qemu(&self, qemu: &QemuCommand, timeout: Duration, echo: bool) -> Result<Booted> {
         println!("{}", pasteable(&qemu.command_line()));
         let finished = qemu.run(timeout, echo)?;
         let ending = self.vmm.ending(&finished, timeout);

@@ -21,6 +21,7 @@ use super::runner::{self, Images};
 use super::table;
 use crate::env::boot_files;
 use crate::env::{build, workspace};
+use crate::measure::trace::cpu_instructions;
 use crate::peer::{PeerKind, linux};
 use crate::vm::accel::{self, Accel, AccelChoice};
 use crate::vm::network::HostPorts;
@@ -472,6 +473,12 @@ fn measure(options: &BenchArgs) -> Result<bool> {
         workspace::relative_to_root(&json).display(),
         workspace::relative_to_root(&svg).display()
     );
+    let mote_configurations: Vec<&Configuration> = run
+        .configurations
+        .iter()
+        .map(|record| &record.configuration)
+        .collect();
+    print_cpu_instructions(&mote_configurations, &images, options.timeout())?;
     // Failing boots are in the table; the run fails only if a configuration
     // produced nothing to measure.
     let empty: Vec<&str> = run
@@ -484,4 +491,70 @@ fn measure(options: &BenchArgs) -> Result<bool> {
         eprintln!("xtask: no boot counted for {}", empty.join(", "));
     }
     Ok(empty.is_empty())
+}
+
+/// Under `--accel icount` with more than one vCPU count: one more boot of
+/// each mote QEMU configuration that powers off by itself, under QEMU's
+/// per-vCPU instruction log (deterministic, so one is enough), and the
+/// instructions each vCPU executed from the PVH entry to ready. The icount
+/// clock cannot give these: it also moves while the vCPUs wait for their
+/// turn on QEMU's one thread.
+fn print_cpu_instructions(
+    configurations: &[&Configuration],
+    images: &Images,
+    timeout: Duration,
+) -> Result<()> {
+    let counted: Vec<&Configuration> = configurations
+        .iter()
+        .copied()
+        .filter(|configuration| {
+            configuration.guest == Guest::Mote
+                && configuration.vmm == VmmKind::Qemu
+                && configuration.accel == Accel::Icount
+                && !configuration.served
+        })
+        .collect();
+    if !counted.iter().any(|configuration| configuration.cpus > 1) {
+        return Ok(());
+    }
+    let Some(qemu) = images.vmms.iter().find(|vmm| vmm.kind == VmmKind::Qemu) else {
+        return Ok(());
+    };
+    println!(
+        "\ninstructions per vCPU, PVH entry to ready (one boot each under QEMU's instruction log):"
+    );
+    let mut rows = Vec::new();
+    for configuration in counted {
+        let command = runner::qemu_command(configuration, images, &[]);
+        let counts = cpu_instructions::count_boot(command, qemu, &images.mote, timeout)
+            .with_context(|| {
+                format!("{}: counting each vCPU's instructions", configuration.name)
+            })?;
+        rows.push((configuration, counts));
+    }
+    println!(
+        "\n| configuration | boot CPU | APs | all vCPUs | added to one vCPU's |\n|---|---|---|---|---|"
+    );
+    for (configuration, counts) in &rows {
+        let boot_cpu = counts.kernel.get(&0).copied().unwrap_or(0);
+        let all = counts.kernel_total();
+        let single = configuration
+            .name
+            .strip_suffix(&format!("smp{}", configuration.cpus))
+            .map(|stem| format!("{stem}smp1"))
+            .and_then(|name| rows.iter().find(|(other, _)| other.name == name))
+            .map(|(_, counts)| counts.kernel_total());
+        let added = match single {
+            Some(single) if configuration.cpus > 1 => {
+                format!("{:+}", i128::from(all) - i128::from(single))
+            }
+            _ => "-".to_owned(),
+        };
+        println!(
+            "| {} | {boot_cpu} | {} | {all} | {added} |",
+            configuration.name,
+            all - boot_cpu
+        );
+    }
+    Ok(())
 }

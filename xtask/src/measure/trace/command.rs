@@ -132,21 +132,6 @@ pub(crate) fn trace(options: &TraceArgs) -> Result<bool> {
 }
 
 /// Where `--cpu-instructions` has QEMU write its instruction log.
-fn make_fifo(path: &std::path::Path) -> Result<()> {
-    use std::os::unix::ffi::OsStrExt;
-    let name = std::ffi::CString::new(path.as_os_str().as_bytes())?;
-    // SAFETY: `name` is a NUL-terminated path that outlives the call.
-    if unsafe { libc::mkfifo(name.as_ptr(), 0o600) } != 0 {
-        return Err(std::io::Error::last_os_error())
-            .with_context(|| format!("making the FIFO {}", path.display()));
-    }
-    Ok(())
-}
-
-fn instruction_log_path() -> PathBuf {
-    workspace::target_dir().join("cpu-instructions.log")
-}
-
 /// `--cpu-instructions`: the same boot without the dump, under QEMU's
 /// instruction log, and each vCPU's count to the ready line.
 fn count_cpu_instructions(boot: &BootArgs) -> Result<()> {
@@ -156,77 +141,10 @@ fn count_cpu_instructions(boot: &BootArgs) -> Result<()> {
             "--cpu-instructions reads QEMU's instruction log: it needs --vmm qemu --accel icount"
         );
     }
-    let kernel = &setup.files.kernel;
-    let entry = fs::read(kernel)
-        .with_context(|| format!("reading {}", kernel.display()))
-        .and_then(|elf| crate::peer::pvh_entry(&elf).map_err(anyhow::Error::msg))?;
-    let path = instruction_log_path();
-    fs::create_dir_all(workspace::target_dir())?;
-    let _ = fs::remove_file(&path);
-    // One instruction per translation block, so each is logged. QEMU 8.1
-    // moved -singlestep into the accelerator (`-accel tcg,one-insn-per-tb=on`).
-    let mut version = setup.vmm.version.split('.').map(str::parse::<u32>);
-    let old_qemu = matches!(
-        (version.next(), version.next()),
-        (Some(Ok(major)), Some(Ok(minor))) if (major, minor) < (8, 1)
-    );
-    let mut qemu_args = boot.qemu_args.clone();
-    if old_qemu {
-        qemu_args.push("-singlestep".to_owned());
-    }
-    qemu_args.extend([
-        "-d".to_owned(),
-        "exec,nochain".to_owned(),
-        "-trace".to_owned(),
-        "memory_region_ops_write".to_owned(),
-        "-D".to_owned(),
-        path.display().to_string(),
-    ]);
     let cmdline = cmdline::with_append(cmdline::READY_CMDLINE, boot.append.as_deref());
-    // QEMU logs every instruction (some 70 MB a second): the log is a FIFO
-    // counted as it is written, never a file on disk.
-    make_fifo(&path)?;
-    let counter = {
-        let path = path.clone();
-        std::thread::spawn(move || -> Result<cpu_instructions::CpuInstructions> {
-            let log =
-                fs::File::open(&path).with_context(|| format!("reading {}", path.display()))?;
-            let mut log = std::io::BufReader::with_capacity(1 << 20, log);
-            let counts = cpu_instructions::count(&mut log, u64::from(entry))?;
-            // Drain the rest so QEMU never blocks on a full pipe.
-            std::io::copy(&mut log, &mut std::io::sink())?;
-            Ok(counts)
-        })
-    };
-    let mut qemu = setup.command(&cmdline, &[], &qemu_args);
-    if !old_qemu {
-        qemu = qemu.accel_options("one-insn-per-tb=on");
-    }
-    let booted = setup.run_qemu(&qemu, boot.timeout(), false);
-    // The guest has stopped, so QEMU has closed the log. If QEMU never
-    // opened it (it failed first), the thread still waits in open():
-    // opening the write end and closing it releases it with an empty log.
-    if !counter.is_finished() {
-        drop(fs::OpenOptions::new().write(true).open(&path));
-    }
-    let counts = counter
-        .join()
-        .map_err(|_| anyhow::anyhow!("the instruction counter panicked"))?;
-    let _ = fs::remove_file(&path);
-    let booted = booted?;
-    if !booted.ending.is_success() {
-        for line in booted.finished.tail(30) {
-            eprintln!("  | {line}");
-        }
-        bail!("the counted boot failed: {}", booted.ending);
-    }
-    let counts = counts?;
-    if !counts.entered {
-        bail!("QEMU's log never shows the boot CPU at the PVH entry {entry:#x}");
-    }
-    if !counts.cut {
-        bail!("QEMU's log has no write of the ready line to the serial port");
-    }
+    let qemu = setup.command(&cmdline, &[], &boot.qemu_args);
+    let counts =
+        cpu_instructions::count_boot(qemu, &setup.vmm, &setup.files.kernel, boot.timeout())?;
     println!(
         "\ninstructions per vCPU to the ready line (QEMU's log of each, {}):\n",
         setup.vmm.label()

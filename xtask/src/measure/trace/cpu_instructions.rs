@@ -10,11 +10,17 @@
 //! everything before ready is buffered) cuts it.
 
 use std::collections::BTreeMap;
+use std::fs;
 use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context, Result, bail};
 
 use super::exits;
+use crate::env::workspace;
+use crate::vm::vmm::Vmm;
+use crate::vm::vmm::qemu::QemuCommand;
 
 /// The ready line's first byte, `m` of `mote: ready`. (Before it the
 /// serial port is only programmed: its divisor latch, also at the data
@@ -99,6 +105,138 @@ fn is_ready_byte(line: &[u8]) -> bool {
                 && ops.addr.is_some_and(|addr| addr % 8 == 0)
                 && ops.value == Some(READY_FIRST_BYTE)
         })
+}
+
+/// Boots `qemu` (a command of mote under `--accel icount`, which must
+/// power off after ready) once under QEMU's instruction log and counts each
+/// vCPU's instructions; `vmm` is the QEMU it runs, `kernel` the ELF it
+/// boots (for its PVH entry).
+pub(crate) fn count_boot(
+    qemu: QemuCommand,
+    vmm: &Vmm,
+    kernel: &Path,
+    timeout: Duration,
+) -> Result<CpuInstructions> {
+    let entry = fs::read(kernel)
+        .with_context(|| format!("reading {}", kernel.display()))
+        .and_then(|elf| crate::peer::pvh_entry(&elf).map_err(anyhow::Error::msg))?;
+    let path = log_path();
+    fs::create_dir_all(workspace::target_dir())?;
+    let _ = fs::remove_file(&path);
+    // One instruction per translation block, so each is logged. QEMU 8.1
+    // moved -singlestep into the accelerator (`-accel tcg,one-insn-per-tb=on`).
+    let mut version = vmm.version.split('.').map(str::parse::<u32>);
+    let old_qemu = matches!(
+        (version.next(), version.next()),
+        (Some(Ok(major)), Some(Ok(minor))) if (major, minor) < (8, 1)
+    );
+    let mut qemu = if old_qemu {
+        qemu.args(["-singlestep"])
+    } else {
+        qemu.accel_options("one-insn-per-tb=on")
+    };
+    qemu = qemu.args([
+        "-d",
+        "exec,nochain",
+        "-trace",
+        "memory_region_ops_write",
+        "-D",
+        &path.display().to_string(),
+    ]);
+    // QEMU logs every instruction (some 70 MB a second): the log is a FIFO
+    // counted as it is written, never a file on disk.
+    make_fifo(&path)?;
+    let counter = {
+        let path = path.clone();
+        std::thread::spawn(move || -> Result<CpuInstructions> {
+            let log =
+                fs::File::open(&path).with_context(|| format!("reading {}", path.display()))?;
+            let mut log = std::io::BufReader::with_capacity(1 << 20, log);
+            let counts = count(&mut log, u64::from(entry))?;
+            if counts.cut {
+                // Nothing after ready is counted, and work after it (a
+                // disk's verify) would take minutes under the log.
+                kill_writers(&path);
+            }
+            // Drain the rest so QEMU never blocks on a full pipe.
+            std::io::copy(&mut log, &mut std::io::sink())?;
+            Ok(counts)
+        })
+    };
+    println!("{}", qemu.command_line());
+    let finished = qemu.run(timeout, false);
+    // The guest has stopped, so QEMU has closed the log. If QEMU never
+    // opened it (it failed first), the thread still waits in open():
+    // opening the write end and closing it releases it with an empty log.
+    if !counter.is_finished() {
+        drop(fs::OpenOptions::new().write(true).open(&path));
+    }
+    let counts = counter
+        .join()
+        .map_err(|_| anyhow::anyhow!("the instruction counter panicked"));
+    let _ = fs::remove_file(&path);
+    let finished = finished?;
+    let counts = counts??;
+    // Killed at the ready line when it was reached; else how it ended.
+    let ending = vmm.ending(&finished, timeout);
+    if !counts.cut && !ending.is_success() {
+        for line in finished.tail(30) {
+            eprintln!("  | {line}");
+        }
+        bail!("the counted boot failed: {ending}");
+    }
+    if !counts.entered {
+        bail!("QEMU's log never shows the boot CPU at the PVH entry {entry:#x}");
+    }
+    if !counts.cut {
+        bail!("QEMU's log has no write of the ready line to the serial port");
+    }
+    Ok(counts)
+}
+
+/// Kills every other process with `path` open: the QEMU writing the log.
+fn kill_writers(path: &Path) {
+    let own = std::process::id().to_string();
+    let Ok(processes) = fs::read_dir("/proc") else {
+        return;
+    };
+    for process in processes.flatten() {
+        let name = process.file_name();
+        let Some(pid) = name
+            .to_str()
+            .filter(|pid| *pid != own)
+            .and_then(|pid| pid.parse::<libc::pid_t>().ok())
+        else {
+            continue;
+        };
+        let Ok(descriptors) = fs::read_dir(process.path().join("fd")) else {
+            continue;
+        };
+        if descriptors
+            .flatten()
+            .any(|descriptor| fs::read_link(descriptor.path()).is_ok_and(|target| target == path))
+        {
+            // SAFETY: kill(2) on a pid; the worst case is a process that
+            // just exited.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    }
+}
+
+fn make_fifo(path: &Path) -> Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let name = std::ffi::CString::new(path.as_os_str().as_bytes())?;
+    // SAFETY: `name` is a NUL-terminated path that outlives the call.
+    if unsafe { libc::mkfifo(name.as_ptr(), 0o600) } != 0 {
+        return Err(std::io::Error::last_os_error())
+            .with_context(|| format!("making the FIFO {}", path.display()));
+    }
+    Ok(())
+}
+
+/// This process's FIFO (a trace and a bench may run side by side).
+fn log_path() -> PathBuf {
+    workspace::target_dir().join(format!("cpu-instructions-{}.fifo", std::process::id()))
 }
 
 /// The table: one row per vCPU, and the sum.

@@ -2,7 +2,7 @@
 //! stacks and a flamechart. `command.rs` is the entry point.
 
 mod command;
-mod cpu_instructions;
+pub(crate) mod cpu_instructions;
 pub(crate) mod exits;
 mod flamechart;
 mod phase_table;
