@@ -133,7 +133,13 @@ pub fn start(start_info_paddr: u32, entry_tsc: u64) -> ! {
     // Every CPU online computes the CRCs of mote.blk=verify.
     let workers = smp::dispatch::OnlineCpus::now(clock.tsc());
     if let Some(tsc) = clock.tsc() {
-        smp::bring_up::set_timers_late(&workers, tsc, clock.bus_hz());
+        let silent = smp::bring_up::set_timers_late(&workers, tsc, clock.bus_hz());
+        if silent > 0 {
+            log::warn!(
+                "the timers of {silent} CPUs, armed after ready, did not fire within {} us",
+                smp::bring_up::AP_TIMER_LATE_LIMIT_US
+            );
+        }
     }
     let workloads_ok = crate::block::workloads::run(
         &mut devices.disks,

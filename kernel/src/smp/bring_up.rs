@@ -260,7 +260,7 @@ pub(crate) fn start(
     // Only this function fills CPUS, and it returned above if it had.
     CPUS.call_once(|| cpus);
     // Only when arming is cheap: a timer that must first measure the bus
-    // frequency (about 200 us of spinning) would hold its CPU, and the
+    // frequency (2^18 ticks, 262 us at 1 GHz) would hold its CPU, and the
     // boot CPU's wait, that long; it is checked after ready instead.
     if let Some(tsc) = tsc.filter(|_| apic.has_tsc_deadline() || bus_hz.is_some()) {
         AP_CLOCK.call_once(|| (tsc, bus_hz));
@@ -442,7 +442,7 @@ extern "C" fn ap_entry(slot: u32, first_tsc: u64, long_mode_tsc: u64) -> ! {
         hook();
     }
     trace::enter_at(kernel, "ap_online", long_mode_tsc);
-    if let Some((armed, fired)) = check_timer(number, cpu) {
+    if let Some((armed, Some(fired))) = check_timer(number, cpu, None) {
         trace::span_at(kernel, "ap_timer", armed, fired);
     }
     let online = cpu::rdtsc();
@@ -453,47 +453,71 @@ extern "C" fn ap_entry(slot: u32, first_tsc: u64, long_mode_tsc: u64) -> ! {
     super::dispatch::serve(number)
 }
 
+/// How long an application processor checking its timer after ready
+/// waits for it before it gives up (and the boot CPU warns).
+pub(crate) const AP_TIMER_LATE_LIMIT_US: u64 = 1_000_000;
+
 /// Sets this CPU's one-shot timer from the boot CPU's frequencies, arms
-/// it [`AP_TIMER_CHECK_US`] ahead and halts until it fires: the TSC when
-/// it was armed and when the interrupt came. `None` (no check) when the
-/// boot CPU has not handed out its frequencies yet. A timer
-/// that never fires keeps the CPU from coming online, and the boot CPU's
-/// warning says so.
-fn check_timer(number: usize, cpu: &Cpu) -> Option<(u64, u64)> {
+/// it [`AP_TIMER_CHECK_US`] ahead and waits until it fires: the TSC when
+/// it was armed and when the interrupt came (`None` if `limit_us` passed
+/// first). Without a limit it halts for it; a timer that never fires then
+/// keeps the CPU from coming online, and the boot CPU's warning says so.
+/// `None` (no check) when the boot CPU has not handed out its frequencies
+/// yet.
+fn check_timer(number: usize, cpu: &Cpu, limit_us: Option<u64>) -> Option<(u64, Option<u64>)> {
     let &(tsc, bus_hz) = AP_CLOCK.get()?;
     let mut timer = OneShotTimer::new(local::init()?, tsc, bus_hz);
     timer.prepare();
     cpu.timer_armed.store(true, Ordering::Release);
     let armed = cpu::rdtsc();
     timer.arm(tsc.cycles_for_micros(AP_TIMER_CHECK_US));
-    interrupts::wait_for_timer(number);
-    Some((armed, cpu::rdtsc()))
+    let fired = match limit_us {
+        Some(limit) => interrupts::wait_for_timer_within(number, tsc.cycles_for_micros(limit)),
+        None => {
+            interrupts::wait_for_timer(number);
+            true
+        }
+    };
+    Some((armed, fired.then(cpu::rdtsc)))
 }
 
 /// Hands the TSC frequency to CPUs that came online without their timer
 /// (a PIT calibration was still running at `smp_init`, or the timer had to
 /// measure the bus frequency first): each sets and checks its timer as a
-/// job, which records `ap_timer` in its lane. Nothing to do when they had
-/// it as they started.
-pub(crate) fn set_timers_late(workers: &impl Workers, tsc: TscFrequency, bus_hz: Option<u64>) {
+/// job, which records `ap_timer` in its lane, waiting for it at most
+/// [`AP_TIMER_LATE_LIMIT_US`]. Nothing to do when they had it as they
+/// started. Returns how many timers did not fire in time.
+pub(crate) fn set_timers_late(
+    workers: &impl Workers,
+    tsc: TscFrequency,
+    bus_hz: Option<u64>,
+) -> usize {
     let mut late = false;
     AP_CLOCK.call_once(|| {
         late = true;
         (tsc, bus_hz)
     });
     let Some(cpus) = CPUS.get().filter(|_| late && workers.cpus() > 1) else {
-        return;
+        return 0;
     };
+    let silent = AtomicU32::new(0);
     workers.run(&|| {
         let number = per_cpu::current_cpu() as usize;
         // The boot CPU runs every job too; its own timer is the service's.
         let Some(cpu) = number.checked_sub(1).and_then(|index| cpus.get(index)) else {
             return;
         };
-        if let Some((armed, fired)) = check_timer(number, cpu) {
-            trace::span_at(trace::Writer::Kernel, "ap_timer", armed, fired);
+        match check_timer(number, cpu, Some(AP_TIMER_LATE_LIMIT_US)) {
+            Some((armed, Some(fired))) => {
+                trace::span_at(trace::Writer::Kernel, "ap_timer", armed, fired);
+            }
+            Some((_, None)) => {
+                silent.fetch_add(1, Ordering::Relaxed);
+            }
+            None => {}
         }
     });
+    silent.load(Ordering::Relaxed) as usize
 }
 
 /// The CPU number and APIC id of every application processor online now.

@@ -222,6 +222,29 @@ pub(crate) fn wait_for_timer(cpu: usize) {
     }
 }
 
+/// As [`wait_for_timer`], but spinning with IF set for at most `cycles`
+/// of the TSC instead of halting (so a timer that never fires cannot hold
+/// the CPU): whether it fired. Only for a CPU that holds no lock the
+/// handlers take, as they run at any point of the spin.
+pub(crate) fn wait_for_timer_within(cpu: usize, cycles: u64) -> bool {
+    let Some(fired) = timer_fired_flag(cpu) else {
+        return false;
+    };
+    let start = super::cpu::rdtsc();
+    x86_64::instructions::interrupts::enable();
+    let came = loop {
+        if fired.swap(false, Ordering::AcqRel) {
+            break true;
+        }
+        if super::cpu::rdtsc().wrapping_sub(start) >= cycles {
+            break false;
+        }
+        core::hint::spin_loop();
+    };
+    x86_64::instructions::interrupts::disable();
+    came
+}
+
 /// An external interrupt: record it for the main loop, which does the work.
 fn external_interrupt(vector: u8) {
     match vector {
