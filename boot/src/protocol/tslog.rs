@@ -27,6 +27,13 @@ pub const fn kernel_thread(cpu: u8) -> u64 {
     KERNEL_THREAD + cpu as u64
 }
 
+/// How far ahead each application processor arms its one-shot timer, set
+/// from the boot CPU's frequencies, before it says it is online: long
+/// enough that a timer counting far too fast or too slow shows in its
+/// `ap_timer` span, short beside the devices it overlaps. The host's checks
+/// read an `ap_timer` span shorter than half of it as a timer gone wrong.
+pub const AP_TIMER_CHECK_US: u64 = 10;
+
 /// A record's type (FreeBSD `TS_ENTER`, `TS_EXIT`, `TS_THREAD`, `TS_EVENT`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {

@@ -12,9 +12,9 @@ use core::mem::offset_of;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering, fence};
 
 use arrayvec::ArrayVec;
+use mote_boot::protocol::tslog::AP_TIMER_CHECK_US;
 use spin::Once;
 use x86_64::registers::control::{Cr0, Cr0Flags, Cr3, Cr4, Cr4Flags};
-
 use x86_64::structures::gdt::DescriptorFlags;
 
 use super::processors::MAX_CPUS;
@@ -58,11 +58,6 @@ const INIT_DELAY_US: u64 = 10_000;
 /// and otherwise (300 µs).
 const STARTUP_DELAY_US: u64 = 10;
 const LEGACY_STARTUP_DELAY_US: u64 = 300;
-/// How far ahead each application processor arms its one-shot timer, set
-/// from the boot CPU's frequencies, before it says it is online: long
-/// enough that a timer counting far too fast or too slow shows in its
-/// `ap_timer` span, short beside the devices it overlaps.
-const AP_TIMER_CHECK_US: u64 = 10;
 /// xAPIC: reads of the ICR's delivery status before an IPI counts as lost.
 const ICR_SPINS: u32 = 100_000;
 /// The TSC rate assumed for timeouts when none is known: the fastest mote

@@ -10,6 +10,7 @@ use mote_boot::protocol::report::{
     OnCpu, PREFIX, Panic, PciBar, PowerOff, Ramdisk, Ready, TscSource, VirtioMmio, VirtioPci,
     WriteRefused, Wrote,
 };
+use mote_boot::protocol::tslog::AP_TIMER_CHECK_US;
 
 use super::boot_case::{BootCase, ExpectedExit};
 use super::checks::Check;
@@ -976,11 +977,6 @@ fn cpus_online(online: u32, found: u32) -> Check {
     )
 }
 
-/// The `cpus` line says all of `count` CPUs were found and are online.
-/// How far ahead each AP arms its timer (`AP_TIMER_CHECK_US` in
-/// kernel/src/smp/bring_up.rs).
-const AP_TIMER_CHECK_US: u64 = 10;
-
 /// Every AP of the dump (a thread with `ap_startup`) has one `ap_timer`
 /// span at least half the time it armed its timer for: a timer set from a
 /// frequency off by 2x or more, or one that fired at once, fails.
@@ -1009,6 +1005,8 @@ pub(super) fn every_ap_timer_fired_in_ap_online(
     Ok(())
 }
 
+/// The `ap_timer` spans of the dump, checked: every AP has one, none shorter
+/// than half of [`AP_TIMER_CHECK_US`].
 fn ap_timers(output: &[String]) -> Result<(Trace, Vec<tslog::Span>), String> {
     let text = output.join("\n");
     let dump = tslog::parse_dump(&text).map_err(|error| format!("{error:#}"))?;
@@ -1051,6 +1049,7 @@ fn ap_timers(output: &[String]) -> Result<(Trace, Vec<tslog::Span>), String> {
     Ok((trace, timers))
 }
 
+/// The `cpus` line says all of `count` CPUs were found and are online.
 pub(super) fn every_cpu_online(count: u32) -> Check {
     Check::reports(
         "`cpus <n>/<n> online in <microseconds> us`, n the vCPUs given",
