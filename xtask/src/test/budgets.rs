@@ -171,6 +171,12 @@ pub(crate) fn trace_path(case: &str) -> PathBuf {
         .join(format!("{case}.trace"))
 }
 
+/// Where a budget case keeps the guest's tslog dump, for
+/// `cargo xtask trace --from`.
+pub(crate) fn dump_path(case: &str) -> PathBuf {
+    trace_path(case).with_extension("tslog")
+}
+
 /// The QEMU arguments that make a budget case's trace.
 pub(crate) fn trace_arguments(case: &str) -> Vec<String> {
     vec![
