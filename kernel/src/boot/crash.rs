@@ -1,11 +1,15 @@
 //! The crash path: a fatal boot error or a panic prints what happened and
 //! where (message, location, boot phase) and powers off with the failure
-//! status; `mote.crash=` fails on purpose to prove it.
+//! status; `mote.crash=` fails on purpose to prove it, and
+//! `mote.inject=stray-interrupt` sends what must not crash.
 
 use mote_boot::protocol::exit::Status;
 use mote_boot::protocol::report::{Fatal, Line, Location, OnCpu, Panic};
 
 use super::poweroff::poweroff;
+use crate::arch::x86_64::apic::local;
+use crate::arch::x86_64::apic::registers::InterruptCommand;
+use crate::arch::x86_64::apic::vectors;
 use crate::cmdline::Crash;
 use crate::{console, console_println, trace};
 
@@ -73,3 +77,29 @@ pub(super) fn crash_on_purpose(crash: Crash) {
         }
     }
 }
+
+/// A vector nothing routes (device vectors start at 0x40), so its gate
+/// stays closed: `mote.inject=stray-interrupt` interrupts on it.
+const STRAY_VECTOR: u8 = 0x30;
+const _: () = assert!(STRAY_VECTOR >= 32 && STRAY_VECTOR < vectors::DEVICE_BASE);
+
+/// `mote.inject=stray-interrupt`: a fixed IPI to this CPU on
+/// [`STRAY_VECTOR`], taken at the serving loop's first halt. It must be
+/// counted and reported (`1 unexpected interrupt(s), last vector 0x30`)
+/// and the service go on.
+pub(super) fn stray_interrupt() {
+    let Some(apic) = local::init() else {
+        log::warn!("mote.inject=stray-interrupt: no local APIC to send it with");
+        return;
+    };
+    if !apic.send_ipi(
+        apic.id(),
+        InterruptCommand::fixed(STRAY_VECTOR),
+        STRAY_IPI_SPINS,
+    ) {
+        log::warn!("mote.inject=stray-interrupt: the local APIC did not take the IPI");
+    }
+}
+
+/// How many ICR reads an xAPIC gets to accept the previous IPI.
+const STRAY_IPI_SPINS: u32 = 10_000;

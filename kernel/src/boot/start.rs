@@ -160,6 +160,9 @@ pub fn start(start_info_paddr: u32, entry_tsc: u64) -> ! {
     if let Some(network) = network.as_mut() {
         let timer = local::init().map_or("lapic-oneshot", LocalApic::timer_kind);
         let pages = report::StatusPages::new(boot, &devices, clock, ready, timer);
+        if options.stray_interrupt {
+            crash::stray_interrupt();
+        }
         network.serve(&pages);
         log::info!("powered off over HTTP");
     }

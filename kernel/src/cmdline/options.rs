@@ -103,6 +103,9 @@ pub(crate) struct Options<'a> {
     pub(crate) console_loglevel: u8,
     pub(crate) exit: ExitPolicy,
     pub(crate) crash: Option<Crash>,
+    /// `mote.inject=stray-interrupt`: before serving, interrupt this CPU
+    /// on a vector nothing routes, which it must count and survive.
+    pub(crate) stray_interrupt: bool,
     /// `mote.tslog=1`: dump the boot trace after the ready mark.
     pub(crate) tslog: bool,
     /// `mote.tslog=markers`: the dump, and each record's index written to
@@ -139,6 +142,7 @@ impl Default for Options<'_> {
             console_loglevel: DEFAULT_CONSOLE_LOGLEVEL,
             exit: ExitPolicy::WhenIdle,
             crash: None,
+            stray_interrupt: false,
             tslog: false,
             tslog_markers: false,
             blk_verify: false,
@@ -184,6 +188,7 @@ impl<'a> Options<'a> {
                 ("mote.crash", Some("ap-page-fault")) => options.crash = Some(Crash::ApPageFault),
                 ("mote.crash", Some("panic")) => options.crash = Some(Crash::Panic),
                 ("mote.crash", Some("divide-error")) => options.crash = Some(Crash::DivideError),
+                ("mote.inject", Some("stray-interrupt")) => options.stray_interrupt = true,
                 ("mote.tslog", Some("1" | "on" | "yes")) => {
                     (options.tslog, options.tslog_markers) = (true, false);
                 }

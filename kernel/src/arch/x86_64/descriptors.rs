@@ -1,5 +1,7 @@
 //! The kernel's GDT (with a TSS for the double-fault stack) and its IDT,
-//! whose 256 gates lead to the entry stubs in [`super::interrupts`]. Built
+//! whose gates lead to the entry stubs in [`super::interrupts`]: the
+//! exceptions' and the fixed vectors' from boot, a device vector's from
+//! when it is routed ([`open_gate`]). Built
 //! from the `x86_64` crate's descriptor types; the stubs stay assembly
 //! because stable Rust has no interrupt calling convention.
 //!
@@ -20,6 +22,7 @@ use x86_64::structures::gdt::{Descriptor, GlobalDescriptorTable, SegmentSelector
 use x86_64::structures::idt::{Entry, InterruptDescriptorTable};
 use x86_64::structures::tss::TaskStateSegment;
 
+use super::apic::vectors;
 use super::interrupts;
 
 const DOUBLE_FAULT_STACK_SIZE: usize = 16 * 1024;
@@ -37,9 +40,11 @@ struct Stack([u8; DOUBLE_FAULT_STACK_SIZE]);
 static mut DOUBLE_FAULT_STACK: Stack = Stack([0; DOUBLE_FAULT_STACK_SIZE]);
 
 /// Built in place by [`init`] alone (the `INITIALISED` flag lets it run
-/// once), then only read, by the CPU. A static rather than a `Once` so its
-/// 4 KiB are neither zeroed nor copied at boot: the empty table is in the
-/// image.
+/// once); after that only [`open_gate`] writes it, a gate at a time, and
+/// the CPUs read it. A static rather than a `Once` so its 4 KiB are
+/// neither zeroed nor copied at boot: the empty table is in the image.
+/// Reached through raw pointers only, never a reference, since gates are
+/// written while the CPUs use it.
 static mut IDT: InterruptDescriptorTable = InterruptDescriptorTable::new();
 static INITIALISED: AtomicBool = AtomicBool::new(false);
 
@@ -78,9 +83,23 @@ pub(crate) fn init() {
     // one reference to the table until it is loaded and only read.
     let idt: &'static mut InterruptDescriptorTable = unsafe { &mut *idt };
     fill(idt);
-    let idt: &'static InterruptDescriptorTable = idt;
-    idt.load();
+    load_idt();
     IDT_FILLED.store(true, Ordering::Release);
+}
+
+/// `lidt` of [`IDT`], by address: no reference to the table outlives
+/// [`init`], so [`open_gate`] may write it later.
+fn load_idt() {
+    /// 256 gates of 16 bytes, less one: fits the limit's 16 bits.
+    const LIMIT: u16 = 256 * 16 - 1;
+    const _: () = assert!(size_of::<InterruptDescriptorTable>() == LIMIT as usize + 1);
+    let pointer = DescriptorTablePointer {
+        limit: LIMIT,
+        base: VirtAddr::from_ptr(&raw const IDT),
+    };
+    // SAFETY: the table is static, filled by `init`, and every present
+    // gate leads to a stub that returns with `iretq`.
+    unsafe { lidt(&pointer) };
 }
 
 /// Set once [`init`] has filled the IDT: from then on it is only read.
@@ -136,16 +155,15 @@ impl CpuDescriptors {
             "descriptors::init runs on the boot CPU before any other CPU starts"
         );
         load_gdt(self.gdt, &self.selectors);
-        let idt: *const InterruptDescriptorTable = &raw const IDT;
-        // SAFETY: `init` filled the table and dropped its one mutable
-        // reference before setting `IDT_FILLED`; it is only read since.
-        let idt: &'static InterruptDescriptorTable = unsafe { &*idt };
-        idt.load();
+        load_idt();
     }
 }
 
-/// Points every gate but the reserved ones (15, 22-27, 31: the CPU never
-/// raises them) at its stub, the double fault on its own stack.
+/// Points the exception gates (but the reserved ones, 15, 22-27 and 31:
+/// the CPU never raises them) at their stubs, the double fault on its own
+/// stack, and opens the gates of the vectors every CPU may take: the
+/// timer, the work IPI and the spurious vector. Device vectors are opened
+/// by [`open_gate`] as they are routed.
 fn fill(idt: &mut InterruptDescriptorTable) {
     /// # Safety
     /// `vector`'s stub must suit `F`'s frame (error code or not): the stubs
@@ -186,44 +204,48 @@ fn fill(idt: &mut InterruptDescriptorTable) {
         gate(&mut idt.hv_injection_exception, 28);
         gate(&mut idt.vmm_communication_exception, 29);
         gate(&mut idt.security_exception, 30);
-        gate(&mut idt[32], 32);
+        for vector in [vectors::TIMER, vectors::WORK, vectors::SPURIOUS] {
+            gate(&mut idt[vector], vector);
+        }
     }
-    fill_external(idt);
 }
 
-/// Points gates 33-255 at their stubs: a copy of gate 32 with each one's
-/// address, written through a pointer to the whole table. Through
-/// `set_handler_addr` (reading CS, building the options anew) and the
-/// crate's per-vector index, a gate cost 25 instructions: 5 600 of the
-/// boot's first 6 300.
-fn fill_external(idt: &mut InterruptDescriptorTable) {
+/// Opens the gate of external vector `vector` (32-255) on its stub, a
+/// copy of the timer's gate with its own address, written in place: the
+/// table stays loaded on every CPU. Vectors whose gate is closed still
+/// arrive, as a segment-not-present fault naming the gate, which the
+/// dispatcher counts as an unexpected interrupt (`interrupts::dispatch`).
+/// Opening them as they are routed, rather than all 224 at boot, spares
+/// the boot 2 800 instructions (one gate cost 13).
+pub(crate) fn open_gate(vector: u8) {
     /// A gate's offset bits: 15:0 in bits 15:0 of its first quadword,
     /// 31:16 in bits 63:48, 63:32 in its second quadword (Intel SDM vol. 3
     /// §6.14.1, Figure 6-8); the selector and options between them.
     const SELECTOR_AND_OPTIONS: u64 = 0x0000_ffff_ffff_0000;
     const _: () = assert!(size_of::<InterruptDescriptorTable>() == 256 * 16);
-    let table: *mut [u64; 2] = core::ptr::from_mut(idt).cast();
+    assert!(
+        vector >= 32 && IDT_FILLED.load(Ordering::Acquire),
+        "open_gate: an external vector (not {vector}), after descriptors::init"
+    );
+    let table: *mut [u64; 2] = (&raw mut IDT).cast();
+    let address = interrupts::stub_address(vector).as_u64();
     // SAFETY: the table is the 256 gates in vector order, 16 bytes each,
     // as the hardware reads them (the crate's `repr(C)` layout, checked
-    // above by size, which `lidt` loads as it is); `table` covers all of
-    // it, and gate 32 was just written through the crate.
+    // above by size, which `lidt` loads as it is); `init` wrote the
+    // timer's gate through the crate and no reference to the table is
+    // live. Volatile: the CPUs read the table behind the compiler's back.
+    // The high quadword goes first: the present bit is in the low one.
+    // The stubs are in the kernel image, far below the non-canonical hole:
+    // each address is a valid gate offset.
     unsafe {
-        let [template, _] = table.add(32).read_unaligned();
-        let options = template & SELECTOR_AND_OPTIONS;
-        // The stubs are in the kernel image, far below the non-canonical
-        // hole: each address is a valid gate offset.
-        let mut address = interrupts::stubs_base() + 33 * interrupts::STUB_BYTES;
-        for vector in 33..256 {
-            let low = options | (address & 0xffff) | ((address >> 16) & 0xffff) << 48;
-            table.add(vector).write_unaligned([low, address >> 32]);
-            address += interrupts::STUB_BYTES;
-        }
+        let [template, _] = table.add(usize::from(vectors::TIMER)).read_volatile();
+        let low = (template & SELECTOR_AND_OPTIONS)
+            | (address & 0xffff)
+            | ((address >> 16) & 0xffff) << 48;
+        let gate = table.add(usize::from(vector)).cast::<u64>();
+        gate.add(1).write_volatile(address >> 32);
+        gate.write_volatile(low);
     }
-    assert!(
-        idt[255].handler_addr() == interrupts::stub_address(255)
-            && idt[33].handler_addr() == interrupts::stub_address(33),
-        "IDT gates built by hand point at their stubs"
-    );
 }
 
 /// Loads an empty IDT so the next exception triple-faults: the last-resort

@@ -100,6 +100,7 @@ impl IoApics {
             .iter()
             .find_map(|io_apic| Some((io_apic, io_apic.pin_of(gsi)?)))?;
         let slot = &SLOTS[usize::from(vectors::gsi_of(vector)?)];
+        super::super::descriptors::open_gate(vector);
         let low = Redirection::LEVEL_TRIGGERED.entry(vector);
         let register = registers::redirection_low(pin);
         // High dword: destination APIC ID 0.

@@ -8,8 +8,8 @@ use spin::Once;
 use volatile::VolatilePtr;
 
 use super::registers::{
-    APIC_BASE_ADDRESS_MASK, ApicBase, Features, InterruptCommand, LocalRegister, Lvt,
-    MSR_APIC_BASE, Svr,
+    APIC_BASE_ADDRESS_MASK, ApicBase, Features, IN_SERVICE_HIGHEST_FIRST, InterruptCommand,
+    LocalRegister, Lvt, MSR_APIC_BASE, Svr, highest_in_service,
 };
 use super::vectors;
 use crate::arch::x86_64::cpu::{self, Msr, Port};
@@ -100,6 +100,19 @@ pub(crate) fn eoi_from_handler() {
     if let Some(Some(apic)) = LOCAL_APIC.get() {
         apic.eoi();
     }
+}
+
+/// The highest vector this CPU has in service (taken, not yet
+/// acknowledged), from a handler: the vector that is being handled, since
+/// handlers do not nest. `None` without a local APIC or with nothing in
+/// service (an `int n`, not an interrupt).
+pub(crate) fn in_service_from_handler() -> Option<u8> {
+    let Some(Some(apic)) = LOCAL_APIC.get() else {
+        return None;
+    };
+    IN_SERVICE_HIGHEST_FIRST
+        .iter()
+        .find_map(|&register| highest_in_service(register, apic.read(register)))
 }
 
 impl LocalApic {

@@ -31,6 +31,33 @@ pub(crate) enum LocalRegister {
     /// Bits 224-255 of the interrupt request register: vectors the APIC
     /// accepted and has not delivered (the timer's among them).
     InterruptRequest7 = 0x270,
+    /// The in-service register's words 1-7 (vectors 32-255, 32 a word):
+    /// the vectors the CPU took and has not acknowledged with an EOI.
+    InService1 = 0x110,
+    InService2 = 0x120,
+    InService3 = 0x130,
+    InService4 = 0x140,
+    InService5 = 0x150,
+    InService6 = 0x160,
+    InService7 = 0x170,
+}
+
+/// The in-service words of the external vectors, highest first.
+pub(crate) const IN_SERVICE_HIGHEST_FIRST: [LocalRegister; 7] = [
+    LocalRegister::InService7,
+    LocalRegister::InService6,
+    LocalRegister::InService5,
+    LocalRegister::InService4,
+    LocalRegister::InService3,
+    LocalRegister::InService2,
+    LocalRegister::InService1,
+];
+
+/// The highest vector set in in-service word `register` (read as `bits`).
+pub(crate) fn highest_in_service(register: LocalRegister, bits: u32) -> Option<u8> {
+    let word = (register as u32).checked_sub(0x100)? >> 4;
+    let top = 31u32.checked_sub(bits.leading_zeros())?;
+    u8::try_from(word * 32 + top).ok()
 }
 
 /// The bit of [`LocalRegister::InterruptRequest7`] for `vector`, if that
@@ -222,6 +249,27 @@ pub(crate) fn timer_hz(elapsed: u32, cycles: u64, tsc: TscFrequency) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_in_service_words_name_their_vectors() {
+        assert_eq!(
+            highest_in_service(LocalRegister::InService1, 1 << 16),
+            Some(0x30)
+        );
+        assert_eq!(
+            highest_in_service(LocalRegister::InService7, 1 << 31),
+            Some(0xff)
+        );
+        assert_eq!(
+            highest_in_service(LocalRegister::InService2, 0b101),
+            Some(0x42)
+        );
+        assert_eq!(highest_in_service(LocalRegister::InService3, 0), None);
+        // Not an in-service word.
+        assert_eq!(highest_in_service(LocalRegister::EndOfInterrupt, 1), None);
+        let offsets: Vec<u32> = IN_SERVICE_HIGHEST_FIRST.iter().map(|r| *r as u32).collect();
+        assert_eq!(offsets, [0x170, 0x160, 0x150, 0x140, 0x130, 0x120, 0x110]);
+    }
 
     #[test]
     fn x2apic_msrs_follow_the_xapic_offsets() {
