@@ -13,6 +13,7 @@ use regex::Regex;
 use super::configuration::{
     self, AccelRequest, Configuration, ExternalGuest, Guest, HttpRequestLine, MatrixArgs, Switch,
 };
+use super::exact;
 use super::host::HostMachine;
 use super::http::{self, HttpPeer, HttpPlan, HttpRun};
 use super::http_chart;
@@ -438,6 +439,12 @@ fn measure(options: &BenchArgs) -> Result<bool> {
         options.warmup,
         options.timeout(),
     )?;
+    let exact = if configurations.iter().any(exact::counted) {
+        println!("\nexact cost to ready (icount, one boot with the dump, one with markers):");
+        exact::measure(&configurations, &images, options.timeout())?
+    } else {
+        Vec::new()
+    };
     let run = BenchRun {
         format: FORMAT_VERSION,
         started_unix,
@@ -456,6 +463,7 @@ fn measure(options: &BenchArgs) -> Result<bool> {
             })
             .collect(),
         samples,
+        exact,
     };
 
     let json = options.out.clone().unwrap_or_else(|| {

@@ -4,6 +4,7 @@
 mod chart;
 mod command;
 mod configuration;
+mod exact;
 mod exit_cost;
 mod host;
 mod http;

@@ -7,6 +7,8 @@ use std::path::Path;
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
+use super::exact::ExactCost;
+
 use super::configuration::{Configuration, Guest};
 use super::host::HostMachine;
 use crate::measure::stats::{self, Summary};
@@ -31,6 +33,10 @@ pub(crate) struct BenchRun {
     pub(crate) configurations: Vec<ConfigurationRecord>,
     /// Every boot, warm-ups and failures included, in the order they ran.
     pub(crate) samples: Vec<Sample>,
+    /// Under icount, each served mote configuration's exact instructions
+    /// and device exits to ready, from two more boots (`exact.rs`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) exact: Vec<ExactCost>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

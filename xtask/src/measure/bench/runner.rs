@@ -312,7 +312,7 @@ impl Boot {
 }
 
 /// The request that powers a served mote off (docs/services.md).
-const MOTE_POWER_OFF: (&str, &str) = ("POST", "/poweroff");
+pub(super) const MOTE_POWER_OFF: (&str, &str) = ("POST", "/poweroff");
 
 /// Lines of the console shown with a failed boot of another kernel.
 const CONSOLE_TAIL_LINES: usize = 12;

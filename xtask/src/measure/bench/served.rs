@@ -39,6 +39,9 @@ pub(super) struct ServedRun {
     pub(super) first_ok: Result<Duration, String>,
     /// The answer to the power-off request, or why there was none.
     pub(super) power_off: Result<Response, String>,
+    /// The answer to the `GET` asked for between the first 200 and the
+    /// power-off (see [`boot_fetching`]), if one was.
+    pub(super) fetched: Option<Result<Response, String>>,
 }
 
 /// Spawns `command` (whose NIC forwards `ports`), polls `GET /health`
@@ -49,17 +52,35 @@ pub(super) fn boot(
     command: &QemuCommand,
     ports: &HostPorts,
     timeout: Duration,
+    power_off: (&str, &str),
+) -> Result<ServedRun> {
+    boot_fetching(command, ports, timeout, None, power_off)
+}
+
+/// [`boot`], with `GET fetch` sent once `/health` has answered (mote's
+/// `/tslog`, for the exact counts of `exact.rs`).
+pub(super) fn boot_fetching(
+    command: &QemuCommand,
+    ports: &HostPorts,
+    timeout: Duration,
+    fetch: Option<&str>,
     (method, path): (&str, &str),
 ) -> Result<ServedRun> {
     let mut child = LiveChild::spawn(&mut command.command(), Some(timeout), false)?;
     let deadline = child.started() + timeout;
     let first_ok = first_health_ok(ports.http_address(), &mut child, deadline);
+    let fetched = fetch.map(|fetch| {
+        first_ok
+            .clone()
+            .and_then(|_| http_client::get(ports.http_address(), fetch, REQUEST_TIMEOUT))
+    });
     let power_off = http_client::request(ports.http_address(), method, path, b"", REQUEST_TIMEOUT);
     let finished = child.finish(Some(POWER_OFF_WITHIN))?;
     Ok(ServedRun {
         finished,
         first_ok,
         power_off,
+        fetched,
     })
 }
 

@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 
 use super::configuration::{Configuration, Guest, baseline_of};
-use super::results::{BenchRun, Figure, FigureSeries, Unit};
+use super::results::{BenchRun, Figure, FigureSeries, Sample, Unit};
 use crate::measure::stats::{self, OUTLIER_FENCE_IQRS, SIGNIFICANCE_LEVEL};
 use crate::vm::accel::Accel;
 
@@ -12,6 +12,14 @@ use crate::vm::accel::Accel;
 const ENTRY_TO_READY_TARGET_US: f64 = 1000.0;
 /// Target (b): mote's start → ready over the null guest's start → exit.
 const FLOOR_RATIO_TARGET: f64 = 1.10;
+/// Target (c): a served boot's instructions, entry to ready (issue #12).
+const SERVED_INSTRUCTIONS_TARGET: u64 = 40_000;
+/// Target (d): its device exits (the console's left out).
+const SERVED_DEVICE_EXITS_TARGET: u64 = 70;
+/// Target (e): discovering the DSDT's virtio-mmio transports, instructions.
+const DSDT_DISCOVERY_TARGET: u64 = 5_000;
+/// Target (g): (b)'s ratio under TCG.
+const TCG_FLOOR_RATIO_TARGET: f64 = 1.05;
 
 /// `2025-11-22 17:30:05 UTC` and `20251122-173005` for a Unix time.
 pub(crate) fn utc_timestamp(unix: u64) -> (String, String) {
@@ -418,6 +426,149 @@ fn targets_section(run: &BenchRun) -> String {
             );
         }
     }
+    out.push_str(&cost_targets(run));
+    out
+}
+
+/// Issue #12's boot-cost targets: exact figures under icount (served boot,
+/// DSDT discovery), the calibration's place and the floor ratio under TCG.
+fn cost_targets(run: &BenchRun) -> String {
+    let mut out = String::new();
+    let verdict = |pass: bool| if pass { "PASS" } else { "MISS" };
+    let _ = writeln!(out, "boot cost:");
+    if run.exact.is_empty() {
+        let _ = writeln!(
+            out,
+            "(c) served entry -> ready instructions, (d) its device exits: not measured \
+             (no served mote configuration under --accel icount on QEMU)"
+        );
+    }
+    for cost in &run.exact {
+        let _ = writeln!(
+            out,
+            "(c) served entry -> ready, {}: {} instructions, target <= {SERVED_INSTRUCTIONS_TARGET}: {}",
+            cost.configuration,
+            cost.instructions_to_ready,
+            verdict(cost.instructions_to_ready <= SERVED_INSTRUCTIONS_TARGET)
+        );
+        let exits = cost.device_exits();
+        let _ = writeln!(
+            out,
+            "(d) served entry -> ready, {}: {exits} device exits ({}), target <= {SERVED_DEVICE_EXITS_TARGET}: {}",
+            cost.configuration,
+            cost.by_device(),
+            verdict(exits <= SERVED_DEVICE_EXITS_TARGET)
+        );
+    }
+    let mut discovery = false;
+    for configuration in run
+        .mote_configurations()
+        .filter(|c| c.accel == Accel::Icount && c.acpi && !c.served)
+    {
+        // The DSDT is walked in `acpi_init` (`dsdt_walk`), its transports
+        // probed in `virtio_discovery`: discovery is both.
+        let sums: Vec<f64> = run
+            .samples_of(&configuration.name)
+            .filter(|sample| sample.counts())
+            .filter_map(|sample| {
+                let spans: Vec<f64> = sample
+                    .phases
+                    .iter()
+                    .filter(|phase| {
+                        matches!(
+                            phase.path.rsplit(';').next(),
+                            Some("dsdt_walk" | "virtio_discovery")
+                        )
+                    })
+                    .map(|phase| phase.us)
+                    .collect();
+                (!spans.is_empty()).then(|| spans.iter().sum())
+            })
+            .collect();
+        if sums.is_empty() {
+            continue;
+        }
+        let us = stats::median(&sums);
+        discovery = true;
+        #[allow(
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss,
+            reason = "an icount span: a whole, positive instruction count"
+        )]
+        let instructions = (us * ICOUNT_INSTRUCTIONS_PER_US).round() as u64;
+        let _ = writeln!(
+            out,
+            "(e) DSDT discovery (dsdt_walk + virtio_discovery, ACPI on), {}: {instructions} instructions, \
+             target <= {DSDT_DISCOVERY_TARGET}: {}",
+            configuration.name,
+            verdict(instructions <= DSDT_DISCOVERY_TARGET)
+        );
+    }
+    if !discovery {
+        let _ = writeln!(
+            out,
+            "(e) DSDT discovery: not measured (no mote configuration with ACPI on under --accel icount)"
+        );
+    }
+    for configuration in run
+        .mote_configurations()
+        .filter(|c| c.accel == Accel::Tcg && !c.served)
+    {
+        let counted: Vec<&Sample> = run
+            .samples_of(&configuration.name)
+            .filter(|sample| sample.counts())
+            .collect();
+        if counted.is_empty() {
+            continue;
+        }
+        let calibrating: Vec<f64> = counted
+            .iter()
+            .filter_map(|sample| {
+                sample
+                    .phases
+                    .iter()
+                    .find(|phase| phase.path.rsplit(';').next() == Some("tsc_calibration"))
+                    .map(|phase| phase.us)
+            })
+            .collect();
+        let line = if calibrating.is_empty() {
+            format!(
+                "no PIT calibration before ready in {} boots: PASS",
+                counted.len()
+            )
+        } else {
+            format!(
+                "a PIT calibration before ready in {} of {} boots (median {:.0} us): MISS",
+                calibrating.len(),
+                counted.len(),
+                stats::median(&calibrating)
+            )
+        };
+        let _ = writeln!(
+            out,
+            "(f) calibration off the path to ready (TCG), {}: {line}",
+            configuration.name
+        );
+    }
+    for (configuration, _, floor) in with_floors(run) {
+        if configuration.guest != Guest::Mote || configuration.accel != Accel::Tcg {
+            continue;
+        }
+        let ready = run.median(&configuration.name, &Figure::ReadyLine);
+        if let (Some(ratio), Some(ready), Some(floor)) =
+            (ratio_to_floor(ready, floor), ready, floor)
+        {
+            let _ = writeln!(
+                out,
+                "(g) start -> ready / null start -> exit (TCG), {}: {:.2} ms / {:.2} ms = {ratio:.3}, \
+                 target <= {TCG_FLOOR_RATIO_TARGET:.2}: {}",
+                configuration.name,
+                ready / 1000.0,
+                floor / 1000.0,
+                verdict(ratio <= TCG_FLOOR_RATIO_TARGET)
+            );
+        }
+    }
     out
 }
 
@@ -704,6 +855,7 @@ mod tests {
                 })
                 .collect(),
             samples,
+            exact: Vec::new(),
         }
     }
 
@@ -741,6 +893,108 @@ mod tests {
             })
             .collect();
         run
+    }
+
+    #[test]
+    fn cost_targets_print_measured_target_and_verdict() {
+        use crate::measure::bench::exact::ExactCost;
+        let mut run = fixture(1.0, 1);
+        let text = cost_targets(&run);
+        assert!(
+            text.contains(
+                "(c) served entry -> ready instructions, (d) its device exits: not measured"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("(e) DSDT discovery: not measured"), "{text}");
+        // No TCG configuration: neither (f) nor (g).
+        assert!(!text.contains("(f)") && !text.contains("(g)"), "{text}");
+
+        let accesses = [
+            ("virtio-mmio", 52),
+            ("ioapic", 6),
+            ("apic-msi", 6),
+            ("io", 2),
+            ("serial", 19),
+        ]
+        .into_iter()
+        .map(|(device, count)| (device.to_owned(), count))
+        .collect();
+        run.exact = vec![ExactCost {
+            configuration: "mote-icount-blk-net-served".into(),
+            instructions_to_ready: 44_561,
+            accesses_to_ready: accesses,
+        }];
+        for record in &mut run.configurations {
+            record.configuration.accel = Accel::Tcg;
+        }
+        let text = cost_targets(&run);
+        assert!(
+            text.contains(
+                "(c) served entry -> ready, mote-icount-blk-net-served: 44561 instructions, \
+                 target <= 40000: MISS"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "(d) served entry -> ready, mote-icount-blk-net-served: 66 device exits \
+                 (apic-msi 6, io 2, ioapic 6, virtio-mmio 52, not counted: serial 19), target <= 70: PASS"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("(f) calibration off the path to ready (TCG), mote-kvm-blk-net: no PIT calibration before ready in 19 boots: PASS"),
+            "{text}"
+        );
+        assert!(
+            text.contains("(g) start -> ready / null start -> exit (TCG), mote-kvm-blk-net: "),
+            "{text}"
+        );
+        assert!(text.contains("target <= 1.05: MISS"), "{text}");
+
+        run.exact[0].instructions_to_ready = 40_000;
+        let calibrated = run
+            .samples
+            .iter_mut()
+            .find(|s| s.counts() && s.configuration == "mote-kvm-blk-net")
+            .unwrap();
+        calibrated.phases.push(PhaseTime {
+            path: "net_init;tsc_calibration".into(),
+            us: 1300.0,
+        });
+        let text = cost_targets(&run);
+        assert!(
+            !text.contains("44561") && text.contains("40000 instructions, target <= 40000: PASS"),
+            "{text}"
+        );
+        assert!(
+            text.contains("a PIT calibration before ready in 1 of 19 boots (median 1300 us): MISS"),
+            "{text}"
+        );
+
+        let mut acpi = icount_fixture(1031.0);
+        for record in &mut acpi.configurations {
+            record.configuration.acpi = true;
+        }
+        for sample in acpi.samples.iter_mut().filter(|s| !s.phases.is_empty()) {
+            sample.phases.push(PhaseTime {
+                path: "acpi_init;dsdt_walk".into(),
+                us: 13.083,
+            });
+            sample.phases.push(PhaseTime {
+                path: "devices_init;virtio_discovery".into(),
+                us: 1.454,
+            });
+        }
+        let text = cost_targets(&acpi);
+        assert!(
+            text.contains(
+                "(e) DSDT discovery (dsdt_walk + virtio_discovery, ACPI on), mote-kvm-blk-net: 14537 instructions, \
+                 target <= 5000: MISS"
+            ),
+            "{text}"
+        );
     }
 
     #[test]
