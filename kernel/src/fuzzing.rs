@@ -197,8 +197,9 @@ fn strtoull_reference(text: &str) -> Option<(u64, &str)> {
 /// `mote.*`, `loglevel=`, `quiet`, `debug`, `ip=` on the command line.
 /// Invariants: every borrowed field is a slice of the command line; each
 /// unrecognised option starts `mote.`; a block-write range has sectors;
-/// `auto_radix` agrees with a plain `strtoull` on every word, and `words`
-/// with a plain `next_arg`.
+/// the `virtio_mmio.device` span holds the same entries as the whole line;
+/// `auto_radix` agrees with a plain `strtoull` on every word, `words`
+/// with a plain `next_arg`, and `split_key` with `split_once('=')`.
 pub fn cmdline_options(data: &[u8]) {
     let cmdline = cmdline_text(data);
     let words: Vec<&str> = crate::cmdline::lex::words(cmdline).collect();
@@ -221,6 +222,30 @@ pub fn cmdline_options(data: &[u8]) {
     }
     if let Some((_, sectors)) = options.blk_write {
         assert!(sectors > 0, "mote.blk.write= with no sectors");
+    }
+    // Device discovery reads only this span: it must hold every entry.
+    let span = options.virtio_mmio_words;
+    assert!(is_slice_of(span.as_bytes(), cmdline.as_bytes()), "{span:?}");
+    let entries = |text| {
+        let entries = core::cell::RefCell::new(Vec::new());
+        crate::virtio::cmdline::virtio_mmio_devices_from_cmdline(
+            text,
+            |device| entries.borrow_mut().push(Ok(device)),
+            |bad| entries.borrow_mut().push(Err(bad)),
+        );
+        entries.into_inner()
+    };
+    assert_eq!(
+        entries(span),
+        entries(cmdline),
+        "{cmdline:?}: span {span:?}"
+    );
+    for word in crate::cmdline::lex::words(cmdline) {
+        assert_eq!(
+            crate::cmdline::lex::split_key(word),
+            word.split_once('='),
+            "{word:?}"
+        );
     }
     let _ = options.max_log_level();
 }

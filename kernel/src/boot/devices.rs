@@ -174,6 +174,7 @@ fn pci_virtio_functions(
 /// network device when `serve_network`), and wraps each module as a ramdisk.
 pub(super) fn init(
     boot: &BootInfo,
+    virtio_mmio_words: &str,
     platform: &Platform,
     mapped: IdentityMapped,
     serve_network: bool,
@@ -215,7 +216,7 @@ pub(super) fn init(
     }
     let found = {
         let _span = trace::span("virtio_discovery");
-        discover(boot, platform)
+        discover(virtio_mmio_words, platform)
     };
     for device in found {
         let Some(probed) = transport::probe(device, mapped) else {
@@ -304,10 +305,12 @@ fn start_driver(devices: &mut Devices, mut probed: Probed, place: Place, serve_n
     }
 }
 
-fn discover(boot: &BootInfo, platform: &Platform) -> Vec<MmioDevice> {
+/// `virtio_mmio_words`: the command line's `virtio_mmio.device` words
+/// ([`crate::cmdline::Options::virtio_mmio_words`]).
+fn discover(virtio_mmio_words: &str, platform: &Platform) -> Vec<MmioDevice> {
     let mut found = Vec::new();
     cmdline::virtio_mmio_devices_from_cmdline(
-        boot.cmdline(),
+        virtio_mmio_words,
         |device| found.push(device),
         |bad| log::warn!("virtio_mmio.device={}: {}; skipped", bad.value, bad.error),
     );

@@ -82,7 +82,13 @@ pub fn start(start_info_paddr: u32, entry_tsc: u64) -> ! {
     let phase = phase.then("devices_init");
     // With mote.exit=ready nothing is served: the NIC is not started.
     let serve = options.exit != ExitPolicy::Ready;
-    let mut devices = devices::init(boot, &platform, memory.mapped, serve);
+    let mut devices = devices::init(
+        boot,
+        options.virtio_mmio_words,
+        &platform,
+        memory.mapped,
+        serve,
+    );
 
     let phase = phase.then("net_init");
     let mut network = devices.net.take().and_then(|(device, _, interrupt)| {

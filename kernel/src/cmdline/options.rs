@@ -106,6 +106,10 @@ pub(crate) struct Options<'a> {
     /// `mote.inject=stray-interrupt`: before serving, interrupt this CPU
     /// on a vector nothing routes, which it must count and survive.
     pub(crate) stray_interrupt: bool,
+    /// The part of the command line from the first `virtio_mmio.device`
+    /// word to the end of the last (empty without one): device discovery
+    /// reads only these words, not the whole line a second time.
+    pub(crate) virtio_mmio_words: &'a str,
     /// `mote.tslog=1`: dump the boot trace after the ready mark.
     pub(crate) tslog: bool,
     /// `mote.tslog=markers`: the dump, and each record's index written to
@@ -156,9 +160,24 @@ impl Default for Options<'_> {
             exit_cost: false,
             boot_timer: BootTimer::WhenFirecracker,
             tsc_early_khz: None,
+            virtio_mmio_words: "",
             unrecognised: ArrayVec::new(),
         }
     }
+}
+
+/// The part of `cmdline` from the start of `span` (or of `word`, when
+/// `span` is empty) to the end of `word`; both are subslices of `cmdline`.
+fn span_through<'a>(cmdline: &'a str, span: &'a str, word: &'a str) -> &'a str {
+    let offset = |part: &str| part.as_ptr() as usize - cmdline.as_ptr() as usize;
+    let start = if span.is_empty() {
+        offset(word)
+    } else {
+        offset(span)
+    };
+    cmdline
+        .get(start..offset(word) + word.len())
+        .unwrap_or(word)
 }
 
 impl<'a> Options<'a> {
@@ -226,6 +245,10 @@ impl<'a> Options<'a> {
                 ("mote.boottimer", Some(address)) if lex::number(address).is_some() => {
                     options.boot_timer = lex::number(address).map_or(BootTimer::Off, BootTimer::At);
                 }
+                _ if crate::virtio::cmdline::is_device_key(key) => {
+                    options.virtio_mmio_words =
+                        span_through(cmdline, options.virtio_mmio_words, word);
+                }
                 _ if key.starts_with("mote.") => {
                     // Keep the first few; more are as unhelpful as eight.
                     let _ = options.unrecognised.try_push(Unrecognised { option: word });
@@ -260,6 +283,38 @@ fn parse_range(text: &str) -> Option<(u64, u64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn virtio_mmio_words_span_every_device_word_and_lex_the_same() {
+        use crate::virtio::cmdline::virtio_mmio_devices_from_cmdline;
+        extern crate alloc;
+        use alloc::vec::Vec;
+        let devices = |text: &str| {
+            let mut found = Vec::new();
+            let mut bad = Vec::new();
+            virtio_mmio_devices_from_cmdline(
+                text,
+                |d| found.push(d),
+                |b| bad.push(alloc::string::String::from(b.value)),
+            );
+            (found, bad)
+        };
+        for cmdline in [
+            "",
+            "console=ttyS0 quiet",
+            "virtio_mmio.device=512@0xfeb00e00:12",
+            "a virtio_mmio.device=512@0xfeb00e00:12 b=\"c virtio_mmio.device=1@2:3\" virtio_mmio.device_3=bad x",
+            "virtio_mmio.device=\"512@0x1000:5 y\"  virtio_mmio.device_1=4K@0x2000:6\tz",
+            "virtio_mmio.devicex=1@2:3 virtio_mmio.device_=1@2:3 virtio_mmio.device_7=1@0x3000:2",
+        ] {
+            let words = Options::parse(cmdline).virtio_mmio_words;
+            assert_eq!(devices(words), devices(cmdline), "{cmdline:?}: {words:?}");
+        }
+        let words = Options::parse("a virtio_mmio.device=1@2:3 b virtio_mmio.device=4@5:6 c")
+            .virtio_mmio_words;
+        assert_eq!(words, "virtio_mmio.device=1@2:3 b virtio_mmio.device=4@5:6");
+        assert_eq!(Options::parse("quiet").virtio_mmio_words, "");
+    }
 
     #[test]
     fn defaults() {

@@ -13,7 +13,7 @@ extern crate alloc;
 use alloc::vec::Vec;
 
 use super::{Discovery, MmioDevice};
-use crate::cmdline::lex::{auto_radix, memparse, words};
+use crate::cmdline::lex::{auto_radix, memparse, split_key, words};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub(crate) enum ParseError {
@@ -46,7 +46,7 @@ pub(crate) fn virtio_mmio_devices_from_cmdline<'a>(
     mut bad: impl FnMut(BadEntry<'a>),
 ) {
     for word in words(cmdline) {
-        let Some((key, value)) = word.split_once('=') else {
+        let Some((key, value)) = split_key(word) else {
             continue;
         };
         if !is_device_key(key) {
@@ -82,7 +82,7 @@ pub(crate) fn drop_overlapping(devices: &mut Vec<MmioDevice>) -> Vec<(MmioDevice
 }
 
 /// `virtio_mmio.device`, or FreeBSD's early-kenv `virtio_mmio.device_<N>`.
-fn is_device_key(key: &str) -> bool {
+pub(crate) fn is_device_key(key: &str) -> bool {
     match key.strip_prefix("virtio_mmio.device") {
         Some("") => true,
         Some(rest) => rest
