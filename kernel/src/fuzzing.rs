@@ -301,9 +301,17 @@ pub fn virtio_mmio_cmdline(data: &[u8]) {
 }
 
 /// Linux's `ip=` value. Invariants: a static prefix is at most 32; a
-/// static configuration written back in `ip=` form parses to itself.
+/// static configuration written back in `ip=` form parses to itself;
+/// `dotted_quad` reads every `:` field as `Ipv4Addr::from_str` does.
 pub fn ip_config(data: &[u8]) {
     let value = cmdline_text(data);
+    for field in value.split(':') {
+        assert_eq!(
+            ip_config::dotted_quad(field),
+            field.parse::<Ipv4Addr>().ok(),
+            "{field:?}"
+        );
+    }
     let Ok(Some(IpConfig::Static(config))) = ip_config::parse(value) else {
         return;
     };
