@@ -407,27 +407,33 @@ fn targets_section(run: &BenchRun) -> String {
             "(a) entry -> ready: not measured (no mote configuration with blk and net under KVM)"
         );
     }
-    for (configuration, _, floor) in with_floors(run) {
-        if configuration.guest != Guest::Mote {
-            continue;
-        }
-        let ready = run.median(&configuration.name, &Figure::ReadyLine);
-        if let (Some(ratio), Some(ready), Some(floor)) =
-            (ratio_to_floor(ready, floor), ready, floor)
-        {
-            let _ = writeln!(
-                out,
-                "(b) start -> ready / null start -> exit, {}: {:.2} ms / {:.2} ms = {ratio:.2}, \
-                 target <= {FLOOR_RATIO_TARGET:.2}: {}",
-                configuration.name,
-                ready / 1000.0,
-                floor / 1000.0,
-                verdict(ratio <= FLOOR_RATIO_TARGET)
-            );
-        }
+    for (configuration, ready, floor, ratio) in mote_floor_ratios(run) {
+        let _ = writeln!(
+            out,
+            "(b) start -> ready / null start -> exit, {}: {:.2} ms / {:.2} ms = {ratio:.2}, \
+             target <= {FLOOR_RATIO_TARGET:.2}: {}",
+            configuration.name,
+            ready / 1000.0,
+            floor / 1000.0,
+            verdict(ratio <= FLOOR_RATIO_TARGET)
+        );
     }
     out.push_str(&cost_targets(run));
     out
+}
+
+/// Each mote configuration with a floor: its start -> ready median, the
+/// floor's start -> exit median and their ratio (targets (b) and (g)).
+fn mote_floor_ratios(run: &BenchRun) -> Vec<(&Configuration, f64, f64, f64)> {
+    with_floors(run)
+        .into_iter()
+        .filter(|(configuration, _, _)| configuration.guest == Guest::Mote)
+        .filter_map(|(configuration, _, floor)| {
+            let ready = run.median(&configuration.name, &Figure::ReadyLine);
+            let ratio = ratio_to_floor(ready, floor)?;
+            Some((configuration, ready?, floor?, ratio))
+        })
+        .collect()
 }
 
 /// Issue #12's boot-cost targets: exact figures under icount (served boot,
@@ -550,14 +556,8 @@ fn cost_targets(run: &BenchRun) -> String {
             configuration.name
         );
     }
-    for (configuration, _, floor) in with_floors(run) {
-        if configuration.guest != Guest::Mote || configuration.accel != Accel::Tcg {
-            continue;
-        }
-        let ready = run.median(&configuration.name, &Figure::ReadyLine);
-        if let (Some(ratio), Some(ready), Some(floor)) =
-            (ratio_to_floor(ready, floor), ready, floor)
-        {
+    for (configuration, ready, floor, ratio) in mote_floor_ratios(run) {
+        if configuration.accel == Accel::Tcg {
             let _ = writeln!(
                 out,
                 "(g) start -> ready / null start -> exit (TCG), {}: {:.2} ms / {:.2} ms = {ratio:.3}, \
