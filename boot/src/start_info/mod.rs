@@ -150,17 +150,21 @@ impl BootInfo {
         }
     }
 
-    /// Nothing read yet (no command line, map or modules), for statics.
-    pub const fn empty() -> Self {
+    /// Nothing read yet (no command line, map or modules). Not `const`:
+    /// from `ArrayVec::new_const`'s constant, whose buffer bytes are
+    /// uninitialised, LLVM writes zeroes over the whole 4 KiB command-line
+    /// buffer (560 instructions under icount); `ArrayVec::new` writes the
+    /// lengths alone.
+    pub fn empty() -> Self {
         Self {
             version: 0,
-            cmdline: ArrayVec::new_const(),
+            cmdline: ArrayVec::new(),
             memory_map: MemoryMap::new(),
             memory_map_entries: 0,
-            modules: ArrayVec::new_const(),
-            unusable_modules: ArrayVec::new_const(),
+            modules: ArrayVec::new(),
+            unusable_modules: ArrayVec::new(),
             rsdp: None,
-            loader_ranges: ArrayVec::new_const(),
+            loader_ranges: ArrayVec::new(),
         }
     }
 
