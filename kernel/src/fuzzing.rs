@@ -342,8 +342,8 @@ struct CheckedWalk<'a> {
 }
 
 impl<'a> aml::Visitor<'a> for CheckedWalk<'a> {
-    fn device(&mut self, path: &str, objects: &aml::DeviceObjects<'a>) {
-        assert!(path.starts_with('\\'), "device path {path:?}");
+    fn device(&mut self, path: aml::Path<'_>, objects: &aml::DeviceObjects<'a>) {
+        assert!(path.as_bytes().starts_with(b"\\"), "device path {path:?}");
         if let Some(crs) = objects.crs {
             assert!(
                 is_slice_of(crs, self.aml),
@@ -361,8 +361,8 @@ impl<'a> aml::Visitor<'a> for CheckedWalk<'a> {
         }
     }
 
-    fn name(&mut self, path: &str, data: aml::Data<'a>) {
-        assert!(path.starts_with('\\'), "name path {path:?}");
+    fn name(&mut self, path: aml::Path<'_>, data: aml::Data<'a>) {
+        assert!(path.as_bytes().starts_with(b"\\"), "name path {path:?}");
         if let aml::Data::String(bytes) | aml::Data::Buffer(bytes) = data {
             assert!(
                 is_slice_of(bytes, self.aml),
@@ -786,7 +786,7 @@ pub fn dsdt_aml_of(memory: &PhysicalImage<'_>, rsdp: u64) -> Option<Vec<u8>> {
 pub fn crs_templates(aml: &[u8]) -> Vec<Vec<u8>> {
     struct Templates(Vec<Vec<u8>>);
     impl<'a> aml::Visitor<'a> for Templates {
-        fn device(&mut self, _path: &str, objects: &aml::DeviceObjects<'a>) {
+        fn device(&mut self, _path: aml::Path<'_>, objects: &aml::DeviceObjects<'a>) {
             if let Some(crs) = objects.crs {
                 self.0.push(crs.to_vec());
             }

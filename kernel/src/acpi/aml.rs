@@ -14,8 +14,8 @@
 
 extern crate alloc;
 
-use alloc::string::String;
 use alloc::vec::Vec;
+use core::ops::Range;
 
 /// Deepest Scope/Device nesting followed (QEMU's is 2).
 const MAX_DEPTH: usize = 16;
@@ -93,12 +93,43 @@ pub(crate) struct DeviceObjects<'a> {
     pub(crate) cba: Option<u64>,
 }
 
+/// The absolute path of an object (`\_SB_.VR23` style), as the table's
+/// bytes: segments are not checked to be ASCII (a table from outside may
+/// hold anything), and [`core::fmt::Display`] shows each byte as the
+/// character of that code point.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Path<'p>(&'p [u8]);
+
+impl<'p> Path<'p> {
+    pub(crate) fn as_bytes(&self) -> &'p [u8] {
+        self.0
+    }
+}
+
+impl core::fmt::Display for Path<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        self.0
+            .iter()
+            .try_for_each(|&byte| core::fmt::Write::write_char(f, char::from(byte)))
+    }
+}
+
+impl core::fmt::Debug for Path<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "\"{self}\"")
+    }
+}
+
 /// Told about what the walk finds, in table order.
 pub(crate) trait Visitor<'a> {
-    /// A `Device` at `path` (`\_SB_.VR23` style), after its body was read.
-    fn device(&mut self, _path: &str, _objects: &DeviceObjects<'a>) {}
+    /// The last segments of the `Name`s [`Self::name`] is told about;
+    /// `None`, every one. The walk builds a `Name`'s path only when it is
+    /// told (50 instructions a name, most of a walk's).
+    const NAMES: Option<&'static [[u8; 4]]> = None;
+    /// A `Device` at `path`, after its body was read.
+    fn device(&mut self, _path: Path<'_>, _objects: &DeviceObjects<'a>) {}
     /// A `Name` at `path` with constant data.
-    fn name(&mut self, _path: &str, _data: Data<'a>) {}
+    fn name(&mut self, _path: Path<'_>, _data: Data<'a>) {}
 }
 
 /// Walks `aml` (a DSDT without its 36-byte header). Returns how many
@@ -107,34 +138,29 @@ pub(crate) trait Visitor<'a> {
 /// it against.
 #[cfg(any(test, not(target_os = "none")))]
 pub(crate) fn walk<'a>(aml: &'a [u8], visitor: &mut impl Visitor<'a>) -> Result<usize, AmlError> {
-    Reader {
-        aml,
-        unknown_opcodes: 0,
-        needles: None,
-        buffers: Vec::new(),
-    }
-    .read_all(visitor)
+    Reader::new(aml, None).read_all(visitor)
 }
 
 /// Like [`walk`], but a `Scope` or `Device` whose bytes contain none of
 /// `needles` is skipped whole, unread and unreported: what a visitor
-/// looks for by name or `_HID` cannot be inside it. Finding the needles
-/// is one pass over the table; each package then costs a binary search.
+/// looks for by name or `_HID` cannot be inside it. `Scope (\)` is read
+/// whatever it holds, as is the root's own term list: that is where ACPI
+/// puts the root's objects such as `\_S5`, so they need no needle.
+/// Finding the needles is one pass over the table; each package then
+/// costs a binary search.
 pub(crate) fn walk_for<'a>(
     aml: &'a [u8],
     needles: &[&[u8]],
     visitor: &mut impl Visitor<'a>,
 ) -> Result<usize, AmlError> {
+    // Offsets come out in the order their needles end: sorted already
+    // unless needles of different lengths end close together.
     let mut offsets: Vec<usize> = Vec::new();
     find_any(aml, needles, &mut offsets);
-    offsets.sort_unstable();
-    Reader {
-        aml,
-        unknown_opcodes: 0,
-        needles: Some(offsets),
-        buffers: Vec::new(),
+    if !offsets.is_sorted() {
+        offsets.sort_unstable();
     }
-    .read_all(visitor)
+    Reader::new(aml, Some(offsets)).read_all(visitor)
 }
 
 /// Appends the offset of every occurrence of any of `needles` in
@@ -143,36 +169,76 @@ pub(crate) fn walk_for<'a>(
 /// the byte at its end allows for every needle's last window of bytes).
 /// About `haystack.len() / shortest` probes, not one per byte, nor one pass
 /// per needle: instructions are what a boot under an emulating hypervisor
-/// pays for, and the DSDT's needles are searched two at a time.
+/// pays for, and the DSDT's needles are searched two at a time. A probe
+/// whose byte ends no needle is a table load and an add; only the others
+/// compare needles, byte by byte from the end.
 pub(crate) fn find_any(haystack: &[u8], needles: &[&[u8]], out: &mut Vec<usize>) {
+    /// Set in a table entry when the byte ends some needle.
+    const ENDS_A_NEEDLE: u8 = 0x80;
     let Some(window) = needles.iter().map(|needle| needle.len()).min() else {
         return;
     };
     if window == 0 {
         return;
     }
-    // A shift below the true one only costs probes: cap it to fit a byte.
-    let most = u8::try_from(window).unwrap_or(u8::MAX);
-    let mut shift = [most; 256];
+    // A shift below the true one only costs probes: cap it to fit beside
+    // the flag.
+    let most = u8::try_from(window).unwrap_or(u8::MAX).min(!ENDS_A_NEEDLE);
+    let mut table = [most; 256];
     for needle in needles {
         let tail = &needle[needle.len() - window..];
         for (index, &byte) in tail[..window - 1].iter().enumerate() {
             let distance = u8::try_from(window - 1 - index).unwrap_or(u8::MAX);
-            let entry = &mut shift[usize::from(byte)];
-            *entry = (*entry).min(distance);
+            let entry = &mut table[usize::from(byte)];
+            *entry = (*entry & ENDS_A_NEEDLE) | (*entry & !ENDS_A_NEEDLE).min(distance);
         }
+    }
+    for needle in needles {
+        table[usize::from(needle[needle.len() - 1])] |= ENDS_A_NEEDLE;
     }
     let mut end = window - 1;
     while let Some(&byte) = haystack.get(end) {
-        for needle in needles {
-            if needle.last() == Some(&byte)
-                && let Some(start) = (end + 1).checked_sub(needle.len())
-                && &haystack[start..=end] == *needle
-            {
-                out.push(start);
+        let entry = table[usize::from(byte)];
+        if entry & ENDS_A_NEEDLE != 0 {
+            let before = &haystack[..=end];
+            for needle in needles {
+                if before.len() >= needle.len()
+                    && needle
+                        .iter()
+                        .rev()
+                        .zip(before.iter().rev())
+                        .all(|(a, b)| a == b)
+                {
+                    out.push(before.len() - needle.len());
+                }
             }
         }
-        end += usize::from(shift[usize::from(byte)]);
+        end += usize::from(entry & !ENDS_A_NEEDLE);
+    }
+}
+
+/// A NameString as the table has it (ACPI 6.5 §20.2.2): whether it starts
+/// at the root, how many `^` it has, and its 4-byte segments.
+#[derive(Clone, Copy)]
+struct Name<'a> {
+    root: bool,
+    parents: usize,
+    segments: &'a [u8],
+}
+
+impl Name<'_> {
+    /// Whether this is the one-segment relative name `segment` (`_HID`).
+    fn is(&self, segment: &[u8; 4]) -> bool {
+        !self.root && self.parents == 0 && self.segments == segment
+    }
+
+    /// Whether a `V` is told about a `Name` with this name.
+    fn is_one_of<'a, V: Visitor<'a>>(&self) -> bool {
+        V::NAMES.is_none_or(|wanted| {
+            self.segments
+                .last_chunk::<4>()
+                .is_some_and(|last| wanted.contains(last))
+        })
     }
 }
 
@@ -181,25 +247,29 @@ struct Reader<'a> {
     unknown_opcodes: usize,
     /// Sorted offsets of what the walk looks for; `None` walks everything.
     needles: Option<Vec<usize>>,
-    /// Name and path buffers per nesting depth, reused by every object at
-    /// that depth: a walk reads a name per object, and allocating (then
-    /// freeing) two strings for each was most of its instructions.
-    buffers: Vec<NameBuffers>,
-}
-
-/// The name read and the path it resolves to, at one depth of the walk.
-#[derive(Default)]
-struct NameBuffers {
-    name: String,
-    path: String,
+    /// The paths being walked: each scope's and object's path is a range
+    /// of it, appended on the way in and cut off on the way out, so a
+    /// name costs no allocation and a path is built once per object.
+    paths: Vec<u8>,
 }
 
 impl<'a> Reader<'a> {
+    fn new(aml: &'a [u8], needles: Option<Vec<usize>>) -> Self {
+        let mut paths = Vec::with_capacity(64);
+        paths.push(opcode::ROOT_CHAR);
+        Self {
+            aml,
+            unknown_opcodes: 0,
+            needles,
+            paths,
+        }
+    }
+
     /// Reads the whole table as the root scope. A read past the end names
     /// the offset it tried, which can lie beyond the table; the error says
     /// the table is truncated at its end at the latest.
     fn read_all(mut self, visitor: &mut impl Visitor<'a>) -> Result<usize, AmlError> {
-        self.term_list(0, self.aml.len(), "\\", None, 0, visitor)
+        self.term_list(0, self.aml.len(), 0..1, None, 0, visitor)
             .map_err(|error| AmlError {
                 offset: error.offset.min(self.aml.len()),
             })?;
@@ -235,62 +305,89 @@ impl<'a> Reader<'a> {
         Ok((end, at + 1 + extra))
     }
 
-    /// The buffers of `depth`, taken out of the reader while in use.
-    fn take_buffers(&mut self, depth: usize) -> NameBuffers {
-        if self.buffers.len() <= depth {
-            self.buffers.resize_with(depth + 1, NameBuffers::default);
-        }
-        core::mem::take(&mut self.buffers[depth])
-    }
-
-    fn put_buffers(&mut self, depth: usize, buffers: NameBuffers) {
-        self.buffers[depth] = buffers;
-    }
-
-    /// A NameString at `at`, written to `name` ("\\_SB_.VR23" style, "^"
-    /// and root prefixes kept); returns the offset after it.
-    fn name_string(&self, mut at: usize, name: &mut String) -> Result<usize, AmlError> {
-        name.clear();
-        while matches!(self.byte(at)?, opcode::ROOT_CHAR | opcode::PARENT_PREFIX) {
-            name.push(char::from(self.byte(at)?));
+    /// The NameString at `at` and the offset after it.
+    fn name_string(&self, mut at: usize) -> Result<(Name<'a>, usize), AmlError> {
+        let mut root = false;
+        let mut parents = 0;
+        loop {
+            match self.byte(at)? {
+                opcode::ROOT_CHAR => root = true,
+                opcode::PARENT_PREFIX => parents += 1,
+                _ => break,
+            }
             at += 1;
         }
-        let segments = match self.byte(at)? {
-            opcode::ZERO => {
-                at += 1;
-                0
-            }
-            opcode::DUAL_NAME_PREFIX => {
-                at += 1;
-                2
-            }
-            opcode::MULTI_NAME_PREFIX => {
-                at += 2;
-                usize::from(self.byte(at - 1)?)
-            }
-            _ => 1,
+        let (segments, start) = match self.byte(at)? {
+            opcode::ZERO => (0, at + 1),
+            opcode::DUAL_NAME_PREFIX => (2, at + 1),
+            opcode::MULTI_NAME_PREFIX => (usize::from(self.byte(at + 1)?), at + 2),
+            _ => (1, at),
         };
-        for index in 0..segments {
-            let segment = self.bytes(at, at + 4)?;
-            if index > 0 {
-                name.push('.');
-            }
-            name.extend(segment.iter().map(|&b| char::from(b)));
-            at += 4;
-        }
-        Ok(at)
+        let end = start + 4 * segments;
+        let segments = self.bytes(start, end)?;
+        Ok((
+            Name {
+                root,
+                parents,
+                segments,
+            },
+            end,
+        ))
     }
 
-    /// Reads objects in `[at, end)` in scope `scope`, telling `visitor`;
-    /// Names inside a device also go to `device`.
-    fn term_list(
+    /// Appends the absolute path of `name`, used in the scope at `scope`
+    /// (a range of [`Self::paths`] that ends it), and returns its range.
+    /// A name without prefixes extends the scope's path in place; `\` and
+    /// `^` keep a prefix of it (the root, or the scope cut at a dot per
+    /// `^`), copied after it. Cut off again with [`Self::leave`].
+    fn enter(&mut self, scope: &Range<usize>, name: &Name<'_>) -> Range<usize> {
+        debug_assert_eq!(self.paths.len(), scope.end);
+        let start = if name.root || name.parents > 0 {
+            let path = &self.paths[scope.clone()];
+            let mut base = if name.root { 1 } else { path.len() };
+            for _ in 0..name.parents {
+                base = path[..base]
+                    .iter()
+                    .rposition(|&byte| byte == b'.')
+                    .unwrap_or(1)
+                    .max(1);
+            }
+            let start = self.paths.len();
+            self.paths
+                .extend_from_within(scope.start..scope.start + base);
+            start
+        } else {
+            scope.start
+        };
+        for segment in name.segments.chunks_exact(4) {
+            if self.paths.len() - start > 1 {
+                self.paths.push(b'.');
+            }
+            self.paths.extend_from_slice(segment);
+        }
+        start..self.paths.len()
+    }
+
+    /// Cuts the paths back to the scope an object was in.
+    fn leave(&mut self, scope: &Range<usize>) {
+        self.paths.truncate(scope.end);
+    }
+
+    fn path(&self, range: Range<usize>) -> Path<'_> {
+        Path(&self.paths[range])
+    }
+
+    /// Reads objects in `[at, end)` in the scope whose path is `scope` (a
+    /// range of [`Self::paths`]), telling `visitor`; Names inside a device
+    /// also go to `device`.
+    fn term_list<V: Visitor<'a>>(
         &mut self,
         mut at: usize,
         end: usize,
-        scope: &str,
+        scope: Range<usize>,
         mut device: Option<&mut DeviceObjects<'a>>,
         depth: usize,
-        visitor: &mut impl Visitor<'a>,
+        visitor: &mut V,
     ) -> Result<(), AmlError> {
         while at < end {
             let op = self.byte(at)?;
@@ -301,33 +398,38 @@ impl<'a> Reader<'a> {
             };
             at = match (op, extended) {
                 // ScopeOp / DeviceOp: PkgLength NameString TermList
-                (opcode::SCOPE, _) => self.scoped(at + 1, end, scope, false, depth, visitor)?,
+                (opcode::SCOPE, _) => self.scoped(at + 1, end, &scope, false, depth, visitor)?,
                 (_, Some(opcode::EXT_DEVICE)) => {
-                    self.scoped(at + 2, end, scope, true, depth, visitor)?
+                    self.scoped(at + 2, end, &scope, true, depth, visitor)?
                 }
                 // NameOp NameString DataRefObject
                 (opcode::NAME, _) => {
-                    let mut buffers = self.take_buffers(depth);
-                    let after = self.name_string(at + 1, &mut buffers.name)?;
+                    let (name, after) = self.name_string(at + 1)?;
                     let (data, after) = self.data(after, end)?;
                     if let Some(objects) = device.as_deref_mut() {
-                        match (buffers.name.as_str(), data) {
-                            ("_HID", Data::String(text)) => objects.hid = Some(Hid::String(text)),
-                            ("_HID", Data::Integer(id)) => objects.hid = Some(Hid::Eisa(id)),
-                            ("_UID", Data::Integer(uid)) => objects.uid = Some(uid),
-                            ("_CRS", Data::Buffer(bytes)) => objects.crs = Some(bytes),
+                        match data {
+                            Data::String(text) if name.is(b"_HID") => {
+                                objects.hid = Some(Hid::String(text));
+                            }
+                            Data::Integer(id) if name.is(b"_HID") => {
+                                objects.hid = Some(Hid::Eisa(id));
+                            }
+                            Data::Integer(uid) if name.is(b"_UID") => objects.uid = Some(uid),
+                            Data::Buffer(bytes) if name.is(b"_CRS") => objects.crs = Some(bytes),
                             _ => {}
                         }
                     }
-                    resolve_into(scope, &buffers.name, &mut buffers.path);
-                    visitor.name(&buffers.path, data);
-                    self.put_buffers(depth, buffers);
+                    if name.is_one_of::<V>() {
+                        let path = self.enter(&scope, &name);
+                        visitor.name(self.path(path), data);
+                        self.leave(&scope);
+                    }
                     after
                 }
                 // MethodOp PkgLength NameString MethodFlags TermList: a
                 // device's `_CBA` is read when it returns a constant.
                 (opcode::METHOD, _) if device.is_some() => {
-                    let (after, cba) = self.method(at + 1, end, depth)?;
+                    let (after, cba) = self.method(at + 1, end)?;
                     if let (Some(objects), Some(cba)) = (device.as_deref_mut(), cba) {
                         objects.cba = Some(cba);
                     }
@@ -349,9 +451,7 @@ impl<'a> Reader<'a> {
                 }
                 // OperationRegion NameString RegionSpace Offset Length.
                 (_, Some(opcode::EXT_OPERATION_REGION)) => {
-                    let mut buffers = self.take_buffers(depth);
-                    let after = self.name_string(at + 2, &mut buffers.name)? + 1;
-                    self.put_buffers(depth, buffers);
+                    let after = self.name_string(at + 2)?.1 + 1;
                     let (_, after) = self.integer(after)?.ok_or(AmlError { offset: after })?;
                     let (_, after) = self.integer(after)?.ok_or(AmlError { offset: after })?;
                     after
@@ -370,57 +470,54 @@ impl<'a> Reader<'a> {
         &mut self,
         at: usize,
         limit: usize,
-        scope: &str,
+        scope: &Range<usize>,
         is_device: bool,
         depth: usize,
         visitor: &mut impl Visitor<'a>,
     ) -> Result<usize, AmlError> {
         let (end, body) = self.pkg_length(at, limit)?;
-        if !self.holds_a_needle(at, end) {
+        let (name, body) = self.name_string(body)?;
+        // A name without segments is the root or an ancestor (`Scope (\)`,
+        // `Scope (^)`): the root's is read whatever it holds.
+        let aliases_a_scope = name.segments.is_empty();
+        if depth >= MAX_DEPTH || !(aliases_a_scope || self.holds_a_needle(at, end)) {
             return Ok(end);
         }
-        let mut buffers = self.take_buffers(depth);
-        let body = self.name_string(body, &mut buffers.name)?;
-        if depth >= MAX_DEPTH {
-            self.put_buffers(depth, buffers);
+        let path = self.enter(scope, &name);
+        if aliases_a_scope && path.len() > 1 && !self.holds_a_needle(at, end) {
+            self.leave(scope);
             return Ok(end);
         }
-        resolve_into(scope, &buffers.name, &mut buffers.path);
-        if is_device {
+        let walked = if is_device {
             let mut objects = DeviceObjects::default();
-            self.term_list(
+            let walked = self.term_list(
                 body,
                 end,
-                &buffers.path,
+                path.clone(),
                 Some(&mut objects),
                 depth + 1,
                 visitor,
-            )?;
-            visitor.device(&buffers.path, &objects);
+            );
+            if walked.is_ok() {
+                visitor.device(self.path(path), &objects);
+            }
+            walked
         } else {
-            self.term_list(body, end, &buffers.path, None, depth + 1, visitor)?;
-        }
-        self.put_buffers(depth, buffers);
-        Ok(end)
+            self.term_list(body, end, path, None, depth + 1, visitor)
+        };
+        self.leave(scope);
+        walked.map(|()| end)
     }
 
     /// A method at `at` (its PkgLength): the offset after it, and the
     /// constant it returns when it is `_CBA` and its whole body is
     /// `Return (constant)`.
-    fn method(
-        &mut self,
-        at: usize,
-        limit: usize,
-        depth: usize,
-    ) -> Result<(usize, Option<u64>), AmlError> {
+    fn method(&self, at: usize, limit: usize) -> Result<(usize, Option<u64>), AmlError> {
         let (end, body) = self.pkg_length(at, limit)?;
-        let mut buffers = self.take_buffers(depth);
-        let named = self.name_string(body, &mut buffers.name);
-        let is_cba = buffers.name == "_CBA";
-        self.put_buffers(depth, buffers);
+        let (name, after) = self.name_string(body)?;
         // MethodFlags, then the TermList.
-        let statement = named? + 1;
-        if !is_cba || self.aml.get(statement) != Some(&opcode::RETURN) {
+        let statement = after + 1;
+        if !name.is(b"_CBA") || self.aml.get(statement) != Some(&opcode::RETURN) {
             return Ok((end, None));
         }
         let value = self
@@ -503,30 +600,6 @@ impl<'a> Reader<'a> {
             _ => Ok((Data::Other, limit)),
         }
     }
-}
-
-/// The absolute path of `name` used in `scope`, written to `path`.
-fn resolve_into(scope: &str, name: &str, path: &mut String) {
-    path.clear();
-    if name.starts_with('\\') {
-        path.push_str(name);
-        return;
-    }
-    // The scope is cut, not copied, for each `^`.
-    let mut base = scope;
-    let mut rest = name;
-    while let Some(stripped) = rest.strip_prefix('^') {
-        rest = stripped;
-        base = match base.rfind('.') {
-            Some(dot) => &base[..dot],
-            None => "\\",
-        };
-    }
-    path.push_str(base);
-    if !base.ends_with('\\') {
-        path.push('.');
-    }
-    path.push_str(rest);
 }
 
 /// AML built the way QEMU's `hw/i386/acpi-microvm.c` builds it, for tests
@@ -623,13 +696,13 @@ mod tests {
     struct Record(Vec<String>);
 
     impl<'a> Visitor<'a> for Record {
-        fn device(&mut self, path: &str, objects: &DeviceObjects<'a>) {
+        fn device(&mut self, path: Path<'_>, objects: &DeviceObjects<'a>) {
             self.0.push(format!(
                 "device {path} {:?} uid {:?}",
                 objects.hid, objects.uid
             ));
         }
-        fn name(&mut self, path: &str, data: Data<'a>) {
+        fn name(&mut self, path: Path<'_>, data: Data<'a>) {
             self.0.push(format!("name {path} {data:?}"));
         }
     }
@@ -750,6 +823,35 @@ mod tests {
         }
     }
 
+    /// `\_S5` found with no needle of its own, at the root and inside
+    /// `Scope (\)`, while a scope without a needle that holds a `_S5_`
+    /// of its own is skipped.
+    #[test]
+    fn the_roots_objects_need_no_needle() {
+        let package = package_like(&[0x12], &[0x04, 0x0a, 0x05, 0x00, 0x00, 0x00]);
+        for aml in [
+            [
+                s5_scope(5),
+                scope(b"_SB_", &[virtio_device(3, 0xfeb0_0600, 8)]),
+            ]
+            .concat(),
+            [name("_S5_", &package), scope(b"_SB_", &[])].concat(),
+            scope(b"\\\0", &[scope(b"_SB_", &[]), name("_S5_", &package)]),
+        ] {
+            let mut record = Record::default();
+            assert_eq!(walk_for(&aml, &[b"LNRO0005"], &mut record), Ok(0));
+            assert!(
+                record.0.iter().any(|line| line.starts_with("name \\_S5_")),
+                "{:?}",
+                record.0
+            );
+        }
+        let aml = scope(b"PCI0", &[name("_S5_", &package)]);
+        let mut record = Record::default();
+        assert_eq!(walk_for(&aml, &[b"LNRO0005"], &mut record), Ok(0));
+        assert_eq!(record.0, Vec::<String>::new());
+    }
+
     #[test]
     fn walk_for_skips_scopes_without_a_needle() {
         let aml = [
@@ -776,28 +878,46 @@ mod tests {
         assert!(everything.iter().any(|line| line.contains("PCI0.DEV0")));
     }
 
+    /// Paths of objects named with `^`, `\` and several segments, and the
+    /// paths of what follows them (a prefix's copy must not leak into the
+    /// next object's path).
     #[test]
     fn parent_prefixes_and_multi_segment_names_resolve() {
-        let resolve = |scope: &str, name: &str| {
-            // A used buffer: what it held before must not show.
-            let mut path = String::from("\\OLD_.PATH");
-            resolve_into(scope, name, &mut path);
-            path
-        };
-        assert_eq!(resolve("\\_SB_.PCI0", "^DEV0"), "\\_SB_.DEV0");
-        assert_eq!(resolve("\\_SB_", "^^X"), "\\X");
-        assert_eq!(resolve("\\", "_S5_"), "\\_S5_");
-        assert_eq!(resolve("\\_SB_", "\\_GPE"), "\\_GPE");
-        assert_eq!(resolve("\\_SB_", "DEV1"), "\\_SB_.DEV1");
-        let reader = Reader {
-            aml: b"\x2f\x03_SB_PCI0DEV0",
-            unknown_opcodes: 0,
-            needles: None,
-            buffers: Vec::new(),
-        };
-        let mut name = String::from("stale");
-        assert_eq!(reader.name_string(0, &mut name), Ok(14));
-        assert_eq!(name, "_SB_.PCI0.DEV0");
+        let aml = scope(
+            b"_SB_",
+            &[scope(
+                b"PCI0",
+                &[
+                    name("^DV0_", &[0x01]),
+                    name("^^X___", &[0x01]),
+                    name("\\_GPE", &[0x01]),
+                    name("\x2f\x03_SB_PCI0DEV0", &[0x01]),
+                    name("\x2eAAAABBBB", &[0x01]),
+                    name("DEV1", &[0x01]),
+                    scope(b"^\0", &[name("INSD", &[0x01])]),
+                    name("LAST", &[0x01]),
+                ],
+            )],
+        );
+        let (seen, unknown) = walked(&aml);
+        assert_eq!(unknown, 0);
+        let paths: Vec<&str> = seen
+            .iter()
+            .map(|line| line.split(' ').nth(1).unwrap())
+            .collect();
+        assert_eq!(
+            paths,
+            [
+                "\\_SB_.DV0_",
+                "\\X___",
+                "\\_GPE",
+                "\\_SB_.PCI0._SB_.PCI0.DEV0",
+                "\\_SB_.PCI0.AAAA.BBBB",
+                "\\_SB_.PCI0.DEV1",
+                "\\_SB_.INSD",
+                "\\_SB_.PCI0.LAST",
+            ]
+        );
     }
 
     /// `Method (_CBA) { Return (value) }` inside a device, as QEMU's GPEX
@@ -808,7 +928,7 @@ mod tests {
         #[derive(Default)]
         struct Cba(Vec<Option<u64>>);
         impl<'a> Visitor<'a> for Cba {
-            fn device(&mut self, _path: &str, objects: &DeviceObjects<'a>) {
+            fn device(&mut self, _path: Path<'_>, objects: &DeviceObjects<'a>) {
                 self.0.push(objects.cba);
             }
         }

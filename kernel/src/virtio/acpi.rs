@@ -7,7 +7,7 @@
 
 extern crate alloc;
 
-use alloc::string::String;
+use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
 use super::{Discovery, MmioDevice};
@@ -37,7 +37,7 @@ pub(crate) struct DsdtScan {
 }
 
 impl aml::Visitor<'_> for DsdtScan {
-    fn device(&mut self, path: &str, objects: &DeviceObjects<'_>) {
+    fn device(&mut self, path: aml::Path<'_>, objects: &DeviceObjects<'_>) {
         if objects.hid != Some(Hid::String(VIRTIO_MMIO_HID)) {
             return;
         }
@@ -54,7 +54,7 @@ impl aml::Visitor<'_> for DsdtScan {
                 found_by: Discovery::Acpi,
             }),
             Err(reason) => self.skipped.push(SkippedDevice {
-                path: path.into(),
+                path: path.to_string(),
                 reason,
             }),
         }
