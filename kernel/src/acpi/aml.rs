@@ -247,6 +247,8 @@ struct Reader<'a> {
     unknown_opcodes: usize,
     /// Sorted offsets of what the walk looks for; `None` walks everything.
     needles: Option<Vec<usize>>,
+    /// The first of `needles` not before the last package asked about.
+    next_needle: usize,
     /// The paths being walked: each scope's and object's path is a range
     /// of it, appended on the way in and cut off on the way out, so a
     /// name costs no allocation and a path is built once per object.
@@ -261,6 +263,7 @@ impl<'a> Reader<'a> {
             aml,
             unknown_opcodes: 0,
             needles,
+            next_needle: 0,
             paths,
         }
     }
@@ -528,11 +531,19 @@ impl<'a> Reader<'a> {
     }
 
     /// Whether `[start, end)` holds one of the needles (always, without).
-    fn holds_a_needle(&self, start: usize, end: usize) -> bool {
-        self.needles.as_ref().is_none_or(|offsets| {
-            let first = offsets.partition_point(|&offset| offset < start);
-            offsets.get(first).is_some_and(|&offset| offset < end)
-        })
+    /// Packages are asked about in table order (each `start` at or after
+    /// the last), so a cursor that only moves forward finds the first
+    /// needle at or after `start`: no search per package.
+    fn holds_a_needle(&mut self, start: usize, end: usize) -> bool {
+        let Some(offsets) = &self.needles else {
+            return true;
+        };
+        let mut next = self.next_needle;
+        while offsets.get(next).is_some_and(|&offset| offset < start) {
+            next += 1;
+        }
+        self.next_needle = next;
+        offsets.get(next).is_some_and(|&offset| offset < end)
     }
 
     /// An integer constant (ZeroOp, OneOp, OnesOp, Byte/Word/DWord/QWord).
