@@ -339,6 +339,8 @@ pub fn ip_config(data: &[u8]) {
 struct CheckedWalk<'a> {
     aml: &'a [u8],
     virtio_devices: usize,
+    /// SLP_TYPa of every `\_S5_` package the walk saw.
+    s5: Vec<u8>,
 }
 
 impl<'a> aml::Visitor<'a> for CheckedWalk<'a> {
@@ -363,6 +365,9 @@ impl<'a> aml::Visitor<'a> for CheckedWalk<'a> {
 
     fn name(&mut self, path: aml::Path<'_>, data: aml::Data<'a>) {
         assert!(path.as_bytes().starts_with(b"\\"), "name path {path:?}");
+        if let (b"\\_S5_", aml::Data::Package { first: Some(first) }) = (path.as_bytes(), data) {
+            self.s5.push(u8::try_from(first & 0x7).unwrap_or(0));
+        }
         if let aml::Data::String(bytes) | aml::Data::Buffer(bytes) = data {
             assert!(
                 is_slice_of(bytes, self.aml),
@@ -381,11 +386,14 @@ pub fn dsdt_aml(data: &[u8]) {
     let mut walk = CheckedWalk {
         aml: data,
         virtio_devices: 0,
+        s5: Vec::new(),
     };
     let walked = aml::walk(data, &mut walk);
     let scan = virtio_mmio_devices_from_dsdt(data);
-    // The boot's walk skips packages that cannot hold a transport or
-    // `\_S5`; where the full walk succeeds it must find the same devices.
+    // The boot's walk skips packages that cannot hold a transport (but
+    // never the root's term list or `Scope (\)`); where the full walk
+    // succeeds it must find the same devices, and a `\_S5` the full walk
+    // saw too (it may miss one written inside a skipped scope).
     if let Ok(full) = &scan {
         let facts =
             DsdtFacts::scan(data).expect("the skipping walk fails where the full one succeeds");
@@ -393,6 +401,13 @@ pub fn dsdt_aml(data: &[u8]) {
             facts.virtio_mmio.devices, full.devices,
             "the skipping walk missed transports"
         );
+        if let Some(s5) = facts.s5 {
+            assert!(
+                walk.s5.contains(&s5),
+                "a \\_S5 the full walk did not see: {s5} (it saw {:?})",
+                walk.s5
+            );
+        }
     }
     match (&walked, &scan) {
         (Ok(unknown), Ok(scan)) => {
