@@ -147,7 +147,7 @@ pub(crate) fn walk<'a>(aml: &'a [u8], visitor: &mut impl Visitor<'a>) -> Result<
 /// whatever it holds, as is the root's own term list: that is where ACPI
 /// puts the root's objects such as `\_S5`, so they need no needle.
 /// Finding the needles is one pass over the table; each package then
-/// costs a binary search.
+/// costs a step of a cursor over their offsets.
 pub(crate) fn walk_for<'a>(
     aml: &'a [u8],
     needles: &[&[u8]],
@@ -171,7 +171,7 @@ pub(crate) fn walk_for<'a>(
 /// per needle: instructions are what a boot under an emulating hypervisor
 /// pays for, and the DSDT's needles are searched two at a time. A probe
 /// whose byte ends no needle is a table load and an add; only the others
-/// compare needles, byte by byte from the end.
+/// compare needles.
 pub(crate) fn find_any(haystack: &[u8], needles: &[&[u8]], out: &mut Vec<usize>) {
     /// Set in a table entry when the byte ends some needle.
     const ENDS_A_NEEDLE: u8 = 0x80;
@@ -192,9 +192,7 @@ pub(crate) fn find_any(haystack: &[u8], needles: &[&[u8]], out: &mut Vec<usize>)
             let entry = &mut table[usize::from(byte)];
             *entry = (*entry & ENDS_A_NEEDLE) | (*entry & !ENDS_A_NEEDLE).min(distance);
         }
-    }
-    for needle in needles {
-        table[usize::from(needle[needle.len() - 1])] |= ENDS_A_NEEDLE;
+        table[usize::from(tail[window - 1])] |= ENDS_A_NEEDLE;
     }
     let mut end = window - 1;
     while let Some(&byte) = haystack.get(end) {
@@ -202,13 +200,7 @@ pub(crate) fn find_any(haystack: &[u8], needles: &[&[u8]], out: &mut Vec<usize>)
         if entry & ENDS_A_NEEDLE != 0 {
             let before = &haystack[..=end];
             for needle in needles {
-                if before.len() >= needle.len()
-                    && needle
-                        .iter()
-                        .rev()
-                        .zip(before.iter().rev())
-                        .all(|(a, b)| a == b)
-                {
+                if before.ends_with(needle) {
                     out.push(before.len() - needle.len());
                 }
             }
