@@ -378,6 +378,9 @@ struct HostBridgeSearch {
 }
 
 impl<'a> aml::Visitor<'a> for HostBridgeSearch {
+    // Devices only: no `Name`'s path is built.
+    const NAMES: Option<&'static [[u8; 4]]> = Some(&[]);
+
     fn device(&mut self, _path: aml::Path<'_>, objects: &aml::DeviceObjects<'a>) {
         let is_host_bridge = match objects.hid {
             Some(aml::Hid::Eisa(id)) => PCI_HOST_BRIDGE_EISA.contains(&id),

@@ -37,6 +37,9 @@ pub(crate) struct DsdtScan {
 }
 
 impl aml::Visitor<'_> for DsdtScan {
+    // Devices only: no `Name`'s path is built.
+    const NAMES: Option<&'static [[u8; 4]]> = Some(&[]);
+
     fn device(&mut self, path: aml::Path<'_>, objects: &DeviceObjects<'_>) {
         if objects.hid != Some(Hid::String(VIRTIO_MMIO_HID)) {
             return;
