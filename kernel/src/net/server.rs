@@ -1094,79 +1094,6 @@ mod tests {
     /// A server on 127.0.0.1/8 over the loopback device, 127.0.0.1 allowed
     /// to power off, with a clock the test moves. The clients' sockets live
     /// in the server's socket set, on the same interface.
-    #[test]
-    fn a_quiet_group_times_out_beside_a_busy_one_and_a_turn_looks_at_its_groups_only() {
-        let mut harness = Harness::new();
-        let quiet: Vec<SocketHandle> = (0..3 * u16::try_from(GROUP_SIZE).unwrap())
-            .map(|index| harness.established(CLIENT_PORT + 100 + index))
-            .collect();
-        for &handle in &quiet {
-            harness
-                .client(handle)
-                .send_slice(b"GET /health HTTP/1.1\r\n\r\n")
-                .unwrap();
-            let received = harness.await_responses(handle, 1, 50);
-            assert_eq!(responses(&received)[0].connection, "keep-alive");
-        }
-        let busy = harness.established(CLIENT_PORT);
-        let exchange = |harness: &mut Harness| {
-            harness
-                .client(busy)
-                .send_slice(b"GET /health HTTP/1.1\r\n\r\n")
-                .unwrap();
-            let received = harness.await_responses(busy, 1, 50);
-            assert_eq!(responses(&received)[0].body, b"ok\n");
-        };
-        exchange(&mut harness);
-        // The clients' delayed ACKs go out.
-        harness.now += Duration::from_millis(100);
-        for _ in 0..10 {
-            harness.turn();
-        }
-        // Settled: no deadline comes within an exchange, so its turns
-        // walk the busy group and look at no other.
-        let looks = harness.server.walks.looks;
-        exchange(&mut harness);
-        assert_eq!(
-            harness.server.walks.looks, looks,
-            "no group's deadline came"
-        );
-        let walks: Vec<usize> = harness
-            .server
-            .groups
-            .iter()
-            .map(|group| group.walks)
-            .collect();
-        exchange(&mut harness);
-        let walked: Vec<usize> = harness
-            .server
-            .groups
-            .iter()
-            .zip(&walks)
-            .enumerate()
-            .filter(|(_, (group, walks))| group.walks != **walks)
-            .map(|(number, _)| number)
-            .collect();
-        assert_eq!(walked, [0, group_of(3 * GROUP_SIZE)]);
-        // The quiet groups' idle deadlines still come while the busy one
-        // keeps the turns going.
-        for _ in 0..6 {
-            harness.now += Duration::from_secs(1);
-            exchange(&mut harness);
-            assert!(harness.client(busy).may_recv(), "the busy one stays open");
-        }
-        for _ in 0..20 {
-            harness.turn();
-        }
-        assert!(
-            quiet
-                .iter()
-                .all(|&handle| !harness.client(handle).may_recv()),
-            "every idle connection closed"
-        );
-        assert_eq!(harness.server.load().open, 1);
-    }
-
     struct Harness {
         server: Server<Loopback>,
         now: Instant,
@@ -1197,6 +1124,25 @@ mod tests {
             let turn = self.server.poll(self.now, &TestPages);
             self.now += Duration::from_millis(1);
             turn
+        }
+
+        /// `count` clients from ports `first..`, each answered once and
+        /// kept alive.
+        fn kept_alive(&mut self, first: u16, count: usize) -> Vec<SocketHandle> {
+            let quiet: Vec<SocketHandle> = (first..)
+                .take(count)
+                .map(|port| self.established(port))
+                .collect();
+            for &handle in &quiet {
+                self.client(handle)
+                    .send_slice(b"GET /health HTTP/1.1\r\n\r\n")
+                    .unwrap();
+            }
+            for &handle in &quiet {
+                let received = self.await_responses(handle, 1, 50);
+                assert_eq!(responses(&received)[0].connection, "keep-alive");
+            }
+            quiet
         }
 
         /// A client socket with `buffer`-byte buffers, connecting from `port`.
@@ -1658,21 +1604,72 @@ mod tests {
     }
 
     #[test]
-    fn a_request_walks_only_the_group_of_its_connection() {
+    fn a_quiet_group_times_out_beside_a_busy_one_and_a_turn_looks_at_its_groups_only() {
         let mut harness = Harness::new();
-        let quiet: Vec<SocketHandle> = (0..100)
-            .map(|index| harness.established(CLIENT_PORT + 100 + index))
-            .collect();
-        for &handle in &quiet {
+        let quiet = harness.kept_alive(CLIENT_PORT + 100, 3 * GROUP_SIZE);
+        let busy = harness.established(CLIENT_PORT);
+        let exchange = |harness: &mut Harness| {
             harness
-                .client(handle)
+                .client(busy)
                 .send_slice(b"GET /health HTTP/1.1\r\n\r\n")
                 .unwrap();
+            let received = harness.await_responses(busy, 1, 50);
+            assert_eq!(responses(&received)[0].body, b"ok\n");
+        };
+        exchange(&mut harness);
+        // The clients' delayed ACKs go out.
+        harness.now += Duration::from_millis(100);
+        for _ in 0..10 {
+            harness.turn();
         }
-        for &handle in &quiet {
-            let received = harness.await_responses(handle, 1, 50);
-            assert_eq!(responses(&received)[0].connection, "keep-alive");
+        // Settled: no deadline comes within an exchange, so its turns
+        // walk the busy group and look at no other.
+        let looks = harness.server.walks.looks;
+        exchange(&mut harness);
+        assert_eq!(
+            harness.server.walks.looks, looks,
+            "no group's deadline came"
+        );
+        let walks: Vec<usize> = harness
+            .server
+            .groups
+            .iter()
+            .map(|group| group.walks)
+            .collect();
+        exchange(&mut harness);
+        let walked: Vec<usize> = harness
+            .server
+            .groups
+            .iter()
+            .zip(&walks)
+            .enumerate()
+            .filter(|(_, (group, walks))| group.walks != **walks)
+            .map(|(number, _)| number)
+            .collect();
+        assert_eq!(walked, [0, group_of(3 * GROUP_SIZE)]);
+        // The quiet groups' idle deadlines still come while the busy one
+        // keeps the turns going.
+        for _ in 0..6 {
+            harness.now += Duration::from_secs(1);
+            exchange(&mut harness);
+            assert!(harness.client(busy).may_recv(), "the busy one stays open");
         }
+        for _ in 0..20 {
+            harness.turn();
+        }
+        assert!(
+            quiet
+                .iter()
+                .all(|&handle| !harness.client(handle).may_recv()),
+            "every idle connection closed"
+        );
+        assert_eq!(harness.server.load().open, 1);
+    }
+
+    #[test]
+    fn a_request_walks_only_the_group_of_its_connection() {
+        let mut harness = Harness::new();
+        let quiet = harness.kept_alive(CLIENT_PORT + 100, 100);
         for _ in 0..20 {
             harness.turn();
         }
