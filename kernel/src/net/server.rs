@@ -1126,6 +1126,19 @@ mod tests {
             turn
         }
 
+        /// How many times each group was walked so far.
+        fn walks(&self) -> Vec<usize> {
+            self.server.groups.iter().map(|group| group.walks).collect()
+        }
+
+        /// The groups walked since [`Self::walks`] gave `before`.
+        fn walked_since(&self, before: &[usize]) -> Vec<usize> {
+            let now = self.walks();
+            (0..now.len())
+                .filter(|&number| before.get(number) != Some(&now[number]))
+                .collect()
+        }
+
         /// `count` clients from ports `first..`, each answered once and
         /// kept alive.
         fn kept_alive(&mut self, first: u16, count: usize) -> Vec<SocketHandle> {
@@ -1630,22 +1643,9 @@ mod tests {
             harness.server.walks.looks, looks,
             "no group's deadline came"
         );
-        let walks: Vec<usize> = harness
-            .server
-            .groups
-            .iter()
-            .map(|group| group.walks)
-            .collect();
+        let walks = harness.walks();
         exchange(&mut harness);
-        let walked: Vec<usize> = harness
-            .server
-            .groups
-            .iter()
-            .zip(&walks)
-            .enumerate()
-            .filter(|(_, (group, walks))| group.walks != **walks)
-            .map(|(number, _)| number)
-            .collect();
+        let walked = harness.walked_since(&walks);
         assert_eq!(walked, [0, group_of(3 * GROUP_SIZE)]);
         // The quiet groups' idle deadlines still come while the busy one
         // keeps the turns going.
@@ -1681,23 +1681,10 @@ mod tests {
         }
         let groups = harness.server.groups.len();
         assert_eq!(groups, 1 + 101_usize.div_ceil(GROUP_SIZE));
-        let before: Vec<usize> = harness
-            .server
-            .groups
-            .iter()
-            .map(|group| group.walks)
-            .collect();
+        let before = harness.walks();
         let response = harness.exchange(CLIENT_PORT, b"GET /health HTTP/1.1\r\n\r\n", 50);
         assert_eq!(responses(&response)[0].body, b"ok\n");
-        let walked: Vec<usize> = harness
-            .server
-            .groups
-            .iter()
-            .zip(&before)
-            .enumerate()
-            .filter(|(_, (group, walks))| group.walks != **walks)
-            .map(|(number, _)| number)
-            .collect();
+        let walked = harness.walked_since(&before);
         assert_eq!(harness.server.load().open, 100, "the quiet ones stay open");
         // Sockets 0..100 hold the quiet connections; the new one took the
         // listener, socket 100.
