@@ -124,12 +124,8 @@ impl Connection {
         self.peer = None;
         self.request.clear();
         self.response.clear();
-        if self.request.capacity() > REQUEST_KEPT {
-            self.request = Vec::with_capacity(REQUEST_KEPT);
-        }
-        if self.response.capacity() > RESPONSE_KEPT {
-            self.response = Vec::with_capacity(RESPONSE_KEPT);
-        }
+        give_back(&mut self.request, REQUEST_KEPT);
+        give_back(&mut self.response, RESPONSE_KEPT);
         self.sent = 0;
         self.close_after = false;
         self.closing = false;
@@ -142,6 +138,15 @@ impl Connection {
     fn idle_deadline(&self) -> Option<Instant> {
         (self.active && self.response.is_empty() && !self.closing)
             .then_some(self.last_activity + IDLE_TIMEOUT)
+    }
+}
+
+/// Swaps a buffer that grew past `room` (for a status page, a trace dump,
+/// a long request head) for one of `room`: no connection keeps what a
+/// thousand of them could not each hold.
+fn give_back(buffer: &mut Vec<u8>, room: usize) {
+    if buffer.capacity() > room {
+        *buffer = Vec::with_capacity(room);
     }
 }
 
@@ -981,11 +986,7 @@ fn serve(
                 break;
             }
             connection.response.clear();
-            // A page or a trace dump leaves no room a thousand
-            // connections would each hold.
-            if connection.response.capacity() > RESPONSE_KEPT {
-                connection.response = Vec::with_capacity(RESPONSE_KEPT);
-            }
+            give_back(&mut connection.response, RESPONSE_KEPT);
             connection.sent = 0;
             // The keep-alive idle clock runs from the answer.
             connection.last_activity = now;
