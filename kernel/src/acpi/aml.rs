@@ -145,68 +145,195 @@ pub(crate) fn walk<'a>(aml: &'a [u8], visitor: &mut impl Visitor<'a>) -> Result<
 /// `needles` is skipped whole, unread and unreported: what a visitor
 /// looks for by name or `_HID` cannot be inside it. `Scope (\)` is read
 /// whatever it holds, as is the root's own term list: that is where ACPI
-/// puts the root's objects such as `\_S5`, so they need no needle.
-/// Finding the needles is one pass over the table; each package then
-/// costs a step of a cursor over their offsets.
+/// puts the root's objects such as `\_S5`, so they need no needle. A
+/// `Device` made only of plain `Name`s may be read and reported without
+/// a search, whatever it holds, where reading it costs less.
+/// The needles are searched for lazily, from each package asked about to
+/// the first occurrence: bytes of packages that come after the last
+/// occurrence found and are skipped or read are never searched, so on
+/// QEMU's DSDT each transport costs a search of its first 20 bytes.
 pub(crate) fn walk_for<'a>(
     aml: &'a [u8],
     needles: &[&[u8]],
     visitor: &mut impl Visitor<'a>,
 ) -> Result<usize, AmlError> {
-    // Offsets come out in the order their needles end: sorted already
-    // unless needles of different lengths end close together.
-    let mut offsets: Vec<usize> = Vec::new();
-    find_any(aml, needles, &mut offsets);
-    if !offsets.is_sorted() {
-        offsets.sort_unstable();
-    }
-    Reader::new(aml, Some(offsets)).read_all(visitor)
+    let needles = Needles {
+        search: SetSearch::new(needles),
+        from: 0,
+        next: None,
+    };
+    Reader::new(aml, Some(needles)).read_all(visitor)
 }
 
 /// Appends the offset of every occurrence of any of `needles` in
-/// `haystack`, in the order they end, in one pass (Horspool's search for a
-/// set of needles: the window is the shortest needle, and it moves by what
-/// the byte at its end allows for every needle's last window of bytes).
-/// About `haystack.len() / shortest` probes, not one per byte, nor one pass
-/// per needle: instructions are what a boot under an emulating hypervisor
-/// pays for, and the DSDT's needles are searched two at a time. A probe
-/// whose byte ends no needle is a table load and an add; only the others
-/// compare needles.
+/// `haystack`, in the order they end, in one pass ([`SetSearch`]).
 pub(crate) fn find_any(haystack: &[u8], needles: &[&[u8]], out: &mut Vec<usize>) {
+    if let Some(search) = SetSearch::new(needles) {
+        search.each_from(haystack, 0, |start| {
+            out.push(start);
+            usize::MAX
+        });
+    }
+}
+
+/// Horspool's search for a set of needles: the window is the shortest
+/// needle, and it moves by what the byte at its end allows for every
+/// needle's last window of bytes. About `haystack.len() / shortest`
+/// probes, not one per byte, nor one pass per needle: instructions are
+/// what a boot under an emulating hypervisor pays for. A probe whose byte
+/// ends no needle is a table load and an add; only the others compare
+/// needles.
+struct SetSearch<'n> {
+    needles: &'n [&'n [u8]],
+    window: usize,
+    longest: usize,
+    table: [u8; 256],
+}
+
+impl<'n> SetSearch<'n> {
     /// Set in a table entry when the byte ends some needle.
     const ENDS_A_NEEDLE: u8 = 0x80;
-    let Some(window) = needles.iter().map(|needle| needle.len()).min() else {
-        return;
-    };
-    if window == 0 {
-        return;
-    }
-    // A shift below the true one only costs probes: cap it to fit beside
-    // the flag.
-    let most = u8::try_from(window).unwrap_or(u8::MAX).min(!ENDS_A_NEEDLE);
-    let mut table = [most; 256];
-    for needle in needles {
-        let tail = &needle[needle.len() - window..];
-        for (index, &byte) in tail[..window - 1].iter().enumerate() {
-            let distance = u8::try_from(window - 1 - index).unwrap_or(u8::MAX);
-            let entry = &mut table[usize::from(byte)];
-            *entry = (*entry & ENDS_A_NEEDLE) | (*entry & !ENDS_A_NEEDLE).min(distance);
+
+    /// `None` without needles, or with an empty one.
+    fn new(needles: &'n [&'n [u8]]) -> Option<Self> {
+        let window = needles.iter().map(|needle| needle.len()).min()?;
+        if window == 0 {
+            return None;
         }
-        table[usize::from(tail[window - 1])] |= ENDS_A_NEEDLE;
+        let longest = needles.iter().map(|needle| needle.len()).max()?;
+        // A shift below the true one only costs probes: cap it to fit
+        // beside the flag.
+        let most = u8::try_from(window)
+            .unwrap_or(u8::MAX)
+            .min(!Self::ENDS_A_NEEDLE);
+        let mut table = [most; 256];
+        for needle in needles {
+            let tail = &needle[needle.len() - window..];
+            for (index, &byte) in tail[..window - 1].iter().enumerate() {
+                let distance = u8::try_from(window - 1 - index).unwrap_or(u8::MAX);
+                let entry = &mut table[usize::from(byte)];
+                *entry =
+                    (*entry & Self::ENDS_A_NEEDLE) | (*entry & !Self::ENDS_A_NEEDLE).min(distance);
+            }
+            table[usize::from(tail[window - 1])] |= Self::ENDS_A_NEEDLE;
+        }
+        Some(Self {
+            needles,
+            window,
+            longest,
+            table,
+        })
     }
-    let mut end = window - 1;
-    while let Some(&byte) = haystack.get(end) {
-        let entry = table[usize::from(byte)];
-        if entry & ENDS_A_NEEDLE != 0 {
-            let before = &haystack[..=end];
-            for needle in needles {
-                if before.ends_with(needle) {
-                    out.push(before.len() - needle.len());
+
+    /// Calls `found` with the start of every occurrence that starts at or
+    /// after `from`, in the order they end; `found` returns the end below
+    /// which the search is worth going on.
+    fn each_from(&self, haystack: &[u8], from: usize, mut found: impl FnMut(usize) -> usize) {
+        let Some(mut end) = from.checked_add(self.window - 1) else {
+            return;
+        };
+        let mut limit = usize::MAX;
+        while end < limit
+            && let Some(&byte) = haystack.get(end)
+        {
+            let entry = self.table[usize::from(byte)];
+            if entry & Self::ENDS_A_NEEDLE != 0 {
+                let before = &haystack[..=end];
+                for needle in self.needles {
+                    if ends_with(before, needle) {
+                        let start = before.len() - needle.len();
+                        if start >= from {
+                            limit = limit.min(found(start));
+                        }
+                    }
                 }
             }
+            end += usize::from(entry & !Self::ENDS_A_NEEDLE);
         }
-        end += usize::from(entry & !ENDS_A_NEEDLE);
     }
+
+    /// The first start of an occurrence at or after `from`. Occurrences
+    /// come in the order they end: after the first one, the search goes
+    /// on only as far as a longer needle could end that starts before it.
+    fn first_from(&self, haystack: &[u8], from: usize) -> Option<usize> {
+        let mut first = usize::MAX;
+        self.each_from(haystack, from, |start| {
+            first = first.min(start);
+            first + self.longest - 1
+        });
+        (first != usize::MAX).then_some(first)
+    }
+}
+
+/// `haystack.ends_with(needle)`, with one 8-byte compare for a needle of
+/// 8 bytes (`LNRO0005`) instead of a call of `memcmp`.
+fn ends_with(haystack: &[u8], needle: &[u8]) -> bool {
+    match (haystack.last_chunk::<8>(), <&[u8; 8]>::try_from(needle)) {
+        (Some(tail), Ok(needle)) => tail == needle,
+        _ => haystack.ends_with(needle),
+    }
+}
+
+/// The needles of a [`walk_for`] and what is known of them: the first
+/// occurrence at or after `from` (`Some(None)`: there is none). Without
+/// a needle to search for (none, or an empty one), no package holds one.
+struct Needles<'n> {
+    search: Option<SetSearch<'n>>,
+    from: usize,
+    next: Option<Option<usize>>,
+}
+
+impl Needles<'_> {
+    /// Whether an occurrence starts in `[start, end)`. Packages are asked
+    /// about in table order, so what was found for an earlier start
+    /// answers for a later one until the walk passes it.
+    fn any_in(&mut self, aml: &[u8], start: usize, end: usize) -> bool {
+        if let Some(known) = self.known(start, end) {
+            return known;
+        }
+        let next = self
+            .search
+            .as_ref()
+            .and_then(|search| search.first_from(aml, start));
+        self.from = start;
+        self.next = Some(next);
+        next.is_some_and(|next| next < end)
+    }
+
+    /// [`Self::any_in`] when what was found answers it; `None` when only
+    /// a search can.
+    fn known(&self, start: usize, end: usize) -> Option<bool> {
+        if self.search.is_none() {
+            return Some(false);
+        }
+        match self.next {
+            Some(Some(next)) if next >= start && self.from <= start => Some(next < end),
+            Some(None) if self.from <= start => Some(false),
+            _ => None,
+        }
+    }
+}
+
+/// Where the first NUL of `bytes` is, eight bytes a step: a word has a
+/// zero byte where `(word - 0x01…01) & !word & 0x80…80` has a bit, and
+/// the lowest such bit is the first zero byte's exactly (strings in AML
+/// end with one).
+fn first_nul(bytes: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let mut at = 0;
+    while let Some(word) = bytes.get(at..).and_then(<[u8]>::first_chunk::<8>) {
+        let word = u64::from_le_bytes(*word);
+        let zeros = word.wrapping_sub(ONES) & !word & HIGHS;
+        if zeros != 0 {
+            return Some(at + usize::try_from(zeros.trailing_zeros() / 8).unwrap_or(0));
+        }
+        at += 8;
+    }
+    bytes[at..]
+        .iter()
+        .position(|&byte| byte == 0)
+        .map(|index| at + index)
 }
 
 /// A NameString as the table has it (ACPI 6.5 §20.2.2): whether it starts
@@ -221,7 +348,10 @@ struct Name<'a> {
 impl Name<'_> {
     /// Whether this is the one-segment relative name `segment` (`_HID`).
     fn is(&self, segment: &[u8; 4]) -> bool {
-        !self.root && self.parents == 0 && self.segments == segment
+        // As arrays: a 4-byte compare, not a call of `memcmp`.
+        !self.root
+            && self.parents == 0
+            && <&[u8; 4]>::try_from(self.segments).is_ok_and(|segments| segments == segment)
     }
 
     /// Whether a `V` is told about a `Name` with this name.
@@ -234,28 +364,25 @@ impl Name<'_> {
     }
 }
 
-struct Reader<'a> {
+struct Reader<'a, 'n> {
     aml: &'a [u8],
     unknown_opcodes: usize,
-    /// Sorted offsets of what the walk looks for; `None` walks everything.
-    needles: Option<Vec<usize>>,
-    /// The first of `needles` not before the last package asked about.
-    next_needle: usize,
+    /// What the walk looks for; `None` walks everything.
+    needles: Option<Needles<'n>>,
     /// The paths being walked: each scope's and object's path is a range
     /// of it, appended on the way in and cut off on the way out, so a
     /// name costs no allocation and a path is built once per object.
     paths: Vec<u8>,
 }
 
-impl<'a> Reader<'a> {
-    fn new(aml: &'a [u8], needles: Option<Vec<usize>>) -> Self {
+impl<'a, 'n> Reader<'a, 'n> {
+    fn new(aml: &'a [u8], needles: Option<Needles<'n>>) -> Self {
         let mut paths = Vec::with_capacity(64);
         paths.push(opcode::ROOT_CHAR);
         Self {
             aml,
             unknown_opcodes: 0,
             needles,
-            next_needle: 0,
             paths,
         }
     }
@@ -461,21 +588,39 @@ impl<'a> Reader<'a> {
         Ok(())
     }
 
-    fn scoped(
+    fn scoped<V: Visitor<'a>>(
         &mut self,
         at: usize,
         limit: usize,
         scope: &Range<usize>,
         is_device: bool,
         depth: usize,
-        visitor: &mut impl Visitor<'a>,
+        visitor: &mut V,
     ) -> Result<usize, AmlError> {
         let (end, body) = self.pkg_length(at, limit)?;
         let (name, body) = self.name_string(body)?;
         // A name without segments is the root or an ancestor (`Scope (\)`,
         // `Scope (^)`): the root's is read whatever it holds.
         let aliases_a_scope = name.segments.is_empty();
-        if depth >= MAX_DEPTH || !(aliases_a_scope || self.holds_a_needle(at, end)) {
+        if depth >= MAX_DEPTH {
+            return Ok(end);
+        }
+        // A device of plain `Name`s that the needles found so far say
+        // nothing about is read before any search: reading it costs less
+        // than searching it, and a visitor is told no more than a full
+        // walk tells it.
+        let known = self.needle_known(at, end);
+        if is_device
+            && !aliases_a_scope
+            && known != Some(false)
+            && let Some(objects) = self.plain_names::<V>(body, end)
+        {
+            let path = self.enter(scope, &name);
+            visitor.device(self.path(path), &objects);
+            self.leave(scope);
+            return Ok(end);
+        }
+        if !(aliases_a_scope || known.unwrap_or_else(|| self.holds_a_needle(at, end))) {
             return Ok(end);
         }
         let path = self.enter(scope, &name);
@@ -504,6 +649,81 @@ impl<'a> Reader<'a> {
         walked.map(|()| end)
     }
 
+    /// A device body `[at, end)` made only of `Name`s of one segment with
+    /// an integer, a string or a buffer, none of them a name `V` is told
+    /// about: what every VMM's virtio-mmio transport is (`_HID`, `_UID`,
+    /// `_CCA`, `_CRS`). Read in one tight loop, what [`Self::term_list`]
+    /// would read from it; `None` leaves anything else, or anything
+    /// malformed, to that general reader.
+    fn plain_names<V: Visitor<'a>>(&self, at: usize, end: usize) -> Option<DeviceObjects<'a>> {
+        // Segments as integers: one compare each, not four.
+        const HID: u32 = u32::from_le_bytes(*b"_HID");
+        const UID: u32 = u32::from_le_bytes(*b"_UID");
+        const CRS: u32 = u32::from_le_bytes(*b"_CRS");
+        let mut objects = DeviceObjects::default();
+        let mut rest = self.aml.get(at..end)?;
+        while let &[op, lead, b, c, d, kind, ref tail @ ..] = rest {
+            // A lead byte that is no prefix: one NameSeg (`name_string`).
+            if op != opcode::NAME
+                || matches!(
+                    lead,
+                    opcode::ROOT_CHAR
+                        | opcode::PARENT_PREFIX
+                        | opcode::ZERO
+                        | opcode::DUAL_NAME_PREFIX
+                        | opcode::MULTI_NAME_PREFIX
+                )
+            {
+                return None;
+            }
+            let segment = [lead, b, c, d];
+            if V::NAMES.is_none_or(|wanted| wanted.contains(&segment)) {
+                return None;
+            }
+            let (data, after) = match kind {
+                opcode::ZERO => (Data::Integer(0), tail),
+                opcode::ONE => (Data::Integer(1), tail),
+                opcode::ONES => (Data::Integer(u64::MAX), tail),
+                opcode::BYTE_PREFIX => {
+                    let (&[value], tail) = tail.split_first_chunk::<1>()?;
+                    (Data::Integer(u64::from(value)), tail)
+                }
+                opcode::WORD_PREFIX => {
+                    let (value, tail) = tail.split_first_chunk::<2>()?;
+                    (Data::Integer(u64::from(u16::from_le_bytes(*value))), tail)
+                }
+                opcode::DWORD_PREFIX => {
+                    let (value, tail) = tail.split_first_chunk::<4>()?;
+                    (Data::Integer(u64::from(u32::from_le_bytes(*value))), tail)
+                }
+                opcode::QWORD_PREFIX => {
+                    let (value, tail) = tail.split_first_chunk::<8>()?;
+                    (Data::Integer(u64::from_le_bytes(*value)), tail)
+                }
+                opcode::STRING_PREFIX => {
+                    let length = first_nul(tail)?;
+                    (Data::String(&tail[..length]), &tail[length + 1..])
+                }
+                opcode::BUFFER => {
+                    let buffer = end - tail.len() - 1;
+                    let (data, after) = self.data(buffer, end).ok()?;
+                    (data, self.aml.get(after..end)?)
+                }
+                _ => return None,
+            };
+            match (u32::from_le_bytes(segment), data) {
+                (HID, Data::String(text)) => objects.hid = Some(Hid::String(text)),
+                (HID, Data::Integer(id)) => objects.hid = Some(Hid::Eisa(id)),
+                (UID, Data::Integer(uid)) => objects.uid = Some(uid),
+                (CRS, Data::Buffer(bytes)) => objects.crs = Some(bytes),
+                _ => {}
+            }
+            rest = after;
+        }
+        // A tail too short for a `Name` is the general reader's to judge.
+        rest.is_empty().then_some(objects)
+    }
+
     /// A method at `at` (its PkgLength): the offset after it, and the
     /// constant it returns when it is `_CBA` and its whole body is
     /// `Return (constant)`.
@@ -523,19 +743,19 @@ impl<'a> Reader<'a> {
     }
 
     /// Whether `[start, end)` holds one of the needles (always, without).
-    /// Packages are asked about in table order (each `start` at or after
-    /// the last), so a cursor that only moves forward finds the first
-    /// needle at or after `start`: no search per package.
     fn holds_a_needle(&mut self, start: usize, end: usize) -> bool {
-        let Some(offsets) = &self.needles else {
-            return true;
-        };
-        let mut next = self.next_needle;
-        while offsets.get(next).is_some_and(|&offset| offset < start) {
-            next += 1;
+        match &mut self.needles {
+            Some(needles) => needles.any_in(self.aml, start, end),
+            None => true,
         }
-        self.next_needle = next;
-        offsets.get(next).is_some_and(|&offset| offset < end)
+    }
+
+    /// [`Self::holds_a_needle`] when it is known without a search.
+    fn needle_known(&self, start: usize, end: usize) -> Option<bool> {
+        match &self.needles {
+            Some(needles) => needles.known(start, end),
+            None => Some(true),
+        }
     }
 
     /// An integer constant (ZeroOp, OneOp, OnesOp, Byte/Word/DWord/QWord).
@@ -570,10 +790,7 @@ impl<'a> Reader<'a> {
         match self.byte(at)? {
             opcode::STRING_PREFIX => {
                 let text = at + 1;
-                let length = self
-                    .bytes(text, limit.min(self.aml.len()))?
-                    .iter()
-                    .position(|&b| b == 0)
+                let length = first_nul(self.bytes(text, limit.min(self.aml.len()))?)
                     .ok_or(AmlError { offset: at })?;
                 Ok((
                     Data::String(self.bytes(text, text + length)?),
@@ -766,6 +983,58 @@ mod tests {
         );
     }
 
+    /// A transport as QEMU writes it is read by the plain-`Name` loop,
+    /// to what the general reader finds in it.
+    #[test]
+    fn a_transport_is_plain_names() {
+        let aml = virtio_device(3, 0xfeb0_0600, 8);
+        // DeviceOp (2 bytes), a 2-byte PkgLength, the name.
+        let body = 2 + 2 + 4;
+        struct Devices;
+        impl Visitor<'_> for Devices {
+            const NAMES: Option<&'static [[u8; 4]]> = Some(&[*b"_S5_"]);
+        }
+        let reader = Reader::new(&aml, None);
+        let plain = reader.plain_names::<Devices>(body, aml.len());
+        let mut general = DeviceObjects::default();
+        Reader::new(&aml, None)
+            .term_list(
+                body,
+                aml.len(),
+                0..1,
+                Some(&mut general),
+                1,
+                &mut Record::default(),
+            )
+            .unwrap();
+        assert_eq!(plain, Some(general));
+        assert!(general.crs.is_some() && general.uid == Some(3));
+    }
+
+    #[test]
+    fn the_first_nul_is_found_in_every_position() {
+        for length in 0..20 {
+            for nul in 0..=length {
+                let mut bytes = vec![0xffu8; length];
+                let mut expected = None;
+                if nul < length {
+                    bytes[nul] = 0;
+                    expected = Some(nul);
+                    // Bytes past it do not matter, a 0x01 after a zero
+                    // included (the trick's false positives lie above).
+                    if nul + 1 < length {
+                        bytes[nul + 1] = 0x01;
+                    }
+                }
+                assert_eq!(first_nul(&bytes), expected, "{bytes:?}");
+                bytes
+                    .iter_mut()
+                    .for_each(|byte| *byte = if *byte == 0xff { 0x80 } else { *byte });
+                assert_eq!(first_nul(&bytes), expected, "{bytes:?}");
+            }
+        }
+    }
+
     #[test]
     fn every_occurrence_is_found() {
         let haystack = b"xxLNRO0005LNRO0005_S5_LNRO000LNRO0005";
@@ -823,6 +1092,15 @@ mod tests {
             }
             naive.sort_unstable();
             assert_eq!(found, naive, "{haystack:?} {needles:?}");
+            let search = SetSearch::new(&needles).unwrap();
+            for from in 0..=haystack.len() + 1 {
+                let first = naive.iter().copied().find(|&start| start >= from);
+                assert_eq!(
+                    search.first_from(&haystack, from),
+                    first,
+                    "from {from}: {haystack:?} {needles:?}"
+                );
+            }
         }
     }
 

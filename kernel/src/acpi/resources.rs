@@ -28,40 +28,49 @@ const CONSUMER: u8 = 1;
 /// One resource descriptor: its kind (the small item's name, or the large
 /// item's tag) and its body.
 fn descriptors(template: &[u8]) -> impl Iterator<Item = Result<(u8, &[u8]), &'static str>> + '_ {
-    let mut at = 0;
+    const TRUNCATED: &str = "resource template truncated";
+    // What is left to read: slices, so each step checks one length.
+    let mut rest = template;
     core::iter::from_fn(move || {
-        let tag = *template.get(at)?;
-        let (kind, body, next) = if tag & 0x80 == 0 {
-            let length = usize::from(tag & 0x07);
-            ((tag >> 3) & 0x0f, at + 1, at + 1 + length)
+        let (&tag, tail) = rest.split_first()?;
+        let split = if tag & 0x80 == 0 {
+            let kind = (tag >> 3) & 0x0f;
+            tail.split_at_checked(usize::from(tag & 0x07))
+                .map(|(body, after)| (kind, body, if kind == SMALL_END { &[][..] } else { after }))
         } else {
-            let Some(length) = template.get(at + 1..at + 3) else {
-                at = template.len();
-                return Some(Err("resource template truncated"));
-            };
-            let length = usize::from(u16::from_le_bytes([length[0], length[1]]));
-            (tag, at + 3, at + 3 + length)
+            tail.split_first_chunk::<2>().and_then(|(length, tail)| {
+                tail.split_at_checked(usize::from(u16::from_le_bytes(*length)))
+                    .map(|(body, after)| (tag, body, after))
+            })
         };
-        let Some(body) = template.get(body..next) else {
-            at = template.len();
-            return Some(Err("resource template truncated"));
+        let Some((kind, body, after)) = split else {
+            rest = &[];
+            return Some(Err(TRUNCATED));
         };
-        at = if kind == SMALL_END && tag & 0x80 == 0 {
-            template.len()
-        } else {
-            next
-        };
+        rest = after;
         Some(Ok((kind, body)))
     })
 }
 
 /// The little-endian field of `width` bytes at `offset` of `body`.
 fn le(body: &[u8], offset: usize, width: usize) -> Option<u64> {
-    body.get(offset..offset.checked_add(width)?).map(|b| {
-        b.iter()
-            .rev()
-            .fold(0u64, |value, &byte| (value << 8) | u64::from(byte))
-    })
+    // Fixed widths: one load each, not a loop over the bytes.
+    let field = body.get(offset..)?;
+    match width {
+        1 => field.first().copied().map(u64::from),
+        2 => field
+            .first_chunk()
+            .copied()
+            .map(u16::from_le_bytes)
+            .map(u64::from),
+        4 => field
+            .first_chunk()
+            .copied()
+            .map(u32::from_le_bytes)
+            .map(u64::from),
+        8 => field.first_chunk().copied().map(u64::from_le_bytes),
+        _ => None,
+    }
 }
 
 /// A device's memory window and interrupt.

@@ -18,7 +18,7 @@ use crate::acpi::resources;
 
 /// The `_HID` Linux's virtio-mmio driver matches on ACPI systems
 /// (`drivers/virtio/virtio_mmio.c`, `virtio_mmio_acpi_match`).
-pub(crate) const VIRTIO_MMIO_HID: &[u8] = b"LNRO0005";
+pub(crate) const VIRTIO_MMIO_HID: &[u8; 8] = b"LNRO0005";
 
 /// A device that names itself `LNRO0005` but whose `_CRS` is unusable.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,7 +41,11 @@ impl aml::Visitor<'_> for DsdtScan {
     const NAMES: Option<&'static [[u8; 4]]> = Some(&[]);
 
     fn device(&mut self, path: aml::Path<'_>, objects: &DeviceObjects<'_>) {
-        if objects.hid != Some(Hid::String(VIRTIO_MMIO_HID)) {
+        // As an array: an 8-byte compare, not a call of `memcmp`.
+        let Some(Hid::String(hid)) = objects.hid else {
+            return;
+        };
+        if !<&[u8; 8]>::try_from(hid).is_ok_and(|hid| hid == VIRTIO_MMIO_HID) {
             return;
         }
         let transport = match objects.crs {
