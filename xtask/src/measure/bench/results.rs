@@ -92,6 +92,10 @@ pub(crate) struct Sample {
     pub(crate) verify_mib_per_second: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) verify_crc_mib_per_second: Option<f64>,
+    /// mote only: how many `virtio-mmio … acpi` lines the boot printed,
+    /// the transports its DSDT named.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) acpi_transports: Option<usize>,
 }
 
 impl Sample {

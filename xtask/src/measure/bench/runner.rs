@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
 use mote_boot::protocol::exit::Status;
-use mote_boot::protocol::report::{DiskName, Elapsed, Fact};
+use mote_boot::protocol::report::{Discovery, DiskName, Elapsed, Fact, VirtioMmio};
 
 use regex::Regex;
 
@@ -351,6 +351,22 @@ fn judge_external_power_off(
     problems
 }
 
+/// The transports a boot found in the DSDT: its `virtio-mmio … acpi` lines.
+fn acpi_transports(stdout: &[String]) -> usize {
+    stdout
+        .iter()
+        .filter(|line| {
+            matches!(
+                Fact::parse_line(line),
+                Some(Ok(Fact::VirtioMmio(VirtioMmio {
+                    found_by: Discovery::Acpi,
+                    ..
+                })))
+            )
+        })
+        .count()
+}
+
 /// The `ready …` report line, whichever unit it counts in.
 fn is_ready_line(line: &str) -> bool {
     matches!(Fact::parse_line(line), Some(Ok(Fact::Ready(_))))
@@ -396,6 +412,7 @@ fn sample_from_boot(
         ap_bring_up_us: None,
         verify_mib_per_second: None,
         verify_crc_mib_per_second: None,
+        acpi_transports: None,
     };
     if finished.timed_out {
         let reason = format!("timed out after {} s and was killed", timeout.as_secs_f64());
@@ -456,6 +473,7 @@ fn sample_from_boot(
             let power_off = ending;
             let report = BootReport::parse(stdout);
             sample.entry_to_ready_us = report.ready_microseconds().map(|us| us as f64);
+            sample.acpi_transports = Some(acpi_transports(stdout));
             read_smp_figures(&mut sample, stdout);
             // A served boot has no tslog dump: its serial bytes would delay the services.
             if !configuration.served {
@@ -796,6 +814,7 @@ mod tests {
             ap_bring_up_us: None,
             verify_mib_per_second: None,
             verify_crc_mib_per_second: None,
+            acpi_transports: None,
         }
     }
 

@@ -18,6 +18,8 @@ const SERVED_INSTRUCTIONS_TARGET: u64 = 40_000;
 const SERVED_DEVICE_EXITS_TARGET: u64 = 70;
 /// Target (e): discovering the DSDT's virtio-mmio transports, instructions.
 const DSDT_DISCOVERY_TARGET: u64 = 5_000;
+/// The DSDT target (e) is set on: QEMU microvm's transports, all taken.
+const DSDT_DISCOVERY_TRANSPORTS: usize = 24;
 /// Target (g): (b)'s ratio under TCG.
 const TCG_FLOOR_RATIO_TARGET: f64 = 1.05;
 
@@ -495,6 +497,11 @@ fn cost_targets(run: &BenchRun) -> String {
             continue;
         }
         let us = stats::median(&sums);
+        let transports = run
+            .samples_of(&configuration.name)
+            .filter(|sample| sample.counts())
+            .filter_map(|sample| sample.acpi_transports)
+            .max();
         discovery = true;
         #[allow(
             clippy::cast_possible_truncation,
@@ -502,12 +509,30 @@ fn cost_targets(run: &BenchRun) -> String {
             reason = "an icount span: a whole, positive instruction count"
         )]
         let instructions = (us * ICOUNT_INSTRUCTIONS_PER_US).round() as u64;
+        // The target is the DSDT at its largest: QEMU microvm's 24
+        // transports, all taken. A smaller one is measured, not judged.
+        let (found, judged) = match transports {
+            Some(count) => (
+                format!(", {count} transports"),
+                if count == DSDT_DISCOVERY_TRANSPORTS {
+                    verdict(instructions <= DSDT_DISCOVERY_TARGET).to_owned()
+                } else {
+                    format!(
+                        "not judged (the target is for {DSDT_DISCOVERY_TRANSPORTS}; the budget-acpi \
+                         case boots them)"
+                    )
+                },
+            ),
+            None => (
+                String::new(),
+                verdict(instructions <= DSDT_DISCOVERY_TARGET).to_owned(),
+            ),
+        };
         let _ = writeln!(
             out,
-            "(e) DSDT discovery (dsdt_walk + virtio_discovery, ACPI on), {}: {instructions} instructions, \
-             target <= {DSDT_DISCOVERY_TARGET}: {}",
+            "(e) DSDT discovery (dsdt_walk + virtio_discovery, ACPI on), {}{found}: {instructions} instructions, \
+             target <= {DSDT_DISCOVERY_TARGET} for {DSDT_DISCOVERY_TRANSPORTS} transports: {judged}",
             configuration.name,
-            verdict(instructions <= DSDT_DISCOVERY_TARGET)
         );
     }
     if !discovery {
@@ -776,6 +801,7 @@ mod tests {
             ap_bring_up_us: None,
             verify_mib_per_second: None,
             verify_crc_mib_per_second: None,
+            acpi_transports: None,
         }
     }
 
@@ -811,6 +837,7 @@ mod tests {
                 ap_bring_up_us: Some(2000.0 + 100.0 * noise),
                 verify_mib_per_second: Some(75.0 + noise),
                 verify_crc_mib_per_second: Some(96.0 + noise),
+                acpi_transports: None,
                 phases: vec![
                     PhaseTime {
                         path: "pvh_entry".into(),
@@ -991,10 +1018,27 @@ mod tests {
         assert!(
             text.contains(
                 "(e) DSDT discovery (dsdt_walk + virtio_discovery, ACPI on), mote-kvm-blk-net: 14537 instructions, \
-                 target <= 5000: MISS"
+                 target <= 5000 for 24 transports: MISS"
             ),
             "{text}"
         );
+        // A DSDT of two transports is measured, not judged; one of 24 is.
+        for (transports, said) in [
+            (
+                2,
+                "mote-kvm-blk-net, 2 transports: 14537 instructions, target <= 5000 for 24 transports: not judged",
+            ),
+            (
+                24,
+                "mote-kvm-blk-net, 24 transports: 14537 instructions, target <= 5000 for 24 transports: MISS",
+            ),
+        ] {
+            for sample in &mut acpi.samples {
+                sample.acpi_transports = Some(transports);
+            }
+            let text = cost_targets(&acpi);
+            assert!(text.contains(said), "{text}");
+        }
     }
 
     #[test]
