@@ -203,7 +203,9 @@ impl Network {
             if irq.is_some() {
                 self.server.device().ack_interrupt();
             }
+            self.server.device().hold_notifications();
             let turn = self.server.poll(now, pages);
+            self.server.device().release_notifications();
             if let Some(cidr) = turn.configured {
                 let _ = self.write_address(&mut console::Writer, cidr);
             }

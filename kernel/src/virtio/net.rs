@@ -15,6 +15,7 @@
 extern crate alloc;
 
 use alloc::boxed::Box;
+use alloc::sync::Arc;
 use alloc::vec;
 use alloc::vec::Vec;
 use core::cell::RefCell;
@@ -67,11 +68,14 @@ struct Driver {
     /// Transmit buffers given back, for the next frames; one is
     /// allocated when none is (at most one per descriptor).
     tx_free: Vec<Box<[u8]>>,
+    /// The transport's: holds the queues' notifications for a turn.
+    negotiation: Arc<Negotiation>,
 }
 
 impl Driver {
     fn new(
         transport: InOrder<SomeTransport<'static>>,
+        negotiation: &Arc<Negotiation>,
         buffer_len: usize,
     ) -> Result<Self, NetError> {
         let raw = Raw::new(transport).map_err(NetError::Driver)?;
@@ -80,6 +84,7 @@ impl Driver {
             rx_posted: [const { None }; QUEUE_SIZE],
             tx_in_flight: [const { None }; QUEUE_SIZE],
             tx_free: Vec::new(),
+            negotiation: Arc::clone(negotiation),
         };
         for _ in 0..QUEUE_SIZE {
             driver
@@ -129,6 +134,17 @@ impl Driver {
         if let Err(error) = self.post_rx(buffer) {
             log::warn!("virtio-net: receive buffer not recycled: {error:?}");
         }
+    }
+
+    /// Writes the held notifications, and holds again if `hold`. The
+    /// transport writes them before its next access, and acknowledging
+    /// the interrupt is the access `VirtIONetRaw` lets a driver make.
+    fn write_held_notifications(&mut self, hold: bool) {
+        self.negotiation.hold_notifications(false);
+        if self.negotiation.notifications_held() {
+            let _ = self.raw.ack_interrupt();
+        }
+        self.negotiation.hold_notifications(hold);
     }
 
     /// Takes back every frame the device has used.
@@ -181,10 +197,18 @@ impl Driver {
         // not touched until the device has used it and `transmit_complete`
         // returned it; the queues are unset before it is freed.
         match unsafe { self.raw.transmit_begin(&buffer[..end]) } {
-            Ok(token) => match self.tx_in_flight.get_mut(usize::from(token)) {
-                Some(slot @ None) => *slot = Some((buffer, end)),
-                _ => log::warn!("virtio-net: transmit token {token} already in flight"),
-            },
+            Ok(token) => {
+                match self.tx_in_flight.get_mut(usize::from(token)) {
+                    Some(slot @ None) => *slot = Some((buffer, end)),
+                    _ => log::warn!("virtio-net: transmit token {token} already in flight"),
+                }
+                // A full ring while a turn holds the notifications: the
+                // device is told now, so that it frees descriptors for the
+                // rest of the turn's frames.
+                if self.negotiation.holding() && !self.raw.can_send() {
+                    self.write_held_notifications(true);
+                }
+            }
             Err(error) => {
                 log::warn!("virtio-net: send failed: {error:?}");
                 self.tx_free.push(buffer);
@@ -208,14 +232,14 @@ impl VirtioNetDevice {
     /// PCI bus:device.function) makes a MAC for a device that offers none.
     pub(crate) fn new(
         transport: InOrder<SomeTransport<'static>>,
-        negotiation: &Negotiation,
+        negotiation: &Arc<Negotiation>,
         base: u64,
         buffer_len: usize,
     ) -> Result<Self, NetError> {
         // One notification for the receive buffers posted at start, not
         // one each: written by the acknowledgement below.
         negotiation.hold_notifications(true);
-        let net = Driver::new(transport, buffer_len).map(Box::new);
+        let net = Driver::new(transport, negotiation, buffer_len).map(Box::new);
         negotiation.hold_notifications(false);
         let mut net = net?;
         if negotiation.refused() {
@@ -254,6 +278,24 @@ impl VirtioNetDevice {
     /// unmasked again).
     pub(crate) fn ack_interrupt(&self) {
         let _ = self.net.borrow_mut().raw.ack_interrupt();
+    }
+
+    /// Holds the queues' notifications until
+    /// [`Self::release_notifications`]: a turn's frames and reposted
+    /// receive buffers are then announced with one write per queue, not
+    /// one each (every write is a VM exit, and QEMU's virtio-net wakes its
+    /// I/O thread for each).
+    pub(crate) fn hold_notifications(&self) {
+        self.net.borrow().negotiation.hold_notifications(true);
+    }
+
+    /// Writes the notifications held since [`Self::hold_notifications`].
+    /// The transport writes them before its next access, and acknowledging
+    /// the interrupt is the access `VirtIONetRaw` lets a driver make (the
+    /// ISR over virtio-mmio; none with MSI-X): the turn that follows sees
+    /// every frame received so far anyway.
+    pub(crate) fn release_notifications(&self) {
+        self.net.borrow_mut().write_held_notifications(false);
     }
 }
 

@@ -158,6 +158,17 @@ impl Negotiation {
         self.holding.store(hold, Ordering::Relaxed);
     }
 
+    /// Notifications are being held.
+    pub(crate) fn holding(&self) -> bool {
+        self.holding.load(Ordering::Relaxed)
+    }
+
+    /// Some queue's notification is held, to be written at the
+    /// transport's next access once holding is off.
+    pub(crate) fn notifications_held(&self) -> bool {
+        self.held.load(Ordering::Relaxed) != 0
+    }
+
     /// The queues (bit `n` for queue `n`) whose MSI-X vector the device
     /// read back as `NO_VECTOR`, when [`InOrder::set_queue_vectors`] set
     /// them.
