@@ -200,7 +200,11 @@ impl Driver {
             Ok(token) => {
                 match self.tx_in_flight.get_mut(usize::from(token)) {
                     Some(slot @ None) => *slot = Some((buffer, end)),
-                    _ => log::warn!("virtio-net: transmit token {token} already in flight"),
+                    _ => {
+                        // The device reads it: leaked, never freed under it.
+                        log::warn!("virtio-net: transmit token {token} already in flight");
+                        Box::leak(buffer);
+                    }
                 }
                 // A full ring while a turn holds the notifications: the
                 // device is told now, so that it frees descriptors for the
