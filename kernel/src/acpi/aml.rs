@@ -17,6 +17,8 @@ extern crate alloc;
 use alloc::vec::Vec;
 use core::ops::Range;
 
+use super::resources;
+
 /// Deepest Scope/Device nesting followed (QEMU's is 2).
 const MAX_DEPTH: usize = 16;
 
@@ -312,6 +314,25 @@ impl Needles<'_> {
             _ => None,
         }
     }
+}
+
+/// The integer constant an object starts with (ZeroOp, OneOp, OnesOp, or
+/// a Byte/Word/DWord/QWord prefix and its value, ACPI 6.5 §20.2.3) and
+/// its length. `None`: `bytes` starts with no such opcode; `Some(None)`:
+/// the value runs past `bytes`.
+fn integer_constant(bytes: &[u8]) -> Option<Option<(u64, usize)>> {
+    let (&op, value) = bytes.split_first()?;
+    let width = match op {
+        opcode::ZERO => return Some(Some((0, 1))),
+        opcode::ONE => return Some(Some((1, 1))),
+        opcode::ONES => return Some(Some((u64::MAX, 1))),
+        opcode::BYTE_PREFIX => 1,
+        opcode::WORD_PREFIX => 2,
+        opcode::DWORD_PREFIX => 4,
+        opcode::QWORD_PREFIX => 8,
+        _ => return None,
+    };
+    Some(resources::le(value, 0, width).map(|value| (value, 1 + width)))
 }
 
 /// Where the first NUL of `bytes` is, eight bytes a step: a word has a
@@ -680,36 +701,22 @@ impl<'a, 'n> Reader<'a, 'n> {
             if V::NAMES.is_none_or(|wanted| wanted.contains(&segment)) {
                 return None;
             }
-            let (data, after) = match kind {
-                opcode::ZERO => (Data::Integer(0), tail),
-                opcode::ONE => (Data::Integer(1), tail),
-                opcode::ONES => (Data::Integer(u64::MAX), tail),
-                opcode::BYTE_PREFIX => {
-                    let (&[value], tail) = tail.split_first_chunk::<1>()?;
-                    (Data::Integer(u64::from(value)), tail)
+            let object = &rest[5..];
+            let (data, after) = match (integer_constant(object), kind) {
+                (Some(integer), _) => {
+                    let (value, length) = integer?;
+                    (Data::Integer(value), &object[length..])
                 }
-                opcode::WORD_PREFIX => {
-                    let (value, tail) = tail.split_first_chunk::<2>()?;
-                    (Data::Integer(u64::from(u16::from_le_bytes(*value))), tail)
-                }
-                opcode::DWORD_PREFIX => {
-                    let (value, tail) = tail.split_first_chunk::<4>()?;
-                    (Data::Integer(u64::from(u32::from_le_bytes(*value))), tail)
-                }
-                opcode::QWORD_PREFIX => {
-                    let (value, tail) = tail.split_first_chunk::<8>()?;
-                    (Data::Integer(u64::from_le_bytes(*value)), tail)
-                }
-                opcode::STRING_PREFIX => {
+                (None, opcode::STRING_PREFIX) => {
                     let length = first_nul(tail)?;
                     (Data::String(&tail[..length]), &tail[length + 1..])
                 }
-                opcode::BUFFER => {
-                    let buffer = end - tail.len() - 1;
+                (None, opcode::BUFFER) => {
+                    let buffer = end - object.len();
                     let (data, after) = self.data(buffer, end).ok()?;
                     (data, self.aml.get(after..end)?)
                 }
-                _ => return None,
+                (None, _) => return None,
             };
             match (u32::from_le_bytes(segment), data) {
                 (HID, Data::String(text)) => objects.hid = Some(Hid::String(text)),
@@ -760,25 +767,16 @@ impl<'a, 'n> Reader<'a, 'n> {
 
     /// An integer constant (ZeroOp, OneOp, OnesOp, Byte/Word/DWord/QWord).
     fn integer(&self, at: usize) -> Result<Option<(u64, usize)>, AmlError> {
-        let width = match self.byte(at)? {
-            opcode::ZERO => return Ok(Some((0, at + 1))),
-            opcode::ONE => return Ok(Some((1, at + 1))),
-            opcode::ONES => return Ok(Some((u64::MAX, at + 1))),
-            opcode::BYTE_PREFIX => 1,
-            opcode::WORD_PREFIX => 2,
-            opcode::DWORD_PREFIX => 4,
-            opcode::QWORD_PREFIX => 8,
-            _ => return Ok(None),
-        };
         let bytes = self
             .aml
-            .get(at + 1..at + 1 + width)
+            .get(at..)
+            .filter(|bytes| !bytes.is_empty())
             .ok_or(AmlError { offset: at })?;
-        let value = bytes
-            .iter()
-            .rev()
-            .fold(0u64, |value, &b| (value << 8) | u64::from(b));
-        Ok(Some((value, at + 1 + width)))
+        match integer_constant(bytes) {
+            None => Ok(None),
+            Some(None) => Err(AmlError { offset: at }),
+            Some(Some((value, length))) => Ok(Some((value, at + length))),
+        }
     }
 
     /// A DataRefObject: integer, string, buffer (its bytes), package (its

@@ -52,8 +52,9 @@ fn descriptors(template: &[u8]) -> impl Iterator<Item = Result<(u8, &[u8]), &'st
     })
 }
 
-/// The little-endian field of `width` bytes at `offset` of `body`.
-fn le(body: &[u8], offset: usize, width: usize) -> Option<u64> {
+/// The little-endian field of `width` bytes (1, 2, 4 or 8) at `offset`
+/// of `body`.
+pub(super) fn le(body: &[u8], offset: usize, width: usize) -> Option<u64> {
     // Fixed widths: one load each, not a loop over the bytes.
     let field = body.get(offset..)?;
     match width {
