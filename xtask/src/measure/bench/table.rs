@@ -511,22 +511,15 @@ fn cost_targets(run: &BenchRun) -> String {
         let instructions = (us * ICOUNT_INSTRUCTIONS_PER_US).round() as u64;
         // The target is the DSDT at its largest: QEMU microvm's 24
         // transports, all taken. A smaller one is measured, not judged.
-        let (found, judged) = match transports {
-            Some(count) => (
-                format!(", {count} transports"),
-                if count == DSDT_DISCOVERY_TRANSPORTS {
-                    verdict(instructions <= DSDT_DISCOVERY_TARGET).to_owned()
-                } else {
-                    format!(
-                        "not judged (the target is for {DSDT_DISCOVERY_TRANSPORTS}; the budget-acpi \
-                         case boots them)"
-                    )
-                },
+        let found = transports
+            .map(|count| format!(", {count} transports"))
+            .unwrap_or_default();
+        let judged = match transports {
+            Some(count) if count != DSDT_DISCOVERY_TRANSPORTS => format!(
+                "not judged (the target is for {DSDT_DISCOVERY_TRANSPORTS}; the budget-acpi \
+                 case boots them)"
             ),
-            None => (
-                String::new(),
-                verdict(instructions <= DSDT_DISCOVERY_TARGET).to_owned(),
-            ),
+            _ => verdict(instructions <= DSDT_DISCOVERY_TARGET).to_owned(),
         };
         let _ = writeln!(
             out,
