@@ -176,7 +176,8 @@ impl Driver {
     /// Writes a frame of `length` bytes with `fill` and hands it to the
     /// device.
     fn send<R>(&mut self, length: usize, fill: impl FnOnce(&mut [u8]) -> R) -> R {
-        self.reclaim_tx();
+        // The token came from `can_send`, which took back what the device
+        // had used: a buffer is made only when every other is in flight.
         let mut buffer = self
             .tx_free
             .pop()
